@@ -1,0 +1,67 @@
+//! `rds-csi`: the one binary. Each subcommand is a thin shell over a library crate.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "rds-csi", version, about = "Kubernetes CSI driver for the MikroTik ROSE Data Server (RDS)")]
+struct Cli {
+    /// Log format: human-readable lines or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "RDS_CSI_LOG_FORMAT")]
+    log_format: LogFormat,
+
+    /// Log filter in `tracing` EnvFilter syntax (e.g. `info,routeros=debug`).
+    #[arg(long, global = true, default_value = "info", env = "RDS_CSI_LOG")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// CSI controller service (provisioning on the RDS).
+    Controller,
+    /// CSI node service (NVMe/TCP attach, format, mount).
+    Node,
+    /// Run the RDS simulator: SSH CLI and REST over one persisted state.
+    Sim(rds_sim::SimArgs),
+    /// End-to-end demonstration against the simulator.
+    Demo,
+    /// Check a node and an RDS before trusting them with data.
+    Doctor,
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+fn not_yet(what: &str) -> anyhow::Result<()> {
+    anyhow::bail!("`rds-csi {what}` is not available in this version yet")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log)?;
+    match cli.command {
+        Command::Sim(args) => rds_sim::run(args).await,
+        Command::Controller => not_yet("controller"),
+        Command::Node => not_yet("node"),
+        Command::Demo => not_yet("demo"),
+        Command::Doctor => not_yet("doctor"),
+    }
+}
