@@ -1,0 +1,156 @@
+//! Choosing a volume size from a CSI CapacityRange: exact bytes, rounded up to a granularity.
+
+/// 1 MiB: the default allocation granularity.
+pub const MIB: u64 = 1 << 20;
+/// 1 GiB: the default size when the request gives none.
+pub const GIB: u64 = 1 << 30;
+
+/// How sizes are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizePolicy {
+    /// Every size is a multiple of this (bytes, > 0).
+    pub granularity: u64,
+    /// Size used when neither `required_bytes` nor `limit_bytes` is set.
+    pub default_size: u64,
+}
+
+impl Default for SizePolicy {
+    fn default() -> Self {
+        Self {
+            granularity: MIB,
+            default_size: GIB,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("capacity range has a negative value (required {required}, limit {limit})")]
+    Negative { required: i64, limit: i64 },
+    #[error("required_bytes {required} exceeds limit_bytes {limit}")]
+    RequiredAboveLimit { required: u64, limit: u64 },
+    #[error(
+        "no size that is a multiple of {granularity} bytes lies within [{required}, {limit}] bytes"
+    )]
+    NoAlignedSize {
+        required: u64,
+        limit: u64,
+        granularity: u64,
+    },
+    #[error("requested size {0} bytes overflows")]
+    Overflow(u64),
+}
+
+impl SizePolicy {
+    fn round_up(&self, bytes: u64) -> Result<u64, SizeError> {
+        bytes
+            .div_ceil(self.granularity)
+            .checked_mul(self.granularity)
+            .ok_or(SizeError::Overflow(bytes))
+    }
+
+    fn round_down(&self, bytes: u64) -> u64 {
+        bytes / self.granularity * self.granularity
+    }
+
+    /// The size to provision for `required_bytes`/`limit_bytes` (0 = unset, as in CSI).
+    ///
+    /// The result is the smallest multiple of the granularity that is ≥ `required` (or the
+    /// default size when `required` is unset, capped by `limit`), and never above `limit`.
+    pub fn choose(&self, required: i64, limit: i64) -> Result<u64, SizeError> {
+        if required < 0 || limit < 0 {
+            return Err(SizeError::Negative { required, limit });
+        }
+        let (required, limit) = (required as u64, limit as u64);
+        if limit != 0 && required > limit {
+            return Err(SizeError::RequiredAboveLimit { required, limit });
+        }
+        let wanted = if required == 0 {
+            match limit {
+                0 => self.default_size,
+                _ => self.default_size.min(limit),
+            }
+        } else {
+            required
+        };
+        let size = self.round_up(wanted)?;
+        if limit == 0 || size <= limit {
+            return Ok(size);
+        }
+        // Rounding up overshot the limit; only an unset `required` may round down instead.
+        let down = self.round_down(limit);
+        if required == 0 && down > 0 {
+            return Ok(down);
+        }
+        Err(SizeError::NoAlignedSize {
+            required,
+            limit,
+            granularity: self.granularity,
+        })
+    }
+
+    /// True if an existing volume of `size` bytes satisfies the range (for idempotent creates).
+    pub fn satisfies(size: u64, required: i64, limit: i64) -> bool {
+        (required <= 0 || size >= required as u64) && (limit <= 0 || size <= limit as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: SizePolicy = SizePolicy {
+        granularity: MIB,
+        default_size: GIB,
+    };
+
+    #[test]
+    fn rounds_up_never_down() {
+        assert_eq!(P.choose(1, 0), Ok(MIB));
+        assert_eq!(P.choose(MIB as i64, 0), Ok(MIB));
+        assert_eq!(P.choose(MIB as i64 + 1, 0), Ok(2 * MIB));
+        // 1.5 TiB stays 1.5 TiB: no truncation to whole units.
+        let tib_and_half = (3u64 << 40) / 2;
+        assert_eq!(P.choose(tib_and_half as i64, 0), Ok(tib_and_half));
+    }
+
+    #[test]
+    fn unset_means_default_capped_by_limit() {
+        assert_eq!(P.choose(0, 0), Ok(GIB));
+        assert_eq!(P.choose(0, (512 * MIB) as i64), Ok(512 * MIB));
+        assert_eq!(P.choose(0, (512 * MIB + 5) as i64), Ok(512 * MIB));
+        assert!(matches!(
+            P.choose(0, 1000),
+            Err(SizeError::NoAlignedSize { .. })
+        ));
+    }
+
+    #[test]
+    fn limit_is_honoured() {
+        assert_eq!(P.choose(GIB as i64, GIB as i64), Ok(GIB));
+        assert!(matches!(
+            P.choose(GIB as i64 + 1, GIB as i64 + 10),
+            Err(SizeError::NoAlignedSize { .. })
+        ));
+        assert!(matches!(
+            P.choose(10, 5),
+            Err(SizeError::RequiredAboveLimit { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_negative_and_overflow() {
+        assert!(matches!(P.choose(-1, 0), Err(SizeError::Negative { .. })));
+        assert!(matches!(P.choose(0, -1), Err(SizeError::Negative { .. })));
+        // The largest request still rounds up without overflowing.
+        assert_eq!(P.choose(i64::MAX, 0), Ok(1 << 63));
+    }
+
+    #[test]
+    fn satisfies_checks_both_bounds() {
+        assert!(SizePolicy::satisfies(GIB, GIB as i64, 0));
+        assert!(SizePolicy::satisfies(GIB, 0, 0));
+        assert!(!SizePolicy::satisfies(GIB, GIB as i64 + 1, 0));
+        assert!(!SizePolicy::satisfies(2 * GIB, 0, GIB as i64));
+    }
+}

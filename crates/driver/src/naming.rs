@@ -1,0 +1,193 @@
+//! CSI volume names → RDS slots, NQNs and image paths.
+//!
+//! A `pvc-<uuid>` name (what external-provisioner sends) is used verbatim, which keeps volumes
+//! made by the existing Go driver addressable without migration. Any other CSI name (opaque, up
+//! to 128 bytes, any characters) maps deterministically to `csi-<32 hex digits of SHA-256>`, and
+//! the original name is recorded in the disk's comment so idempotency and listing still work.
+
+use sha2::{Digest, Sha256};
+
+/// Slot prefix of volumes whose CSI name was not a `pvc-<uuid>`.
+pub const HASHED_PREFIX: &str = "csi-";
+/// Slot prefix of volumes named by external-provisioner.
+pub const PVC_PREFIX: &str = "pvc-";
+/// Slot prefixes the driver owns; nothing else is listed or deleted.
+pub const MANAGED_SLOT_PREFIXES: [&str; 2] = [PVC_PREFIX, HASHED_PREFIX];
+/// CSI's limit on names (bytes).
+pub const MAX_NAME_BYTES: usize = 128;
+/// Comment written on every disk the driver creates: `<COMMENT_TAG><csi name>`.
+pub const COMMENT_TAG: &str = "rds-csi:name=";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("volume name is empty")]
+    Empty,
+    #[error("volume name is {0} bytes; CSI allows at most {MAX_NAME_BYTES}")]
+    TooLong(usize),
+    #[error("volume name contains a control character banned by CSI (U+{0:04X})")]
+    BannedCharacter(u32),
+}
+
+/// Checks a CSI name against the spec's rules: non-empty, ≤128 bytes, none of the banned
+/// control characters (U+0000–U+0008, U+000B, U+000C, U+000E–U+001F, U+007F–U+009F).
+pub fn validate_csi_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(NameError::TooLong(name.len()));
+    }
+    if let Some(c) = name.chars().find(|&c| is_banned(c)) {
+        return Err(NameError::BannedCharacter(c as u32));
+    }
+    Ok(())
+}
+
+fn is_banned(c: char) -> bool {
+    matches!(c as u32, 0x00..=0x08 | 0x0B | 0x0C | 0x0E..=0x1F | 0x7F..=0x9F)
+}
+
+/// True for `pvc-` followed by a lowercase canonical UUID, the form external-provisioner uses.
+pub fn is_pvc_name(name: &str) -> bool {
+    let Some(uuid) = name.strip_prefix(PVC_PREFIX) else {
+        return false;
+    };
+    let groups: Vec<&str> = uuid.split('-').collect();
+    let lens = [8, 4, 4, 4, 12];
+    groups.len() == lens.len()
+        && groups.iter().zip(lens).all(|(g, len)| {
+            g.len() == len
+                && g.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// The volume id (= RDS slot) for a validated CSI name.
+pub fn volume_id_for_name(name: &str) -> String {
+    if is_pvc_name(name) {
+        return name.to_owned();
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{HASHED_PREFIX}{hex}")
+}
+
+/// True if a volume id has the shape of one the driver creates. Anything else is not ours:
+/// DeleteVolume treats it as already gone and listing skips it.
+pub fn is_managed_volume_id(id: &str) -> bool {
+    if is_pvc_name(id) {
+        return true;
+    }
+    id.strip_prefix(HASHED_PREFIX).is_some_and(|hex| {
+        hex.len() == 32
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// The comment recorded on a disk for a CSI name.
+pub fn comment_for_name(name: &str) -> String {
+    format!("{COMMENT_TAG}{name}")
+}
+
+/// The CSI name recorded in a disk comment, if the comment is one of ours.
+pub fn name_from_comment(comment: &str) -> Option<&str> {
+    comment.strip_prefix(COMMENT_TAG)
+}
+
+/// The subsystem NQN of a volume: `<prefix>:<volume id>`.
+pub fn nqn_for_volume(nqn_prefix: &str, volume_id: &str) -> String {
+    format!("{nqn_prefix}:{volume_id}")
+}
+
+/// The image path of a volume, `<volume path>/<volume id>.img`, without a leading `/`.
+pub fn image_path(volume_path: &str, volume_id: &str) -> String {
+    format!("{}/{volume_id}.img", volume_path.trim_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PVC: &str = "pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60";
+
+    #[test]
+    fn pvc_names_are_used_verbatim() {
+        assert!(is_pvc_name(PVC));
+        assert_eq!(volume_id_for_name(PVC), PVC);
+        assert!(is_managed_volume_id(PVC));
+    }
+
+    #[test]
+    fn near_pvc_names_are_hashed() {
+        for name in [
+            "pvc-3F2A1C9E-0B7D-4E21-9A55-1D2C3B4A5F60",
+            "pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f6",
+            "pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f600",
+            "pvc-3f2a1c9e0b7d-4e21-9a55-1d2c3b4a5f60",
+            "pvc-",
+            "my volume",
+        ] {
+            assert!(!is_pvc_name(name), "{name}");
+            let id = volume_id_for_name(name);
+            assert!(id.starts_with(HASHED_PREFIX) && id.len() == 36, "{id}");
+            assert!(is_managed_volume_id(&id));
+        }
+    }
+
+    #[test]
+    fn hashing_is_deterministic_and_distinct() {
+        assert_eq!(volume_id_for_name("a"), volume_id_for_name("a"));
+        assert_ne!(volume_id_for_name("a"), volume_id_for_name("b"));
+        let hostile = "x\"; /disk remove [find]; $y\\\n{}ü";
+        let id = volume_id_for_name(hostile);
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    }
+
+    #[test]
+    fn csi_name_rules() {
+        assert_eq!(validate_csi_name(""), Err(NameError::Empty));
+        assert_eq!(
+            validate_csi_name(&"a".repeat(129)),
+            Err(NameError::TooLong(129))
+        );
+        assert!(validate_csi_name(&"a".repeat(128)).is_ok());
+        assert_eq!(
+            validate_csi_name("a\u{7}b"),
+            Err(NameError::BannedCharacter(7))
+        );
+        assert_eq!(
+            validate_csi_name("a\u{85}"),
+            Err(NameError::BannedCharacter(0x85))
+        );
+        // Common whitespace and any other unicode are allowed.
+        assert!(validate_csi_name("tab\there\nnewline ü 日本").is_ok());
+    }
+
+    #[test]
+    fn foreign_ids_are_not_managed() {
+        for id in ["storage-pool", "csi-xyz", "csi-", "", "../etc", "pvc-1"] {
+            assert!(!is_managed_volume_id(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn comment_round_trip() {
+        let c = comment_for_name("any name; [x]");
+        assert_eq!(name_from_comment(&c), Some("any name; [x]"));
+        assert_eq!(name_from_comment("something else"), None);
+    }
+
+    #[test]
+    fn nqn_and_path() {
+        assert_eq!(
+            nqn_for_volume("nqn.2000-02.com.mikrotik", PVC),
+            format!("nqn.2000-02.com.mikrotik:{PVC}")
+        );
+        assert_eq!(
+            image_path("/storage-pool/k8s/", "v"),
+            "storage-pool/k8s/v.img"
+        );
+    }
+}

@@ -1,0 +1,424 @@
+//! StorageClass parameters (CreateVolume) and the VolumeContext handed to the node.
+//!
+//! Every parameter is validated here, before anything reaches the RDS; unknown keys are
+//! rejected so that a typo in a StorageClass is an error, not a silently ignored setting.
+//! The node also accepts the VolumeContext keys written by the existing Go driver, so its
+//! volumes can be adopted as they are.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// Keys the CO itself adds to parameters (PVC/PV names, fstype, secrets references).
+pub const CO_RESERVED_PREFIX: &str = "csi.storage.k8s.io/";
+
+pub const VOLUME_PATH: &str = "volumePath";
+pub const NVME_ADDRESS: &str = "nvmeAddress";
+pub const NVME_PORT: &str = "nvmePort";
+pub const CTRL_LOSS_TMO: &str = "ctrlLossTmo";
+pub const RECONNECT_DELAY: &str = "reconnectDelay";
+pub const KEEP_ALIVE_TMO: &str = "keepAliveTmo";
+pub const NR_IO_QUEUES: &str = "nrIoQueues";
+pub const MKFS_OPTIONS: &str = "mkfsOptions";
+pub const MIGRATION_TIMEOUT_SECONDS: &str = "migrationTimeoutSeconds";
+/// VolumeContext only: the subsystem NQN.
+pub const NQN: &str = "nqn";
+/// VolumeContext only, written by the Go driver: the RDS address, used for NVMe/TCP when
+/// `nvmeAddress` is absent.
+pub const RDS_ADDRESS: &str = "rdsAddress";
+
+const STORAGE_CLASS_KEYS: [&str; 9] = [
+    VOLUME_PATH,
+    NVME_ADDRESS,
+    NVME_PORT,
+    CTRL_LOSS_TMO,
+    RECONNECT_DELAY,
+    KEEP_ALIVE_TMO,
+    NR_IO_QUEUES,
+    MKFS_OPTIONS,
+    MIGRATION_TIMEOUT_SECONDS,
+];
+
+/// Longest `mkfsOptions` accepted; options are split into words, never run through a shell.
+const MAX_MKFS_OPTIONS_BYTES: usize = 512;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    #[error("unknown parameter {0:?} (known: {known})", known = STORAGE_CLASS_KEYS.join(", "))]
+    Unknown(String),
+    #[error("parameter {key}={value:?}: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("volume context has no {0}")]
+    Missing(&'static str),
+}
+
+fn invalid(key: &'static str, value: &str, reason: impl Into<String>) -> ParamError {
+    ParamError::Invalid {
+        key,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// NVMe/TCP connect options carried from StorageClass to node. `None` = kernel default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Seconds the kernel keeps reconnecting before it gives the controller up; -1 = forever.
+    pub ctrl_loss_tmo: Option<i32>,
+    pub reconnect_delay: Option<u32>,
+    pub keep_alive_tmo: Option<u32>,
+    pub nr_io_queues: Option<u32>,
+}
+
+/// Parsed and validated StorageClass parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VolumeParams {
+    /// Directory on the RDS holding images, without leading or trailing `/`.
+    pub volume_path: Option<String>,
+    pub nvme_address: Option<String>,
+    pub nvme_port: Option<u16>,
+    pub connect: ConnectOptions,
+    pub mkfs_options: Option<String>,
+    pub migration_timeout_seconds: Option<u32>,
+}
+
+fn parse_num<T: std::str::FromStr>(
+    key: &'static str,
+    value: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<T, ParamError> {
+    let n: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(key, value, "not an integer"))?;
+    if !range.contains(&n) {
+        return Err(invalid(
+            key,
+            value,
+            format!("must be in {}..={}", range.start(), range.end()),
+        ));
+    }
+    n.to_string()
+        .parse()
+        .map_err(|_| invalid(key, value, "out of range"))
+}
+
+/// A directory path made only of safe components (`[A-Za-z0-9._-]`, no `.`/`..`).
+fn parse_dir_path(key: &'static str, value: &str) -> Result<String, ParamError> {
+    let trimmed = value.trim_matches('/');
+    let ok = !trimmed.is_empty()
+        && trimmed.split('/').all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        });
+    if !ok {
+        return Err(invalid(
+            key,
+            value,
+            "must be a path of [A-Za-z0-9._-] components without '.' or '..'",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A host name, IPv4 or IPv6 literal; nothing that could smuggle fabrics options.
+fn parse_address(key: &'static str, value: &str) -> Result<String, ParamError> {
+    let v = value.trim();
+    if v.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(v.to_owned());
+    }
+    let hostname_ok = !v.is_empty()
+        && v.len() <= 253
+        && v.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !hostname_ok {
+        return Err(invalid(key, value, "must be an IP address or a host name"));
+    }
+    Ok(v.to_owned())
+}
+
+fn parse_mkfs_options(value: &str) -> Result<String, ParamError> {
+    if value.len() > MAX_MKFS_OPTIONS_BYTES {
+        return Err(invalid(
+            MKFS_OPTIONS,
+            value,
+            format!("longer than {MAX_MKFS_OPTIONS_BYTES} bytes"),
+        ));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err(invalid(MKFS_OPTIONS, value, "contains control characters"));
+    }
+    Ok(value.trim().to_owned())
+}
+
+impl ConnectOptions {
+    fn set(&mut self, key: &str, value: &str) -> Result<bool, ParamError> {
+        match key {
+            CTRL_LOSS_TMO => {
+                self.ctrl_loss_tmo = Some(parse_num(CTRL_LOSS_TMO, value, -1..=86_400 * 365)?)
+            }
+            RECONNECT_DELAY => {
+                self.reconnect_delay = Some(parse_num(RECONNECT_DELAY, value, 1..=3600)?)
+            }
+            KEEP_ALIVE_TMO => {
+                self.keep_alive_tmo = Some(parse_num(KEEP_ALIVE_TMO, value, 1..=3600)?)
+            }
+            NR_IO_QUEUES => self.nr_io_queues = Some(parse_num(NR_IO_QUEUES, value, 1..=1024)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn write(&self, ctx: &mut BTreeMap<String, String>) {
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                ctx.insert(k.to_owned(), v);
+            }
+        };
+        put(CTRL_LOSS_TMO, self.ctrl_loss_tmo.map(|v| v.to_string()));
+        put(RECONNECT_DELAY, self.reconnect_delay.map(|v| v.to_string()));
+        put(KEEP_ALIVE_TMO, self.keep_alive_tmo.map(|v| v.to_string()));
+        put(NR_IO_QUEUES, self.nr_io_queues.map(|v| v.to_string()));
+    }
+}
+
+impl VolumeParams {
+    /// Parses StorageClass parameters; keys prefixed `csi.storage.k8s.io/` are the CO's and
+    /// are ignored here, anything else unknown is an error.
+    pub fn parse(params: &HashMap<String, String>) -> Result<Self, ParamError> {
+        let mut p = VolumeParams::default();
+        // Sorted, so that the first error reported does not depend on hash order.
+        let mut entries: Vec<_> = params.iter().collect();
+        entries.sort();
+        for (key, value) in entries {
+            if key.starts_with(CO_RESERVED_PREFIX) || p.connect.set(key, value)? {
+                continue;
+            }
+            match key.as_str() {
+                VOLUME_PATH => p.volume_path = Some(parse_dir_path(VOLUME_PATH, value)?),
+                NVME_ADDRESS => p.nvme_address = Some(parse_address(NVME_ADDRESS, value)?),
+                NVME_PORT => p.nvme_port = Some(parse_num(NVME_PORT, value, 1..=65535)?),
+                MKFS_OPTIONS => p.mkfs_options = Some(parse_mkfs_options(value)?),
+                MIGRATION_TIMEOUT_SECONDS => {
+                    p.migration_timeout_seconds =
+                        Some(parse_num(MIGRATION_TIMEOUT_SECONDS, value, 1..=86_400)?)
+                }
+                _ => return Err(ParamError::Unknown(key.clone())),
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// What the node needs to attach a volume; carried in the VolumeContext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeContext {
+    pub nqn: String,
+    pub nvme_address: String,
+    pub nvme_port: u16,
+    pub connect: ConnectOptions,
+    pub mkfs_options: Option<String>,
+    pub volume_path: Option<String>,
+    pub migration_timeout_seconds: Option<u32>,
+}
+
+impl VolumeContext {
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        let mut ctx = BTreeMap::new();
+        ctx.insert(NQN.to_owned(), self.nqn.clone());
+        ctx.insert(NVME_ADDRESS.to_owned(), self.nvme_address.clone());
+        ctx.insert(NVME_PORT.to_owned(), self.nvme_port.to_string());
+        self.connect.write(&mut ctx);
+        if let Some(v) = &self.mkfs_options {
+            ctx.insert(MKFS_OPTIONS.to_owned(), v.clone());
+        }
+        if let Some(v) = &self.volume_path {
+            ctx.insert(VOLUME_PATH.to_owned(), v.clone());
+        }
+        if let Some(v) = self.migration_timeout_seconds {
+            ctx.insert(MIGRATION_TIMEOUT_SECONDS.to_owned(), v.to_string());
+        }
+        ctx
+    }
+
+    /// Parses a VolumeContext written by this driver or by the Go driver (which may carry
+    /// `rdsAddress` instead of `nvmeAddress`, and keys this driver does not use, which are
+    /// ignored: the context is the CO's cached copy and must not make old volumes unusable).
+    pub fn parse(ctx: &HashMap<String, String>) -> Result<Self, ParamError> {
+        let nqn = ctx.get(NQN).ok_or(ParamError::Missing(NQN))?;
+        if nqn.is_empty()
+            || nqn.len() > 223
+            || !nqn.bytes().all(|b| b.is_ascii_graphic())
+            || nqn.contains(',')
+        {
+            return Err(invalid(NQN, nqn, "not a valid NQN"));
+        }
+        let address = ctx
+            .get(NVME_ADDRESS)
+            .or_else(|| ctx.get(RDS_ADDRESS))
+            .ok_or(ParamError::Missing(NVME_ADDRESS))?;
+        let mut connect = ConnectOptions::default();
+        for key in [CTRL_LOSS_TMO, RECONNECT_DELAY, KEEP_ALIVE_TMO, NR_IO_QUEUES] {
+            if let Some(v) = ctx.get(key) {
+                connect.set(key, v)?;
+            }
+        }
+        Ok(Self {
+            nqn: nqn.clone(),
+            nvme_address: parse_address(NVME_ADDRESS, address)?,
+            nvme_port: match ctx.get(NVME_PORT) {
+                Some(v) => parse_num(NVME_PORT, v, 1..=65535)?,
+                None => 4420,
+            },
+            connect,
+            mkfs_options: ctx
+                .get(MKFS_OPTIONS)
+                .map(|v| parse_mkfs_options(v))
+                .transpose()?,
+            volume_path: ctx
+                .get(VOLUME_PATH)
+                .map(|v| parse_dir_path(VOLUME_PATH, v))
+                .transpose()?,
+            migration_timeout_seconds: ctx
+                .get(MIGRATION_TIMEOUT_SECONDS)
+                .map(|v| parse_num(MIGRATION_TIMEOUT_SECONDS, v, 1..=86_400))
+                .transpose()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_every_parameter() {
+        let p = VolumeParams::parse(&map(&[
+            ("volumePath", "/storage-pool/k8s/"),
+            ("nvmeAddress", "10.0.0.5"),
+            ("nvmePort", "4421"),
+            ("ctrlLossTmo", "-1"),
+            ("reconnectDelay", "2"),
+            ("keepAliveTmo", "5"),
+            ("nrIoQueues", "4"),
+            ("mkfsOptions", "-m 0 -E stride=16"),
+            ("migrationTimeoutSeconds", "300"),
+            ("csi.storage.k8s.io/pvc/name", "data"),
+        ]))
+        .unwrap();
+        assert_eq!(p.volume_path.as_deref(), Some("storage-pool/k8s"));
+        assert_eq!(p.nvme_address.as_deref(), Some("10.0.0.5"));
+        assert_eq!(p.nvme_port, Some(4421));
+        assert_eq!(p.connect.ctrl_loss_tmo, Some(-1));
+        assert_eq!(p.connect.reconnect_delay, Some(2));
+        assert_eq!(p.connect.keep_alive_tmo, Some(5));
+        assert_eq!(p.connect.nr_io_queues, Some(4));
+        assert_eq!(p.mkfs_options.as_deref(), Some("-m 0 -E stride=16"));
+        assert_eq!(p.migration_timeout_seconds, Some(300));
+    }
+
+    #[test]
+    fn rejects_unknown_and_bad_values() {
+        assert_eq!(
+            VolumeParams::parse(&map(&[("volumepath", "x")])),
+            Err(ParamError::Unknown("volumepath".into()))
+        );
+        for (k, v) in [
+            ("nvmePort", "0"),
+            ("nvmePort", "70000"),
+            ("nvmePort", "44a"),
+            ("ctrlLossTmo", "-2"),
+            ("reconnectDelay", "0"),
+            ("nrIoQueues", "99999"),
+            ("volumePath", "../etc"),
+            ("volumePath", "pool/../x"),
+            ("volumePath", "pool/a b"),
+            ("volumePath", "pool/x\";[/disk remove]"),
+            ("nvmeAddress", "10.0.0.1,nqn=evil"),
+            ("nvmeAddress", "host name"),
+            ("mkfsOptions", "-E x\n-F"),
+            ("migrationTimeoutSeconds", "0"),
+        ] {
+            assert!(
+                matches!(
+                    VolumeParams::parse(&map(&[(k, v)])),
+                    Err(ParamError::Invalid { .. })
+                ),
+                "{k}={v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn context_round_trip() {
+        let ctx = VolumeContext {
+            nqn: "nqn.2000-02.com.mikrotik:pvc-1".into(),
+            nvme_address: "rds.local".into(),
+            nvme_port: 4420,
+            connect: ConnectOptions {
+                ctrl_loss_tmo: Some(-1),
+                reconnect_delay: None,
+                keep_alive_tmo: Some(5),
+                nr_io_queues: None,
+            },
+            mkfs_options: None,
+            volume_path: Some("storage-pool".into()),
+            migration_timeout_seconds: Some(120),
+        };
+        let m: HashMap<_, _> = ctx.to_map().into_iter().collect();
+        assert_eq!(VolumeContext::parse(&m), Ok(ctx));
+    }
+
+    #[test]
+    fn accepts_go_driver_context() {
+        let ctx = VolumeContext::parse(&map(&[
+            (
+                "nqn",
+                "nqn.2000-02.com.mikrotik:pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60",
+            ),
+            ("rdsAddress", "192.168.88.1"),
+            ("nvmePort", "4420"),
+            ("ctrlLossTmo", "-1"),
+            ("reconnectDelay", "5"),
+            ("keepAliveTmo", "10"),
+            ("volumePath", "/storage-pool/metal-csi"),
+            ("someOldKey", "ignored"),
+        ]))
+        .unwrap();
+        assert_eq!(ctx.nvme_address, "192.168.88.1");
+        assert_eq!(ctx.connect.ctrl_loss_tmo, Some(-1));
+        assert_eq!(ctx.volume_path.as_deref(), Some("storage-pool/metal-csi"));
+    }
+
+    #[test]
+    fn context_needs_nqn_and_address() {
+        assert_eq!(
+            VolumeContext::parse(&map(&[("nvmeAddress", "1.2.3.4")])),
+            Err(ParamError::Missing(NQN))
+        );
+        assert_eq!(
+            VolumeContext::parse(&map(&[("nqn", "nqn.x:y")])),
+            Err(ParamError::Missing(NVME_ADDRESS))
+        );
+        assert!(VolumeContext::parse(&map(&[("nqn", "a,b"), ("nvmeAddress", "1.2.3.4")])).is_err());
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The one command that runs every test of the project.
+# Installs what it needs from the package registries, then: format check, lints, and the whole
+# test suite (unit, integration against the simulator over real SSH/HTTPS, root tests with loop
+# devices and real mounts).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "all tests passed"
