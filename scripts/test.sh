@@ -2,7 +2,7 @@
 # The one command that runs every test of the project.
 # Installs what it needs from the package registries, then: format check, lints, and the whole
 # test suite (unit, integration against the simulator over real SSH/HTTPS, root tests with loop
-# devices and real mounts).
+# devices and real mounts), then the real NVMe/TCP tests in a QEMU VM (scripts/vm-e2e.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,5 +18,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "NVMe/TCP tests in the QEMU lab"
+scripts/vm-e2e.sh
 
 step "all tests passed"

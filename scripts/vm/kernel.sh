@@ -1,0 +1,9 @@
+#!/bin/bash
+# The VM offers what the other tests need: NVMe/TCP initiator and target, configfs, loop, mkfs.
+set -euo pipefail
+fail() { echo "[test] $*"; exit 1; }
+[[ -c /dev/nvme-fabrics ]] || fail "no /dev/nvme-fabrics"
+[[ -d /sys/kernel/config/nvmet ]] || fail "no nvmet in configfs"
+[[ -x $ROOT/target/debug/rds-csi ]] || fail "no rds-csi binary at $ROOT/target/debug"
+"$ROOT/target/debug/rds-csi" --version
+echo "[test] kernel $(uname -r): nvme-fabrics, nvmet configfs and the project's binary are present"
