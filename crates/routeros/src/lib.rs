@@ -1,1 +1,60 @@
-//! placeholder
+//! RouterOS 7 (ROSE storage) management client for the MikroTik RDS: file-backed NVMe/TCP
+//! disks, their backing files, the storage pool, version and identity, over SSH or REST.
+//!
+//! Pure logic (grammars, quoting, command text, reply parsing, error mapping, version rules,
+//! host-key and certificate pinning) lives in modules without I/O; [`ssh`] and [`rest`] are
+//! the transports and [`Client`] is the entry point.
+//!
+//! ```no_run
+//! # async fn demo() -> routeros::Result<()> {
+//! use routeros::{Client, ClientConfig, DiskSpec, HostKeyPolicy, SshAuth};
+//! let config = ClientConfig::ssh(
+//!     "rds.lan",
+//!     "csi",
+//!     SshAuth::KeyFile { path: "/etc/rds/id_ed25519".into(), passphrase: None },
+//!     HostKeyPolicy::Fingerprints(vec!["SHA256:...".into()]),
+//! );
+//! let client = Client::connect(config).await?;
+//! let disk = client
+//!     .create_file_disk(&DiskSpec {
+//!         slot: "pvc-1".try_into()?,
+//!         file_path: "storage-pool/pvc-1.img".try_into()?,
+//!         size: 10 << 30,
+//!         port: routeros::DEFAULT_NVME_TCP_PORT,
+//!         nqn: "nqn.2000-02.com.mikrotik:pvc-1".try_into()?,
+//!         comment: None,
+//!     })
+//!     .await?;
+//! println!("{} exported as {}", disk.slot, disk.nqn);
+//! # Ok(()) }
+//! ```
+
+pub mod client;
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod hostkey;
+pub mod model;
+pub mod quote;
+pub mod reply;
+pub mod rest;
+pub mod ssh;
+pub mod tls;
+pub mod transport;
+pub mod validate;
+pub mod version;
+
+pub use client::{Client, Limits};
+pub use config::{
+    Backoff, ClientConfig, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY, HostKeyPolicy, Secret, SshAuth, TlsPolicy, TransportConfig,
+};
+pub use error::{Error, Result};
+pub use hostkey::sha256_fingerprint;
+pub use model::{
+    CreateDisk, DEFAULT_NVME_TCP_PORT, DiskSpec, FileDisk, FileEntry, NqnSource, Pool, SystemInfo,
+};
+pub use tls::cert_fingerprint;
+pub use transport::Transport;
+pub use validate::{FilePath, Nqn, Slot};
+pub use version::RouterOsVersion;

@@ -1,0 +1,186 @@
+//! What the SSH and REST servers share: the device behind one lock, the
+//! saver, the fault set, the session gate and the clock.
+//!
+//! Saving happens after the device lock is released and before the reply
+//! goes out, behind its own lock: a save writes the newest state, so
+//! commands that finish while another save runs are covered by the next
+//! one instead of each writing the files in turn.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::device::{Device, Persist};
+use crate::faults::{CommandFaults, FaultControl, SessionGate, SessionPermit};
+use crate::format::{TERMINAL_WIDTH, terminal_wrap};
+use crate::script::{self, RunContext};
+use crate::version::RouterOsVersion;
+
+/// How a command ends for the transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecReply {
+    /// Close the connection without replying (fault).
+    Drop,
+    Output {
+        /// CRLF-terminated, wrapped at the terminal width.
+        stdout: String,
+        exit_status: u32,
+    },
+}
+
+struct Saver {
+    persist: Box<dyn Persist>,
+    /// Generation of the state on disk.
+    saved: u64,
+}
+
+pub struct Engine {
+    device: Mutex<Device>,
+    saver: Mutex<Saver>,
+    pub faults: Arc<FaultControl>,
+    gate: Arc<SessionGate>,
+    started: Instant,
+    version: RouterOsVersion,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// `device` must be saved already (its current generation is on disk).
+    pub fn new(device: Device, persist: Box<dyn Persist>, faults: Arc<FaultControl>) -> Self {
+        let version = device.env().version.clone();
+        let saved = device.generation();
+        Self {
+            saver: Mutex::new(Saver { persist, saved }),
+            device: Mutex::new(device),
+            faults,
+            gate: Arc::new(SessionGate::default()),
+            started: Instant::now(),
+            version,
+        }
+    }
+
+    /// The device, for reads and for work outside commands (start, stop).
+    pub fn lock(&self) -> MutexGuard<'_, Device> {
+        self.device.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn version(&self) -> &RouterOsVersion {
+        &self.version
+    }
+
+    pub fn uptime_seconds(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Admits one session if the cap allows.
+    pub fn admit(&self) -> Option<SessionPermit> {
+        self.gate.try_enter(self.faults.max_sessions())
+    }
+
+    /// Sessions in flight.
+    pub fn active_sessions(&self) -> usize {
+        self.gate.active()
+    }
+
+    /// Writes the state if it changed since the last save. Errors are
+    /// logged (the state in memory stays right; the next save retries).
+    pub fn save(&self) {
+        let mut saver = self.saver.lock().unwrap_or_else(|p| p.into_inner());
+        let job = {
+            let device = self.lock();
+            if device.generation() == saver.saved {
+                return;
+            }
+            device.save_job()
+        };
+        match saver.persist.persist(&job.state, &job.exports) {
+            Ok(()) => saver.saved = job.generation,
+            Err(e) => tracing::error!(error = %e, "saving the state failed"),
+        }
+    }
+
+    /// Runs `f` on the device with the command's conditions applied, then
+    /// saves, on a blocking thread (file and configfs I/O happen inside).
+    pub async fn with_device<T: Send + 'static>(
+        self: &Arc<Self>,
+        faults: &CommandFaults,
+        f: impl FnOnce(&mut Device, &RunContext) -> T + Send + 'static,
+    ) -> T {
+        let engine = Arc::clone(self);
+        let pool_full = faults.pool_full;
+        let ctx = RunContext {
+            float_numbers: faults.float_numbers,
+            uptime_seconds: self.uptime_seconds(),
+        };
+        tokio::task::spawn_blocking(move || {
+            let result = {
+                let mut device = engine.lock();
+                device.set_conditions(unix_now(), pool_full);
+                f(&mut device, &ctx)
+            };
+            engine.save();
+            result
+        })
+        .await
+        .expect("device task panicked")
+    }
+
+    /// One SSH exec request: parse (nothing runs on a syntax error), wait
+    /// the injected latency, then run under the device lock.
+    pub async fn exec(self: &Arc<Self>, text: String) -> ExecReply {
+        let faults = self.faults.begin_command();
+        let parsed = script::parse(&text, &self.version);
+        let adds = parsed.as_ref().map(|s| s.count_disk_adds()).unwrap_or(0) as u32;
+        let delay = faults.latency + faults.slow_add * adds;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if faults.drop {
+            return ExecReply::Drop;
+        }
+        let error_status = if faults.exit_status_on_error { 1 } else { 0 };
+        if let Some(message) = faults.fail {
+            return ExecReply::Output {
+                stdout: terminal_wrap(&[message], TERMINAL_WIDTH),
+                exit_status: error_status,
+            };
+        }
+        let script = match parsed {
+            Ok(script) => script,
+            Err(e) => {
+                return ExecReply::Output {
+                    stdout: terminal_wrap(&[e.to_string()], TERMINAL_WIDTH),
+                    exit_status: error_status,
+                };
+            }
+        };
+        let output = self
+            .with_device(&faults, move |device, ctx| {
+                script::run(&script, device, ctx)
+            })
+            .await;
+        let mut lines = output.lines;
+        let failed = output.error.is_some();
+        if let Some(error) = output.error {
+            tracing::debug!(%error, "command failed");
+            lines.push(error.to_string());
+        }
+        ExecReply::Output {
+            stdout: terminal_wrap(&lines, TERMINAL_WIDTH),
+            exit_status: if failed { error_status } else { 0 },
+        }
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,426 @@
+//! Fault injection: latency, a session cap, failed and dropped commands,
+//! a full pool, slow adds, exit status 1 on errors, float numbers.
+//!
+//! Faults come from the command-line flags (the base), the in-process API,
+//! and the control file `<data-dir>/faults.json`: whenever that file's
+//! modification stamp changes it is re-read and its fields override the
+//! base (fields it leaves out keep their base value); when it disappears
+//! the base applies again. The stamp is checked with one `stat` per command.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the control file in the data directory.
+pub const FAULTS_FILE: &str = "faults.json";
+
+/// The fault set. The JSON form (the control file) uses these field names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every command (SSH exec or REST request).
+    pub latency_ms: u64,
+    /// Up to this much more, uniformly random, per command.
+    pub latency_jitter_ms: u64,
+    /// Sessions (SSH exec channels, REST requests in flight) allowed at once.
+    pub max_sessions: usize,
+    /// The next N commands fail with `fail_message` without running.
+    pub fail_next: u32,
+    /// The RouterOS error text for `fail_next`.
+    pub fail_message: String,
+    /// The next N commands get no reply: the TCP connection is closed.
+    pub drop_next: u32,
+    /// The pool reports no free space; adds and grows fail.
+    pub pool_full: bool,
+    /// Extra latency per `/disk add` (SSH) or create (REST).
+    pub slow_add_ms: u64,
+    /// Exit status 1 (instead of 0) when a script ends with an error.
+    pub exit_status_on_error: bool,
+    /// `:serialize` prints numbers as floats (`1073741824.000000`).
+    pub float_numbers: bool,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            latency_ms: 0,
+            latency_jitter_ms: 0,
+            max_sessions: 20,
+            fail_next: 0,
+            fail_message: "failure: simulated failure".to_string(),
+            drop_next: 0,
+            pool_full: false,
+            slow_add_ms: 0,
+            exit_status_on_error: false,
+            float_numbers: false,
+        }
+    }
+}
+
+/// What one command gets from the fault set (counters already consumed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandFaults {
+    pub latency: Duration,
+    pub slow_add: Duration,
+    /// Close the connection without a reply.
+    pub drop: bool,
+    /// Fail with this text without running.
+    pub fail: Option<String>,
+    pub pool_full: bool,
+    pub exit_status_on_error: bool,
+    pub float_numbers: bool,
+}
+
+/// Identity of a version of the control file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    base: Faults,
+    current: Faults,
+    file_stamp: Option<Stamp>,
+}
+
+/// The live fault set, shared by the servers and the API.
+#[derive(Debug)]
+pub struct FaultControl {
+    inner: Mutex<Inner>,
+    file: Option<PathBuf>,
+}
+
+impl FaultControl {
+    /// Faults with `base` and, if `file` is given, its overrides.
+    pub fn new(base: Faults, file: Option<PathBuf>) -> Self {
+        let control = Self {
+            inner: Mutex::new(Inner {
+                current: base.clone(),
+                base,
+                file_stamp: None,
+            }),
+            file,
+        };
+        control.refresh();
+        control
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The faults now in force.
+    pub fn get(&self) -> Faults {
+        self.refresh();
+        self.lock().current.clone()
+    }
+
+    /// Replaces the fault set (the control file, if it changes later,
+    /// overrides fields again).
+    pub fn set(&self, faults: Faults) {
+        let mut inner = self.lock();
+        inner.base = faults.clone();
+        inner.current = faults;
+    }
+
+    /// Changes the fault set in place, e.g. `update(|f| f.drop_next = 1)`.
+    pub fn update(&self, change: impl FnOnce(&mut Faults)) {
+        let mut faults = self.get();
+        change(&mut faults);
+        self.set(faults);
+    }
+
+    /// The session cap now in force.
+    pub fn max_sessions(&self) -> usize {
+        self.refresh();
+        self.lock().current.max_sessions
+    }
+
+    /// Starts a command: re-reads the control file if it changed, consumes
+    /// one `drop_next` or (else) one `fail_next`, and draws the jitter.
+    pub fn begin_command(&self) -> CommandFaults {
+        self.refresh();
+        let mut inner = self.lock();
+        let f = &mut inner.current;
+        let drop = f.drop_next > 0;
+        let fail = if drop {
+            f.drop_next -= 1;
+            None
+        } else if f.fail_next > 0 {
+            f.fail_next -= 1;
+            Some(f.fail_message.clone())
+        } else {
+            None
+        };
+        let jitter = if f.latency_jitter_ms > 0 {
+            rand::random_range(0..=f.latency_jitter_ms)
+        } else {
+            0
+        };
+        CommandFaults {
+            latency: Duration::from_millis(f.latency_ms + jitter),
+            slow_add: Duration::from_millis(f.slow_add_ms),
+            drop,
+            fail,
+            pool_full: f.pool_full,
+            exit_status_on_error: f.exit_status_on_error,
+            float_numbers: f.float_numbers,
+        }
+    }
+
+    /// Applies the control file if its stamp changed since the last look.
+    fn refresh(&self) {
+        let Some(path) = &self.file else { return };
+        let stamp = stamp_of(path);
+        let mut inner = self.lock();
+        if stamp == inner.file_stamp {
+            return;
+        }
+        // Armed counters are not settings: they keep their remaining count
+        // unless the file sets them.
+        let base = Faults {
+            fail_next: inner.current.fail_next,
+            drop_next: inner.current.drop_next,
+            ..inner.base.clone()
+        };
+        match &stamp {
+            None => {
+                tracing::info!(file = %path.display(), "fault control file gone; flag defaults apply");
+                inner.current = base;
+            }
+            Some(_) => match read_overrides(path, &base) {
+                Ok(faults) => {
+                    tracing::info!(file = %path.display(), ?faults, "fault control file applied");
+                    inner.current = faults;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "fault control file ignored");
+                }
+            },
+        }
+        inner.file_stamp = stamp;
+    }
+}
+
+fn stamp_of(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).ok()?;
+    Some(Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode: meta.ino(),
+    })
+}
+
+/// Why the control file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultsFileError {
+    #[error("reading: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("parsing: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("the file must hold a JSON object")]
+    NotAnObject,
+}
+
+/// `base` with the fields of the JSON object in `path` laid over it.
+fn read_overrides(path: &Path, base: &Faults) -> Result<Faults, FaultsFileError> {
+    let text = fs::read_to_string(path)?;
+    overlay(base, &text)
+}
+
+/// `base` with the fields of the JSON object `text` laid over it. Unknown
+/// fields are errors, so a typo does not silently do nothing.
+pub fn overlay(base: &Faults, text: &str) -> Result<Faults, FaultsFileError> {
+    let overrides: serde_json::Value = serde_json::from_str(text)?;
+    let serde_json::Value::Object(overrides) = overrides else {
+        return Err(FaultsFileError::NotAnObject);
+    };
+    let serde_json::Value::Object(mut merged) = serde_json::to_value(base)? else {
+        unreachable!("Faults serializes to an object")
+    };
+    merged.extend(overrides);
+    Ok(serde_json::from_value(serde_json::Value::Object(merged))?)
+}
+
+/// Counts sessions in flight against the cap.
+#[derive(Debug, Default)]
+pub struct SessionGate {
+    active: AtomicUsize,
+}
+
+/// One admitted session; leaving it (drop) frees the slot.
+#[derive(Debug)]
+pub struct SessionPermit {
+    gate: Arc<SessionGate>,
+}
+
+impl SessionGate {
+    /// Admits a session if fewer than `limit` are active.
+    pub fn try_enter(self: &Arc<Self>, limit: usize) -> Option<SessionPermit> {
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SessionPermit {
+                gate: Arc::clone(self),
+            })
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for SessionPermit {
+    fn drop(&mut self) {
+        self.gate.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_consumed_drop_before_fail() {
+        let control = FaultControl::new(
+            Faults {
+                drop_next: 1,
+                fail_next: 2,
+                fail_message: "no such item".into(),
+                ..Faults::default()
+            },
+            None,
+        );
+        assert!(control.begin_command().drop);
+        let next = control.begin_command();
+        assert!(!next.drop);
+        assert_eq!(next.fail.as_deref(), Some("no such item"));
+        assert_eq!(
+            control.begin_command().fail.as_deref(),
+            Some("no such item")
+        );
+        assert_eq!(control.begin_command().fail, None);
+        assert_eq!(control.get().fail_next, 0);
+    }
+
+    #[test]
+    fn latency_and_jitter_stay_in_range() {
+        let control = FaultControl::new(
+            Faults {
+                latency_ms: 10,
+                latency_jitter_ms: 5,
+                ..Faults::default()
+            },
+            None,
+        );
+        for _ in 0..50 {
+            let latency = control.begin_command().latency;
+            assert!((Duration::from_millis(10)..=Duration::from_millis(15)).contains(&latency));
+        }
+    }
+
+    #[test]
+    fn the_control_file_overrides_and_reverts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FAULTS_FILE);
+        let base = Faults {
+            latency_ms: 7,
+            ..Faults::default()
+        };
+        let control = FaultControl::new(base.clone(), Some(path.clone()));
+        assert_eq!(control.get(), base);
+
+        fs::write(
+            &path,
+            r#"{"pool_full": true, "fail_next": 1, "fail_message": "failure: boom"}"#,
+        )
+        .unwrap();
+        let faults = control.get();
+        assert!(faults.pool_full);
+        assert_eq!(faults.latency_ms, 7, "fields left out keep the base value");
+        assert_eq!(
+            control.begin_command().fail.as_deref(),
+            Some("failure: boom")
+        );
+        // Unchanged file: the consumed counter is not re-armed.
+        assert_eq!(control.begin_command().fail, None);
+
+        // A different stamp (here: length) re-arms it.
+        fs::write(
+            &path,
+            r#"{"pool_full": true, "fail_next": 1, "fail_message": "failure: boom!"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            control.begin_command().fail.as_deref(),
+            Some("failure: boom!")
+        );
+
+        // Garbage is ignored (previous faults stay).
+        fs::write(&path, r#"{"pool_ful": true}"#).unwrap();
+        assert!(control.get().pool_full);
+
+        fs::remove_file(&path).unwrap();
+        assert_eq!(control.get(), base);
+    }
+
+    #[test]
+    fn consumed_counters_are_not_rearmed_by_other_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FAULTS_FILE);
+        let control = FaultControl::new(Faults::default(), Some(path.clone()));
+        control.update(|f| f.drop_next = 1);
+        assert!(control.begin_command().drop);
+        fs::write(&path, r#"{"float_numbers": true}"#).unwrap();
+        let next = control.begin_command();
+        assert!(!next.drop && next.float_numbers);
+        control.update(|f| f.fail_next = 2);
+        fs::remove_file(&path).unwrap();
+        assert_eq!(
+            control.get().fail_next,
+            2,
+            "an armed counter survives the file going away"
+        );
+    }
+
+    #[test]
+    fn overlay_rejects_unknown_fields_and_non_objects() {
+        let base = Faults::default();
+        assert!(matches!(
+            overlay(&base, "[1]"),
+            Err(FaultsFileError::NotAnObject)
+        ));
+        assert!(matches!(
+            overlay(&base, r#"{"nope": 1}"#),
+            Err(FaultsFileError::Parse(_))
+        ));
+        assert_eq!(
+            overlay(&base, r#"{"max_sessions": 3}"#)
+                .unwrap()
+                .max_sessions,
+            3
+        );
+    }
+
+    #[test]
+    fn the_gate_caps_sessions() {
+        let gate = Arc::new(SessionGate::default());
+        let a = gate.try_enter(2).unwrap();
+        let _b = gate.try_enter(2).unwrap();
+        assert!(gate.try_enter(2).is_none());
+        drop(a);
+        assert_eq!(gate.active(), 1);
+        assert!(gate.try_enter(2).is_some());
+        assert!(gate.try_enter(0).is_none());
+    }
+}

@@ -1,0 +1,426 @@
+//! The data directory: persisted state, sparse backing files, the export
+//! record and (where configfs exists) nvmet exports.
+//!
+//! Layout of `<data-dir>`:
+//! - `state.json`: the state model, rewritten atomically after every change;
+//! - `files/<file path>`: backing files (`files/storage-pool/pvc-1.img`);
+//! - `exports.json`: the active NVMe/TCP exports ([`ExportsFile`]);
+//! - `faults.json`: optional fault control file (see [`crate::faults`]);
+//! - host key, TLS certificate and key, and a lock file.
+
+use std::fs;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::{Backend, Persist};
+use crate::nvmet::NvmetExporter;
+use crate::state::{Effect, ExportSpec, FileKind, STATE_FORMAT, State};
+
+pub const STATE_FILE: &str = "state.json";
+pub const EXPORTS_FILE: &str = "exports.json";
+pub const FILES_DIR: &str = "files";
+
+/// `exports.json`: what the simulator exports, for tools on the same host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportsFile {
+    pub exports: Vec<ExportRecord>,
+}
+
+/// One exported disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRecord {
+    pub slot: String,
+    /// Subsystem NQN a host connects to.
+    pub nqn: String,
+    /// Address of the NVMe/TCP listener (from `--nvme-listen`).
+    pub address: String,
+    /// TCP port (the disk's `nvme-tcp-server-port`).
+    pub port: u16,
+    /// `file-path` as the device prints it (leading `/`).
+    pub file_path: String,
+    /// Absolute path of the backing file on this host.
+    pub backing_file: PathBuf,
+    /// Size of the namespace in bytes.
+    pub size: u64,
+    /// Whether a real nvmet subsystem serves it (false without configfs).
+    pub nvmet: bool,
+}
+
+/// Why the stored state could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path} is not a valid state file: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} has format {found}; this simulator reads format {STATE_FORMAT}")]
+    Format { path: PathBuf, found: u32 },
+}
+
+/// Absolute path of the backing file for a `/file` name.
+pub fn backing_path(data_dir: &Path, file_path: &str) -> PathBuf {
+    data_dir.join(FILES_DIR).join(file_path)
+}
+
+/// The real [`Backend`]: files under the data directory plus nvmet.
+#[derive(Debug)]
+pub struct FileStore {
+    data_dir: PathBuf,
+    nvmet: Option<NvmetExporter>,
+}
+
+impl FileStore {
+    pub fn new(data_dir: impl Into<PathBuf>, nvmet: Option<NvmetExporter>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            nvmet,
+        }
+    }
+
+    pub fn backing_path(&self, file_path: &str) -> PathBuf {
+        backing_path(&self.data_dir, file_path)
+    }
+
+    /// The saved state, if there is one.
+    pub fn load(data_dir: &Path) -> Result<Option<State>, LoadError> {
+        let path = data_dir.join(STATE_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(LoadError::Read { path, source }),
+        };
+        let state: State = serde_json::from_str(&text).map_err(|source| LoadError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        if state.format != STATE_FORMAT {
+            return Err(LoadError::Format {
+                path,
+                found: state.format,
+            });
+        }
+        Ok(Some(state))
+    }
+
+    /// Brings the data directory in line with a loaded state, as a device
+    /// does when it boots: recreates missing directories and backing files
+    /// (sparse, warning about each) and re-creates the exports.
+    pub fn restore(&mut self, state: &State, exports: &[ExportSpec]) -> io::Result<()> {
+        fs::create_dir_all(self.data_dir.join(FILES_DIR))?;
+        for file in &state.files {
+            let path = self.backing_path(&file.name);
+            match file.kind {
+                FileKind::Disk | FileKind::Directory => fs::create_dir_all(&path)?,
+                FileKind::File => match fs::metadata(&path) {
+                    Ok(meta) if meta.len() >= file.size => {}
+                    Ok(_) | Err(_) => {
+                        tracing::warn!(file = %path.display(), size = file.size, "backing file missing or short; recreating it sparse");
+                        if let Some(parent) = path.parent() {
+                            fs::create_dir_all(parent)?;
+                        }
+                        fs::OpenOptions::new()
+                            .create(true)
+                            .write(true)
+                            .truncate(false)
+                            .open(&path)?
+                            .set_len(file.size)?;
+                    }
+                },
+            }
+        }
+        for spec in exports {
+            self.apply(&Effect::Export(spec.clone()))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the nvmet exports (at shutdown: the device goes away).
+    pub fn teardown(&mut self, exports: &[ExportSpec]) -> io::Result<()> {
+        let mut first_error = None;
+        for spec in exports {
+            if let Err(e) = self.apply(&Effect::Unexport(spec.clone())) {
+                tracing::error!(nqn = %spec.nqn, error = %e, "removing nvmet export failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Backend for FileStore {
+    fn apply(&mut self, effect: &Effect) -> io::Result<()> {
+        match effect {
+            Effect::CreateDir { path } => fs::create_dir_all(self.backing_path(path)),
+            Effect::RemoveDir { path } => ignore_missing(fs::remove_dir(self.backing_path(path))),
+            Effect::CreateFile { path, size } => {
+                let path = self.backing_path(path);
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                // Truncating first: a stray file of that name must not leak
+                // old data into a new disk. `set_len` keeps it sparse.
+                fs::File::create(&path)?.set_len(*size)
+            }
+            Effect::ResizeFile { path, to, .. } => fs::OpenOptions::new()
+                .write(true)
+                .open(self.backing_path(path))?
+                .set_len(*to),
+            Effect::RemoveFile { path } => ignore_missing(fs::remove_file(self.backing_path(path))),
+            Effect::Export(spec) => match &self.nvmet {
+                Some(nvmet) => {
+                    nvmet.export(&spec.nqn, spec.port, &self.backing_path(&spec.file_path))
+                }
+                None => Ok(()),
+            },
+            Effect::Unexport(spec) => match &self.nvmet {
+                Some(nvmet) => nvmet.unexport(&spec.nqn, spec.port),
+                None => Ok(()),
+            },
+            Effect::Revalidate(spec) => match &self.nvmet {
+                Some(nvmet) => nvmet.revalidate(&spec.nqn),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// The real [`Persist`]: `state.json` and `exports.json`, each replaced
+/// atomically; `exports.json` only when the exports changed.
+#[derive(Debug)]
+pub struct StateFiles {
+    data_dir: PathBuf,
+    nvme_address: IpAddr,
+    nvmet: bool,
+    last_exports: Option<ExportsFile>,
+}
+
+impl StateFiles {
+    pub fn new(data_dir: impl Into<PathBuf>, nvme_address: IpAddr, nvmet: bool) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            nvme_address,
+            nvmet,
+            last_exports: None,
+        }
+    }
+
+    fn export_record(&self, spec: &ExportSpec) -> ExportRecord {
+        ExportRecord {
+            slot: spec.slot.clone(),
+            nqn: spec.nqn.clone(),
+            address: self.nvme_address.to_string(),
+            port: spec.port,
+            file_path: format!("/{}", spec.file_path),
+            backing_file: backing_path(&self.data_dir, &spec.file_path),
+            size: spec.size,
+            nvmet: self.nvmet,
+        }
+    }
+}
+
+impl Persist for StateFiles {
+    fn persist(&mut self, state: &State, exports: &[ExportSpec]) -> io::Result<()> {
+        let text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+        write_atomic(&self.data_dir.join(STATE_FILE), &text)?;
+        let record = ExportsFile {
+            exports: exports.iter().map(|s| self.export_record(s)).collect(),
+        };
+        if self.last_exports.as_ref() != Some(&record) {
+            let text = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
+            write_atomic(&self.data_dir.join(EXPORTS_FILE), &text)?;
+            self.last_exports = Some(record);
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so
+/// readers (and a restart after a crash) see the old or the new content,
+/// never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.flush()?;
+    drop(file);
+    // Swap, then drop the old content: as atomic as a rename over the old
+    // file, but ext4 turns that rename into a flush plus freeing (and, with
+    // `discard`, trimming) the old blocks, costing milliseconds per save.
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, &tmp, CWD, path, RenameFlags::EXCHANGE) {
+        Ok(()) => ignore_missing(fs::remove_file(&tmp)),
+        // No old file yet, or a filesystem without exchange.
+        Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+            fs::rename(&tmp, path)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn ignore_missing(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+    use crate::device::Device;
+    use crate::nvmet::DirRemoval;
+    use crate::state::tests::{GIB, env, file_args, fresh};
+
+    fn store(dir: &Path) -> FileStore {
+        FileStore::new(dir, None)
+    }
+
+    #[test]
+    fn backing_files_are_sparse_and_follow_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut device = Device::new(fresh(), Box::new(store(dir.path())), env());
+        device.add_disk(&file_args("pvc-1", 10 * GIB)).unwrap();
+        let backing = dir.path().join("files/storage-pool/pvc-1.img");
+        let meta = fs::metadata(&backing).unwrap();
+        assert_eq!(meta.len(), 10 * GIB);
+        assert!(
+            meta.blocks() * 512 < 1 << 20,
+            "sparse: {} blocks",
+            meta.blocks()
+        );
+
+        let grow = crate::state::DiskArgs {
+            file_size: Some(11 * GIB),
+            ..Default::default()
+        };
+        device.set_disk(2, &grow).unwrap();
+        assert_eq!(fs::metadata(&backing).unwrap().len(), 11 * GIB);
+
+        device.remove_disk(2).unwrap();
+        assert!(backing.exists(), "/disk remove keeps the image");
+        let file_id = device
+            .state()
+            .file_by_name("storage-pool/pvc-1.img")
+            .unwrap()
+            .id;
+        device.remove_file(file_id).unwrap();
+        assert!(!backing.exists());
+    }
+
+    #[test]
+    fn state_and_exports_are_saved_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(FileStore::load(dir.path()).unwrap().is_none());
+        let mut device = Device::new(fresh(), Box::new(store(dir.path())), env());
+        let mut files = StateFiles::new(dir.path(), "127.0.0.1".parse().unwrap(), false);
+        device.add_disk(&file_args("pvc-1", GIB)).unwrap();
+        let job = device.save_job();
+        files.persist(&job.state, &job.exports).unwrap();
+
+        let loaded = FileStore::load(dir.path()).unwrap().unwrap();
+        assert_eq!(&loaded, device.state());
+        let exports: ExportsFile =
+            serde_json::from_slice(&fs::read(dir.path().join(EXPORTS_FILE)).unwrap()).unwrap();
+        assert_eq!(exports.exports.len(), 1);
+        let record = &exports.exports[0];
+        assert_eq!(record.nqn, "nqn.2000-02.com.mikrotik:pvc-1");
+        assert_eq!(record.port, 4420);
+        assert_eq!(record.file_path, "/storage-pool/pvc-1.img");
+        assert_eq!(
+            record.backing_file,
+            dir.path().join("files/storage-pool/pvc-1.img")
+        );
+        assert!(record.backing_file.is_absolute());
+        assert!(!record.nvmet);
+        assert!(!dir.path().join("state.json.tmp").exists());
+        assert!(!dir.path().join("exports.json.tmp").exists());
+
+        device.remove_disk(2).unwrap();
+        let job = device.save_job();
+        files.persist(&job.state, &job.exports).unwrap();
+        let exports: ExportsFile =
+            serde_json::from_slice(&fs::read(dir.path().join(EXPORTS_FILE)).unwrap()).unwrap();
+        assert!(exports.exports.is_empty());
+    }
+
+    #[test]
+    fn restore_recreates_missing_files_and_exports() {
+        let dir = tempfile::tempdir().unwrap();
+        let nvmet_root = dir.path().join("nvmet");
+        fs::create_dir_all(nvmet_root.join("subsystems")).unwrap();
+        fs::create_dir_all(nvmet_root.join("ports")).unwrap();
+        let nvmet = NvmetExporter::with_removal(
+            &nvmet_root,
+            "127.0.0.1".parse().unwrap(),
+            DirRemoval::Recursive,
+        );
+        let data = dir.path().join("data");
+        let mut state = fresh();
+        state.add_disk(&file_args("pvc-1", GIB), &env()).unwrap();
+        let exports = state.exports(&env().version);
+
+        let mut store = FileStore::new(&data, Some(nvmet));
+        store.restore(&state, &exports).unwrap();
+        assert_eq!(
+            fs::metadata(data.join("files/storage-pool/pvc-1.img"))
+                .unwrap()
+                .len(),
+            GIB
+        );
+        let ns = nvmet_root.join("subsystems/nqn.2000-02.com.mikrotik:pvc-1/namespaces/1");
+        assert_eq!(
+            fs::read_to_string(ns.join("device_path")).unwrap(),
+            data.join("files/storage-pool/pvc-1.img").to_string_lossy()
+        );
+
+        store.teardown(&exports).unwrap();
+        assert!(
+            !nvmet_root
+                .join("subsystems/nqn.2000-02.com.mikrotik:pvc-1")
+                .exists()
+        );
+    }
+
+    #[test]
+    fn atomic_writes_replace_content_and_leave_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.json");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two, longer").unwrap();
+        write_atomic(&path, b"3").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"3");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn corrupt_or_foreign_state_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(STATE_FILE), "{").unwrap();
+        assert!(matches!(
+            FileStore::load(dir.path()),
+            Err(LoadError::Parse { .. })
+        ));
+        let mut state = fresh();
+        state.format = 99;
+        fs::write(
+            dir.path().join(STATE_FILE),
+            serde_json::to_vec(&state).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            FileStore::load(dir.path()),
+            Err(LoadError::Format { found: 99, .. })
+        ));
+    }
+}

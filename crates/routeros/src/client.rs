@@ -1,0 +1,561 @@
+//! The façade: validation, version decisions, read-back checks, concurrency bound, deadlines
+//! and tracing, in one place for both transports.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tracing::Instrument as _;
+
+use crate::config::{ClientConfig, TlsPolicy, TransportConfig};
+use crate::error::{Error, Result};
+use crate::model::{CreateDisk, DiskSpec, FileDisk, FileEntry, Pool, SystemInfo, verify_grown};
+use crate::rest::{RestSettings, RestTransport};
+use crate::ssh::{SshSettings, SshTransport};
+use crate::tls::{TlsTrust, parse_cert_fingerprint};
+use crate::transport::Transport;
+use crate::validate::{FilePath, Slot, check_name, check_slot_prefix};
+use crate::version::RouterOsVersion;
+
+/// Limits applied to every command.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_concurrency: usize,
+    pub command_timeout: Duration,
+}
+
+/// A RouterOS client. Cheap to clone; clones share the connection and the limits.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: Arc<dyn Transport>,
+    permits: Semaphore,
+    command_timeout: Duration,
+    /// Version of the device, tagged with the transport's connection epoch.
+    version: std::sync::Mutex<Option<(u64, RouterOsVersion)>>,
+    /// Serialises version detection so a burst of first commands asks the device once.
+    version_fetch: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("transport", &self.inner.transport.kind())
+            .field("command_timeout", &self.inner.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Builds a client (loads keys, pins and TLS settings). No network I/O happens until the
+    /// first command; use [`Client::connect`] to fail early on bad credentials.
+    pub fn new(config: ClientConfig) -> Result<Self> {
+        let port = config.effective_port();
+        let limits = Limits {
+            max_concurrency: config.max_concurrency,
+            command_timeout: config.command_timeout,
+        };
+        let transport: Arc<dyn Transport> = match config.transport {
+            TransportConfig::Ssh { auth, host_key } => Arc::new(SshTransport::new(SshSettings {
+                host: config.address,
+                port,
+                user: config.user,
+                auth,
+                host_key,
+                connect_timeout: config.connect_timeout,
+                backoff: config.backoff,
+            })?),
+            TransportConfig::Rest { password, tls } => {
+                let trust = match tls {
+                    TlsPolicy::CaFile(path) => {
+                        TlsTrust::CaPem(std::fs::read(&path).map_err(|e| {
+                            Error::Invalid(format!("cannot read CA file {}: {e}", path.display()))
+                        })?)
+                    }
+                    TlsPolicy::CaPem(pem) => TlsTrust::CaPem(pem.into_bytes()),
+                    TlsPolicy::Fingerprint(fp) => {
+                        TlsTrust::Fingerprint(parse_cert_fingerprint(&fp)?)
+                    }
+                    TlsPolicy::Insecure => TlsTrust::Insecure,
+                };
+                Arc::new(RestTransport::new(RestSettings {
+                    host: config.address,
+                    port,
+                    user: config.user,
+                    password,
+                    trust,
+                    connect_timeout: config.connect_timeout,
+                    request_timeout: config.command_timeout,
+                    max_idle_connections: config.max_concurrency,
+                })?)
+            }
+        };
+        Self::with_transport(transport, limits)
+    }
+
+    /// Builds a client and reads the device's identity and version, proving reachability,
+    /// trust and credentials.
+    pub async fn connect(config: ClientConfig) -> Result<Self> {
+        let client = Self::new(config)?;
+        client.system_info().await?;
+        Ok(client)
+    }
+
+    /// A client over any transport (for example a test double).
+    pub fn with_transport(transport: Arc<dyn Transport>, limits: Limits) -> Result<Self> {
+        if limits.max_concurrency == 0 {
+            return Err(Error::Invalid("max_concurrency must be at least 1".into()));
+        }
+        if limits.command_timeout.is_zero() {
+            return Err(Error::Invalid("command_timeout must be positive".into()));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                transport,
+                permits: Semaphore::new(limits.max_concurrency),
+                command_timeout: limits.command_timeout,
+                version: std::sync::Mutex::new(None),
+                version_fetch: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// `ssh` or `rest` (or the name of a substituted transport).
+    pub fn transport(&self) -> &'static str {
+        self.inner.transport.kind()
+    }
+
+    /// Runs one transport operation under the concurrency bound and the deadline (which
+    /// covers waiting for a permit and reconnecting), inside a tracing span.
+    async fn run<T, F>(&self, verb: &'static str, subject: &str, operation: F) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        let inner = &self.inner;
+        let span = tracing::debug_span!(
+            "routeros",
+            verb,
+            subject,
+            transport = inner.transport.kind()
+        );
+        let started = Instant::now();
+        let deadline = inner.command_timeout;
+        let bounded = async {
+            let _permit = inner
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| Error::Unavailable("client is shut down".into()))?;
+            operation.await
+        };
+        let outcome = match tokio::time::timeout(deadline, bounded)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Error::Unavailable(format!(
+                "{verb} {subject}: no answer within {} ms",
+                deadline.as_millis()
+            ))),
+        };
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        span.in_scope(|| match &outcome {
+            Ok(_) => tracing::debug!(elapsed_ms, "done"),
+            Err(error) => tracing::debug!(elapsed_ms, %error, "failed"),
+        });
+        outcome
+    }
+
+    /// Identity and version; refreshes the cached version.
+    pub async fn system_info(&self) -> Result<SystemInfo> {
+        let transport = &self.inner.transport;
+        let info = self.run("system-info", "", transport.system_info()).await?;
+        let epoch = transport.connection_epoch();
+        *self.inner.version.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((epoch, info.version.clone()));
+        Ok(info)
+    }
+
+    /// The device's version, read once per connection.
+    pub async fn version(&self) -> Result<RouterOsVersion> {
+        if let Some(version) = self.cached_version() {
+            return Ok(version);
+        }
+        let _fetching = self.inner.version_fetch.lock().await;
+        if let Some(version) = self.cached_version() {
+            return Ok(version);
+        }
+        Ok(self.system_info().await?.version)
+    }
+
+    fn cached_version(&self) -> Option<RouterOsVersion> {
+        let epoch = self.inner.transport.connection_epoch();
+        let cached = self.inner.version.lock().unwrap_or_else(|p| p.into_inner());
+        cached
+            .as_ref()
+            .filter(|(e, _)| *e == epoch)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Creates an NVMe/TCP-exported file disk and verifies what the device reports.
+    ///
+    /// On RouterOS before 7.21 the NQN cannot be set: the disk is created without it and the
+    /// returned disk reports the slot as its NQN (`NqnSource::SlotName`).
+    pub async fn create_file_disk(&self, spec: &DiskSpec) -> Result<FileDisk> {
+        spec.validate()?;
+        let version = self.version().await?;
+        version.require_file_disks()?;
+        let request = CreateDisk {
+            spec,
+            send_nqn: version.supports_server_nqn(),
+        };
+        if !request.send_nqn {
+            tracing::info!(
+                slot = %spec.slot,
+                %version,
+                "RouterOS before 7.21 cannot set nvme-tcp-server-nqn; the subsystem NQN is the slot name"
+            );
+        }
+        let transport = &self.inner.transport;
+        let disk = self
+            .run(
+                "create-disk",
+                spec.slot.as_str(),
+                transport.create_disk(request),
+            )
+            .await?;
+        request.verify(&disk)?;
+        Ok(disk)
+    }
+
+    pub async fn get_disk(&self, slot: &Slot) -> Result<Option<FileDisk>> {
+        let transport = &self.inner.transport;
+        let disk = self
+            .run("get-disk", slot.as_str(), transport.get_disk(slot))
+            .await?;
+        if let Some(d) = &disk
+            && d.slot != slot.as_str()
+        {
+            return Err(Error::Protocol(format!(
+                "asked for disk {slot}, device returned {}",
+                d.slot
+            )));
+        }
+        Ok(disk)
+    }
+
+    /// File disks whose slot starts with `prefix` (slot characters only; empty = all).
+    pub async fn list_disks(&self, prefix: &str) -> Result<Vec<FileDisk>> {
+        check_slot_prefix(prefix)?;
+        let transport = &self.inner.transport;
+        let disks = self
+            .run("list-disks", prefix, transport.list_disks(prefix))
+            .await?;
+        if let Some(stray) = disks.iter().find(|d| !d.slot.starts_with(prefix)) {
+            return Err(Error::Protocol(format!(
+                "listing prefix {prefix:?} returned disk {}",
+                stray.slot
+            )));
+        }
+        Ok(disks)
+    }
+
+    /// Grows the disk's backing file to exactly `size` bytes and verifies it. RouterOS refuses
+    /// to shrink (`Invalid`).
+    pub async fn grow_disk(&self, slot: &Slot, size: u64) -> Result<FileDisk> {
+        if size == 0 {
+            return Err(Error::Invalid("invalid size 0".into()));
+        }
+        self.version().await?.require_file_disks()?;
+        let transport = &self.inner.transport;
+        let disk = self
+            .run("grow-disk", slot.as_str(), transport.grow_disk(slot, size))
+            .await?;
+        verify_grown(slot, size, &disk)?;
+        Ok(disk)
+    }
+
+    /// Removes the disk entry; its backing file stays (see [`Client::remove_file`]).
+    /// Removing an absent disk succeeds.
+    pub async fn remove_disk(&self, slot: &Slot) -> Result<()> {
+        let transport = &self.inner.transport;
+        self.run("remove-disk", slot.as_str(), transport.remove_disk(slot))
+            .await
+    }
+
+    pub async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>> {
+        let transport = &self.inner.transport;
+        let file = self
+            .run("get-file", path.as_str(), transport.get_file(path))
+            .await?;
+        if let Some(f) = &file
+            && f.name != path.as_str()
+        {
+            return Err(Error::Protocol(format!(
+                "asked for file {path}, device returned {}",
+                f.name
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Removes a file. Removing an absent file succeeds.
+    pub async fn remove_file(&self, path: &FilePath) -> Result<()> {
+        let transport = &self.inner.transport;
+        self.run("remove-file", path.as_str(), transport.remove_file(path))
+            .await
+    }
+
+    /// The pool mounted at `mount_point` (for example `storage-pool`).
+    pub async fn pool(&self, mount_point: &str) -> Result<Pool> {
+        check_name("pool name", mount_point)?;
+        let transport = &self.inner.transport;
+        self.run("pool", mount_point, transport.pool(mount_point))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NqnSource, SystemInfo};
+    use crate::validate::Nqn;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    /// An in-memory transport that records calls and holds one disk.
+    struct Fake {
+        version: &'static str,
+        epoch: AtomicU64,
+        system_calls: AtomicUsize,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+        delay: Duration,
+        created: std::sync::Mutex<Vec<bool>>,
+        /// Mutates what create returns, to exercise verification.
+        tamper: fn(&mut FileDisk),
+    }
+
+    impl Fake {
+        fn new(version: &'static str) -> Self {
+            Self {
+                version,
+                epoch: AtomicU64::new(1),
+                system_calls: AtomicUsize::new(0),
+                in_flight: AtomicUsize::new(0),
+                max_in_flight: AtomicUsize::new(0),
+                delay: Duration::ZERO,
+                created: Default::default(),
+                tamper: |_| {},
+            }
+        }
+
+        async fn busy(&self) {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait]
+    impl Transport for Fake {
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        fn connection_epoch(&self) -> u64 {
+            self.epoch.load(Ordering::SeqCst)
+        }
+        async fn system_info(&self) -> Result<SystemInfo> {
+            self.system_calls.fetch_add(1, Ordering::SeqCst);
+            self.busy().await;
+            Ok(SystemInfo {
+                version: RouterOsVersion::parse(self.version)?,
+                version_text: self.version.into(),
+                identity: "fake".into(),
+                board_name: None,
+                architecture: None,
+                uptime: None,
+                cpu_count: None,
+                total_memory: None,
+                free_memory: None,
+            })
+        }
+        async fn get_disk(&self, _: &Slot) -> Result<Option<FileDisk>> {
+            self.busy().await;
+            Ok(None)
+        }
+        async fn list_disks(&self, _: &str) -> Result<Vec<FileDisk>> {
+            Ok(Vec::new())
+        }
+        async fn create_disk(&self, request: CreateDisk<'_>) -> Result<FileDisk> {
+            self.busy().await;
+            self.created.lock().unwrap().push(request.send_nqn);
+            let mut disk = request.faithful_disk("*1");
+            (self.tamper)(&mut disk);
+            Ok(disk)
+        }
+        async fn grow_disk(&self, slot: &Slot, size: u64) -> Result<FileDisk> {
+            Err(Error::NotFound(format!("{slot} {size}")))
+        }
+        async fn remove_disk(&self, _: &Slot) -> Result<()> {
+            Ok(())
+        }
+        async fn get_file(&self, _: &FilePath) -> Result<Option<FileEntry>> {
+            Ok(None)
+        }
+        async fn remove_file(&self, _: &FilePath) -> Result<()> {
+            Ok(())
+        }
+        async fn pool(&self, _: &str) -> Result<Pool> {
+            Err(Error::NotFound("no pool".into()))
+        }
+    }
+
+    fn client(fake: Arc<Fake>, max: usize, timeout: Duration) -> Client {
+        Client::with_transport(
+            fake,
+            Limits {
+                max_concurrency: max,
+                command_timeout: timeout,
+            },
+        )
+        .unwrap()
+    }
+
+    fn spec(n: usize) -> DiskSpec {
+        DiskSpec {
+            slot: Slot::try_from(format!("pvc-{n}")).unwrap(),
+            file_path: FilePath::try_from(format!("storage-pool/pvc-{n}.img")).unwrap(),
+            size: 1 << 20,
+            port: 4420,
+            nqn: Nqn::try_from(format!("nqn.2000-02.com.mikrotik:pvc-{n}")).unwrap(),
+            comment: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn version_is_detected_once_per_connection_even_under_a_burst() {
+        let fake = Arc::new(Fake::new("7.21.5 (stable)"));
+        let c = client(fake.clone(), 4, Duration::from_secs(5));
+        let creates = (0..20).map(|n| {
+            let c = c.clone();
+            async move { c.create_file_disk(&spec(n)).await }
+        });
+        for r in futures::future::join_all(creates).await {
+            r.unwrap();
+        }
+        assert_eq!(fake.system_calls.load(Ordering::SeqCst), 1);
+        assert!(fake.created.lock().unwrap().iter().all(|sent| *sent));
+        // A reconnect (new epoch) re-reads the version.
+        fake.epoch.fetch_add(1, Ordering::SeqCst);
+        c.create_file_disk(&spec(99)).await.unwrap();
+        assert_eq!(fake.system_calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn old_versions_omit_the_nqn_or_refuse_file_disks() {
+        let fake = Arc::new(Fake::new("7.20.8 (long-term)"));
+        let c = client(fake.clone(), 4, Duration::from_secs(5));
+        let disk = c.create_file_disk(&spec(1)).await.unwrap();
+        assert_eq!(disk.nqn, "pvc-1");
+        assert_eq!(disk.nqn_source, NqnSource::SlotName);
+        assert_eq!(*fake.created.lock().unwrap(), [false]);
+
+        let old = Arc::new(Fake::new("7.16.2"));
+        let c = client(old.clone(), 4, Duration::from_secs(5));
+        let Err(Error::Unsupported(msg)) = c.create_file_disk(&spec(1)).await else {
+            panic!("7.16 accepted")
+        };
+        assert!(msg.contains("7.16.2") && msg.contains("7.17"), "{msg}");
+        assert!(old.created.lock().unwrap().is_empty());
+        assert!(matches!(
+            c.grow_disk(&spec(1).slot, 1 << 21).await,
+            Err(Error::Unsupported(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn create_refuses_a_read_back_that_differs() {
+        let mut fake = Fake::new("7.21.5");
+        fake.tamper = |d| d.file_size -= 1;
+        let c = client(Arc::new(fake), 4, Duration::from_secs(5));
+        let Err(Error::Protocol(msg)) = c.create_file_disk(&spec(1)).await else {
+            panic!("accepted")
+        };
+        assert!(
+            msg.contains("file-size: asked 1048576, device has 1048575"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrency_is_bounded_by_the_permit_count() {
+        let mut fake = Fake::new("7.21.5");
+        fake.delay = Duration::from_millis(5);
+        let fake = Arc::new(fake);
+        let c = client(fake.clone(), 3, Duration::from_secs(5));
+        let slot = Slot::try_from("pvc-1").unwrap();
+        let gets = (0..30).map(|_| {
+            let c = c.clone();
+            let slot = slot.clone();
+            async move { c.get_disk(&slot).await }
+        });
+        for r in futures::future::join_all(gets).await {
+            assert_eq!(r.unwrap(), None);
+        }
+        assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn the_deadline_maps_to_unavailable() {
+        let mut fake = Fake::new("7.21.5");
+        fake.delay = Duration::from_secs(60);
+        let c = client(Arc::new(fake), 1, Duration::from_millis(50));
+        let started = Instant::now();
+        let e = c
+            .get_disk(&Slot::try_from("pvc-1").unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Unavailable(_)) && e.is_retryable(),
+            "{e}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn inputs_are_validated_before_any_io() {
+        let fake = Arc::new(Fake::new("7.21.5"));
+        let c = client(fake.clone(), 1, Duration::from_secs(1));
+        assert!(matches!(
+            c.list_disks("bad prefix;").await,
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(c.pool("").await, Err(Error::Invalid(_))));
+        assert!(matches!(
+            c.grow_disk(&spec(1).slot, 0).await,
+            Err(Error::Invalid(_))
+        ));
+        let bad = DiskSpec { size: 0, ..spec(1) };
+        assert!(matches!(
+            c.create_file_disk(&bad).await,
+            Err(Error::Invalid(_))
+        ));
+        assert_eq!(fake.system_calls.load(Ordering::SeqCst), 0);
+        assert!(
+            Client::with_transport(
+                fake,
+                Limits {
+                    max_concurrency: 0,
+                    command_timeout: Duration::from_secs(1)
+                }
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,577 @@
+//! Parsing what the device answers: SSH script output and REST JSON, into the typed model.
+//!
+//! Both transports carry the same objects (CLI property names plus `.id`); they differ in
+//! value types (REST sends every value as a string, `:serialize` sends numbers, sometimes as
+//! floats, and booleans). The field readers here accept all of those forms.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, device_text_error, truncate};
+use crate::model::{FileDisk, FileEntry, NqnSource, Pool, SystemInfo};
+use crate::version::RouterOsVersion;
+
+pub type Object = Map<String, Value>;
+
+/// The result of one SSH exec, as received.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_status: Option<u32>,
+}
+
+/// Turns raw exec output into the JSON values it carries, or the device's error.
+///
+/// The terminal wraps long lines with CRLF, even inside JSON strings, and `:serialize` never
+/// emits a raw line break, so every CR and LF is dropped before parsing. What follows the last
+/// JSON value is RouterOS error text (a failing statement aborts the rest of the script).
+/// A non-zero exit status is a failure even without text.
+pub fn script_values(output: &ExecOutput) -> Result<Vec<Value>, Error> {
+    let text = dewrap(&output.stdout)?;
+    let (values, rest) = split_json_stream(&text);
+    let rest = rest.trim();
+    if !rest.is_empty() {
+        return Err(device_text_error(rest));
+    }
+    match output.exit_status {
+        Some(0) | None => Ok(values),
+        Some(status) => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let stderr = stderr.trim();
+            if let Some(error) = crate::error::classify_device_text(stderr) {
+                return Err(error);
+            }
+            Err(Error::Invalid(format!(
+                "command failed with exit status {status}{}{}",
+                if stderr.is_empty() { "" } else { ": " },
+                truncate(stderr, 512)
+            )))
+        }
+    }
+}
+
+/// Exec output that must carry exactly `n` JSON values (zero for writes without read-back).
+/// A read that printed nothing at all counts as an empty result.
+pub fn expect_values(output: &ExecOutput, n: usize) -> Result<Vec<Value>, Error> {
+    let mut values = script_values(output)?;
+    if values.is_empty() && n == 1 {
+        values.push(Value::Array(Vec::new()));
+    }
+    if values.len() != n {
+        return Err(Error::Protocol(format!(
+            "expected {n} JSON value(s) in the reply, got {}",
+            values.len()
+        )));
+    }
+    Ok(values)
+}
+
+fn dewrap(stdout: &[u8]) -> Result<String, Error> {
+    let bytes: Vec<u8> = stdout
+        .iter()
+        .copied()
+        .filter(|b| !matches!(b, b'\r' | b'\n'))
+        .collect();
+    String::from_utf8(bytes).map_err(|_| Error::Protocol("reply is not UTF-8".into()))
+}
+
+/// Splits `text` into the leading run of JSON values and whatever text follows them.
+fn split_json_stream(text: &str) -> (Vec<Value>, &str) {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut values = Vec::new();
+    let mut consumed = 0;
+    while let Some(Ok(value)) = stream.next() {
+        values.push(value);
+        consumed = stream.byte_offset();
+    }
+    (values, &text[consumed..])
+}
+
+/// The items of a `print as-value` reply: an array of objects, one object, or nothing
+/// (`[]`, `{}`, `null`).
+pub fn items(value: Value) -> Result<Vec<Object>, Error> {
+    match value {
+        Value::Array(list) => list
+            .into_iter()
+            .map(|v| match v {
+                Value::Object(o) => Ok(o),
+                other => Err(Error::Protocol(format!(
+                    "expected an object in the list, got {other}"
+                ))),
+            })
+            .collect(),
+        Value::Object(o) if o.is_empty() => Ok(Vec::new()),
+        Value::Object(o) => Ok(vec![o]),
+        Value::Null => Ok(Vec::new()),
+        other => Err(Error::Protocol(format!(
+            "expected a list of objects, got {other}"
+        ))),
+    }
+}
+
+/// At most one item; more means the device's filter did not do what we asked.
+pub fn at_most_one(value: Value, what: &str) -> Result<Option<Object>, Error> {
+    let mut list = items(value)?;
+    if list.len() > 1 {
+        return Err(Error::Protocol(format!(
+            "{} items match {what}, expected at most one",
+            list.len()
+        )));
+    }
+    Ok(list.pop())
+}
+
+/// A settings menu (`/system resource`): one object, possibly wrapped in a one-element list.
+pub fn single_object(value: Value, what: &str) -> Result<Object, Error> {
+    match value {
+        Value::Object(o) => Ok(o),
+        Value::Array(mut list) if list.len() == 1 => match list.pop() {
+            Some(Value::Object(o)) => Ok(o),
+            _ => Err(Error::Protocol(format!("{what}: expected an object"))),
+        },
+        other => Err(Error::Protocol(format!(
+            "{what}: expected an object, got {other}"
+        ))),
+    }
+}
+
+fn missing(obj: &Object, key: &str) -> Error {
+    let id = obj.get(".id").and_then(Value::as_str).unwrap_or("?");
+    Error::Protocol(format!("reply item {id} lacks `{key}`"))
+}
+
+fn bad_value(key: &str, value: &Value, expected: &str) -> Error {
+    Error::Protocol(format!("`{key}` is {value}, expected {expected}"))
+}
+
+/// A string field; numbers and booleans are accepted in their text form.
+pub fn opt_str(obj: &Object, key: &str) -> Option<String> {
+    match obj.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+pub fn req_str(obj: &Object, key: &str) -> Result<String, Error> {
+    opt_str(obj, key).ok_or_else(|| missing(obj, key))
+}
+
+/// Largest integer an f64 holds exactly; byte counts beyond it would be silently rounded.
+const MAX_EXACT_F64: f64 = 9_007_199_254_740_992.0;
+
+fn u64_from_f64(f: f64) -> Option<u64> {
+    (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= MAX_EXACT_F64).then_some(f as u64)
+}
+
+/// An unsigned integer given as a JSON integer, an integral float (`1073741824.000000`) or a
+/// decimal string of either.
+pub fn opt_u64(obj: &Object, key: &str) -> Result<Option<u64>, Error> {
+    let Some(value) = obj.get(key) else {
+        return Ok(None);
+    };
+    let parsed = match value {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(u64_from_f64)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<u64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(u64_from_f64))
+        }
+        _ => None,
+    };
+    parsed
+        .map(Some)
+        .ok_or_else(|| bad_value(key, value, "an unsigned integer"))
+}
+
+pub fn req_u64(obj: &Object, key: &str) -> Result<u64, Error> {
+    opt_u64(obj, key)?.ok_or_else(|| missing(obj, key))
+}
+
+/// A boolean given as JSON `true`/`false` or the strings `true`/`false`/`yes`/`no`.
+pub fn opt_bool(obj: &Object, key: &str) -> Result<Option<bool>, Error> {
+    let Some(value) = obj.get(key) else {
+        return Ok(None);
+    };
+    let parsed = match value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.as_str() {
+            "true" | "yes" => Some(true),
+            "false" | "no" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    };
+    parsed
+        .map(Some)
+        .ok_or_else(|| bad_value(key, value, "a boolean"))
+}
+
+pub fn req_bool(obj: &Object, key: &str) -> Result<bool, Error> {
+    opt_bool(obj, key)?.ok_or_else(|| missing(obj, key))
+}
+
+/// A file disk from a `/disk` object. Other disk types are refused (the slot is taken by
+/// something we do not manage).
+pub fn file_disk(obj: &Object) -> Result<FileDisk, Error> {
+    let slot = req_str(obj, "slot")?;
+    let kind = req_str(obj, "type")?;
+    if kind != "file" {
+        return Err(Error::Invalid(format!(
+            "disk {slot} is of type {kind}, not a file disk"
+        )));
+    }
+    let port = req_u64(obj, "nvme-tcp-server-port")?;
+    let nvme_tcp_port = u16::try_from(port)
+        .map_err(|_| Error::Protocol(format!("disk {slot}: port {port} out of range")))?;
+    let (nqn, nqn_source) = match opt_str(obj, "nvme-tcp-server-nqn").filter(|n| !n.is_empty()) {
+        Some(nqn) => (nqn, NqnSource::ServerNqn),
+        None => (slot.clone(), NqnSource::SlotName),
+    };
+    let file_path = req_str(obj, "file-path")?;
+    Ok(FileDisk {
+        id: req_str(obj, ".id")?,
+        file_path: file_path.strip_prefix('/').unwrap_or(&file_path).to_owned(),
+        file_size: req_u64(obj, "file-size")?,
+        nvme_tcp_export: req_bool(obj, "nvme-tcp-export")?,
+        nvme_tcp_port,
+        nqn,
+        nqn_source,
+        // RouterOS defaults this to yes, so absence means yes.
+        mount_filesystem: opt_bool(obj, "mount-filesystem")?.unwrap_or(true),
+        comment: opt_str(obj, "comment").filter(|c| !c.is_empty()),
+        slot,
+    })
+}
+
+pub fn file_entry(obj: &Object) -> Result<FileEntry, Error> {
+    let name = req_str(obj, "name")?;
+    Ok(FileEntry {
+        id: req_str(obj, ".id")?,
+        name: name.strip_prefix('/').unwrap_or(&name).to_owned(),
+        kind: opt_str(obj, "type").unwrap_or_default(),
+        size: opt_u64(obj, "size")?.unwrap_or(0),
+        last_modified: opt_str(obj, "last-modified"),
+    })
+}
+
+pub fn pool(obj: &Object) -> Result<Pool, Error> {
+    Ok(Pool {
+        slot: req_str(obj, "slot")?,
+        mount_point: req_str(obj, "mount-point")?,
+        fs: opt_str(obj, "fs").unwrap_or_default(),
+        size: req_u64(obj, "size")?,
+        free: req_u64(obj, "free")?,
+        mounted: opt_bool(obj, "mounted")?.unwrap_or(false),
+        state: opt_str(obj, "state").filter(|s| !s.is_empty()),
+    })
+}
+
+pub fn system_info(resource: &Object, identity: &Object) -> Result<SystemInfo, Error> {
+    let version_text = req_str(resource, "version")?;
+    Ok(SystemInfo {
+        version: RouterOsVersion::parse(&version_text)?,
+        version_text,
+        identity: req_str(identity, "name")?,
+        board_name: opt_str(resource, "board-name"),
+        architecture: opt_str(resource, "architecture-name"),
+        uptime: opt_str(resource, "uptime"),
+        cpu_count: opt_u64(resource, "cpu-count")?,
+        total_memory: opt_u64(resource, "total-memory")?,
+        free_memory: opt_u64(resource, "free-memory")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn out(stdout: &str) -> ExecOutput {
+        ExecOutput {
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+            exit_status: Some(0),
+        }
+    }
+
+    /// Wraps `line` at `width` columns with CRLF, as the device's terminal does.
+    fn wrap(line: &str, width: usize) -> String {
+        let chars: Vec<char> = line.chars().collect();
+        let mut s: String = chars
+            .chunks(width)
+            .map(|c| c.iter().collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        s.push_str("\r\n");
+        s
+    }
+
+    fn disk_json() -> Value {
+        json!({
+            ".id": "*1A", "type": "file", "slot": "pvc-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
+            "slot-default": "", "parent": "", "fs": "-",
+            "model": "/storage-pool/pvc-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0.img",
+            "size": 10737418240u64,
+            "file-path": "/storage-pool/pvc-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0.img",
+            "file-size": 10737418240u64, "file-offset": 0, "mount-filesystem": false,
+            "mount-read-only": false, "nvme-tcp-export": true, "nvme-tcp-server-port": 4420,
+            "nvme-tcp-server-nqn": "nqn.2000-02.com.mikrotik:pvc-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
+            "nvme-tcp-server-allow-host-name": "", "iscsi-export": false, "sector-size": 512,
+            "block-device": true, "comment": "ns/app \"x\" ü"
+        })
+    }
+
+    #[test]
+    fn wrapped_crlf_output_with_a_split_json_string_parses() {
+        let line = Value::Array(vec![disk_json()]).to_string();
+        let wrapped = wrap(&line, 80);
+        assert!(wrapped.matches("\r\n").count() > 3);
+        let values = expect_values(&out(&wrapped), 1).unwrap();
+        let list = items(values.into_iter().next().unwrap()).unwrap();
+        let disk = file_disk(&list[0]).unwrap();
+        assert_eq!(
+            disk.file_path,
+            "storage-pool/pvc-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0.img"
+        );
+        assert_eq!(disk.file_size, 10_737_418_240);
+        assert!(disk.nvme_tcp_export);
+        assert!(!disk.mount_filesystem);
+        assert_eq!(disk.nvme_tcp_port, 4420);
+        assert_eq!(disk.nqn_source, NqnSource::ServerNqn);
+        assert_eq!(disk.comment.as_deref(), Some("ns/app \"x\" ü"));
+        // Wrapping at every width, including a CR and an LF landing apart, changes nothing.
+        for width in [1, 2, 7, 79] {
+            let v = expect_values(&out(&wrap(&line, width)), 1).unwrap();
+            assert_eq!(file_disk(&items(v[0].clone()).unwrap()[0]).unwrap(), disk);
+        }
+    }
+
+    #[test]
+    fn numbers_as_ints_floats_and_strings() {
+        let obj: Object = serde_json::from_str(
+            r#"{"a": 1073741824, "b": 1073741824.000000, "c": "1073741824", "d": "1073741824.000000",
+                "e": -1, "f": 1.5, "g": "x", "h": 1e300, "i": true, "j": 18446744073709551615}"#,
+        )
+        .unwrap();
+        for key in ["a", "b", "c", "d"] {
+            assert_eq!(opt_u64(&obj, key).unwrap(), Some(1_073_741_824), "{key}");
+        }
+        for key in ["e", "f", "g", "h", "i"] {
+            assert!(opt_u64(&obj, key).is_err(), "{key}");
+        }
+        assert_eq!(opt_u64(&obj, "j").unwrap(), Some(u64::MAX));
+        assert_eq!(opt_u64(&obj, "absent").unwrap(), None);
+        assert!(matches!(req_u64(&obj, "absent"), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn booleans_and_strings_in_all_their_forms() {
+        let obj: Object = serde_json::from_str(
+            r#"{"a": true, "b": "true", "c": "yes", "d": false, "e": "false", "f": "no", "g": 1, "h": "maybe", "s": 42}"#,
+        )
+        .unwrap();
+        for (k, v) in [
+            ("a", true),
+            ("b", true),
+            ("c", true),
+            ("d", false),
+            ("e", false),
+            ("f", false),
+        ] {
+            assert_eq!(opt_bool(&obj, k).unwrap(), Some(v), "{k}");
+        }
+        assert!(opt_bool(&obj, "g").is_err());
+        assert!(opt_bool(&obj, "h").is_err());
+        assert_eq!(opt_str(&obj, "s").as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn rest_string_valued_disk_parses_like_the_cli_one() {
+        let cli = disk_json();
+        let rest: Object = cli
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), Value::String(s))
+            })
+            .collect();
+        assert_eq!(
+            file_disk(&rest).unwrap(),
+            file_disk(cli.as_object().unwrap()).unwrap()
+        );
+    }
+
+    #[test]
+    fn empty_results_in_every_shape() {
+        for text in ["[]\r\n", "{}\r\n", "", "\r\n", "null"] {
+            let v = expect_values(&out(text), 1).unwrap();
+            assert!(items(v[0].clone()).unwrap().is_empty(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_single_object_counts_as_one_item() {
+        let v = expect_values(&out(&disk_json().to_string()), 1).unwrap();
+        assert_eq!(items(v[0].clone()).unwrap().len(), 1);
+        assert!(at_most_one(json!([disk_json(), disk_json()]), "slot x").is_err());
+        assert!(items(json!([1, 2])).is_err());
+        assert!(items(json!("text")).is_err());
+    }
+
+    #[test]
+    fn pre_7_21_disk_reports_its_slot_as_nqn() {
+        let mut d = disk_json();
+        d.as_object_mut().unwrap().remove("nvme-tcp-server-nqn");
+        let disk = file_disk(d.as_object().unwrap()).unwrap();
+        assert_eq!(disk.nqn, disk.slot);
+        assert_eq!(disk.nqn_source, NqnSource::SlotName);
+    }
+
+    #[test]
+    fn non_file_disks_and_missing_fields_are_refused() {
+        let mut d = disk_json();
+        d["type"] = json!("raid");
+        assert!(matches!(
+            file_disk(d.as_object().unwrap()),
+            Err(Error::Invalid(_))
+        ));
+        for key in [
+            ".id",
+            "slot",
+            "file-path",
+            "file-size",
+            "nvme-tcp-export",
+            "nvme-tcp-server-port",
+        ] {
+            let mut d = disk_json();
+            d.as_object_mut().unwrap().remove(key);
+            let e = file_disk(d.as_object().unwrap()).unwrap_err();
+            assert!(matches!(e, Error::Protocol(_)), "{key}: {e}");
+            assert!(e.message().contains(key), "{e}");
+        }
+        let mut d = disk_json();
+        d["nvme-tcp-server-port"] = json!(70000);
+        assert!(file_disk(d.as_object().unwrap()).is_err());
+    }
+
+    #[test]
+    fn error_text_instead_of_json_maps_to_its_kind() {
+        let cases = [
+            (
+                "failure: disk with slot pvc-1 already exists\r\n",
+                "already exists",
+            ),
+            ("no such item\r\n", "not found"),
+            (
+                "failure: not enough free space on storage-pool\r\n",
+                "no space",
+            ),
+            ("expected end of command (line 1 column 212)\r\n", "invalid"),
+            (
+                "bad command name serialize (line 1 column 7)\r\n",
+                "invalid",
+            ),
+        ];
+        for (text, prefix) in cases {
+            let e = script_values(&out(text)).unwrap_err();
+            assert!(e.to_string().starts_with(prefix), "{text}: {e}");
+            assert_eq!(e.message(), text.trim_end());
+        }
+        // Error text wrapped mid-word at 80 columns is rejoined.
+        let long = format!("failure: disk with slot {} already exists", "p".repeat(64));
+        let e = script_values(&out(&wrap(&long, 80))).unwrap_err();
+        assert_eq!(e, Error::AlreadyExists(long));
+    }
+
+    #[test]
+    fn error_after_a_value_and_a_json_lookalike_inside_a_string() {
+        let text =
+            "{\"version\":\"7.21.5 (stable)\"}\r\nbad command name identity (line 1 column 60)\r\n";
+        assert!(matches!(script_values(&out(text)), Err(Error::Invalid(_))));
+        // Error words inside a JSON string are data, not an error.
+        let v = json!([{"comment": "no such item; failure: x"}]).to_string();
+        assert_eq!(script_values(&out(&v)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn exit_status_alone_is_a_failure() {
+        let mut o = out("");
+        o.exit_status = Some(1);
+        assert!(matches!(script_values(&o), Err(Error::Invalid(_))));
+        o.stderr = b"no such item".to_vec();
+        assert!(matches!(script_values(&o), Err(Error::NotFound(_))));
+        let mut o = out("syntax error (line 1 column 2)\r\n");
+        o.exit_status = Some(1);
+        assert!(matches!(script_values(&o), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error() {
+        assert!(matches!(
+            script_values(&out("{\"a\": ")),
+            Err(Error::Protocol(_))
+        ));
+        assert!(matches!(
+            script_values(&out("hello")),
+            Err(Error::Protocol(_))
+        ));
+        let bytes = ExecOutput {
+            stdout: vec![0xff, 0xfe],
+            ..out("")
+        };
+        assert!(matches!(script_values(&bytes), Err(Error::Protocol(_))));
+        assert!(matches!(
+            expect_values(&out("[][]"), 1),
+            Err(Error::Protocol(_))
+        ));
+        assert!(expect_values(&out(""), 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn system_info_pool_and_file() {
+        let res = json!({"version": "7.21.5 (stable)", "board-name": "RDS2216", "uptime": "1d2h",
+            "architecture-name": "arm64", "cpu-count": 16, "total-memory": 34359738368u64,
+            "free-memory": "1000.000000", "total-hdd-space": 1, "free-hdd-space": 1});
+        let ident = json!({"name": "rds1"});
+        let info = system_info(res.as_object().unwrap(), ident.as_object().unwrap()).unwrap();
+        assert_eq!(info.version.minor, 21);
+        assert_eq!(info.identity, "rds1");
+        assert_eq!(info.board_name.as_deref(), Some("RDS2216"));
+        assert_eq!(info.free_memory, Some(1000));
+        let bad = json!({"version": "banana"});
+        assert!(system_info(bad.as_object().unwrap(), ident.as_object().unwrap()).is_err());
+
+        let p = json!({".id": "*1", "type": "raid", "slot": "storage-pool", "mount-point": "storage-pool",
+            "fs": "btrfs", "size": "7681501126656", "free": 5.0e12, "use": "35", "mounted": "true",
+            "state": "clean", "raid-type": "raid5"});
+        let pool = pool(p.as_object().unwrap()).unwrap();
+        assert_eq!(
+            (pool.size, pool.free, pool.mounted),
+            (7_681_501_126_656, 5_000_000_000_000, true)
+        );
+        assert_eq!(pool.state.as_deref(), Some("clean"));
+
+        let f = json!({".id": "*5", "name": "storage-pool/pvc-1.img", "type": ".img file",
+            "size": 1073741824, "last-modified": "2026-11-26 13:37:00"});
+        let file = file_entry(f.as_object().unwrap()).unwrap();
+        assert_eq!(file.name, "storage-pool/pvc-1.img");
+        assert_eq!(file.size, 1 << 30);
+        assert_eq!(file.kind, ".img file");
+    }
+
+    #[test]
+    fn settings_object_may_be_wrapped_in_a_list() {
+        assert!(single_object(json!({"name": "x"}), "identity").is_ok());
+        assert!(single_object(json!([{"name": "x"}]), "identity").is_ok());
+        assert!(single_object(json!([]), "identity").is_err());
+        assert!(single_object(json!("x"), "identity").is_err());
+    }
+}

@@ -1,0 +1,364 @@
+//! REST transport: HTTPS with basic auth against `/rest`, one pooled `reqwest::Client`.
+//!
+//! Grow and remove need the item's `.id`; they look it up with a GET first rather than
+//! caching slot → id, so a disk removed and re-added elsewhere can never be hit by a stale id.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use crate::config::Secret;
+use crate::error::{Error, Result, rest_error, truncate};
+use crate::model::{CreateDisk, FileDisk, FileEntry, Pool, SystemInfo};
+use crate::reply::{self, Object};
+use crate::tls::{TlsTrust, client_config, find_tls_error};
+use crate::transport::Transport;
+use crate::validate::{FilePath, Slot};
+
+/// Settings of a [`RestTransport`].
+pub struct RestSettings {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub trust: TlsTrust,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_idle_connections: usize,
+}
+
+pub struct RestTransport {
+    http: reqwest::Client,
+    /// Bumped when a request fails at the transport level (the device may have restarted,
+    /// perhaps into another version), so the façade re-reads the version.
+    epoch: std::sync::atomic::AtomicU64,
+    base: String,
+    user: String,
+    password: Secret,
+}
+
+impl RestTransport {
+    pub fn new(settings: RestSettings) -> Result<Self> {
+        if matches!(settings.trust, TlsTrust::Insecure) {
+            tracing::warn!(
+                host = %settings.host,
+                "INSECURE: REST certificate checking is disabled; any server will be trusted"
+            );
+        }
+        let tls = client_config(&settings.trust)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .https_only(true)
+            .http1_only()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .pool_max_idle_per_host(settings.max_idle_connections)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::Invalid(format!("HTTP client setup: {e}")))?;
+        // An IPv6 literal needs brackets in a URL.
+        let host = if settings.host.contains(':') && !settings.host.starts_with('[') {
+            format!("[{}]", settings.host)
+        } else {
+            settings.host
+        };
+        Ok(Self {
+            http,
+            epoch: std::sync::atomic::AtomicU64::new(0),
+            base: format!("https://{host}:{}/rest", settings.port),
+            user: settings.user,
+            password: settings.password,
+        })
+    }
+
+    /// One request; 2xx bodies are parsed as JSON (empty = `null`), errors are typed.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut url = format!("{}{path}", self.base);
+        for (i, (key, value)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&percent_encode(key));
+            url.push('=');
+            url.push_str(&percent_encode(value));
+        }
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .basic_auth(&self.user, Some(self.password.expose()));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&method, path, &e))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| self.transport_error(&method, path, &e))?;
+        if !status.is_success() {
+            return Err(rest_error(status.as_u16(), &text));
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Protocol(format!(
+                "{method} {path}: reply is not JSON ({e}): {}",
+                truncate(&text, 256)
+            ))
+        })
+    }
+
+    fn transport_error(&self, method: &Method, path: &str, error: &reqwest::Error) -> Error {
+        let what = format!("{method} {}{path}", self.base);
+        if let Some(tls) = find_tls_error(error) {
+            return Error::Unauthenticated(format!("{what}: TLS peer not trusted: {tls}"));
+        }
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if error.is_timeout() {
+            return Error::Unavailable(format!("{what}: timed out"));
+        }
+        // Include the cause chain: reqwest's own message is often just "error sending request".
+        let mut message = format!("{what}: {error}");
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        if error.is_decode() {
+            Error::Protocol(message)
+        } else {
+            Error::Unavailable(message)
+        }
+    }
+
+    async fn find_items(&self, path: &str, key: &str, value: &str) -> Result<Vec<Object>> {
+        let reply = self.call(Method::GET, path, &[(key, value)], None).await?;
+        reply::items(reply)
+    }
+
+    async fn find_one(&self, path: &str, key: &str, value: &str) -> Result<Option<Object>> {
+        let reply = self.call(Method::GET, path, &[(key, value)], None).await?;
+        reply::at_most_one(reply, &format!("{key}={value}"))
+    }
+
+    /// Deletes by id; an id that vanished meanwhile counts as deleted.
+    async fn delete(&self, collection: &str, item: &Object) -> Result<()> {
+        let id = item_id(item)?;
+        match self
+            .call(Method::DELETE, &format!("{collection}/{id}"), &[], None)
+            .await
+        {
+            Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn single_object(&self, path: &str) -> Result<Object> {
+        reply::single_object(self.call(Method::GET, path, &[], None).await?, path)
+    }
+}
+
+/// Percent-encodes a query component. Values are validated names already; this only keeps
+/// the URL well-formed should that ever change.
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An item's `.id`, checked to be RouterOS's `*HEX` form before it goes into a URL path.
+fn item_id(item: &Object) -> Result<String> {
+    let id = reply::req_str(item, ".id")?;
+    let valid = id
+        .strip_prefix('*')
+        .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !valid {
+        return Err(Error::Protocol(format!("unexpected item id {id:?}")));
+    }
+    Ok(id)
+}
+
+/// The PUT body of a create; every value a string, as RouterOS REST expects.
+pub fn create_body(request: &CreateDisk<'_>) -> Value {
+    let spec = request.spec;
+    let mut body = Map::new();
+    let mut put = |k: &str, v: String| {
+        body.insert(k.to_owned(), Value::String(v));
+    };
+    put("type", "file".into());
+    put("slot", spec.slot.to_string());
+    put("file-path", spec.file_path.to_string());
+    put("file-size", spec.size.to_string());
+    put("mount-filesystem", "no".into());
+    put("nvme-tcp-export", "yes".into());
+    put("nvme-tcp-server-port", spec.port.to_string());
+    if request.send_nqn {
+        put("nvme-tcp-server-nqn", spec.nqn.to_string());
+    }
+    if let Some(comment) = &spec.comment {
+        put("comment", comment.clone());
+    }
+    Value::Object(body)
+}
+
+#[async_trait]
+impl Transport for RestTransport {
+    fn kind(&self) -> &'static str {
+        "rest"
+    }
+
+    /// Connections are pooled invisibly; the epoch moves on transport failures instead.
+    fn connection_epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn system_info(&self) -> Result<SystemInfo> {
+        // Sequential, so this command holds one device session at a time like every other.
+        let resource = self.single_object("/system/resource").await?;
+        let identity = self.single_object("/system/identity").await?;
+        reply::system_info(&resource, &identity)
+    }
+
+    async fn get_disk(&self, slot: &Slot) -> Result<Option<FileDisk>> {
+        self.find_one("/disk", "slot", slot.as_str())
+            .await?
+            .map(|obj| reply::file_disk(&obj))
+            .transpose()
+    }
+
+    async fn list_disks(&self, prefix: &str) -> Result<Vec<FileDisk>> {
+        // REST filters by equality only; the prefix is applied here.
+        let mut disks = Vec::new();
+        for obj in self.find_items("/disk", "type", "file").await? {
+            if reply::opt_str(&obj, "slot").is_some_and(|s| s.starts_with(prefix)) {
+                disks.push(reply::file_disk(&obj)?);
+            }
+        }
+        Ok(disks)
+    }
+
+    async fn create_disk(&self, request: CreateDisk<'_>) -> Result<FileDisk> {
+        let reply = self
+            .call(Method::PUT, "/disk", &[], Some(create_body(&request)))
+            .await?;
+        reply::file_disk(&reply::single_object(reply, "PUT /disk")?)
+    }
+
+    async fn grow_disk(&self, slot: &Slot, size: u64) -> Result<FileDisk> {
+        let disk = self
+            .find_one("/disk", "slot", slot.as_str())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no disk with slot {slot}")))?;
+        let id = item_id(&disk)?;
+        let body = json!({ "file-size": size.to_string() });
+        let reply = self
+            .call(Method::PATCH, &format!("/disk/{id}"), &[], Some(body))
+            .await?;
+        reply::file_disk(&reply::single_object(reply, "PATCH /disk")?)
+    }
+
+    async fn remove_disk(&self, slot: &Slot) -> Result<()> {
+        match self.find_one("/disk", "slot", slot.as_str()).await? {
+            Some(disk) => self.delete("/disk", &disk).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>> {
+        self.find_one("/file", "name", path.as_str())
+            .await?
+            .map(|obj| reply::file_entry(&obj))
+            .transpose()
+    }
+
+    async fn remove_file(&self, path: &FilePath) -> Result<()> {
+        match self.find_one("/file", "name", path.as_str()).await? {
+            Some(file) => self.delete("/file", &file).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn pool(&self, mount_point: &str) -> Result<Pool> {
+        let obj = self
+            .find_one("/disk", "mount-point", mount_point)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no disk is mounted at {mount_point}")))?;
+        reply::pool(&obj)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DiskSpec;
+    use crate::validate::Nqn;
+
+    fn spec(comment: Option<&str>) -> DiskSpec {
+        DiskSpec {
+            slot: Slot::try_from("pvc-1").unwrap(),
+            file_path: FilePath::try_from("/storage-pool/pvc-1.img").unwrap(),
+            size: 1 << 30,
+            port: 4420,
+            nqn: Nqn::try_from("nqn.2000-02.com.mikrotik:pvc-1").unwrap(),
+            comment: comment.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn create_body_is_string_valued_and_version_aware() {
+        let s = spec(Some("a \"quoted\" comment"));
+        let body = create_body(&CreateDisk {
+            spec: &s,
+            send_nqn: true,
+        });
+        assert_eq!(
+            body,
+            json!({"type": "file", "slot": "pvc-1", "file-path": "storage-pool/pvc-1.img",
+                   "file-size": "1073741824", "mount-filesystem": "no", "nvme-tcp-export": "yes",
+                   "nvme-tcp-server-port": "4420", "nvme-tcp-server-nqn": "nqn.2000-02.com.mikrotik:pvc-1",
+                   "comment": "a \"quoted\" comment"})
+        );
+        let plain = spec(None);
+        let old = create_body(&CreateDisk {
+            spec: &plain,
+            send_nqn: false,
+        });
+        assert!(old.get("nvme-tcp-server-nqn").is_none());
+        assert!(old.get("comment").is_none());
+    }
+
+    #[test]
+    fn query_components_are_percent_encoded() {
+        assert_eq!(
+            percent_encode("storage-pool/pvc-1.img"),
+            "storage-pool/pvc-1.img"
+        );
+        assert_eq!(percent_encode("a b&c=d#é"), "a%20b%26c%3Dd%23%C3%A9");
+    }
+
+    #[test]
+    fn ids_must_look_like_routeros_ids() {
+        let obj = |id: &str| json!({".id": id}).as_object().unwrap().clone();
+        assert_eq!(item_id(&obj("*1A")).unwrap(), "*1A");
+        for bad in ["1A", "*", "*1/../x", "*1?a=b", "*G"] {
+            assert!(item_id(&obj(bad)).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The client against the RDS simulator, over both transports: real SSH and real HTTPS on
+//! loopback, a real state model with backing files, and its fault injection.
+
+use std::time::{Duration, Instant};
+
+use rds_sim::{SimConfig, SimHandle, Simulator};
+use routeros::{
+    Client, ClientConfig, DiskSpec, Error, FilePath, HostKeyPolicy, Nqn, NqnSource, Secret, Slot,
+    SshAuth, TlsPolicy,
+};
+
+const PASSWORD: &str = "sim-pw";
+
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    Ssh,
+    Rest,
+}
+
+const BOTH: [Transport; 2] = [Transport::Ssh, Transport::Rest];
+
+struct Device {
+    sim: Option<SimHandle>,
+    _dir: tempfile::TempDir,
+}
+
+impl Device {
+    async fn start(version: &str, tune: impl FnOnce(&mut SimConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = SimConfig::new(dir.path()).with_password(PASSWORD);
+        config.routeros_version = version.parse().unwrap();
+        config.capacity = 64 << 30;
+        tune(&mut config);
+        let sim = Simulator::start(config).await.unwrap();
+        Self {
+            sim: Some(sim),
+            _dir: dir,
+        }
+    }
+
+    fn sim(&self) -> &SimHandle {
+        self.sim.as_ref().unwrap()
+    }
+
+    fn config(&self, transport: Transport) -> ClientConfig {
+        let sim = self.sim();
+        let mut cfg = match transport {
+            Transport::Ssh => {
+                let mut c = ClientConfig::ssh(
+                    "127.0.0.1",
+                    "admin+ct",
+                    SshAuth::Password(PASSWORD.into()),
+                    HostKeyPolicy::Fingerprints(vec![sim.host_key_fingerprint()]),
+                );
+                c.port = Some(sim.ssh_addr().port());
+                c
+            }
+            Transport::Rest => {
+                let mut c = ClientConfig::rest(
+                    "127.0.0.1",
+                    "admin",
+                    Secret::new(PASSWORD),
+                    TlsPolicy::Fingerprint(sim.certificate_fingerprint()),
+                );
+                c.port = Some(sim.rest_addr().port());
+                c
+            }
+        };
+        cfg.command_timeout = Duration::from_secs(10);
+        cfg
+    }
+
+    async fn client(&self, transport: Transport) -> Client {
+        Client::connect(self.config(transport)).await.unwrap()
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(sim) = self.sim.take() {
+            sim.shutdown().await;
+        }
+    }
+}
+
+fn spec(slot: &str, size: u64) -> DiskSpec {
+    DiskSpec {
+        slot: Slot::try_from(slot).unwrap(),
+        file_path: FilePath::try_from(format!("/storage-pool/{slot}.img")).unwrap(),
+        size,
+        port: 4420,
+        nqn: Nqn::try_from(format!("nqn.2000-02.com.mikrotik:{slot}")).unwrap(),
+        comment: None,
+    }
+}
+
+#[tokio::test]
+async fn lifecycle_over_both_transports() {
+    let device = Device::start("7.21.5", |_| {}).await;
+    for transport in BOTH {
+        let client = device.client(transport).await;
+        let info = client.system_info().await.unwrap();
+        assert_eq!(info.version.to_string(), "7.21.5", "{transport:?}");
+        let pool_before = client.pool("storage-pool").await.unwrap();
+        assert_eq!(
+            (pool_before.size, pool_before.fs.as_str()),
+            (64 << 30, "btrfs")
+        );
+
+        let name = format!("pvc-{transport:?}").to_lowercase();
+        let s = spec(&name, (1 << 30) + 512);
+        let disk = client.create_file_disk(&s).await.unwrap();
+        assert_eq!(
+            disk.file_size,
+            (1 << 30) + 512,
+            "{transport:?}: exact bytes"
+        );
+        assert_eq!(disk.nqn_source, NqnSource::ServerNqn);
+        assert!(disk.nvme_tcp_export && !disk.mount_filesystem);
+        assert_eq!(client.get_disk(&s.slot).await.unwrap().unwrap(), disk);
+        assert!(
+            client
+                .list_disks("pvc-")
+                .await
+                .unwrap()
+                .iter()
+                .any(|d| d.slot == name)
+        );
+        assert!(client.list_disks("nomatch").await.unwrap().is_empty());
+        let pool = client.pool("storage-pool").await.unwrap();
+        assert!(
+            pool.free < pool_before.free,
+            "{transport:?}: the image takes space"
+        );
+
+        let grown = client.grow_disk(&s.slot, 2 << 30).await.unwrap();
+        assert_eq!(grown.file_size, 2 << 30);
+        let backing = device.sim().backing_file(s.file_path.as_str());
+        assert_eq!(
+            std::fs::metadata(&backing).unwrap().len(),
+            2 << 30,
+            "real file grown"
+        );
+
+        client.remove_disk(&s.slot).await.unwrap();
+        client.remove_disk(&s.slot).await.unwrap();
+        assert_eq!(client.get_disk(&s.slot).await.unwrap(), None);
+        let file = client
+            .get_file(&s.file_path)
+            .await
+            .unwrap()
+            .expect("the image survives /disk remove");
+        assert_eq!(file.size, 2 << 30);
+        client.remove_file(&s.file_path).await.unwrap();
+        client.remove_file(&s.file_path).await.unwrap();
+        assert_eq!(client.get_file(&s.file_path).await.unwrap(), None);
+        assert!(!backing.exists());
+        assert!(
+            device
+                .sim()
+                .snapshot()
+                .file_by_name(s.file_path.as_str())
+                .is_none()
+        );
+    }
+    device.shutdown().await;
+}
+
+#[tokio::test]
+async fn hostile_comments_arrive_byte_for_byte() {
+    let device = Device::start("7.21.5", |_| {}).await;
+    let comments = [
+        "\";/system reboot;\"",
+        "[/disk remove [find]] $x {y} \\ \\\" ; ? #",
+        "line one\nline two\r\n\ttabbed",
+        "ünïcødé ✓ 日本",
+        "  spaces  ",
+    ];
+    for (transport, i) in BOTH
+        .iter()
+        .flat_map(|t| (0..comments.len()).map(move |i| (*t, i)))
+    {
+        let client = device.client(transport).await;
+        let slot = format!("c{i}-{transport:?}").to_lowercase();
+        let mut s = spec(&slot, 1 << 20);
+        s.comment = Some(comments[i].to_owned());
+        let disk = client.create_file_disk(&s).await.unwrap();
+        assert_eq!(disk.comment.as_deref(), Some(comments[i]), "{transport:?}");
+        let stored = device
+            .sim()
+            .snapshot()
+            .disk_by_slot(&slot)
+            .unwrap()
+            .comment
+            .clone();
+        assert_eq!(
+            stored, comments[i],
+            "{transport:?}: the device holds exactly the input"
+        );
+    }
+    assert_eq!(
+        device.sim().snapshot().file_disks().count(),
+        2 * comments.len(),
+        "nothing else ran"
+    );
+    device.shutdown().await;
+}
+
+#[tokio::test]
+async fn device_refusals_are_typed_over_both_transports() {
+    let device = Device::start("7.21.5", |_| {}).await;
+    for transport in BOTH {
+        let client = device.client(transport).await;
+        let name = format!("dup-{transport:?}").to_lowercase();
+        client
+            .create_file_disk(&spec(&name, 1 << 20))
+            .await
+            .unwrap();
+        let err = client
+            .create_file_disk(&spec(&name, 1 << 20))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::AlreadyExists(_)),
+            "{transport:?}: {err}"
+        );
+        let mut same_file = spec(&format!("{name}-2"), 1 << 20);
+        same_file.file_path = FilePath::try_from(format!("storage-pool/{name}.img")).unwrap();
+        let err = client.create_file_disk(&same_file).await.unwrap_err();
+        assert!(
+            matches!(err, Error::AlreadyExists(_)),
+            "{transport:?}: {err}"
+        );
+        let err = client
+            .create_file_disk(&spec(&format!("big-{name}"), 1 << 40))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NoSpace(_)), "{transport:?}: {err}");
+        let mut outside = spec(&format!("out-{name}"), 1 << 20);
+        outside.file_path = FilePath::try_from("elsewhere/x.img").unwrap();
+        let err = client.create_file_disk(&outside).await.unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{transport:?}: {err}");
+        let err = client
+            .grow_disk(&Slot::try_from(name.as_str()).unwrap(), 1 << 10)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid(_)),
+            "{transport:?}: shrink: {err}"
+        );
+        let err = client
+            .grow_disk(&Slot::try_from("absent").unwrap(), 1 << 30)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{transport:?}: {err}");
+        assert!(matches!(
+            client.pool("no-such-pool").await,
+            Err(Error::NotFound(_))
+        ));
+    }
+    device.shutdown().await;
+}
+
+#[tokio::test]
+async fn version_rules_over_both_transports() {
+    let old = Device::start("7.20.3", |_| {}).await;
+    for transport in BOTH {
+        let client = old.client(transport).await;
+        let name = format!("old-{transport:?}").to_lowercase();
+        let disk = client
+            .create_file_disk(&spec(&name, 1 << 20))
+            .await
+            .unwrap();
+        assert_eq!(
+            (disk.nqn.as_str(), disk.nqn_source),
+            (name.as_str(), NqnSource::SlotName)
+        );
+    }
+    old.shutdown().await;
+    let ancient = Device::start("7.16.2", |_| {}).await;
+    for transport in BOTH {
+        let client = ancient.client(transport).await;
+        let err = client
+            .create_file_disk(&spec("x", 1 << 20))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)), "{transport:?}: {err}");
+    }
+    assert_eq!(ancient.sim().snapshot().file_disks().count(), 0);
+    ancient.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_floats_exit_status_failures_and_dropped_connections() {
+    let device = Device::start("7.21.5", |_| {}).await;
+    let client = device.client(Transport::Ssh).await;
+    device.sim().faults().update(|f| {
+        f.float_numbers = true;
+        f.exit_status_on_error = true;
+    });
+    let disk = client
+        .create_file_disk(&spec("floaty", 3 << 20))
+        .await
+        .unwrap();
+    assert_eq!(disk.file_size, 3 << 20);
+    let err = client
+        .create_file_disk(&spec("floaty", 3 << 20))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AlreadyExists(_)),
+        "exit status 1 keeps the text: {err}"
+    );
+
+    device.sim().faults().update(|f| {
+        f.fail_next = 1;
+        f.fail_message = "failure: not enough free space on storage-pool".into();
+    });
+    assert!(matches!(
+        client.get_disk(&Slot::try_from("floaty").unwrap()).await,
+        Err(Error::NoSpace(_))
+    ));
+
+    device.sim().faults().update(|f| f.drop_next = 1);
+    let err = client
+        .get_disk(&Slot::try_from("floaty").unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err}");
+    assert!(
+        client
+            .get_disk(&Slot::try_from("floaty").unwrap())
+            .await
+            .unwrap()
+            .is_some(),
+        "reconnected"
+    );
+    device.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_session_cap_holds_with_a_matching_concurrency_limit() {
+    let device = Device::start("7.21.5", |c| {
+        c.faults.latency_ms = 20;
+        c.faults.max_sessions = 16;
+    })
+    .await;
+    for transport in BOTH {
+        let mut cfg = device.config(transport);
+        cfg.max_concurrency = 16;
+        let client = Client::connect(cfg).await.unwrap();
+        let name = format!("bench-{transport:?}").to_lowercase();
+        let started = Instant::now();
+        let creates = (0..48).map(|i| {
+            let client = client.clone();
+            let name = format!("{name}-{i}");
+            async move { client.create_file_disk(&spec(&name, 1 << 20)).await }
+        });
+        for r in futures::future::join_all(creates).await {
+            r.unwrap();
+        }
+        let create_time = started.elapsed();
+        let started = Instant::now();
+        let gets = (0..96).map(|i| {
+            let client = client.clone();
+            let slot = Slot::try_from(format!("{name}-{}", i % 48)).unwrap();
+            async move { client.get_disk(&slot).await }
+        });
+        for r in futures::future::join_all(gets).await {
+            assert!(r.unwrap().is_some());
+        }
+        let get_time = started.elapsed();
+        // Floors: 48/16 = 3 and 96/16 = 6 rounds of 20 ms.
+        eprintln!(
+            "{transport:?}: 48 creates {create_time:?} (floor 60 ms), 96 gets {get_time:?} (floor 120 ms)"
+        );
+        assert!(
+            get_time < Duration::from_millis(120 * 3),
+            "{transport:?}: {get_time:?}"
+        );
+    }
+    device.shutdown().await;
+}
