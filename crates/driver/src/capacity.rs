@@ -1,4 +1,5 @@
-//! Choosing a volume size from a CSI CapacityRange: exact bytes, rounded up to a granularity.
+//! Choosing a volume size from a CSI CapacityRange: exact bytes, rounded up to a granularity,
+//! for creation and for expansion.
 
 /// 1 MiB: the default allocation granularity.
 pub const MIB: u64 = 1 << 20;
@@ -39,6 +40,19 @@ pub enum SizeError {
     },
     #[error("requested size {0} bytes overflows")]
     Overflow(u64),
+    #[error("capacity range sets neither required_bytes nor limit_bytes")]
+    Unset,
+    #[error("volume is {current} bytes, above limit_bytes {limit}; volumes cannot shrink")]
+    CannotShrink { current: u64, limit: u64 },
+}
+
+/// What ControllerExpandVolume has to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expansion {
+    /// The volume already satisfies the range (the spec asks for OK, not an error).
+    AlreadyLargeEnough,
+    /// Grow the backing file to exactly this many bytes.
+    GrowTo(u64),
 }
 
 impl SizePolicy {
@@ -87,6 +101,40 @@ impl SizePolicy {
             limit,
             granularity: self.granularity,
         })
+    }
+
+    /// The largest multiple of the granularity not above `bytes` (what a volume may ask for
+    /// when `bytes` are free).
+    pub fn largest_within(&self, bytes: u64) -> u64 {
+        self.round_down(bytes)
+    }
+
+    /// Plans the expansion of a volume of `current` bytes to a CapacityRange (0 = unset).
+    /// Volumes only grow: a range the current size already satisfies needs nothing, and a
+    /// limit below the current size cannot be met.
+    pub fn plan_expansion(
+        &self,
+        current: u64,
+        required: i64,
+        limit: i64,
+    ) -> Result<Expansion, SizeError> {
+        if required < 0 || limit < 0 {
+            return Err(SizeError::Negative { required, limit });
+        }
+        if required == 0 && limit == 0 {
+            return Err(SizeError::Unset);
+        }
+        let (required_bytes, limit_bytes) = (required as u64, limit as u64);
+        if limit_bytes != 0 && current > limit_bytes {
+            return Err(SizeError::CannotShrink {
+                current,
+                limit: limit_bytes,
+            });
+        }
+        if required_bytes <= current {
+            return Ok(Expansion::AlreadyLargeEnough);
+        }
+        self.choose(required, limit).map(Expansion::GrowTo)
     }
 
     /// True if an existing volume of `size` bytes satisfies the range (for idempotent creates).
@@ -144,6 +192,54 @@ mod tests {
         assert!(matches!(P.choose(0, -1), Err(SizeError::Negative { .. })));
         // The largest request still rounds up without overflowing.
         assert_eq!(P.choose(i64::MAX, 0), Ok(1 << 63));
+    }
+
+    #[test]
+    fn expansion_grows_rounding_up_and_never_shrinks() {
+        assert_eq!(
+            P.plan_expansion(GIB, (GIB + 1) as i64, 0),
+            Ok(Expansion::GrowTo(GIB + MIB))
+        );
+        assert_eq!(
+            P.plan_expansion(GIB, (2 * GIB) as i64, (2 * GIB) as i64),
+            Ok(Expansion::GrowTo(2 * GIB))
+        );
+        // Asking for less than the current size is satisfied as it is.
+        assert_eq!(
+            P.plan_expansion(2 * GIB, GIB as i64, 0),
+            Ok(Expansion::AlreadyLargeEnough)
+        );
+        assert_eq!(
+            P.plan_expansion(GIB, GIB as i64, 0),
+            Ok(Expansion::AlreadyLargeEnough)
+        );
+        assert_eq!(
+            P.plan_expansion(GIB, 0, (2 * GIB) as i64),
+            Ok(Expansion::AlreadyLargeEnough)
+        );
+        // ...but a limit below the current size would need a shrink.
+        assert_eq!(
+            P.plan_expansion(2 * GIB, GIB as i64, GIB as i64),
+            Err(SizeError::CannotShrink {
+                current: 2 * GIB,
+                limit: GIB
+            })
+        );
+        assert!(matches!(
+            P.plan_expansion(GIB, (GIB + 1) as i64, (GIB + 2) as i64),
+            Err(SizeError::NoAlignedSize { .. })
+        ));
+        assert_eq!(P.plan_expansion(GIB, 0, 0), Err(SizeError::Unset));
+        assert!(matches!(
+            P.plan_expansion(GIB, -1, 0),
+            Err(SizeError::Negative { .. })
+        ));
+    }
+
+    #[test]
+    fn largest_within_rounds_down() {
+        assert_eq!(P.largest_within(GIB + 5), GIB);
+        assert_eq!(P.largest_within(MIB - 1), 0);
     }
 
     #[test]

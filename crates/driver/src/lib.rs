@@ -1,6 +1,21 @@
-//! CSI services for the RDS. This crate holds the driver's decisions: naming, sizes,
-//! parameters and volume context (pure, unit-tested); the gRPC services build on them.
+//! CSI services for the RDS. The driver's decisions (naming, sizes, parameters, capabilities,
+//! volume plans) are pure and unit-tested; the services build on them: [`identity`],
+//! [`controller`], served by [`server`]. Errors are typed ([`error`]) and become gRPC statuses
+//! in one place ([`status`]).
 
+pub mod cache;
+pub mod capabilities;
 pub mod capacity;
+pub mod config;
+pub mod controller;
+pub mod error;
+pub mod identity;
+pub mod locks;
 pub mod naming;
 pub mod params;
+pub mod server;
+pub mod status;
+pub mod traced;
+
+pub use config::ControllerConfig;
+pub use error::DriverError;

@@ -2,8 +2,10 @@
 //!
 //! A `pvc-<uuid>` name (what external-provisioner sends) is used verbatim, which keeps volumes
 //! made by the existing Go driver addressable without migration. Any other CSI name (opaque, up
-//! to 128 bytes, any characters) maps deterministically to `csi-<32 hex digits of SHA-256>`, and
-//! the original name is recorded in the disk's comment so idempotency and listing still work.
+//! to 128 bytes, any characters) maps deterministically to `csi-<32 hex digits of SHA-256>`.
+//! Every disk the driver creates carries a comment recording the CSI name and a digest of the
+//! request's parameters, so that a repeated CreateVolume can tell "same request" from "same
+//! name, different request".
 
 use sha2::{Digest, Sha256};
 
@@ -15,8 +17,9 @@ pub const PVC_PREFIX: &str = "pvc-";
 pub const MANAGED_SLOT_PREFIXES: [&str; 2] = [PVC_PREFIX, HASHED_PREFIX];
 /// CSI's limit on names (bytes).
 pub const MAX_NAME_BYTES: usize = 128;
-/// Comment written on every disk the driver creates: `<COMMENT_TAG><csi name>`.
-pub const COMMENT_TAG: &str = "rds-csi:name=";
+/// Start of the comment on every disk the driver creates (see [`VolumeComment`]).
+pub const COMMENT_PREFIX: &str = "rds-csi:v1 params=";
+const COMMENT_NAME_TAG: &str = " name=";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
@@ -86,14 +89,39 @@ pub fn is_managed_volume_id(id: &str) -> bool {
     })
 }
 
-/// The comment recorded on a disk for a CSI name.
-pub fn comment_for_name(name: &str) -> String {
-    format!("{COMMENT_TAG}{name}")
+/// What the driver records in the comment of a disk it creates:
+/// `rds-csi:v1 params=<digest> name=<csi name>`. The name comes last because it may contain
+/// any character, spaces and newlines included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeComment<'a> {
+    /// Digest of the normalised StorageClass parameters ([`crate::params::VolumeParams::digest`]).
+    pub params_digest: &'a str,
+    /// The CSI name the volume was created for.
+    pub name: &'a str,
 }
 
-/// The CSI name recorded in a disk comment, if the comment is one of ours.
-pub fn name_from_comment(comment: &str) -> Option<&str> {
-    comment.strip_prefix(COMMENT_TAG)
+impl<'a> VolumeComment<'a> {
+    pub fn render(&self) -> String {
+        format!(
+            "{COMMENT_PREFIX}{}{COMMENT_NAME_TAG}{}",
+            self.params_digest, self.name
+        )
+    }
+
+    /// Reads a comment written by [`VolumeComment::render`]; anything else is `None` (a disk
+    /// made by hand or by another driver, such as the Go driver, which wrote no comment).
+    pub fn parse(comment: &'a str) -> Option<Self> {
+        let rest = comment.strip_prefix(COMMENT_PREFIX)?;
+        let (params_digest, name) = rest.split_once(COMMENT_NAME_TAG)?;
+        let digest_ok = !params_digest.is_empty()
+            && params_digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        digest_ok.then_some(Self {
+            params_digest,
+            name,
+        })
+    }
 }
 
 /// The subsystem NQN of a volume: `<prefix>:<volume id>`.
@@ -174,9 +202,28 @@ mod tests {
 
     #[test]
     fn comment_round_trip() {
-        let c = comment_for_name("any name; [x]");
-        assert_eq!(name_from_comment(&c), Some("any name; [x]"));
-        assert_eq!(name_from_comment("something else"), None);
+        for name in [
+            "any name; [x]",
+            "a name=with tags name=",
+            "multi\nline ü",
+            PVC,
+        ] {
+            let written = VolumeComment {
+                params_digest: "0123456789abcdef",
+                name,
+            };
+            let text = written.render();
+            assert_eq!(VolumeComment::parse(&text), Some(written), "{text}");
+        }
+        for foreign in [
+            "",
+            "something else",
+            "rds-csi:v1 params= name=x",
+            "rds-csi:v1 params=XYZ name=x",
+            "rds-csi:v1 params=abc",
+        ] {
+            assert_eq!(VolumeComment::parse(foreign), None, "{foreign:?}");
+        }
     }
 
     #[test]

@@ -39,6 +39,8 @@ const STORAGE_CLASS_KEYS: [&str; 9] = [
 
 /// Longest `mkfsOptions` accepted; options are split into words, never run through a shell.
 const MAX_MKFS_OPTIONS_BYTES: usize = 512;
+/// Longest volume path accepted; leaves room for `/<volume id>.img` within RouterOS limits.
+pub const MAX_VOLUME_PATH_BYTES: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParamError {
@@ -105,10 +107,12 @@ fn parse_num<T: std::str::FromStr>(
         .map_err(|_| invalid(key, value, "out of range"))
 }
 
-/// A directory path made only of safe components (`[A-Za-z0-9._-]`, no `.`/`..`).
-fn parse_dir_path(key: &'static str, value: &str) -> Result<String, ParamError> {
+/// A directory path made only of safe components (`[A-Za-z0-9._-]`, no `.`/`..`), returned
+/// without leading or trailing `/`.
+pub fn parse_dir_path(key: &'static str, value: &str) -> Result<String, ParamError> {
     let trimmed = value.trim_matches('/');
     let ok = !trimmed.is_empty()
+        && trimmed.len() <= MAX_VOLUME_PATH_BYTES
         && trimmed.split('/').all(|c| {
             !c.is_empty()
                 && c != "."
@@ -120,14 +124,25 @@ fn parse_dir_path(key: &'static str, value: &str) -> Result<String, ParamError> 
         return Err(invalid(
             key,
             value,
-            "must be a path of [A-Za-z0-9._-] components without '.' or '..'",
+            format!(
+                "must be a path of at most {MAX_VOLUME_PATH_BYTES} bytes made of [A-Za-z0-9._-] \
+                 components without '.' or '..'"
+            ),
         ));
     }
     Ok(trimmed.to_owned())
 }
 
+/// True if the normalised directory `path` is `base` or lies below it.
+pub fn is_within(path: &str, base: &str) -> bool {
+    path == base
+        || path
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// A host name, IPv4 or IPv6 literal; nothing that could smuggle fabrics options.
-fn parse_address(key: &'static str, value: &str) -> Result<String, ParamError> {
+pub fn parse_address(key: &'static str, value: &str) -> Result<String, ParamError> {
     let v = value.trim();
     if v.parse::<std::net::IpAddr>().is_ok() {
         return Ok(v.to_owned());
@@ -219,6 +234,60 @@ impl VolumeParams {
             }
         }
         Ok(p)
+    }
+}
+
+impl VolumeParams {
+    /// The parameters in a canonical `key=value` form (sorted, normalised values, unset
+    /// parameters absent), so that equal requests compare equal however they were spelled.
+    fn canonical(&self) -> BTreeMap<&'static str, String> {
+        let mut out = BTreeMap::new();
+        let mut put = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                out.insert(k, v);
+            }
+        };
+        put(VOLUME_PATH, self.volume_path.clone());
+        put(NVME_ADDRESS, self.nvme_address.clone());
+        put(NVME_PORT, self.nvme_port.map(|v| v.to_string()));
+        put(
+            CTRL_LOSS_TMO,
+            self.connect.ctrl_loss_tmo.map(|v| v.to_string()),
+        );
+        put(
+            RECONNECT_DELAY,
+            self.connect.reconnect_delay.map(|v| v.to_string()),
+        );
+        put(
+            KEEP_ALIVE_TMO,
+            self.connect.keep_alive_tmo.map(|v| v.to_string()),
+        );
+        put(
+            NR_IO_QUEUES,
+            self.connect.nr_io_queues.map(|v| v.to_string()),
+        );
+        put(MKFS_OPTIONS, self.mkfs_options.clone());
+        put(
+            MIGRATION_TIMEOUT_SECONDS,
+            self.migration_timeout_seconds.map(|v| v.to_string()),
+        );
+        out
+    }
+
+    /// A short digest (16 hex digits of SHA-256) of the canonical parameters, recorded on the
+    /// disk so that a later CreateVolume with the same name can tell whether its parameters
+    /// are the ones the volume was made with.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for (key, value) in self.canonical() {
+            // Length-prefixed, so no choice of values can make two different maps collide.
+            hasher.update(format!("{}:{key}{}:{value}", key.len(), value.len()));
+        }
+        hasher.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -366,6 +435,41 @@ mod tests {
                 "{k}={v:?}"
             );
         }
+    }
+
+    #[test]
+    fn digest_ignores_spelling_and_co_keys_but_not_values() {
+        let a = VolumeParams::parse(&map(&[
+            ("volumePath", "/storage-pool/k8s/"),
+            ("nvmePort", "4420"),
+            ("csi.storage.k8s.io/pvc/name", "one"),
+        ]))
+        .unwrap();
+        let b = VolumeParams::parse(&map(&[
+            ("volumePath", "storage-pool/k8s"),
+            ("nvmePort", " 4420"),
+            ("csi.storage.k8s.io/pvc/name", "two"),
+        ]))
+        .unwrap();
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(a.digest().len(), 16);
+        let c = VolumeParams::parse(&map(&[
+            ("volumePath", "storage-pool/k8s"),
+            ("nvmePort", "4421"),
+        ]))
+        .unwrap();
+        assert_ne!(a.digest(), c.digest());
+        assert_ne!(VolumeParams::default().digest(), a.digest());
+    }
+
+    #[test]
+    fn paths_within_a_base() {
+        assert!(is_within("storage-pool", "storage-pool"));
+        assert!(is_within("storage-pool/k8s", "storage-pool"));
+        assert!(!is_within("storage-pool2", "storage-pool"));
+        assert!(!is_within("other/storage-pool", "storage-pool"));
+        assert!(parse_dir_path(VOLUME_PATH, &"a".repeat(MAX_VOLUME_PATH_BYTES)).is_ok());
+        assert!(parse_dir_path(VOLUME_PATH, &"a".repeat(MAX_VOLUME_PATH_BYTES + 1)).is_err());
     }
 
     #[test]

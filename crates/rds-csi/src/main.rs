@@ -1,9 +1,15 @@
 //! `rds-csi`: the one binary. Each subcommand is a thin shell over a library crate.
 
+mod controller;
+
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "rds-csi", version, about = "Kubernetes CSI driver for the MikroTik ROSE Data Server (RDS)")]
+#[command(
+    name = "rds-csi",
+    version,
+    about = "Kubernetes CSI driver for the MikroTik ROSE Data Server (RDS)"
+)]
 struct Cli {
     /// Log format: human-readable lines or one JSON object per line.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "RDS_CSI_LOG_FORMAT")]
@@ -26,11 +32,11 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// CSI controller service (provisioning on the RDS).
-    Controller,
+    Controller(Box<controller::ControllerArgs>),
     /// CSI node service (NVMe/TCP attach, format, mount).
     Node,
     /// Run the RDS simulator: SSH CLI and REST over one persisted state.
-    Sim(rds_sim::SimArgs),
+    Sim(Box<rds_sim::SimArgs>),
     /// End-to-end demonstration against the simulator.
     Demo,
     /// Check a node and an RDS before trusting them with data.
@@ -39,8 +45,11 @@ enum Command {
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
+    // Colour codes only help a human at a terminal; in container logs they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
@@ -58,8 +67,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log)?;
     match cli.command {
-        Command::Sim(args) => rds_sim::run(args).await,
-        Command::Controller => not_yet("controller"),
+        Command::Sim(args) => rds_sim::run(*args).await,
+        Command::Controller(args) => controller::run(*args).await,
         Command::Node => not_yet("node"),
         Command::Demo => not_yet("demo"),
         Command::Doctor => not_yet("doctor"),

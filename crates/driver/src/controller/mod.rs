@@ -1,0 +1,29 @@
+//! The CSI Controller service: volume lifecycle on the RDS.
+//!
+//! - [`rules`]: the decisions, free of I/O (plans, idempotency, ownership, condition, paging);
+//! - [`service`]: the device work, one function per RPC;
+//! - [`grpc`]: the tonic handlers.
+
+pub mod grpc;
+pub mod rules;
+pub mod service;
+
+pub use grpc::{CONTROLLER_CAPABILITIES, CsiController};
+pub use service::ControllerService;
+
+use std::sync::Arc;
+
+/// The gRPC services of a controller plugin: Identity (probing the RDS) and Controller.
+pub fn routes(service: Arc<ControllerService>) -> tonic::service::Routes {
+    let config = service.config();
+    let identity = crate::identity::CsiIdentity::new(
+        config.driver_name.clone(),
+        config.vendor_version.clone(),
+        service.clone(),
+    );
+    tonic::service::Routes::new(identity.into_server())
+        .add_service(CsiController::new(service).into_server())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,292 @@
+//! The controller service against an in-memory device that records every round trip.
+//!
+//! The simulator (see `tests/`) is the real counterpart; this double exists for what the
+//! simulator cannot do on demand (a read-back that disagrees with the request) and to pin
+//! down the number of device round trips each operation costs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use routeros::model::CreateDisk;
+use routeros::{
+    Client, Error, FileDisk, FileEntry, FilePath, Limits, NqnSource, Pool, RouterOsVersion, Slot,
+    SystemInfo, Transport,
+};
+
+use super::rules::{VolumeId, VolumePlan};
+use super::service::ControllerService;
+use crate::config::ControllerConfig;
+use crate::error::DriverError;
+
+const GIB: u64 = 1 << 30;
+const PVC: &str = "pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60";
+
+#[derive(Default)]
+struct FakeRds {
+    disks: Mutex<BTreeMap<String, FileDisk>>,
+    files: Mutex<BTreeMap<String, u64>>,
+    calls: Mutex<Vec<&'static str>>,
+    /// Makes the next create report a size one sector short of what was asked.
+    tamper_next_create: AtomicBool,
+}
+
+impl FakeRds {
+    fn record(&self, call: &'static str) {
+        self.calls.lock().unwrap().push(call);
+    }
+
+    fn take_calls(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    fn add_file(&self, name: &str) {
+        self.files.lock().unwrap().insert(name.to_owned(), GIB);
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for FakeRds {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+
+    fn connection_epoch(&self) -> u64 {
+        1
+    }
+
+    async fn system_info(&self) -> routeros::Result<SystemInfo> {
+        self.record("system-info");
+        Ok(SystemInfo {
+            version: RouterOsVersion::parse("7.21.5")?,
+            version_text: "7.21.5 (stable)".into(),
+            identity: "fake".into(),
+            board_name: None,
+            architecture: None,
+            uptime: None,
+            cpu_count: None,
+            total_memory: None,
+            free_memory: None,
+        })
+    }
+
+    async fn get_disk(&self, slot: &Slot) -> routeros::Result<Option<FileDisk>> {
+        self.record("get-disk");
+        Ok(self.disks.lock().unwrap().get(slot.as_str()).cloned())
+    }
+
+    async fn list_disks(&self, prefix: &str) -> routeros::Result<Vec<FileDisk>> {
+        self.record("list-disks");
+        let disks = self.disks.lock().unwrap();
+        Ok(disks
+            .values()
+            .filter(|d| d.slot.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+
+    async fn create_disk(&self, request: CreateDisk<'_>) -> routeros::Result<FileDisk> {
+        self.record("create-disk");
+        let spec = request.spec;
+        let mut disks = self.disks.lock().unwrap();
+        let mut files = self.files.lock().unwrap();
+        if disks.contains_key(spec.slot.as_str()) || files.contains_key(spec.file_path.as_str()) {
+            return Err(Error::AlreadyExists("failure: file already exists".into()));
+        }
+        let disk = FileDisk {
+            id: format!("*{}", disks.len() + 1),
+            slot: spec.slot.to_string(),
+            file_path: spec.file_path.to_string(),
+            file_size: spec.size,
+            nvme_tcp_export: true,
+            nvme_tcp_port: spec.port,
+            nqn: request.expected_nqn().to_owned(),
+            nqn_source: NqnSource::ServerNqn,
+            mount_filesystem: false,
+            comment: spec.comment.clone(),
+        };
+        files.insert(disk.file_path.clone(), spec.size);
+        disks.insert(disk.slot.clone(), disk.clone());
+        let mut reported = disk;
+        if self.tamper_next_create.swap(false, Ordering::SeqCst) {
+            reported.file_size -= 512;
+        }
+        Ok(reported)
+    }
+
+    async fn grow_disk(&self, slot: &Slot, size: u64) -> routeros::Result<FileDisk> {
+        self.record("grow-disk");
+        let mut disks = self.disks.lock().unwrap();
+        let disk = disks
+            .get_mut(slot.as_str())
+            .ok_or_else(|| Error::NotFound("no such item".into()))?;
+        disk.file_size = size;
+        self.files
+            .lock()
+            .unwrap()
+            .insert(disk.file_path.clone(), size);
+        Ok(disk.clone())
+    }
+
+    async fn remove_disk(&self, slot: &Slot) -> routeros::Result<()> {
+        self.record("remove-disk");
+        self.disks.lock().unwrap().remove(slot.as_str());
+        Ok(())
+    }
+
+    async fn get_file(&self, path: &FilePath) -> routeros::Result<Option<FileEntry>> {
+        self.record("get-file");
+        Ok(self
+            .files
+            .lock()
+            .unwrap()
+            .get(path.as_str())
+            .map(|&size| FileEntry {
+                id: "*F".into(),
+                name: path.to_string(),
+                kind: ".img file".into(),
+                size,
+                last_modified: None,
+            }))
+    }
+
+    async fn remove_file(&self, path: &FilePath) -> routeros::Result<()> {
+        self.record("remove-file");
+        self.files.lock().unwrap().remove(path.as_str());
+        Ok(())
+    }
+
+    async fn pool(&self, mount_point: &str) -> routeros::Result<Pool> {
+        self.record("pool");
+        Ok(Pool {
+            slot: mount_point.into(),
+            mount_point: mount_point.into(),
+            fs: "btrfs".into(),
+            size: 1 << 40,
+            free: 1 << 40,
+            mounted: true,
+            state: Some("clean".into()),
+        })
+    }
+}
+
+/// A service on the fake, warmed up (version and pool reading cached) so that the calls
+/// recorded afterwards are those of the operation alone.
+async fn service() -> (ControllerService, Arc<FakeRds>) {
+    let fake = Arc::new(FakeRds::default());
+    let client = Client::with_transport(
+        fake.clone(),
+        Limits {
+            max_concurrency: 4,
+            command_timeout: Duration::from_secs(5),
+        },
+    )
+    .unwrap();
+    let mut config = ControllerConfig::new("192.0.2.1");
+    config.cache_ttl = Duration::from_secs(600);
+    let service = ControllerService::new(client, config.validate().unwrap());
+    assert!(service.probe().await.unwrap());
+    fake.take_calls();
+    (service, fake)
+}
+
+fn plan(service: &ControllerService, name: &str) -> VolumePlan {
+    VolumePlan::new(service.config(), name, None, &HashMap::new()).unwrap()
+}
+
+fn id(text: &str) -> VolumeId {
+    VolumeId::parse(text).unwrap()
+}
+
+#[tokio::test]
+async fn round_trips_per_operation() {
+    let (service, fake) = service().await;
+    let p = plan(&service, PVC);
+
+    service.create_volume(&p).await.unwrap();
+    assert_eq!(fake.take_calls(), ["get-disk", "create-disk"]);
+    service.create_volume(&p).await.unwrap();
+    assert_eq!(
+        fake.take_calls(),
+        ["get-disk"],
+        "an existing volume costs one look"
+    );
+
+    service.volume(&id(PVC)).await.unwrap();
+    assert_eq!(fake.take_calls(), ["get-disk"]);
+    service.list_volumes("", 0).await.unwrap();
+    assert_eq!(fake.take_calls(), ["list-disks"]);
+    service.pool().await.unwrap();
+    assert!(
+        fake.take_calls().is_empty(),
+        "a fresh pool reading is reused"
+    );
+
+    service
+        .expand_volume(&id(PVC), 2 * GIB as i64, 0)
+        .await
+        .unwrap();
+    assert_eq!(fake.take_calls(), ["get-disk", "grow-disk"]);
+    service
+        .expand_volume(&id(PVC), GIB as i64, 0)
+        .await
+        .unwrap();
+    assert_eq!(fake.take_calls(), ["get-disk"]);
+
+    service.delete_volume(&id(PVC)).await.unwrap();
+    assert_eq!(
+        fake.take_calls(),
+        ["get-disk", "remove-disk", "remove-file"]
+    );
+    service.delete_volume(&id(PVC)).await.unwrap();
+    assert_eq!(fake.take_calls(), ["get-disk", "get-file"]);
+}
+
+#[tokio::test]
+async fn a_read_back_that_disagrees_is_rolled_back_and_the_retry_succeeds() {
+    let (service, fake) = service().await;
+    let p = plan(&service, PVC);
+    fake.tamper_next_create.store(true, Ordering::SeqCst);
+    let error = service.create_volume(&p).await.unwrap_err();
+    assert!(
+        matches!(&error, DriverError::Rds(Error::Protocol(m)) if m.contains("file-size")),
+        "{error}"
+    );
+    assert!(fake.disks.lock().unwrap().is_empty(), "disk removed");
+    assert!(fake.files.lock().unwrap().is_empty(), "image removed");
+    assert_eq!(
+        fake.take_calls(),
+        [
+            "get-disk",
+            "create-disk",
+            "get-disk",
+            "remove-disk",
+            "remove-file"
+        ]
+    );
+    let disk = service.create_volume(&p).await.unwrap();
+    assert_eq!(disk.file_size, GIB);
+}
+
+#[tokio::test]
+async fn a_leftover_image_is_cleared_once_and_the_add_repeated() {
+    let (service, fake) = service().await;
+    let p = plan(&service, "any name");
+    fake.add_file(p.file_path.as_str());
+    service.create_volume(&p).await.unwrap();
+    assert_eq!(
+        fake.take_calls(),
+        [
+            "get-disk",
+            "create-disk",
+            "get-disk",
+            "get-file",
+            "list-disks",
+            "remove-file",
+            "create-disk"
+        ]
+    );
+    service.delete_volume(&p.id).await.unwrap();
+    assert!(fake.files.lock().unwrap().is_empty());
+}

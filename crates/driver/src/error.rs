@@ -1,0 +1,52 @@
+//! The typed failures of the CSI services. They become gRPC statuses in one place,
+//! [`crate::status`].
+
+use crate::capabilities::CapabilityError;
+use crate::capacity::SizeError;
+use crate::naming::NameError;
+use crate::params::ParamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// A field the spec marks REQUIRED is absent or empty.
+    #[error("{0} is required")]
+    MissingField(&'static str),
+    #[error("volume name: {0}")]
+    Name(#[from] NameError),
+    #[error("parameters: {0}")]
+    Params(#[from] ParamError),
+    #[error("capacity range: {0}")]
+    Size(#[from] SizeError),
+    #[error("volume capability: {0}")]
+    Capability(#[from] CapabilityError),
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    /// A request field the driver does not support (content sources, mutable parameters...).
+    #[error("{0}")]
+    NotSupported(String),
+    #[error("volume {0} does not exist")]
+    VolumeNotFound(String),
+    /// A volume with this name exists but does not match the request.
+    #[error("volume {volume_id} already exists but {reason}")]
+    Incompatible { volume_id: String, reason: String },
+    /// The free-space check before `/disk add` failed.
+    #[error("not enough free space in pool {pool}: {wanted} bytes wanted, {free} free")]
+    InsufficientSpace {
+        pool: String,
+        wanted: u64,
+        free: u64,
+    },
+    #[error("an operation is already pending for volume {0}; retry later")]
+    OperationPending(String),
+    #[error("invalid starting_token {0:?}; start the listing again without a token")]
+    InvalidToken(String),
+    /// The pool is missing or not usable; the operator must act.
+    #[error("pool {pool}: {reason}")]
+    PoolUnusable { pool: String, reason: String },
+    #[error("RDS: {0}")]
+    Rds(#[from] routeros::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = DriverError> = std::result::Result<T, E>;

@@ -1,0 +1,320 @@
+//! The test CO: the simulator in-process (real SSH or HTTPS), the controller served on a
+//! real Unix socket in a temp dir, and tonic clients talking CSI to it. Every test ends with
+//! [`Harness::finish`], which lists the simulator's disks and files and fails on any leak.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use csi::v1::controller_client::ControllerClient;
+use csi::v1::identity_client::IdentityClient;
+use csi::v1::volume_capability::access_mode::Mode;
+use csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
+use csi::v1::{
+    CapacityRange, CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest, VolumeCapability,
+};
+use driver::config::ControllerConfig;
+use driver::controller::{self, ControllerService};
+use driver::server::{self, Endpoint, ServerError};
+use rds_sim::{Faults, SimConfig, SimHandle, Simulator};
+use routeros::{Backoff, ClientConfig, HostKeyPolicy, Secret, SshAuth, TlsPolicy};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+pub const PASSWORD: &str = "sim-secret";
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+/// A name as external-provisioner sends it.
+pub const PVC: &str = "pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60";
+/// Deadline of every CSI call a test makes, so a hang fails instead of blocking.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Ssh,
+    Rest,
+}
+
+/// How to set up one test.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub transport: Transport,
+    /// Pool size of the simulator.
+    pub capacity: u64,
+    pub faults: Faults,
+    /// The controller's RouterOS sessions at once.
+    pub client_sessions: usize,
+    pub command_timeout: Duration,
+    pub routeros_version: Option<&'static str>,
+    /// Adjusts the controller configuration (base path, cache lifetime...).
+    pub configure: fn(&mut ControllerConfig),
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            transport: Transport::Ssh,
+            capacity: 64 * GIB,
+            faults: Faults::default(),
+            client_sessions: 8,
+            command_timeout: Duration::from_secs(10),
+            routeros_version: None,
+            configure: |_| {},
+        }
+    }
+}
+
+pub struct Harness {
+    pub sim: SimHandle,
+    pub identity: IdentityClient<Channel>,
+    pub controller: ControllerClient<Channel>,
+    /// A separate RouterOS client for arranging the device the way a test needs it.
+    pub rds: routeros::Client,
+    pub config: ControllerConfig,
+    pub service: Arc<ControllerService>,
+    pub socket: PathBuf,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<Result<(), ServerError>>,
+    _dir: tempfile::TempDir,
+}
+
+/// RouterOS client settings for the simulator.
+pub fn client_config(sim: &SimHandle, transport: Transport, password: &str) -> ClientConfig {
+    let mut config = match transport {
+        Transport::Ssh => {
+            let mut c = ClientConfig::ssh(
+                "127.0.0.1",
+                "admin",
+                SshAuth::Password(Secret::new(password)),
+                HostKeyPolicy::Fingerprints(vec![sim.host_key_fingerprint()]),
+            );
+            c.port = Some(sim.ssh_addr().port());
+            c
+        }
+        Transport::Rest => {
+            let mut c = ClientConfig::rest(
+                "127.0.0.1",
+                "admin",
+                Secret::new(password),
+                TlsPolicy::CaPem(sim.certificate_pem().to_owned()),
+            );
+            c.port = Some(sim.rest_addr().port());
+            c
+        }
+    };
+    config.backoff = Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+    };
+    config.connect_timeout = Duration::from_secs(5);
+    config
+}
+
+pub async fn unix_channel(socket: &Path) -> Channel {
+    server::connect(&Endpoint::Unix(socket.to_owned()))
+        .await
+        .expect("connect to the CSI socket")
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut sim_config = SimConfig::new(dir.path().join("rds")).with_password(PASSWORD);
+        sim_config.capacity = options.capacity;
+        sim_config.faults = options.faults.clone();
+        if let Some(version) = options.routeros_version {
+            sim_config.routeros_version = version.parse().expect("version");
+        }
+        let sim = Simulator::start(sim_config)
+            .await
+            .expect("simulator starts");
+
+        let mut rds_config = client_config(&sim, options.transport, PASSWORD);
+        rds_config.max_concurrency = options.client_sessions;
+        rds_config.command_timeout = options.command_timeout;
+        let controller_rds = routeros::Client::new(rds_config.clone()).expect("client");
+        let rds = routeros::Client::new(rds_config).expect("client");
+
+        let mut config = ControllerConfig::new("192.0.2.10");
+        (options.configure)(&mut config);
+        let config = config.validate().expect("valid controller config");
+        let service = Arc::new(ControllerService::new(controller_rds, config.clone()));
+
+        let socket = dir.path().join("csi").join("csi.sock");
+        let listener = server::bind(&Endpoint::Unix(socket.clone()))
+            .await
+            .expect("bind");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(listener.serve(controller::routes(service.clone()), async {
+            let _ = stopped.await;
+        }));
+        let channel = unix_channel(&socket).await;
+        Self {
+            sim,
+            identity: IdentityClient::new(channel.clone()),
+            controller: ControllerClient::new(channel),
+            rds,
+            config,
+            service,
+            socket,
+            stop,
+            server,
+            _dir: dir,
+        }
+    }
+
+    /// What the device holds that no test should leave behind: file disks other than
+    /// `keep`, and images no disk uses.
+    pub fn leaks(&self, keep: &[&str]) -> Vec<String> {
+        let state = self.sim.snapshot();
+        let mut leaks = Vec::new();
+        let mut disk_files = Vec::new();
+        for disk in state.file_disks() {
+            if let rds_sim::DiskKind::File { path, .. } = &disk.kind {
+                disk_files.push(path.clone());
+            }
+            if !keep.contains(&disk.slot.as_str()) {
+                leaks.push(format!("disk {}", disk.slot));
+            }
+        }
+        for file in state.plain_files() {
+            if !disk_files.contains(&file.name) {
+                leaks.push(format!("file {} (no disk uses it)", file.name));
+            }
+        }
+        leaks
+    }
+
+    /// Ends a test: nothing may be left on the device, the server stops cleanly and removes
+    /// its socket.
+    pub async fn finish(self) {
+        self.finish_keeping(&[]).await
+    }
+
+    /// Like [`Harness::finish`], for tests that put disks on the device that are not the
+    /// driver's (which it must leave alone).
+    pub async fn finish_keeping(self, keep: &[&str]) {
+        let leaks = self.leaks(keep);
+        assert!(leaks.is_empty(), "left on the device: {leaks:?}");
+        assert_eq!(
+            self.service.locks().held(),
+            0,
+            "a volume lock outlived its call"
+        );
+        let _ = self.stop.send(());
+        self.server
+            .await
+            .expect("server task")
+            .expect("server stops cleanly");
+        assert!(!self.socket.exists(), "socket removed at shutdown");
+        self.sim.shutdown().await;
+    }
+
+    pub async fn create(
+        &self,
+        request: CreateVolumeRequest,
+    ) -> Result<CreateVolumeResponse, tonic::Status> {
+        self.controller
+            .clone()
+            .create_volume(timed(request))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn delete(&self, volume_id: &str) -> Result<(), tonic::Status> {
+        self.controller
+            .clone()
+            .delete_volume(timed(DeleteVolumeRequest {
+                volume_id: volume_id.to_owned(),
+                ..Default::default()
+            }))
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs a raw RouterOS script over SSH, for arranging states the client API cannot make.
+    pub async fn device_exec(&self, script: &str) {
+        let transport = routeros::ssh::SshTransport::new(routeros::ssh::SshSettings {
+            host: "127.0.0.1".into(),
+            port: self.sim.ssh_addr().port(),
+            user: "admin".into(),
+            auth: SshAuth::Password(Secret::new(PASSWORD)),
+            host_key: HostKeyPolicy::Fingerprints(vec![self.sim.host_key_fingerprint()]),
+            connect_timeout: Duration::from_secs(5),
+            backoff: Backoff::default(),
+        })
+        .expect("transport");
+        let output = transport.exec(script).await.expect("exec");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.trim().is_empty(), "{script}: {stdout}");
+    }
+}
+
+/// A request with the test deadline (sent as `grpc-timeout`).
+pub fn timed<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(CALL_TIMEOUT);
+    request
+}
+
+pub fn mount_capability(mode: Mode) -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: "ext4".into(),
+            ..Default::default()
+        })),
+        access_mode: Some(AccessMode { mode: mode as i32 }),
+    }
+}
+
+pub fn block_capability(mode: Mode) -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(AccessType::Block(BlockVolume {})),
+        access_mode: Some(AccessMode { mode: mode as i32 }),
+    }
+}
+
+/// A CreateVolume for a single-node filesystem volume of at least `required` bytes.
+pub fn create_request(name: &str, required: u64) -> CreateVolumeRequest {
+    CreateVolumeRequest {
+        name: name.to_owned(),
+        capacity_range: Some(CapacityRange {
+            required_bytes: required as i64,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![mount_capability(Mode::SingleNodeWriter)],
+        ..Default::default()
+    }
+}
+
+pub fn with_params(
+    mut request: CreateVolumeRequest,
+    params: &[(&str, &str)],
+) -> CreateVolumeRequest {
+    request.parameters = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<HashMap<_, _>>();
+    request
+}
+
+/// Asserts a call failed with `code`; returns the message for further checks.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code) -> String {
+    match result {
+        Err(status) => {
+            assert_eq!(status.code(), code, "{}", status.message());
+            status.message().to_owned()
+        }
+        Ok(value) => panic!("expected {code:?}, got {value:?}"),
+    }
+}

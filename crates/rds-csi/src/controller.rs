@@ -1,0 +1,527 @@
+//! `rds-csi controller`: flags (and their `RDS_CSI_*` environment equivalents) to the
+//! controller's configuration and the RouterOS client's, then serve until SIGTERM.
+//!
+//! Secrets are read from files or the environment only, never from flags (which any user
+//! on the host can read from the process list), and are never logged.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::builder::BoolishValueParser;
+use driver::capacity::SizePolicy;
+use driver::config::{
+    ControllerConfig, DEFAULT_CACHE_TTL, DEFAULT_DRIVER_NAME, DEFAULT_NQN_PREFIX, DEFAULT_POOL,
+};
+use driver::controller::{self, ControllerService};
+use driver::server::{self, Endpoint};
+use routeros::{ClientConfig, HostKeyPolicy, Secret, SshAuth, TlsPolicy};
+
+/// How long shutdown waits for volume changes still in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Environment variable holding the RDS password (alternative to `--rds-password-file`).
+pub const PASSWORD_ENV: &str = "RDS_CSI_RDS_PASSWORD";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RdsTransport {
+    /// RouterOS CLI over SSH (the default service of every RDS).
+    Ssh,
+    /// RouterOS REST API over HTTPS (`www-ssl`).
+    Rest,
+}
+
+/// Flags of `rds-csi controller`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// CSI endpoint to serve: unix:///path/to/csi.sock (or tcp://address:port).
+    #[arg(long, env = "RDS_CSI_ENDPOINT", default_value = "unix:///csi/csi.sock")]
+    pub endpoint: Endpoint,
+
+    /// CSI driver name; keep the default to adopt volumes of the existing Go driver.
+    #[arg(long, env = "RDS_CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
+    pub driver_name: String,
+
+    /// Host name or IP address of the RDS management interface.
+    #[arg(long, env = "RDS_CSI_RDS_ADDRESS")]
+    pub rds_address: String,
+
+    /// Management port (default 22 for ssh, 443 for rest).
+    #[arg(long, env = "RDS_CSI_RDS_PORT")]
+    pub rds_port: Option<u16>,
+
+    /// How to talk to RouterOS.
+    #[arg(long, env = "RDS_CSI_RDS_TRANSPORT", value_enum, default_value_t = RdsTransport::Ssh)]
+    pub rds_transport: RdsTransport,
+
+    /// RouterOS user (needs the read and write policies, plus ssh or rest-api).
+    #[arg(long, env = "RDS_CSI_RDS_USER", default_value = "admin")]
+    pub rds_user: String,
+
+    /// SSH private key (OpenSSH format, ed25519 or rsa). Preferred over a password for SSH.
+    #[arg(long, env = "RDS_CSI_RDS_KEY_FILE")]
+    pub rds_key_file: Option<PathBuf>,
+
+    /// File holding the passphrase of the SSH key, if it is encrypted.
+    #[arg(long, env = "RDS_CSI_RDS_KEY_PASSPHRASE_FILE")]
+    pub rds_key_passphrase_file: Option<PathBuf>,
+
+    /// File holding the RouterOS password (one line). Or set RDS_CSI_RDS_PASSWORD.
+    #[arg(long, env = "RDS_CSI_RDS_PASSWORD_FILE")]
+    pub rds_password_file: Option<PathBuf>,
+
+    /// Pinned SSH host key fingerprint(s), `SHA256:...` as `ssh-keygen -lf` prints them
+    /// (comma-separated or repeated).
+    #[arg(long, env = "RDS_CSI_RDS_HOST_KEY_FINGERPRINT", value_delimiter = ',')]
+    pub rds_host_key_fingerprint: Vec<String>,
+
+    /// OpenSSH known_hosts file to check the SSH host key against.
+    #[arg(long, env = "RDS_CSI_RDS_KNOWN_HOSTS")]
+    pub rds_known_hosts: Option<PathBuf>,
+
+    /// PEM file with the CA (or self-signed certificate) of the REST endpoint.
+    #[arg(long, env = "RDS_CSI_RDS_CA_FILE")]
+    pub rds_ca_file: Option<PathBuf>,
+
+    /// SHA-256 fingerprint of the REST certificate (hex, `:` separators optional).
+    #[arg(long, env = "RDS_CSI_RDS_CERT_FINGERPRINT")]
+    pub rds_cert_fingerprint: Option<String>,
+
+    /// Trust any SSH host key or certificate (logged loudly). For labs only.
+    #[arg(long, env = "RDS_CSI_RDS_INSECURE", value_parser = BoolishValueParser::new(), default_value_t = false)]
+    pub rds_insecure: bool,
+
+    /// Commands in flight on the RDS at once (RouterOS allows 20 sessions by default).
+    #[arg(long, env = "RDS_CSI_RDS_MAX_SESSIONS", default_value_t = routeros::DEFAULT_MAX_CONCURRENCY)]
+    pub rds_max_sessions: usize,
+
+    /// Deadline of one RouterOS command, in seconds.
+    #[arg(long, env = "RDS_CSI_RDS_TIMEOUT_SECONDS", default_value_t = routeros::DEFAULT_COMMAND_TIMEOUT.as_secs())]
+    pub rds_timeout_seconds: u64,
+
+    /// Directory under which every volume image lives; StorageClass volumePaths must lie
+    /// within it.
+    #[arg(long, env = "RDS_CSI_VOLUME_BASE_PATH", default_value = DEFAULT_POOL)]
+    pub volume_base_path: String,
+
+    /// Mount point of the RDS storage pool (for free space and health).
+    #[arg(long, env = "RDS_CSI_POOL", default_value = DEFAULT_POOL)]
+    pub pool: String,
+
+    /// NQN prefix of volume subsystems: `<prefix>:<volume id>`.
+    #[arg(long, env = "RDS_CSI_NQN_PREFIX", default_value = DEFAULT_NQN_PREFIX)]
+    pub nqn_prefix: String,
+
+    /// Address nodes connect to over NVMe/TCP (default: the RDS address).
+    #[arg(long, env = "RDS_CSI_NVME_ADDRESS")]
+    pub nvme_address: Option<String>,
+
+    /// NVMe/TCP port of new volumes.
+    #[arg(long, env = "RDS_CSI_NVME_PORT", default_value_t = routeros::DEFAULT_NVME_TCP_PORT)]
+    pub nvme_port: u16,
+
+    /// Volume sizes are rounded up to a multiple of this (bytes, or with Ki/Mi/Gi/Ti).
+    #[arg(long, env = "RDS_CSI_SIZE_GRANULARITY", default_value = "1Mi", value_parser = parse_size)]
+    pub size_granularity: u64,
+
+    /// Size of a volume whose request names none (bytes, or with Ki/Mi/Gi/Ti).
+    #[arg(long, env = "RDS_CSI_DEFAULT_VOLUME_SIZE", default_value = "1Gi", value_parser = parse_size)]
+    pub default_volume_size: u64,
+
+    /// Seconds a pool reading (free space, reachability) is reused by Probe and GetCapacity.
+    #[arg(long, env = "RDS_CSI_CACHE_SECONDS", default_value_t = DEFAULT_CACHE_TTL.as_secs())]
+    pub cache_seconds: u64,
+}
+
+/// A size: plain bytes or a number with a binary unit (`Ki`, `Mi`, `Gi`, `Ti`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let units = [
+        ("Ki", 1u64 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+    ];
+    let (digits, factor) = units
+        .iter()
+        .find_map(|(suffix, factor)| text.strip_suffix(suffix).map(|d| (d, *factor)))
+        .unwrap_or((text, 1));
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("{text:?} is not a size (bytes, or a number with Ki, Mi, Gi or Ti)"))
+}
+
+/// Reads a secret file: its first line, without the line ending.
+fn read_secret(path: &Path, what: &str) -> anyhow::Result<Secret> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} file {}", path.display()))?;
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        bail!("the {what} file {} is empty", path.display());
+    }
+    Ok(Secret::new(line))
+}
+
+/// Secrets gathered from files and the environment.
+#[derive(Debug, Default)]
+pub struct Secrets {
+    pub password: Option<Secret>,
+    pub key_passphrase: Option<Secret>,
+}
+
+impl ControllerArgs {
+    /// Reads the secrets the flags point at (files, or the password environment variable).
+    pub fn read_secrets(&self) -> anyhow::Result<Secrets> {
+        let password = match &self.rds_password_file {
+            Some(path) => Some(read_secret(path, "password")?),
+            None => std::env::var(PASSWORD_ENV)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(Secret::new),
+        };
+        let key_passphrase = self
+            .rds_key_passphrase_file
+            .as_deref()
+            .map(|path| read_secret(path, "key passphrase"))
+            .transpose()?;
+        Ok(Secrets {
+            password,
+            key_passphrase,
+        })
+    }
+
+    /// The RouterOS client configuration. Refuses to run without a way to trust the device.
+    pub fn client_config(&self, secrets: Secrets) -> anyhow::Result<ClientConfig> {
+        let mut config = match self.rds_transport {
+            RdsTransport::Ssh => {
+                if self.rds_ca_file.is_some() || self.rds_cert_fingerprint.is_some() {
+                    bail!("--rds-ca-file and --rds-cert-fingerprint apply to --rds-transport rest");
+                }
+                let auth = match (&self.rds_key_file, secrets.password) {
+                    (Some(path), _) => SshAuth::KeyFile {
+                        path: path.clone(),
+                        passphrase: secrets.key_passphrase,
+                    },
+                    (None, Some(password)) => SshAuth::Password(password),
+                    (None, None) => bail!(
+                        "no SSH credentials: give --rds-key-file, --rds-password-file or set \
+                         {PASSWORD_ENV}"
+                    ),
+                };
+                let trust = [
+                    !self.rds_host_key_fingerprint.is_empty(),
+                    self.rds_known_hosts.is_some(),
+                    self.rds_insecure,
+                ];
+                let host_key = match trust {
+                    [true, false, false] => {
+                        HostKeyPolicy::Fingerprints(self.rds_host_key_fingerprint.clone())
+                    }
+                    [false, true, false] => HostKeyPolicy::KnownHostsFile(
+                        self.rds_known_hosts.clone().expect("checked above"),
+                    ),
+                    [false, false, true] => HostKeyPolicy::Insecure,
+                    [false, false, false] => bail!(
+                        "the RDS host key is not pinned: give --rds-host-key-fingerprint or \
+                         --rds-known-hosts (or --rds-insecure in a lab)"
+                    ),
+                    _ => bail!(
+                        "give only one of --rds-host-key-fingerprint, --rds-known-hosts and \
+                         --rds-insecure"
+                    ),
+                };
+                ClientConfig::ssh(&self.rds_address, &self.rds_user, auth, host_key)
+            }
+            RdsTransport::Rest => {
+                if self.rds_key_file.is_some()
+                    || self.rds_known_hosts.is_some()
+                    || !self.rds_host_key_fingerprint.is_empty()
+                {
+                    bail!(
+                        "--rds-key-file, --rds-known-hosts and --rds-host-key-fingerprint apply \
+                         to --rds-transport ssh"
+                    );
+                }
+                let Some(password) = secrets.password else {
+                    bail!("REST needs a password: give --rds-password-file or set {PASSWORD_ENV}");
+                };
+                let trust = [
+                    self.rds_ca_file.is_some(),
+                    self.rds_cert_fingerprint.is_some(),
+                    self.rds_insecure,
+                ];
+                let tls = match trust {
+                    [true, false, false] => {
+                        TlsPolicy::CaFile(self.rds_ca_file.clone().expect("checked above"))
+                    }
+                    [false, true, false] => TlsPolicy::Fingerprint(
+                        self.rds_cert_fingerprint.clone().expect("checked above"),
+                    ),
+                    [false, false, true] => TlsPolicy::Insecure,
+                    [false, false, false] => bail!(
+                        "the RDS certificate is not trusted: give --rds-ca-file or \
+                         --rds-cert-fingerprint (or --rds-insecure in a lab)"
+                    ),
+                    _ => bail!(
+                        "give only one of --rds-ca-file, --rds-cert-fingerprint and --rds-insecure"
+                    ),
+                };
+                ClientConfig::rest(&self.rds_address, &self.rds_user, password, tls)
+            }
+        };
+        config.port = self.rds_port;
+        if self.rds_max_sessions == 0 {
+            bail!("--rds-max-sessions must be at least 1");
+        }
+        config.max_concurrency = self.rds_max_sessions;
+        if self.rds_timeout_seconds == 0 {
+            bail!("--rds-timeout-seconds must be at least 1");
+        }
+        config.command_timeout = Duration::from_secs(self.rds_timeout_seconds);
+        Ok(config)
+    }
+
+    /// The controller configuration, validated.
+    pub fn controller_config(&self) -> anyhow::Result<ControllerConfig> {
+        let config = ControllerConfig {
+            driver_name: self.driver_name.clone(),
+            pool: self.pool.clone(),
+            volume_base_path: self.volume_base_path.clone(),
+            nqn_prefix: self.nqn_prefix.clone(),
+            nvme_port: self.nvme_port,
+            sizes: SizePolicy {
+                granularity: self.size_granularity,
+                default_size: self.default_volume_size,
+            },
+            cache_ttl: Duration::from_secs(self.cache_seconds),
+            ..ControllerConfig::new(
+                self.nvme_address
+                    .clone()
+                    .unwrap_or_else(|| self.rds_address.clone()),
+            )
+        };
+        Ok(config.validate()?)
+    }
+}
+
+/// Runs the controller until SIGTERM or SIGINT.
+pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let config = args.controller_config()?;
+    let client_config = args.client_config(args.read_secrets()?)?;
+    tracing::info!(
+        endpoint = %args.endpoint,
+        driver = config.driver_name,
+        rds = %args.rds_address,
+        transport = ?args.rds_transport,
+        pool = config.pool,
+        base_path = config.volume_base_path,
+        nqn_prefix = config.nqn_prefix,
+        "starting the CSI controller"
+    );
+    let rds = routeros::Client::new(client_config).context("setting up the RouterOS client")?;
+    // The controller serves even while the RDS is down (Probe reports not ready); this
+    // first contact only tells the operator early whether the settings work.
+    let first_contact = rds.clone();
+    tokio::spawn(async move {
+        match first_contact.system_info().await {
+            Ok(info) => tracing::info!(
+                version = info.version_text,
+                identity = info.identity,
+                board = info.board_name.as_deref().unwrap_or("?"),
+                "connected to the RDS"
+            ),
+            Err(error) => tracing::warn!(%error, "cannot reach the RDS yet"),
+        }
+    });
+    let service = Arc::new(ControllerService::new(rds, config));
+    let listener = server::bind(&args.endpoint).await?;
+    tracing::info!(endpoint = %listener.endpoint()?, "serving CSI Identity and Controller");
+    listener
+        .serve(
+            controller::routes(service.clone()),
+            server::shutdown_signal(),
+        )
+        .await?;
+    // Device changes whose callers gave up still run; let them finish, within a bound.
+    let pending = service.locks().held();
+    if pending > 0 {
+        tracing::info!(pending, "waiting for volume changes in flight");
+        if tokio::time::timeout(SHUTDOWN_GRACE, service.locks().idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!("volume changes still in flight at exit; retries will complete them");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ControllerArgs,
+    }
+
+    fn parse(flags: &[&str]) -> ControllerArgs {
+        let mut argv = vec!["rds-csi", "--rds-address", "10.0.0.1"];
+        argv.extend_from_slice(flags);
+        Cli::try_parse_from(argv).expect("flags parse").args
+    }
+
+    fn password() -> Secrets {
+        Secrets {
+            password: Some(Secret::new("pw")),
+            key_passphrase: None,
+        }
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1Mi"), Ok(1 << 20));
+        assert_eq!(parse_size("10Gi"), Ok(10 << 30));
+        assert_eq!(parse_size("2Ti"), Ok(2 << 40));
+        for bad in ["", "1M", "1.5Gi", "-1", "Gi", "99999999999Ti"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_go_driver() {
+        let args = parse(&["--rds-insecure"]);
+        let c = args.controller_config().unwrap();
+        assert_eq!(c.driver_name, "rds.csi.srvlab.io");
+        assert_eq!(c.nqn_prefix, "nqn.2000-02.com.mikrotik");
+        assert_eq!(c.pool, "storage-pool");
+        assert_eq!(c.volume_base_path, "storage-pool");
+        assert_eq!(
+            c.nvme_address, "10.0.0.1",
+            "NVMe address defaults to the RDS"
+        );
+        assert_eq!(c.nvme_port, 4420);
+        assert_eq!(c.sizes.granularity, 1 << 20);
+        assert_eq!(args.endpoint, Endpoint::Unix("/csi/csi.sock".into()));
+    }
+
+    #[test]
+    fn ssh_needs_credentials_and_a_pinned_host_key() {
+        let pinned = parse(&["--rds-host-key-fingerprint", "SHA256:abc,SHA256:def"]);
+        let c = pinned.client_config(password()).unwrap();
+        let routeros::TransportConfig::Ssh { auth, host_key } = &c.transport else {
+            panic!("ssh expected")
+        };
+        assert!(matches!(auth, SshAuth::Password(_)));
+        let HostKeyPolicy::Fingerprints(fps) = host_key else {
+            panic!("{host_key:?}")
+        };
+        assert_eq!(fps, &["SHA256:abc", "SHA256:def"]);
+        assert_eq!(c.effective_port(), 22);
+
+        let err = pinned.client_config(Secrets::default()).unwrap_err();
+        assert!(err.to_string().contains("no SSH credentials"), "{err}");
+        let err = parse(&[]).client_config(password()).unwrap_err();
+        assert!(err.to_string().contains("not pinned"), "{err}");
+        let err = parse(&["--rds-insecure", "--rds-known-hosts", "/k"])
+            .client_config(password())
+            .unwrap_err();
+        assert!(err.to_string().contains("only one"), "{err}");
+
+        let keyed = parse(&[
+            "--rds-key-file",
+            "/id",
+            "--rds-known-hosts",
+            "/kh",
+            "--rds-port",
+            "2222",
+        ]);
+        let c = keyed.client_config(password()).unwrap();
+        assert_eq!(c.effective_port(), 2222);
+        let routeros::TransportConfig::Ssh { auth, host_key } = &c.transport else {
+            panic!("ssh expected")
+        };
+        assert!(
+            matches!(auth, SshAuth::KeyFile { .. }),
+            "a key wins over a password"
+        );
+        assert!(matches!(host_key, HostKeyPolicy::KnownHostsFile(_)));
+    }
+
+    #[test]
+    fn rest_needs_a_password_and_a_trusted_certificate() {
+        let rest = parse(&["--rds-transport", "rest", "--rds-cert-fingerprint", "AB:CD"]);
+        let c = rest.client_config(password()).unwrap();
+        assert_eq!(c.effective_port(), 443);
+        assert!(matches!(
+            c.transport,
+            routeros::TransportConfig::Rest {
+                tls: TlsPolicy::Fingerprint(_),
+                ..
+            }
+        ));
+        assert!(rest.client_config(Secrets::default()).is_err());
+        let err = parse(&["--rds-transport", "rest"])
+            .client_config(password())
+            .unwrap_err();
+        assert!(err.to_string().contains("not trusted"), "{err}");
+        let err = parse(&[
+            "--rds-transport",
+            "rest",
+            "--rds-insecure",
+            "--rds-known-hosts",
+            "/x",
+        ])
+        .client_config(password())
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("apply to --rds-transport ssh"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_show_in_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "hunter2\n").unwrap();
+        let args = parse(&[
+            "--rds-insecure",
+            "--rds-password-file",
+            file.to_str().unwrap(),
+        ]);
+        let secrets = args.read_secrets().unwrap();
+        assert_eq!(secrets.password.as_ref().unwrap().expose(), "hunter2");
+        let config = args.client_config(secrets).unwrap();
+        assert!(!format!("{config:?} {args:?}").contains("hunter2"));
+
+        std::fs::write(&file, "\n").unwrap();
+        assert!(
+            args.read_secrets().is_err(),
+            "an empty password file is refused"
+        );
+    }
+
+    #[test]
+    fn bad_controller_settings_are_refused() {
+        for flags in [
+            &["--rds-insecure", "--volume-base-path", "elsewhere"][..],
+            &["--rds-insecure", "--nqn-prefix", "bogus"],
+            &["--rds-insecure", "--size-granularity", "1000"],
+        ] {
+            assert!(parse(flags).controller_config().is_err(), "{flags:?}");
+        }
+        assert!(
+            parse(&["--rds-insecure", "--rds-max-sessions", "0"])
+                .client_config(password())
+                .is_err()
+        );
+    }
+}
