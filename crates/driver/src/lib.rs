@@ -3,4 +3,5 @@
 
 pub mod capacity;
 pub mod naming;
+pub mod node;
 pub mod params;
