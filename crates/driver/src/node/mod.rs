@@ -46,7 +46,7 @@ pub use error::{NodeError, code_of};
 pub use fabric::{AttachedDevice, Condition, Fabric, FabricError, LoopFabric, NvmeTcpFabric};
 pub use grpc::NODE_CAPABILITIES;
 pub use locks::VolumeLocks;
-pub use server::{NodeIdentity, ServeError, serve_unix, unix_socket_path};
+pub use server::{NodeIdentity, ServeError, bind_socket, serve, serve_unix, unix_socket_path};
 
 use error::Result;
 
@@ -129,6 +129,9 @@ pub(crate) struct NodeCore {
     tools: FsTools,
 }
 
+/// Time given to undo a half-done stage: its own deadline may be what made it fail.
+const ROLLBACK_TIME: Duration = Duration::from_secs(10);
+
 /// Unmounts stacked on one path are undone one by one; more than this is not a volume's doing.
 const MAX_STACKED_MOUNTS: usize = 8;
 
@@ -172,7 +175,8 @@ impl NodeCore {
 
     /// Detaches `device` of `nqn` after a failed stage, but only when nothing uses it; a
     /// failure here is logged, never reported over the stage's own error.
-    async fn release_if_unused(&self, nqn: &str, device: &AttachedDevice, deadline: Instant) {
+    async fn release_if_unused(&self, nqn: &str, device: &AttachedDevice) {
+        let deadline = Instant::now() + ROLLBACK_TIME;
         match self.users_of(device.device, deadline).await {
             Ok(users) if users.is_empty() => {
                 if let Err(error) = self.fabric.detach(nqn, deadline).await {

@@ -100,13 +100,8 @@ fn remove_stale_socket(path: &Path) -> Result<(), ServeError> {
     }
 }
 
-/// Serves Identity and Node on the Unix socket at `path` until `shutdown` completes.
-pub async fn serve_unix(
-    path: &Path,
-    identity: NodeIdentity,
-    node: NodeService,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
+/// Binds the CSI socket at `path`, replacing a socket left by a previous run.
+pub fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
     remove_stale_socket(path)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| ServeError::Socket {
@@ -114,11 +109,19 @@ pub async fn serve_unix(
             source,
         })?;
     }
-    let listener = UnixListener::bind(path).map_err(|source| ServeError::Socket {
+    UnixListener::bind(path).map_err(|source| ServeError::Socket {
         path: path.to_path_buf(),
         source,
-    })?;
-    tracing::info!(socket = %path.display(), "serving CSI Identity and Node");
+    })
+}
+
+/// Serves Identity and Node on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: UnixListener,
+    identity: NodeIdentity,
+    node: NodeService,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let incoming = futures::stream::unfold(listener, |listener| async move {
         let accepted = listener.accept().await.map(|(stream, _)| stream);
         Some((accepted, listener))
@@ -129,6 +132,18 @@ pub async fn serve_unix(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
+}
+
+/// Serves Identity and Node on the Unix socket at `path` until `shutdown` completes.
+pub async fn serve_unix(
+    path: &Path,
+    identity: NodeIdentity,
+    node: NodeService,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let listener = bind_socket(path)?;
+    tracing::info!(socket = %path.display(), "serving CSI Identity and Node");
+    serve(listener, identity, node, shutdown).await
 }
 
 #[cfg(test)]

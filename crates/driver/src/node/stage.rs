@@ -124,7 +124,7 @@ impl NodeCore {
             .format_and_mount(request, &device, fs, options, deadline)
             .await;
         if result.is_err() && device.newly_attached {
-            self.release_if_unused(nqn, &device, deadline).await;
+            self.release_if_unused(nqn, &device).await;
         }
         result
     }

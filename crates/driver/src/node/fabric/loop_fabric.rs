@@ -253,9 +253,21 @@ impl Fabric for LoopFabric {
             }
             self.losetup(&["-d".into(), path.clone().into()], deadline)
                 .await?;
-            tracing::info!(nqn, device = %path.display(), "loop device detached (test/demo fabric)");
+        }
+        // `losetup -d` on a device that a process still has open only marks it for removal
+        // at the last close; until then it is still in use.
+        let lingering = self.loops_backed_by(&backing, deadline).await?;
+        if let Some(bound) = lingering.first() {
+            return Err(FabricError::InUse {
+                nqn: nqn.to_owned(),
+                reason: format!(
+                    "/dev/{} is still open; it goes away when the last user closes it",
+                    bound.name
+                ),
+            });
         }
         self.attached().remove(nqn);
+        tracing::info!(nqn, "loop device detached (test/demo fabric)");
         Ok(())
     }
 
