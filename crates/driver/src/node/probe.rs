@@ -178,6 +178,37 @@ mod tests {
         assert_eq!(table_spelling(Path::new("/")), PathBuf::from("/"));
     }
 
+    fn mknod(path: &Path, device: DeviceNumber) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::BlockDevice,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            device.to_raw(),
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn finds_the_devices_nodes_within_depth_without_following_links() {
+        if !mounts::fixtures::root_or_skip("finds_the_devices_nodes_within_depth") {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let wanted = DeviceNumber::new(7, 42);
+        let published = root.join("publish/pvc-1/pod-a");
+        mknod(&published, wanted);
+        mknod(&root.join("publish/pvc-2/pod-b"), DeviceNumber::new(7, 43));
+        // Too deep to be a kubelet publish path.
+        mknod(&root.join("a/b/c/d/e/f/g/node"), wanted);
+        // A symlink to a matching node is not a node.
+        std::os::unix::fs::symlink(&published, root.join("link")).unwrap();
+        let found = published_nodes(root, wanted, soon()).await.unwrap();
+        assert_eq!(found, vec![published]);
+    }
+
     #[tokio::test]
     async fn a_missing_publish_directory_holds_no_nodes() {
         let dir = tempfile::tempdir().unwrap();
