@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "rds-csi", version, about = "Kubernetes CSI driver for the MikroTik ROSE Data Server (RDS)")]
+#[command(
+    name = "rds-csi",
+    version,
+    about = "Kubernetes CSI driver for the MikroTik ROSE Data Server (RDS)"
+)]
 struct Cli {
     /// Log format: human-readable lines or one JSON object per line.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "RDS_CSI_LOG_FORMAT")]
@@ -28,7 +32,7 @@ enum Command {
     /// CSI controller service (provisioning on the RDS).
     Controller,
     /// CSI node service (NVMe/TCP attach, format, mount).
-    Node,
+    Node(driver::node::NodeArgs),
     /// Run the RDS simulator: SSH CLI and REST over one persisted state.
     Sim(rds_sim::SimArgs),
     /// End-to-end demonstration against the simulator.
@@ -60,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Sim(args) => rds_sim::run(args).await,
         Command::Controller => not_yet("controller"),
-        Command::Node => not_yet("node"),
+        Command::Node(args) => Ok(driver::node::run(args).await?),
         Command::Demo => not_yet("demo"),
         Command::Doctor => not_yet("doctor"),
     }
