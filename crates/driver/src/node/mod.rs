@@ -129,6 +129,10 @@ pub(crate) struct NodeCore {
     tools: FsTools,
 }
 
+/// A volume is mounted once at staging and once per pod; this many mounts of one device is
+/// the signature of a propagation storm, worth an operator's attention.
+const MOUNT_STORM_THRESHOLD: usize = 256;
+
 /// Time given to undo a half-done stage: its own deadline may be what made it fail.
 const ROLLBACK_TIME: Duration = Duration::from_secs(10);
 
@@ -141,6 +145,12 @@ impl NodeCore {
     /// host's mount namespace); a device node is not a mount, so it is found by a walk.
     async fn users_of(&self, device: DeviceNumber, deadline: Instant) -> Result<Vec<String>> {
         let table = read_self_mount_table(deadline).await?;
+        let count = table.mount_count(device);
+        if count >= MOUNT_STORM_THRESHOLD {
+            tracing::error!(%device, count, "device mounted an absurd number of times: a mount \
+                propagation storm? Check for bind mounts of /dev nodes under Bidirectional \
+                propagation");
+        }
         let mut users: Vec<String> = table
             .mounts_of_device(device)
             .map(|entry| format!("mounted at {}", entry.mount_point.display()))
