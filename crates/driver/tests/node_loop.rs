@@ -551,6 +551,14 @@ async fn condition_turns_abnormal_when_the_device_goes_away() {
         .status()
         .unwrap();
     assert!(status.success());
+    // The kernel clears a detached loop device asynchronously.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !loops_over(&backing).is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the loop device goes away");
     let stats = client
         .node_get_volume_stats(stats_request(&id, &target))
         .await

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::NodeCore;
 use super::error::{NodeError, Result};
 use super::fabric::FabricError;
-use super::probe::{path_kind, table_spelling};
+use super::probe::{kind_unless_mounted, table_spelling};
 use super::request::{Access, Volume};
 use super::rules::PathKind;
 
@@ -63,7 +63,7 @@ impl NodeCore {
         if state == MountState::Missing {
             return Err(NodeError::PathNotFound(request.path.clone()));
         }
-        let kind = path_kind(&request.path, deadline).await?;
+        let kind = kind_unless_mounted(&request.path, state, deadline).await?;
         let block = match &request.access {
             Some(access) => *access == Access::Block,
             None => matches!(kind, PathKind::BlockNode(_)),

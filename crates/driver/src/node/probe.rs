@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use mounts::DeviceNumber;
 use mounts::blocking::run_blocking;
+use mounts::mountpoint::MountState;
 use tokio::time::Instant;
 
 use super::error::{NodeError, Result};
@@ -47,6 +48,20 @@ pub async fn path_kind(path: &Path, deadline: Instant) -> Result<PathKind> {
     })
     .await
     .map_err(NodeError::Mount)
+}
+
+/// What `lstat` shows at a path that is not a mount point; a mount point is taken for the
+/// directory it must be, without a `stat` that would hang or fail on a dead mount.
+pub async fn kind_unless_mounted(
+    path: &Path,
+    state: MountState,
+    deadline: Instant,
+) -> Result<PathKind> {
+    match state {
+        MountState::NotMounted => path_kind(path, deadline).await,
+        MountState::Missing => Ok(PathKind::Missing),
+        MountState::Mounted | MountState::Stale { .. } => Ok(PathKind::Directory),
+    }
 }
 
 /// `path` as the mount table spells it: symlinks in the parent resolved, the last component

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::NodeCore;
 use super::error::{NodeError, Result};
 use super::fabric::AttachedDevice;
-use super::probe::{path_kind, table_spelling};
+use super::probe::{kind_unless_mounted, path_kind, table_spelling};
 use super::request::{Access, Capability, Volume};
 use super::rules::{AtPath, PathKind, block_node_mode, judge_mount_path, publish_options};
 
@@ -131,7 +131,7 @@ impl NodeCore {
             )));
         }
         let state = mount_state(target, &table, deadline).await?;
-        let kind = path_kind(target, deadline).await?;
+        let kind = kind_unless_mounted(target, state, deadline).await?;
         let read_only = request.read_only();
         match judge_mount_path(
             state,

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::NodeCore;
 use super::error::{NodeError, Result};
 use super::fabric::AttachedDevice;
-use super::probe::{path_kind, table_spelling};
+use super::probe::{kind_unless_mounted, table_spelling};
 use super::request::{Access, Capability, Volume};
 use super::rules::{AtPath, PathKind, judge_mount_path, other_mounts};
 use crate::params::VolumeContext;
@@ -63,7 +63,7 @@ impl NodeCore {
         let nqn = request.context.nqn.as_str();
         let table = read_self_mount_table(deadline).await?;
         let state = mount_state(staging, &table, deadline).await?;
-        let kind = path_kind(staging, deadline).await?;
+        let kind = kind_unless_mounted(staging, state, deadline).await?;
         // A mount already there is judged before anything is attached: a retry of a stage
         // that succeeded, or something that is not this volume.
         let attached = match state {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use mounts::DeviceNumber;
 use mounts::blocking::run_blocking;
@@ -20,6 +21,11 @@ use tokio::time::Instant;
 use super::exports::{ExportEntry, read_exports};
 use super::{AttachedDevice, Condition, Fabric, FabricError};
 use crate::params::VolumeContext;
+
+/// How long a detached loop device may take to be cleared by the kernel.
+const DETACH_SETTLE_TIME: Duration = Duration::from_secs(2);
+/// Sysfs is re-read in steps this small while waiting.
+const POLL_STEP: Duration = Duration::from_millis(5);
 
 /// A loop device bound to a backing file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,9 +260,15 @@ impl Fabric for LoopFabric {
             self.losetup(&["-d".into(), path.clone().into()], deadline)
                 .await?;
         }
-        // `losetup -d` on a device that a process still has open only marks it for removal
-        // at the last close; until then it is still in use.
-        let lingering = self.loops_backed_by(&backing, deadline).await?;
+        // `losetup -d` only marks a device for removal at its last close, and the kernel
+        // then clears it asynchronously: give that a moment, then a device still bound is
+        // held open by someone.
+        let settle = deadline.min(Instant::now() + DETACH_SETTLE_TIME);
+        let mut lingering = self.loops_backed_by(&backing, deadline).await?;
+        while !lingering.is_empty() && Instant::now() < settle {
+            tokio::time::sleep(POLL_STEP).await;
+            lingering = self.loops_backed_by(&backing, deadline).await?;
+        }
         if let Some(bound) = lingering.first() {
             return Err(FabricError::InUse {
                 nqn: nqn.to_owned(),
