@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -891,10 +891,23 @@ async fn a_second_call_for_a_busy_volume_is_aborted() {
         async move { first_client.node_stage_volume(request).await }
     });
     // Wait until the first stage sits in blkid (opening the FIFO blocks until it writes).
-    let started_line = tokio::task::spawn_blocking(move || std::fs::read_to_string(started))
-        .await
-        .unwrap()
-        .unwrap();
+    let reader = tokio::task::spawn_blocking({
+        let started = started.clone();
+        move || std::fs::read_to_string(started)
+    });
+    let started_line = match tokio::time::timeout(Duration::from_secs(30), reader).await {
+        Ok(read) => read.unwrap().unwrap(),
+        Err(_) => {
+            // Unblock the reader thread (a writer that opens and closes), then fail.
+            drop(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                    .open(&started),
+            );
+            panic!("the first stage never reached blkid");
+        }
+    };
     assert_eq!(started_line.trim(), "started");
 
     let mut client = lab.client();

@@ -2,11 +2,12 @@
 //! which published block device nodes point at a device. Every look has a deadline, since a
 //! path below a dead mount can block `stat` for as long as the mount is dead.
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use mounts::DeviceNumber;
 use mounts::blocking::run_blocking;
+use mounts::devnode::{NodeState, inspect_block_node};
 use mounts::mountpoint::MountState;
 use tokio::time::Instant;
 
@@ -45,6 +46,51 @@ pub async fn path_kind(path: &Path, deadline: Instant) -> Result<PathKind> {
         } else {
             PathKind::Other
         })
+    })
+    .await
+    .map_err(NodeError::Mount)
+}
+
+/// Creates the directory `path` and any missing parents.
+pub async fn make_dirs(path: &Path, deadline: Instant) -> Result<()> {
+    let path = path.to_path_buf();
+    let op = format!("mkdir {}", path.display());
+    run_blocking(&op, deadline, move || {
+        std::fs::create_dir_all(&path).map_err(|source| mounts::Error::Io {
+            op: "mkdir",
+            path,
+            source,
+        })
+    })
+    .await
+    .map_err(NodeError::Mount)
+}
+
+/// The state of a block device node at `path` for `device`, with its permission bits.
+pub async fn block_node(
+    path: &Path,
+    device: DeviceNumber,
+    deadline: Instant,
+) -> Result<(NodeState, u32)> {
+    let path = path.to_path_buf();
+    let op = format!("inspecting {}", path.display());
+    run_blocking(&op, deadline, move || {
+        let state = inspect_block_node(&path, device)?;
+        let mode = match state {
+            NodeState::Matches => {
+                std::fs::symlink_metadata(&path)
+                    .map_err(|source| mounts::Error::Io {
+                        op: "lstat",
+                        path: path.clone(),
+                        source,
+                    })?
+                    .permissions()
+                    .mode()
+                    & 0o777
+            }
+            _ => 0,
+        };
+        Ok((state, mode))
     })
     .await
     .map_err(NodeError::Mount)

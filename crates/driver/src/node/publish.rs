@@ -4,9 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use mounts::blocking::run_blocking;
-use mounts::devnode::{
-    NodeState, create_block_node, inspect_block_node, remove_device_node, remove_empty_dir,
-};
+use mounts::devnode::{NodeState, create_block_node, remove_device_node, remove_empty_dir};
 use mounts::mount::{MountOptions, bind_mount};
 use mounts::mountinfo::read_self_mount_table;
 use mounts::mountpoint::{MountState, mount_state};
@@ -15,7 +13,7 @@ use tokio::time::Instant;
 use super::NodeCore;
 use super::error::{NodeError, Result};
 use super::fabric::AttachedDevice;
-use super::probe::{kind_unless_mounted, path_kind, table_spelling};
+use super::probe::{block_node, kind_unless_mounted, make_dirs, path_kind, table_spelling};
 use super::request::{Access, Capability, Volume};
 use super::rules::{AtPath, PathKind, block_node_mode, judge_mount_path, publish_options};
 
@@ -73,37 +71,26 @@ impl NodeCore {
         let target = &request.target;
         let mode = block_node_mode(request.read_only());
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| io_error("mkdir", parent, e))?;
+            make_dirs(parent, deadline).await?;
         }
-        match inspect_block_node(target, device.device)? {
-            NodeState::Missing => {
+        match block_node(target, device.device, deadline).await? {
+            (NodeState::Missing, _) => {
                 create_block_node(target, device.device, deadline).await?;
                 set_mode(target, mode, deadline).await?;
                 tracing::info!(target = %target.display(), device = %device.device, "block device node published");
                 Ok(())
             }
-            NodeState::Matches => {
-                let current = std::fs::symlink_metadata(target)
-                    .map_err(|e| io_error("lstat", target, e))?
-                    .permissions()
-                    .mode()
-                    & 0o777;
-                if current == mode {
-                    Ok(())
-                } else {
-                    Err(NodeError::Incompatible(format!(
-                        "{} is already published with mode {current:o}, not {mode:o} \
-                         (read-only differs)",
-                        target.display()
-                    )))
-                }
-            }
-            NodeState::OtherDevice(other) => Err(NodeError::Incompatible(format!(
+            (NodeState::Matches, current) if current == mode => Ok(()),
+            (NodeState::Matches, current) => Err(NodeError::Incompatible(format!(
+                "{} is already published with mode {current:o}, not {mode:o} (read-only differs)",
+                target.display()
+            ))),
+            (NodeState::OtherDevice(other), _) => Err(NodeError::Incompatible(format!(
                 "{} is a device node for {other}, not this volume's {}",
                 target.display(),
                 device.device
             ))),
-            NodeState::NotABlockDevice(kind) => Err(NodeError::precondition(format!(
+            (NodeState::NotABlockDevice(kind), _) => Err(NodeError::precondition(format!(
                 "{} is {kind}; expected nothing or this volume's device node",
                 target.display()
             ))),
@@ -169,7 +156,7 @@ impl NodeCore {
             }
         }
         if kind == PathKind::Missing {
-            std::fs::create_dir_all(target).map_err(|e| io_error("mkdir", target, e))?;
+            make_dirs(target, deadline).await?;
         }
         bind_mount(
             staging,

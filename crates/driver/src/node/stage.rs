@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::NodeCore;
 use super::error::{NodeError, Result};
 use super::fabric::AttachedDevice;
-use super::probe::{kind_unless_mounted, table_spelling};
+use super::probe::{kind_unless_mounted, make_dirs, table_spelling};
 use super::request::{Access, Capability, Volume};
 use super::rules::{AtPath, PathKind, judge_mount_path, other_mounts};
 use crate::params::VolumeContext;
@@ -112,12 +112,8 @@ impl NodeCore {
             }
         }
         if kind == PathKind::Missing {
-            // The CO normally creates it; its parent must exist.
-            std::fs::create_dir(staging).map_err(|source| mounts::Error::Io {
-                op: "mkdir",
-                path: staging.clone(),
-                source,
-            })?;
+            // The CO normally creates it.
+            make_dirs(staging, deadline).await?;
         }
         let device = self.fabric.attach(&request.context, deadline).await?;
         let result = self
