@@ -12,6 +12,7 @@ pub mod error;
 pub mod identity;
 pub mod locks;
 pub mod naming;
+pub mod node;
 pub mod params;
 pub mod server;
 pub mod status;

@@ -34,7 +34,7 @@ enum Command {
     /// CSI controller service (provisioning on the RDS).
     Controller(Box<controller::ControllerArgs>),
     /// CSI node service (NVMe/TCP attach, format, mount).
-    Node,
+    Node(Box<driver::node::NodeArgs>),
     /// Run the RDS simulator: SSH CLI and REST over one persisted state.
     Sim(Box<rds_sim::SimArgs>),
     /// End-to-end demonstration against the simulator.
@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Sim(args) => rds_sim::run(*args).await,
         Command::Controller(args) => controller::run(*args).await,
-        Command::Node => not_yet("node"),
+        Command::Node(args) => Ok(driver::node::run(*args).await?),
         Command::Demo => not_yet("demo"),
         Command::Doctor => not_yet("doctor"),
     }

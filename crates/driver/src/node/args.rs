@@ -1,0 +1,237 @@
+//! The node plugin's command line and start-up: build the fabric and the service from flags,
+//! then serve on the CSI endpoint until SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use nvme::identity::{IdentityOverride, IdentityPaths, resolve_host_identity};
+use nvme::{LinuxKernel, ManagedPrefix, NvmeHost, Sysfs};
+
+use super::fabric::{Fabric, LoopFabric, NvmeTcpFabric};
+use super::server::{NodeIdentity, ServeError, serve_unix, unix_socket_path};
+use super::{DEFAULT_BLOCK_PUBLISH_DIR, NodeConfig, NodeService};
+
+/// Driver name of the existing Go driver; keeping it lets its volumes be adopted.
+pub const DEFAULT_DRIVER_NAME: &str = "rds.csi.srvlab.io";
+/// NQN prefix of the existing Go driver.
+pub const DEFAULT_NQN_PREFIX: &str = "nqn.2000-02.com.mikrotik";
+
+/// How volumes reach this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FabricKind {
+    /// The kernel's NVMe/TCP initiator (modules nvme-tcp and nvme-fabrics).
+    #[value(name = "nvme-tcp")]
+    NvmeTcp,
+    /// TEST AND DEMO ONLY: loop devices over the files of an RDS simulator on this host.
+    Loop,
+}
+
+/// Flags of `rds-csi node`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// CSI endpoint: a Unix socket, `unix:///path/to/csi.sock`.
+    #[arg(long, env = "CSI_ENDPOINT", default_value = "unix:///csi/csi.sock")]
+    pub endpoint: String,
+
+    /// This node's id as the CO knows it (in Kubernetes, the node name).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: String,
+
+    /// CSI driver name reported by GetPluginInfo.
+    #[arg(long, env = "DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
+    pub driver_name: String,
+
+    /// Volume `<id>` is NVMe subsystem `<prefix>:<id>`; only NQNs under `<prefix>:` are
+    /// ever connected or disconnected by this node. Must match the controller's.
+    #[arg(long, env = "NQN_PREFIX", default_value = DEFAULT_NQN_PREFIX)]
+    pub nqn_prefix: String,
+
+    /// How volumes are attached: `nvme-tcp` (the kernel's initiator), or `loop`, which is
+    /// for TESTS AND DEMONSTRATIONS ONLY (loop devices over a simulator's files on this
+    /// host; needs --sim-data-dir).
+    #[arg(long, value_enum, default_value_t = FabricKind::NvmeTcp)]
+    pub fabric: FabricKind,
+
+    /// Data directory of the RDS simulator whose exports the loop fabric attaches (its
+    /// `exports.json`). Only with `--fabric loop`.
+    #[arg(long, required_if_eq("fabric", "loop"))]
+    pub sim_data_dir: Option<PathBuf>,
+
+    /// Most volumes this node takes, as reported to the CO; 0 lets the CO decide.
+    #[arg(long, default_value_t = 0)]
+    pub max_volumes: i64,
+
+    /// Host NQN presented to targets, instead of /etc/nvme/hostnqn or a derived one.
+    #[arg(long, env = "NVME_HOST_NQN")]
+    pub host_nqn: Option<String>,
+
+    /// Host ID (a UUID) presented to targets, instead of /etc/nvme/hostid or a derived one.
+    #[arg(long, env = "NVME_HOST_ID")]
+    pub host_id: Option<String>,
+
+    /// Directory below which kubelet publishes block volumes; searched for device nodes of a
+    /// volume before it is unstaged.
+    #[arg(long, default_value = DEFAULT_BLOCK_PUBLISH_DIR)]
+    pub block_publish_dir: PathBuf,
+
+    /// Seconds an operation may take when the caller sends no gRPC timeout.
+    #[arg(long, default_value_t = 120)]
+    pub operation_timeout: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("--node-id must not be empty")]
+    NodeId,
+    #[error("--nqn-prefix: {0}")]
+    NqnPrefix(nvme::Error),
+    #[error("host identity: {0}")]
+    Identity(nvme::Error),
+    #[error("--fabric loop needs --sim-data-dir")]
+    SimDataDir,
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+fn nvme_tcp_fabric(args: &NodeArgs, prefix: ManagedPrefix) -> Result<Arc<dyn Fabric>, SetupError> {
+    let overrides = IdentityOverride {
+        nqn: args.host_nqn.clone(),
+        id: args.host_id.clone(),
+    };
+    let identity = resolve_host_identity(&IdentityPaths::default(), &overrides)
+        .map_err(SetupError::Identity)?;
+    for warning in &identity.warnings {
+        tracing::warn!(%warning, "NVMe host identity");
+    }
+    tracing::info!(host_nqn = %identity.nqn, host_id = %identity.id, source = %identity.source,
+        "NVMe host identity");
+    let fabrics = LinuxKernel::default();
+    if !std::path::Path::new("/dev/nvme-fabrics").exists() {
+        tracing::warn!(
+            "/dev/nvme-fabrics is missing: load the nvme-tcp and nvme-fabrics kernel modules, \
+             or every stage will fail"
+        );
+    }
+    let host = NvmeHost::new(Sysfs::new("/sys"), "/dev", fabrics, identity, prefix);
+    Ok(Arc::new(NvmeTcpFabric::new(host)))
+}
+
+/// Builds the node service and its identity from flags.
+pub fn build(args: &NodeArgs) -> Result<(NodeService, NodeIdentity), SetupError> {
+    if args.node_id.trim().is_empty() {
+        return Err(SetupError::NodeId);
+    }
+    // Checked for both fabrics: the prefix must name something specific.
+    let prefix =
+        ManagedPrefix::new(format!("{}:", args.nqn_prefix)).map_err(SetupError::NqnPrefix)?;
+    let fabric: Arc<dyn Fabric> = match args.fabric {
+        FabricKind::NvmeTcp => nvme_tcp_fabric(args, prefix)?,
+        FabricKind::Loop => Arc::new(LoopFabric::new(
+            args.sim_data_dir.clone().ok_or(SetupError::SimDataDir)?,
+        )),
+    };
+    let mut config = NodeConfig::new(args.node_id.clone(), args.nqn_prefix.clone());
+    config.max_volumes_per_node = args.max_volumes;
+    config.block_publish_dir = args.block_publish_dir.clone();
+    config.default_operation_time = Duration::from_secs(args.operation_timeout);
+    let identity = NodeIdentity {
+        driver_name: args.driver_name.clone(),
+        vendor_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    Ok((NodeService::new(config, fabric), identity))
+}
+
+/// Runs the node plugin until SIGTERM or Ctrl-C.
+pub async fn run(args: NodeArgs) -> Result<(), SetupError> {
+    let socket = unix_socket_path(&args.endpoint)?;
+    let (service, identity) = build(&args)?;
+    tracing::info!(node_id = %args.node_id, fabric = ?args.fabric, driver = %args.driver_name,
+        "starting the node plugin");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(SetupError::Signals)?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    serve_unix(&socket, identity, service, shutdown).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    #[test]
+    fn defaults_and_the_loop_fabric_needs_a_data_dir() {
+        let cli = Cli::try_parse_from(["node", "--node-id", "n1"]).unwrap();
+        assert_eq!(cli.node.fabric, FabricKind::NvmeTcp);
+        assert_eq!(cli.node.nqn_prefix, DEFAULT_NQN_PREFIX);
+        assert_eq!(cli.node.endpoint, "unix:///csi/csi.sock");
+        assert!(Cli::try_parse_from(["node", "--node-id", "n1", "--fabric", "loop"]).is_err());
+        let cli = Cli::try_parse_from([
+            "node",
+            "--node-id",
+            "n1",
+            "--fabric",
+            "loop",
+            "--sim-data-dir",
+            "/tmp/sim",
+            "--max-volumes",
+            "30",
+        ])
+        .unwrap();
+        assert_eq!(cli.node.fabric, FabricKind::Loop);
+        assert_eq!(cli.node.max_volumes, 30);
+    }
+
+    #[test]
+    fn the_help_says_the_loop_fabric_is_for_tests() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("TESTS AND DEMONSTRATIONS ONLY"), "{help}");
+    }
+
+    #[test]
+    fn broad_prefixes_and_empty_node_ids_are_refused() {
+        let args = |prefix: &str, node: &str| {
+            Cli::try_parse_from([
+                "node",
+                "--node-id",
+                node,
+                "--nqn-prefix",
+                prefix,
+                "--fabric",
+                "loop",
+                "--sim-data-dir",
+                "/nonexistent",
+            ])
+            .unwrap()
+            .node
+        };
+        assert!(matches!(
+            build(&args("nqn.2014-08.org.nvmexpress", "n1")),
+            Err(SetupError::NqnPrefix(_))
+        ));
+        assert!(matches!(
+            build(&args(DEFAULT_NQN_PREFIX, " ")),
+            Err(SetupError::NodeId)
+        ));
+        let (service, identity) = build(&args(DEFAULT_NQN_PREFIX, "n1")).unwrap();
+        assert_eq!(service.config().node_id, "n1");
+        assert_eq!(identity.driver_name, DEFAULT_DRIVER_NAME);
+    }
+}

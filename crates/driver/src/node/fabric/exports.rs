@@ -1,0 +1,123 @@
+//! The simulator's export record, `<sim-data-dir>/exports.json`: which NQN is served from
+//! which backing file. Only the fields the loop fabric needs are read; others are ignored so
+//! that the record can grow without breaking the node.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::FabricError;
+
+/// File name of the record inside the simulator's data directory.
+pub const EXPORTS_FILE: &str = "exports.json";
+
+/// One exported disk.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ExportEntry {
+    pub nqn: String,
+    pub port: u16,
+    /// Absolute path of the file behind the namespace.
+    pub backing_file: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct ExportsFile {
+    exports: Vec<ExportEntry>,
+}
+
+/// Parses the record's text. Relative backing paths are refused: the record is read by a
+/// process with another working directory.
+pub fn parse_exports(path: &Path, text: &[u8]) -> Result<Vec<ExportEntry>, FabricError> {
+    let file: ExportsFile =
+        serde_json::from_slice(text).map_err(|error| FabricError::ExportRecord {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })?;
+    if let Some(relative) = file
+        .exports
+        .iter()
+        .find(|entry| !entry.backing_file.is_absolute())
+    {
+        return Err(FabricError::ExportRecord {
+            path: path.to_path_buf(),
+            reason: format!(
+                "backing file {} of {} is not absolute",
+                relative.backing_file.display(),
+                relative.nqn
+            ),
+        });
+    }
+    Ok(file.exports)
+}
+
+/// Reads `<data_dir>/exports.json`; a missing record means nothing is exported.
+pub fn read_exports(data_dir: &Path) -> Result<Vec<ExportEntry>, FabricError> {
+    let path = data_dir.join(EXPORTS_FILE);
+    match std::fs::read(&path) {
+        Ok(text) => parse_exports(&path, &text),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(FabricError::ExportRecord {
+            path,
+            reason: error.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECORD: &str = r#"{
+      "exports": [
+        {
+          "slot": "pvc-1",
+          "nqn": "nqn.2000-02.com.mikrotik:pvc-1",
+          "address": "127.0.0.1",
+          "port": 4420,
+          "file_path": "/storage-pool/pvc-1.img",
+          "backing_file": "/var/lib/sim/files/storage-pool/pvc-1.img",
+          "size": 1073741824,
+          "nvmet": false
+        }
+      ]
+    }"#;
+
+    #[test]
+    fn reads_the_fields_it_needs_and_ignores_the_rest() {
+        let entries = parse_exports(Path::new("exports.json"), RECORD.as_bytes()).unwrap();
+        assert_eq!(
+            entries,
+            vec![ExportEntry {
+                nqn: "nqn.2000-02.com.mikrotik:pvc-1".into(),
+                port: 4420,
+                backing_file: "/var/lib/sim/files/storage-pool/pvc-1.img".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn malformed_records_and_relative_paths_are_errors() {
+        for text in [
+            "",
+            "{}",
+            r#"{"exports": [{"nqn": "x"}]}"#,
+            r#"{"exports": [{"nqn": "x", "port": 1, "backing_file": "files/x.img"}]}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_exports(Path::new("e.json"), text.as_bytes()),
+                    Err(FabricError::ExportRecord { .. })
+                ),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_record_exports_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_exports(dir.path()).unwrap(), vec![]);
+        std::fs::write(dir.path().join(EXPORTS_FILE), RECORD).unwrap();
+        assert_eq!(read_exports(dir.path()).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,324 @@
+//! TEST AND DEMO ONLY: attaches volumes exported by the RDS simulator on this same host
+//! through loop devices over the simulator's backing files.
+//!
+//! It exists so that the whole node path (format, mount, publish, expand, teardown) can run
+//! on machines without NVMe/TCP. It offers none of the guarantees of a real fabric (no
+//! network, no host identity, no access control) and must never be used on a real node.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use mounts::DeviceNumber;
+use mounts::blocking::run_blocking;
+use mounts::devnode::{NodeState, inspect_block_node};
+use mounts::stats::{block_device_size, is_claimed_exclusively};
+use mounts::tools::run_expecting;
+use tokio::time::Instant;
+
+use super::exports::{ExportEntry, read_exports};
+use super::{AttachedDevice, Condition, Fabric, FabricError};
+use crate::params::VolumeContext;
+
+/// How long a detached loop device may take to be cleared by the kernel.
+const DETACH_SETTLE_TIME: Duration = Duration::from_secs(2);
+/// Sysfs is re-read in steps this small while waiting.
+const POLL_STEP: Duration = Duration::from_millis(5);
+
+/// A loop device bound to a backing file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BoundLoop {
+    name: String,
+    device: DeviceNumber,
+}
+
+/// The loop fabric (see the module documentation: test and demo only).
+#[derive(Debug)]
+pub struct LoopFabric {
+    sim_data_dir: PathBuf,
+    sysfs_root: PathBuf,
+    dev_root: PathBuf,
+    losetup: PathBuf,
+    /// NQN → backing file of attachments made by this process, so that a volume whose
+    /// export has vanished from the record can still be detached.
+    attached: Mutex<HashMap<String, PathBuf>>,
+}
+
+impl LoopFabric {
+    /// A loop fabric over the simulator whose data directory is `sim_data_dir`.
+    pub fn new(sim_data_dir: impl Into<PathBuf>) -> Self {
+        let sim_data_dir = sim_data_dir.into();
+        tracing::warn!(
+            sim_data_dir = %sim_data_dir.display(),
+            "fabric `loop` is for TESTS AND DEMONSTRATIONS ONLY: volumes are attached as loop \
+             devices over the RDS simulator's files on this host; never use it on a real node"
+        );
+        Self {
+            sim_data_dir,
+            sysfs_root: "/sys".into(),
+            dev_root: "/dev".into(),
+            losetup: "losetup".into(),
+            attached: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn attached(&self) -> std::sync::MutexGuard<'_, HashMap<String, PathBuf>> {
+        self.attached.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn export_of(&self, nqn: &str) -> Result<Option<ExportEntry>, FabricError> {
+        Ok(read_exports(&self.sim_data_dir)?
+            .into_iter()
+            .find(|entry| entry.nqn == nqn))
+    }
+
+    /// The backing file of `nqn`: from the export record, else from this process's memory.
+    fn backing_of(&self, nqn: &str) -> Result<Option<PathBuf>, FabricError> {
+        Ok(match self.export_of(nqn)? {
+            Some(entry) => Some(entry.backing_file),
+            None => self.attached().get(nqn).cloned(),
+        })
+    }
+
+    /// Loop devices bound to `backing` (compared after resolving symlinks, as the kernel
+    /// shows the path it opened).
+    async fn loops_backed_by(
+        &self,
+        backing: &Path,
+        deadline: Instant,
+    ) -> Result<Vec<BoundLoop>, FabricError> {
+        let block_dir = self.sysfs_root.join("block");
+        let backing = backing.to_path_buf();
+        let op = format!("looking for loop devices over {}", backing.display());
+        run_blocking(&op, deadline, move || {
+            let wanted = match std::fs::canonicalize(&backing) {
+                Ok(real) => real,
+                // A deleted backing file is shown as "<path> (deleted)": never a match.
+                Err(_) => return Ok(Vec::new()),
+            };
+            let entries = std::fs::read_dir(&block_dir)
+                .map_err(|e| FabricError::Unexpected(format!("{}: {e}", block_dir.display())))?;
+            let mut found = Vec::new();
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.starts_with("loop") {
+                    continue;
+                }
+                // Only bound loop devices have `loop/backing_file`.
+                let Ok(bound_to) = std::fs::read_to_string(entry.path().join("loop/backing_file"))
+                else {
+                    continue;
+                };
+                if Path::new(bound_to.trim_end_matches('\n')) != wanted {
+                    continue;
+                }
+                let dev = std::fs::read_to_string(entry.path().join("dev"))
+                    .map_err(|e| FabricError::Unexpected(format!("{name}/dev: {e}")))?;
+                let device = dev
+                    .parse()
+                    .map_err(|e| FabricError::Unexpected(format!("{name}/dev: {e}")))?;
+                found.push(BoundLoop { name, device });
+            }
+            found.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(found)
+        })
+        .await
+    }
+
+    fn attached_device(&self, bound: &BoundLoop, newly_attached: bool) -> AttachedDevice {
+        AttachedDevice {
+            path: self.dev_root.join(&bound.name),
+            device: bound.device,
+            newly_attached,
+        }
+    }
+
+    async fn losetup(&self, args: &[OsString], deadline: Instant) -> Result<String, FabricError> {
+        Ok(run_expecting(&self.losetup, args, &[0], deadline)
+            .await?
+            .stdout)
+    }
+}
+
+#[async_trait::async_trait]
+impl Fabric for LoopFabric {
+    fn name(&self) -> &'static str {
+        "loop"
+    }
+
+    async fn attach(
+        &self,
+        volume: &VolumeContext,
+        deadline: Instant,
+    ) -> Result<AttachedDevice, FabricError> {
+        let nqn = volume.nqn.as_str();
+        let export = self
+            .export_of(nqn)?
+            .ok_or_else(|| FabricError::NotExported {
+                nqn: nqn.to_owned(),
+                reason: format!(
+                    "not in {}",
+                    self.sim_data_dir
+                        .join(super::exports::EXPORTS_FILE)
+                        .display()
+                ),
+            })?;
+        if export.port != volume.nvme_port {
+            return Err(FabricError::NotExported {
+                nqn: nqn.to_owned(),
+                reason: format!(
+                    "exported on port {}, the volume context says {}",
+                    export.port, volume.nvme_port
+                ),
+            });
+        }
+        if let Some(bound) = self
+            .loops_backed_by(&export.backing_file, deadline)
+            .await?
+            .first()
+        {
+            self.attached()
+                .insert(nqn.to_owned(), export.backing_file.clone());
+            return Ok(self.attached_device(bound, false));
+        }
+        let shown = self
+            .losetup(
+                &[
+                    "--find".into(),
+                    "--show".into(),
+                    export.backing_file.clone().into(),
+                ],
+                deadline,
+            )
+            .await?;
+        let path = PathBuf::from(shown.trim());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bound = self
+            .loops_backed_by(&export.backing_file, deadline)
+            .await?
+            .into_iter()
+            .find(|bound| bound.name == name)
+            .ok_or_else(|| {
+                FabricError::Unexpected(format!(
+                    "losetup answered {shown:?} but sysfs shows no such loop device over {}",
+                    export.backing_file.display()
+                ))
+            })?;
+        let attached = self.attached_device(&bound, true);
+        match inspect_block_node(&attached.path, bound.device)? {
+            NodeState::Matches => {}
+            other => {
+                return Err(FabricError::Unexpected(format!(
+                    "{} is {other:?}, expected block device {}",
+                    attached.path.display(),
+                    bound.device
+                )));
+            }
+        }
+        self.attached()
+            .insert(nqn.to_owned(), export.backing_file.clone());
+        tracing::info!(nqn, device = %attached.path.display(), backing = %export.backing_file.display(),
+            "attached through a loop device (test/demo fabric)");
+        Ok(attached)
+    }
+
+    async fn find(
+        &self,
+        nqn: &str,
+        deadline: Instant,
+    ) -> Result<Option<AttachedDevice>, FabricError> {
+        let Some(backing) = self.backing_of(nqn)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .loops_backed_by(&backing, deadline)
+            .await?
+            .first()
+            .map(|bound| self.attached_device(bound, false)))
+    }
+
+    async fn detach(&self, nqn: &str, deadline: Instant) -> Result<(), FabricError> {
+        let Some(backing) = self.backing_of(nqn)? else {
+            return Ok(());
+        };
+        for bound in self.loops_backed_by(&backing, deadline).await? {
+            let path = self.dev_root.join(&bound.name);
+            if is_claimed_exclusively(&path, deadline).await? {
+                return Err(FabricError::InUse {
+                    nqn: nqn.to_owned(),
+                    reason: format!(
+                        "{} is claimed (mounted or opened exclusively)",
+                        path.display()
+                    ),
+                });
+            }
+            self.losetup(&["-d".into(), path.clone().into()], deadline)
+                .await?;
+        }
+        // `losetup -d` only marks a device for removal at its last close, and the kernel
+        // then clears it asynchronously: give that a moment, then a device still bound is
+        // held open by someone.
+        let settle = deadline.min(Instant::now() + DETACH_SETTLE_TIME);
+        let mut lingering = self.loops_backed_by(&backing, deadline).await?;
+        while !lingering.is_empty() && Instant::now() < settle {
+            tokio::time::sleep(POLL_STEP).await;
+            lingering = self.loops_backed_by(&backing, deadline).await?;
+        }
+        if let Some(bound) = lingering.first() {
+            return Err(FabricError::InUse {
+                nqn: nqn.to_owned(),
+                reason: format!(
+                    "/dev/{} is still open; it goes away when the last user closes it",
+                    bound.name
+                ),
+            });
+        }
+        self.attached().remove(nqn);
+        tracing::info!(nqn, "loop device detached (test/demo fabric)");
+        Ok(())
+    }
+
+    async fn rescan(
+        &self,
+        nqn: &str,
+        min_size_bytes: u64,
+        deadline: Instant,
+    ) -> Result<u64, FabricError> {
+        let attached = self
+            .find(nqn, deadline)
+            .await?
+            .ok_or_else(|| FabricError::NotExported {
+                nqn: nqn.to_owned(),
+                reason: "no loop device is attached for it".into(),
+            })?;
+        // LOOP_SET_CAPACITY: the loop driver re-reads the backing file's size.
+        self.losetup(&["-c".into(), attached.path.clone().into()], deadline)
+            .await?;
+        let size = block_device_size(&attached.path, deadline).await?;
+        if size < min_size_bytes {
+            return Err(FabricError::TooSmall {
+                nqn: nqn.to_owned(),
+                found: size,
+                wanted: min_size_bytes,
+            });
+        }
+        Ok(size)
+    }
+
+    async fn condition(&self, nqn: &str, deadline: Instant) -> Result<Condition, FabricError> {
+        if self.export_of(nqn)?.is_none() {
+            return Ok(Condition::Abnormal(format!(
+                "{nqn} is no longer exported by the simulator"
+            )));
+        }
+        Ok(match self.find(nqn, deadline).await? {
+            Some(_) => Condition::Healthy,
+            None => Condition::Abnormal(format!("no loop device is attached for {nqn}")),
+        })
+    }
+}

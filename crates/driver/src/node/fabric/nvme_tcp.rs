@@ -1,0 +1,245 @@
+//! The real fabric: the kernel's NVMe/TCP initiator, driven through the `nvme` crate.
+
+use std::net::IpAddr;
+
+use nvme::sysfs::{ControllerState, NqnView};
+use nvme::{
+    AttachKind, ConnectParams, ConnectRequest, CtrlLossTimeout, Kernel, LinuxKernel, NvmeHost,
+    Target,
+};
+use tokio::time::Instant;
+
+use super::{AttachedDevice, Condition, Fabric, FabricError};
+use crate::params::{ConnectOptions, VolumeContext};
+
+/// Every RDS export carries exactly one namespace.
+const NSID: u32 = 1;
+
+/// The NVMe/TCP fabric over an [`NvmeHost`].
+#[derive(Debug)]
+pub struct NvmeTcpFabric<K: Kernel = LinuxKernel> {
+    host: NvmeHost<K>,
+}
+
+impl<K: Kernel> NvmeTcpFabric<K> {
+    pub fn new(host: NvmeHost<K>) -> Self {
+        Self { host }
+    }
+
+    pub fn host(&self) -> &NvmeHost<K> {
+        &self.host
+    }
+}
+
+/// The connect tunables of a volume context, in the `nvme` crate's terms.
+pub fn connect_params(options: &ConnectOptions) -> ConnectParams {
+    ConnectParams {
+        ctrl_loss_tmo: options
+            .ctrl_loss_tmo
+            .map(|seconds| match u32::try_from(seconds) {
+                Ok(seconds) => CtrlLossTimeout::Seconds(seconds),
+                // The context accepts -1 only below zero.
+                Err(_) => CtrlLossTimeout::Unlimited,
+            }),
+        reconnect_delay: options.reconnect_delay,
+        keep_alive_tmo: options.keep_alive_tmo,
+        nr_io_queues: options.nr_io_queues,
+    }
+}
+
+/// The target's address: an IP literal as is, a host name through the resolver (bounded by
+/// the deadline, since a resolver can hang as long as any tool).
+async fn resolve(host: &str, port: u16, deadline: Instant) -> Result<IpAddr, FabricError> {
+    if let Ok(address) = host.parse() {
+        return Ok(address);
+    }
+    let failed = |reason: String| FabricError::Resolve {
+        host: host.to_owned(),
+        reason,
+    };
+    let mut addresses = tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| FabricError::TimedOut(format!("resolving {host}")))?
+        .map_err(|e| failed(e.to_string()))?;
+    addresses
+        .next()
+        .map(|address| address.ip())
+        .ok_or_else(|| failed("no address".into()))
+}
+
+/// Whether the volume's data path works, from what sysfs shows for its NQN.
+pub fn judge_condition(view: &NqnView<'_>, nsid: u32) -> Condition {
+    if view.controllers.is_empty() {
+        return Condition::Abnormal(format!("no NVMe controller is connected for {}", view.nqn));
+    }
+    if !view
+        .controllers
+        .iter()
+        .any(|c| c.state == ControllerState::Live)
+    {
+        let states: Vec<String> = view
+            .controllers
+            .iter()
+            .map(|c| format!("{} is {:?}", c.name, c.state))
+            .collect();
+        return Condition::Abnormal(format!(
+            "no live NVMe controller for {}: {}",
+            view.nqn,
+            states.join(", ")
+        ));
+    }
+    if view.namespace(nsid).is_none() {
+        return Condition::Abnormal(format!(
+            "namespace {nsid} of {} is not visible on this node",
+            view.nqn
+        ));
+    }
+    Condition::Healthy
+}
+
+fn in_use(error: nvme::Error) -> FabricError {
+    match error {
+        nvme::Error::InUse { nqn, reason } => FabricError::InUse { nqn, reason },
+        other => FabricError::Nvme(other),
+    }
+}
+
+#[async_trait::async_trait]
+impl<K: Kernel> Fabric for NvmeTcpFabric<K> {
+    fn name(&self) -> &'static str {
+        "nvme-tcp"
+    }
+
+    async fn attach(
+        &self,
+        volume: &VolumeContext,
+        deadline: Instant,
+    ) -> Result<AttachedDevice, FabricError> {
+        let address = resolve(&volume.nvme_address, volume.nvme_port, deadline).await?;
+        let request = ConnectRequest {
+            nqn: volume.nqn.clone(),
+            target: Target::new(address, volume.nvme_port),
+            params: connect_params(&volume.connect),
+        };
+        let attachment = self.host.attach(&request, NSID, deadline).await?;
+        Ok(AttachedDevice {
+            path: attachment.device_path,
+            device: attachment.namespace.device,
+            newly_attached: attachment.kind == AttachKind::Connected,
+        })
+    }
+
+    async fn find(
+        &self,
+        nqn: &str,
+        _deadline: Instant,
+    ) -> Result<Option<AttachedDevice>, FabricError> {
+        Ok(self
+            .host
+            .find_namespace(nqn, NSID)?
+            .map(|namespace| AttachedDevice {
+                path: namespace.device_path(self.host.dev_root()),
+                device: namespace.device,
+                newly_attached: false,
+            }))
+    }
+
+    async fn detach(&self, nqn: &str, deadline: Instant) -> Result<(), FabricError> {
+        let deleted = self.host.detach(nqn, deadline).await.map_err(in_use)?;
+        if !deleted.is_empty() {
+            tracing::info!(nqn, controllers = ?deleted, "disconnected");
+        }
+        Ok(())
+    }
+
+    async fn rescan(
+        &self,
+        nqn: &str,
+        min_size_bytes: u64,
+        deadline: Instant,
+    ) -> Result<u64, FabricError> {
+        Ok(self
+            .host
+            .rescan(nqn, NSID, min_size_bytes, deadline)
+            .await?)
+    }
+
+    async fn condition(&self, nqn: &str, _deadline: Instant) -> Result<Condition, FabricError> {
+        let topology = self.host.sysfs().scan_nqn(nqn)?;
+        Ok(judge_condition(&topology.view(nqn), NSID))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mounts::DeviceNumber;
+    use nvme::fixtures::FakeSysfs;
+
+    const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-1";
+
+    #[test]
+    fn connect_tunables_carry_over_with_unlimited_loss_timeout() {
+        let params = connect_params(&ConnectOptions {
+            ctrl_loss_tmo: Some(-1),
+            reconnect_delay: Some(2),
+            keep_alive_tmo: Some(5),
+            nr_io_queues: Some(4),
+        });
+        assert_eq!(params.ctrl_loss_tmo, Some(CtrlLossTimeout::Unlimited));
+        assert_eq!(params.reconnect_delay, Some(2));
+        assert_eq!(params.keep_alive_tmo, Some(5));
+        assert_eq!(params.nr_io_queues, Some(4));
+        let params = connect_params(&ConnectOptions {
+            ctrl_loss_tmo: Some(600),
+            ..ConnectOptions::default()
+        });
+        assert_eq!(params.ctrl_loss_tmo, Some(CtrlLossTimeout::Seconds(600)));
+        assert_eq!(
+            connect_params(&ConnectOptions::default()),
+            ConnectParams::default()
+        );
+    }
+
+    #[tokio::test]
+    async fn ip_literals_skip_the_resolver_and_names_resolve() {
+        let soon = Instant::now() + std::time::Duration::from_secs(5);
+        assert_eq!(
+            resolve("fd00::1", 4420, soon).await.unwrap(),
+            "fd00::1".parse::<IpAddr>().unwrap()
+        );
+        // From /etc/hosts: no DNS query leaves the machine.
+        assert!(
+            resolve("localhost", 4420, soon)
+                .await
+                .unwrap()
+                .is_loopback()
+        );
+    }
+
+    fn condition_of(sysfs: &FakeSysfs) -> Condition {
+        let topology = sysfs.sysfs().scan_nqn(NQN).unwrap();
+        judge_condition(&topology.view(NQN), NSID)
+    }
+
+    #[test]
+    fn condition_follows_controller_state_and_namespace_presence() {
+        let dir = tempfile::tempdir().unwrap();
+        let sysfs = FakeSysfs::new(dir.path());
+        assert!(
+            matches!(condition_of(&sysfs), Condition::Abnormal(m) if m.contains("no NVMe controller"))
+        );
+        sysfs.add_subsystem(4, NQN);
+        sysfs.add_controller(2, 4, NQN, "connecting", "traddr=10.0.0.1,trsvcid=4420");
+        assert!(
+            matches!(condition_of(&sysfs), Condition::Abnormal(m) if m.contains("nvme2 is Connecting"))
+        );
+        sysfs.set_state(2, "live");
+        assert!(
+            matches!(condition_of(&sysfs), Condition::Abnormal(m) if m.contains("not visible"))
+        );
+        sysfs.add_head(4, 1, NSID, DeviceNumber::new(259, 7), 1 << 30);
+        sysfs.add_path(4, 2, 1, NSID, 1 << 30);
+        assert_eq!(condition_of(&sysfs), Condition::Healthy);
+    }
+}

@@ -1,0 +1,227 @@
+//! NodeStageVolume and NodeUnstageVolume.
+
+use std::path::{Path, PathBuf};
+
+use mounts::format::{FormatOutcome, FsType, MkfsOptions};
+use mounts::mount::{MountOptions, mount_filesystem};
+use mounts::mountinfo::read_self_mount_table;
+use mounts::mountpoint::{MountState, mount_state};
+use tokio::time::Instant;
+
+use super::NodeCore;
+use super::error::{NodeError, Result};
+use super::fabric::AttachedDevice;
+use super::probe::{kind_unless_mounted, make_dirs, table_spelling};
+use super::request::{Access, Capability, Volume};
+use super::rules::{AtPath, PathKind, judge_mount_path, other_mounts};
+use crate::params::VolumeContext;
+
+/// A checked NodeStageVolume request.
+#[derive(Debug, Clone)]
+pub struct StageRequest {
+    pub staging: PathBuf,
+    pub capability: Capability,
+    pub context: VolumeContext,
+}
+
+impl NodeCore {
+    pub(crate) async fn stage(&self, request: StageRequest, deadline: Instant) -> Result<()> {
+        match &request.capability.access {
+            Access::Block => self.stage_block(&request, deadline).await,
+            Access::Filesystem { fs, options } => {
+                self.stage_filesystem(&request, *fs, options, deadline)
+                    .await
+            }
+        }
+    }
+
+    /// Block: attach and nothing else. Nothing is created at the staging path: kubelet's own
+    /// block handling inspects what it finds there.
+    async fn stage_block(&self, request: &StageRequest, deadline: Instant) -> Result<()> {
+        let table = read_self_mount_table(deadline).await?;
+        if let MountState::Mounted | MountState::Stale { .. } =
+            mount_state(&request.staging, &table, deadline).await?
+        {
+            return Err(NodeError::precondition(format!(
+                "staging path {} holds a mount; a block volume stages nothing there",
+                request.staging.display()
+            )));
+        }
+        let device = self.fabric.attach(&request.context, deadline).await?;
+        tracing::info!(device = %device.path.display(), "block volume staged");
+        Ok(())
+    }
+
+    async fn stage_filesystem(
+        &self,
+        request: &StageRequest,
+        fs: FsType,
+        options: &MountOptions,
+        deadline: Instant,
+    ) -> Result<()> {
+        let staging = &request.staging;
+        let nqn = request.context.nqn.as_str();
+        let table = read_self_mount_table(deadline).await?;
+        let state = mount_state(staging, &table, deadline).await?;
+        let kind = kind_unless_mounted(staging, state, deadline).await?;
+        // A mount already there is judged before anything is attached: a retry of a stage
+        // that succeeded, or something that is not this volume.
+        let attached = match state {
+            MountState::Mounted | MountState::Stale { .. } => {
+                self.fabric.find(nqn, deadline).await?
+            }
+            _ => None,
+        };
+        let spelled = table_spelling(staging);
+        match judge_mount_path(
+            state,
+            table.top_at(&spelled),
+            kind,
+            attached.as_ref().map(|d| d.device),
+        ) {
+            AtPath::Free => {}
+            AtPath::Ours(entry) if entry.fs_type == fs.as_str() => {
+                tracing::info!("already staged");
+                return Ok(());
+            }
+            AtPath::Ours(entry) => {
+                return Err(NodeError::Incompatible(format!(
+                    "already staged at {} as {}, not {fs}",
+                    staging.display(),
+                    entry.fs_type
+                )));
+            }
+            AtPath::OtherMount(what) => {
+                return Err(NodeError::precondition(format!(
+                    "staging path {}: {what}",
+                    staging.display()
+                )));
+            }
+            AtPath::NotADirectory(kind) => {
+                return Err(NodeError::precondition(format!(
+                    "staging path {} is {}, not a directory",
+                    staging.display(),
+                    kind.describe()
+                )));
+            }
+            AtPath::Stale => {
+                return Err(NodeError::precondition(format!(
+                    "staging path {} holds a stale mount; unstage the volume first",
+                    staging.display()
+                )));
+            }
+        }
+        if kind == PathKind::Missing {
+            // The CO normally creates it.
+            make_dirs(staging, deadline).await?;
+        }
+        let device = self.fabric.attach(&request.context, deadline).await?;
+        let result = self
+            .format_and_mount(request, &device, fs, options, deadline)
+            .await;
+        if result.is_err() && device.newly_attached {
+            self.release_if_unused(nqn, &device).await;
+        }
+        result
+    }
+
+    async fn format_and_mount(
+        &self,
+        request: &StageRequest,
+        device: &AttachedDevice,
+        fs: FsType,
+        options: &MountOptions,
+        deadline: Instant,
+    ) -> Result<()> {
+        let mkfs = MkfsOptions::parse(request.context.mkfs_options.as_deref().unwrap_or(""))
+            .map_err(|e| NodeError::invalid("volume_context mkfsOptions", e.to_string()))?;
+        match self
+            .tools
+            .format_if_empty(&device.path, fs, &mkfs, deadline)
+            .await?
+        {
+            FormatOutcome::Formatted { uuid } => {
+                tracing::info!(device = %device.path.display(), %fs, ?uuid, "formatted an empty volume");
+            }
+            FormatOutcome::AlreadyFormatted { fs_type, .. } if fs_type == fs.as_str() => {}
+            FormatOutcome::AlreadyFormatted { fs_type, .. } => {
+                return Err(NodeError::precondition(format!(
+                    "{} holds {fs_type}, but {fs} was asked for; it is neither mounted nor \
+                     formatted",
+                    device.path.display()
+                )));
+            }
+        }
+        let options = if request.capability.reader_only {
+            options.clone().read_only()
+        } else {
+            options.clone()
+        };
+        mount_filesystem(
+            &device.path,
+            &request.staging,
+            fs.as_str(),
+            &options,
+            deadline,
+        )
+        .await?;
+        tracing::info!(device = %device.path.display(), staging = %request.staging.display(), %fs, "staged");
+        Ok(())
+    }
+
+    /// Unmounts the staging path (refusing while the filesystem is bind-mounted elsewhere),
+    /// then detaches the device once nothing uses it. Without a volume context, the device is
+    /// found by the volume's NQN.
+    pub(crate) async fn unstage(
+        &self,
+        volume: &Volume,
+        staging: &Path,
+        deadline: Instant,
+    ) -> Result<()> {
+        let attached = match &volume.nqn {
+            Some(nqn) => self.fabric.find(nqn, deadline).await?,
+            None => None,
+        };
+        let table = read_self_mount_table(deadline).await?;
+        if let MountState::Mounted | MountState::Stale { .. } =
+            mount_state(staging, &table, deadline).await?
+        {
+            let spelled = table_spelling(staging);
+            if let Some(entry) = table.top_at(&spelled) {
+                if let Some(device) = &attached
+                    && device.device != entry.device
+                {
+                    return Err(NodeError::precondition(format!(
+                        "staging path {} holds device {}, not this volume's {}",
+                        staging.display(),
+                        entry.device,
+                        device.device
+                    )));
+                }
+                let published = other_mounts(&table, entry.device, &spelled);
+                if !published.is_empty() {
+                    return Err(NodeError::precondition(format!(
+                        "still published at {published:?}; unpublish first"
+                    )));
+                }
+            }
+            self.unmount_all(staging, deadline).await?;
+        }
+        let Some(nqn) = &volume.nqn else {
+            return Ok(());
+        };
+        if let Some(device) = &attached {
+            let users = self.users_of(device.device, deadline).await?;
+            if !users.is_empty() {
+                return Err(NodeError::precondition(format!(
+                    "{} is still in use: {}",
+                    device.path.display(),
+                    users.join(", ")
+                )));
+            }
+        }
+        self.fabric.detach(nqn, deadline).await?;
+        tracing::info!("unstaged");
+        Ok(())
+    }
+}

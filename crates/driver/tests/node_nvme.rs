@@ -1,0 +1,289 @@
+//! The node service over the NVMe/TCP fabric, against the `nvme` crate's fake kernel (a
+//! sysfs-shaped tree and a fabrics device in a scratch directory; device nodes need root):
+//! connect reuse, disconnect only of managed NQNs and only when nothing uses them.
+
+mod node_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use csi::v1::NodeGetVolumeStatsRequest;
+use driver::node::{Condition, Fabric, NodeConfig, NvmeTcpFabric};
+use mounts::DeviceNumber;
+use mounts::devnode::{NodeState, inspect_block_node};
+use mounts::fixtures::root_or_skip;
+use node_common::*;
+use nvme::fixtures::FakeKernel;
+use nvme::identity::IdentitySource;
+use nvme::{HostIdentity, ManagedPrefix, NvmeHost, Target};
+use tokio::time::Instant;
+use tonic::Code;
+
+/// A documentation address (TEST-NET-1): the fake kernel never sends anything anywhere.
+const TARGET_ADDRESS: &str = "192.0.2.10";
+const BOOT_NQN: &str = "nqn.2014-08.org.nvmexpress:boot-root";
+const GIB: u64 = 1 << 30;
+
+struct NvmeLab {
+    dir: tempfile::TempDir,
+    fabric: Arc<NvmeTcpFabric<FakeKernel>>,
+    plugin: Plugin,
+}
+
+impl NvmeLab {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = FakeKernel::new(&dir.path().join("host"));
+        // A diskless node's own root, behind an NQN this driver does not manage.
+        let fake = kernel.fake_sysfs();
+        fake.add_subsystem(9, BOOT_NQN);
+        fake.add_controller(7, 9, BOOT_NQN, "live", "traddr=192.0.2.99,trsvcid=4420");
+        fake.add_head(9, 1, 1, DeviceNumber::new(259, 1), 20 * GIB);
+        kernel
+            .make_device_node("nvme9n1", DeviceNumber::new(259, 1))
+            .unwrap();
+        let identity = HostIdentity {
+            nqn: "nqn.2014-08.org.nvmexpress:uuid:6f1e2d3c-4b5a-4697-8877-665544332211".into(),
+            id: "6f1e2d3c-4b5a-4697-8877-665544332211".into(),
+            source: IdentitySource::Configured,
+            warnings: vec![],
+        };
+        let host = NvmeHost::new(
+            kernel.sysfs(),
+            kernel.dev_root().to_path_buf(),
+            kernel,
+            identity,
+            ManagedPrefix::new(format!("{PREFIX}:")).unwrap(),
+        );
+        let fabric = Arc::new(NvmeTcpFabric::new(host));
+        let mut config = NodeConfig::new("node-1", PREFIX);
+        config.block_publish_dir = dir.path().join("kubelet/volumeDevices");
+        let plugin = Plugin::start(dir.path(), config, fabric.clone()).await;
+        Self {
+            dir,
+            fabric,
+            plugin,
+        }
+    }
+
+    fn kernel(&self) -> &FakeKernel {
+        self.fabric.host().kernel()
+    }
+
+    fn export(&self, id: &str) {
+        let target = Target::new(TARGET_ADDRESS.parse().unwrap(), 4420);
+        self.kernel().export(&nqn_of(id), target, GIB);
+    }
+
+    fn staging(&self, id: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join(format!("kubelet/staging/{id}"));
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    }
+
+    fn block_target(&self, id: &str, pod: &str) -> std::path::PathBuf {
+        let parent = self
+            .dir
+            .path()
+            .join(format!("kubelet/volumeDevices/publish/{id}"));
+        std::fs::create_dir_all(&parent).unwrap();
+        parent.join(pod)
+    }
+
+    async fn attached(&self, id: &str) -> Option<driver::node::AttachedDevice> {
+        self.fabric.find(&nqn_of(id), soon()).await.unwrap()
+    }
+
+    fn boot_volume_untouched(&self) {
+        assert!(self.kernel().fake_sysfs().has_controller(7));
+        assert!(
+            !self.kernel().deletes().contains(&"nvme7".to_owned()),
+            "the boot controller must never be deleted"
+        );
+    }
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(10)
+}
+
+fn nvme_context(id: &str) -> std::collections::HashMap<String, String> {
+    let mut context = context(&nqn_of(id), 4420);
+    context.insert("nvmeAddress".into(), TARGET_ADDRESS.into());
+    context.insert("ctrlLossTmo".into(), "-1".into());
+    context
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_once_publishes_a_node_and_disconnects_only_when_unused() {
+    if !root_or_skip("connects_once_publishes_a_node_and_disconnects_only_when_unused") {
+        return;
+    }
+    let lab = NvmeLab::start().await;
+    let mut client = lab.plugin.client.clone();
+    let id = volume_id(1);
+    lab.export(&id);
+    let staging = lab.staging(&id);
+
+    for _ in 0..2 {
+        let request = stage_request(&id, &staging, block_capability(), nvme_context(&id));
+        expect_code(client.node_stage_volume(request).await, Code::Ok);
+    }
+    let connects = lab.kernel().connects();
+    assert_eq!(
+        connects.len(),
+        1,
+        "the live controller is reused: {connects:?}"
+    );
+    assert!(connects[0].contains(&format!("nqn={}", nqn_of(&id))));
+    assert!(connects[0].contains("ctrl_loss_tmo=-1"), "{}", connects[0]);
+    let device = lab.attached(&id).await.expect("attached");
+
+    let target = lab.block_target(&id, "pod-a");
+    for _ in 0..2 {
+        let request = publish_request(&id, &staging, &target, block_capability(), false);
+        expect_code(client.node_publish_volume(request).await, Code::Ok);
+    }
+    assert_eq!(
+        inspect_block_node(&target, device.device).unwrap(),
+        NodeState::Matches
+    );
+
+    // Published: the controller stays.
+    let request = unstage_request(&id, &staging);
+    let status = client.node_unstage_volume(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("device node"),
+        "{}",
+        status.message()
+    );
+    assert!(lab.kernel().deletes().is_empty());
+
+    expect_code(
+        client
+            .node_unpublish_volume(unpublish_request(&id, &target))
+            .await,
+        Code::Ok,
+    );
+    for _ in 0..2 {
+        expect_code(
+            client
+                .node_unstage_volume(unstage_request(&id, &staging))
+                .await,
+            Code::Ok,
+        );
+    }
+    assert_eq!(lab.kernel().deletes(), vec!["nvme1".to_owned()]);
+    assert!(lab.attached(&id).await.is_none());
+    lab.boot_volume_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_namespace_is_not_disconnected() {
+    if !root_or_skip("a_held_namespace_is_not_disconnected") {
+        return;
+    }
+    let lab = NvmeLab::start().await;
+    let mut client = lab.plugin.client.clone();
+    let id = volume_id(2);
+    lab.export(&id);
+    let staging = lab.staging(&id);
+    let request = stage_request(&id, &staging, block_capability(), nvme_context(&id));
+    expect_code(client.node_stage_volume(request).await, Code::Ok);
+    let device = lab.attached(&id).await.unwrap();
+    let name = device
+        .path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let subsystem: u32 = name
+        .strip_prefix("nvme")
+        .and_then(|rest| rest.strip_suffix("n1"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Something (device-mapper, say) is stacked on the namespace.
+    lab.kernel().fake_sysfs().add_holder(subsystem, 1, "dm-0");
+    let status = client
+        .node_unstage_volume(unstage_request(&id, &staging))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("dm-0"), "{}", status.message());
+    assert!(lab.kernel().deletes().is_empty());
+    lab.boot_volume_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_naming_another_nqn_connects_nothing() {
+    if !root_or_skip("a_context_naming_another_nqn_connects_nothing") {
+        return;
+    }
+    let lab = NvmeLab::start().await;
+    let mut client = lab.plugin.client.clone();
+    let id = volume_id(3);
+    let staging = lab.staging(&id);
+    let mut context = nvme_context(&id);
+    context.insert("nqn".into(), BOOT_NQN.into());
+    let request = stage_request(&id, &staging, block_capability(), context);
+    let status = client.node_stage_volume(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(lab.kernel().connects().is_empty());
+    // And an id that is not this driver's is never connected or disconnected.
+    let request = unstage_request("boot-root", &staging);
+    expect_code(client.node_unstage_volume(request).await, Code::Ok);
+    assert!(lab.kernel().deletes().is_empty());
+    // Even asked directly, the fabric refuses to disconnect the foreign NQN.
+    assert!(lab.fabric.detach(BOOT_NQN, soon()).await.is_err());
+    lab.boot_volume_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condition_follows_the_controller_and_rescan_sees_growth() {
+    if !root_or_skip("condition_follows_the_controller_and_rescan_sees_growth") {
+        return;
+    }
+    let lab = NvmeLab::start().await;
+    let mut client = lab.plugin.client.clone();
+    let id = volume_id(4);
+    lab.export(&id);
+    let staging = lab.staging(&id);
+    let request = stage_request(&id, &staging, block_capability(), nvme_context(&id));
+    expect_code(client.node_stage_volume(request).await, Code::Ok);
+    let nqn = nqn_of(&id);
+    assert_eq!(
+        lab.fabric.condition(&nqn, soon()).await.unwrap(),
+        Condition::Healthy
+    );
+
+    // The target went away: the kernel is reconnecting.
+    lab.kernel().fake_sysfs().set_state(1, "connecting");
+    let condition = lab.fabric.condition(&nqn, soon()).await.unwrap();
+    assert!(
+        matches!(&condition, Condition::Abnormal(m) if m.contains("Connecting")),
+        "{condition:?}"
+    );
+    let target = lab.block_target(&id, "pod-a");
+    let request = publish_request(&id, &staging, &target, block_capability(), false);
+    expect_code(client.node_publish_volume(request).await, Code::Ok);
+    let stats = client
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: id.clone(),
+            volume_path: target.display().to_string(),
+            staging_target_path: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stats.volume_condition.unwrap().abnormal);
+
+    lab.kernel().fake_sysfs().set_state(1, "live");
+    lab.kernel().grow(&nqn, 2 * GIB);
+    assert_eq!(
+        lab.fabric.rescan(&nqn, 2 * GIB, soon()).await.unwrap(),
+        2 * GIB
+    );
+    lab.boot_volume_untouched();
+}

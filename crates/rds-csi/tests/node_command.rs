@@ -1,0 +1,101 @@
+//! `rds-csi node` as a process: it serves Identity and Node on its socket, says in its log
+//! that the loop fabric is for tests only, and stops cleanly on SIGTERM.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use csi::v1::identity_client::IdentityClient;
+use csi::v1::node_client::NodeClient;
+use csi::v1::{GetPluginInfoRequest, NodeGetInfoRequest};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+#[tokio::test]
+async fn serves_the_node_plugin_on_its_socket_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("plugin/csi.sock");
+    let sim = dir.path().join("sim");
+    std::fs::create_dir(&sim).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rds-csi"))
+        .args(["node", "--node-id", "worker-3", "--fabric", "loop"])
+        .arg("--sim-data-dir")
+        .arg(&sim)
+        .arg("--endpoint")
+        .arg(format!("unix://{}", socket.display()))
+        .args([
+            "--driver-name",
+            "rds.csi.example.org",
+            "--max-volumes",
+            "17",
+        ])
+        .env_remove("RDS_CSI_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // The log says when the socket is served; read it up to that line.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let serving = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.contains("serving CSI Identity and Node");
+            log.push(line);
+            if done {
+                return;
+            }
+        }
+        panic!("the plugin exited early");
+    })
+    .await;
+    assert!(serving.is_ok(), "no serving line in {log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("TESTS AND DEMONSTRATIONS ONLY")),
+        "{log:#?}"
+    );
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let info = NodeClient::new(channel.clone())
+        .node_get_info(NodeGetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.node_id, "worker-3");
+    assert_eq!(info.max_volumes_per_node, 17);
+    let plugin = IdentityClient::new(channel)
+        .get_plugin_info(GetPluginInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(plugin.name, "rds.csi.example.org");
+
+    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn the_loop_fabric_without_a_data_dir_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_rds-csi"))
+        .args(["node", "--node-id", "n", "--fabric", "loop"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--sim-data-dir"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
