@@ -118,7 +118,7 @@ fetch_kernel
 build_initrd
 
 # The tests run the host's debug binaries; build them first.
-(cd "$ROOT" && cargo build --locked --bin rds-csi)
+(cd "$ROOT" && cargo build --locked --bin rds-csi --bin csi-e2e)
 
 tests=("$@")
 if ((${#tests[@]} == 0)); then

@@ -57,8 +57,30 @@ const NO_SHARED_FILESYSTEM: &str =
 const NO_READ_ONLY_EXPORT: &str =
     "the RDS cannot export a volume read-only to some hosts, so the promise cannot be kept";
 
+/// A capability the driver supports: how the volume is consumed, under which access mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supported {
+    pub kind: AccessKind,
+    pub mode: Mode,
+}
+
+impl Supported {
+    /// The mode only allows reading.
+    pub fn reader_only(&self) -> bool {
+        matches!(
+            self.mode,
+            Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly
+        )
+    }
+}
+
 /// Checks one capability; returns how the volume will be consumed.
 pub fn check(capability: &VolumeCapability) -> Result<AccessKind, CapabilityError> {
+    inspect(capability).map(|supported| supported.kind)
+}
+
+/// Checks one capability; returns how the volume will be consumed and under which mode.
+pub fn inspect(capability: &VolumeCapability) -> Result<Supported, CapabilityError> {
     let kind = match &capability.access_type {
         Some(AccessType::Block(_)) => AccessKind::Block,
         Some(AccessType::Mount(mount)) => {
@@ -90,7 +112,7 @@ pub fn check(capability: &VolumeCapability) -> Result<AccessKind, CapabilityErro
         (Mode::MultiNodeReaderOnly | Mode::MultiNodeSingleWriter, _) => Some(NO_READ_ONLY_EXPORT),
     };
     match refusal {
-        None => Ok(kind),
+        None => Ok(Supported { kind, mode }),
         Some(reason) => Err(CapabilityError::Unsupported {
             mode: mode.as_str_name(),
             kind,
@@ -169,6 +191,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn only_reader_modes_are_reader_only() {
+        let reader = inspect(&cap(false, Mode::SingleNodeReaderOnly)).unwrap();
+        assert!(reader.reader_only());
+        for mode in [
+            Mode::SingleNodeWriter,
+            Mode::SingleNodeSingleWriter,
+            Mode::SingleNodeMultiWriter,
+        ] {
+            assert!(
+                !inspect(&cap(false, mode)).unwrap().reader_only(),
+                "{mode:?}"
+            );
+        }
+        assert!(
+            !inspect(&cap(true, Mode::MultiNodeMultiWriter))
+                .unwrap()
+                .reader_only()
+        );
     }
 
     #[test]

@@ -26,6 +26,15 @@ impl Readiness for crate::controller::ControllerService {
     }
 }
 
+/// A node is ready as soon as it serves: each operation checks what it needs (the fabric,
+/// the tools) and says what is missing in its own error.
+#[tonic::async_trait]
+impl Readiness for crate::node::NodeService {
+    async fn ready(&self) -> Result<bool, DriverError> {
+        Ok(true)
+    }
+}
+
 /// The Identity service.
 #[derive(Clone)]
 pub struct CsiIdentity {

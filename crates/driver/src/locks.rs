@@ -5,9 +5,11 @@
 //! a slow call pile up behind it.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// The set of volume ids with an operation in flight.
 #[derive(Debug, Default, Clone)]
@@ -37,6 +39,24 @@ impl VolumeLocks {
             shared: self.shared.clone(),
             volume_id: volume_id.to_owned(),
         })
+    }
+
+    /// Runs `work` as a task of its own while holding the volume, or `None` if an operation
+    /// already holds it.
+    ///
+    /// A caller that gives up (deadline, disconnect) does not cut a device change in half:
+    /// the lock travels with the task, so a retry is refused until the first attempt has
+    /// finished, and then finds its result in place.
+    pub fn spawn_exclusive<F>(&self, volume_id: &str, work: F) -> Option<JoinHandle<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let guard = self.try_lock(volume_id)?;
+        Some(tokio::spawn(async move {
+            let _guard = guard;
+            work.await
+        }))
     }
 
     /// Number of volumes currently held.
@@ -89,6 +109,23 @@ mod tests {
         assert!(locks.try_lock("pvc-a").is_some());
         drop(b);
         assert_eq!(locks.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_spawned_operation_holds_the_volume_until_it_ends() {
+        let locks = VolumeLocks::default();
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        let task = locks
+            .spawn_exclusive("pvc-a", async move {
+                finished.await.ok();
+                7
+            })
+            .expect("free");
+        assert!(locks.spawn_exclusive("pvc-a", async {}).is_none());
+        assert!(locks.try_lock("pvc-a").is_none());
+        finish.send(()).unwrap();
+        assert_eq!(task.await.unwrap(), 7);
+        assert_eq!(locks.held(), 0, "released when the task ends");
     }
 
     #[tokio::test]

@@ -7,14 +7,39 @@
 //! - `Unauthenticated` from the RDS is `UNAVAILABLE`: the CO should keep retrying while the
 //!   operator fixes the controller's credentials; the message says so.
 //! - An operation already running for a volume, and a stale listing token, are `ABORTED`.
+//! - On a node, a state a retry cannot change by itself (a path holding something else, a
+//!   device still in use) is `FAILED_PRECONDITION`; a lower layer's timeout is
+//!   `DEADLINE_EXCEEDED` and its transient failure `UNAVAILABLE`.
 
 use tonic::{Code, Status};
 
 use crate::capacity::SizeError;
 use crate::error::DriverError;
+use crate::node::{FabricError, NodeError};
+
+/// An error with its place in the CSI spec's error tables.
+pub trait SpecCode {
+    fn spec_code(&self) -> Code;
+}
 
 /// The gRPC code for an error.
-pub fn code_of(error: &DriverError) -> Code {
+pub fn code_of(error: &impl SpecCode) -> Code {
+    error.spec_code()
+}
+
+impl SpecCode for DriverError {
+    fn spec_code(&self) -> Code {
+        driver_code(self)
+    }
+}
+
+impl SpecCode for NodeError {
+    fn spec_code(&self) -> Code {
+        node_code(self)
+    }
+}
+
+fn driver_code(error: &DriverError) -> Code {
     match error {
         DriverError::MissingField(_)
         | DriverError::Name(_)
@@ -43,6 +68,89 @@ pub fn code_of(error: &DriverError) -> Code {
     }
 }
 
+fn mounts_code(error: &mounts::Error) -> Code {
+    use mounts::Error as M;
+    match error {
+        M::InvalidOption { .. } => Code::InvalidArgument,
+        M::TimedOut { .. } => Code::DeadlineExceeded,
+        M::DeviceNotReady { .. } => Code::Unavailable,
+        // Something at a path or on a device that a retry cannot change by itself; never a
+        // reason to format or remove anything.
+        M::Busy { .. }
+        | M::StaleMount { .. }
+        | M::IsMountPoint { .. }
+        | M::NotEmpty { .. }
+        | M::UnexpectedNode { .. } => Code::FailedPrecondition,
+        M::Io { source, .. } if source.raw_os_error() == Some(enotempty()) => {
+            Code::FailedPrecondition
+        }
+        M::Io { .. }
+        | M::MountInfo { .. }
+        | M::ToolSpawn { .. }
+        | M::ToolFailed { .. }
+        | M::ToolOutput { .. } => Code::Internal,
+    }
+}
+
+fn enotempty() -> i32 {
+    rustix::io::Errno::NOTEMPTY.raw_os_error()
+}
+
+fn nvme_code(error: &nvme::Error) -> Code {
+    use nvme::Error as E;
+    match error {
+        E::Connect { failure, .. } => match failure {
+            nvme::ConnectFailure::InvalidOptions => Code::InvalidArgument,
+            nvme::ConnectFailure::FabricsUnavailable => Code::FailedPrecondition,
+            failure if failure.is_transient() => Code::Unavailable,
+            _ => Code::Internal,
+        },
+        E::Invalid { .. } => Code::InvalidArgument,
+        // A volume context naming an NQN this node may not manage is a configuration error.
+        E::ForeignNqn { .. } | E::Identity(_) => Code::FailedPrecondition,
+        E::TimedOut { .. } => Code::DeadlineExceeded,
+        E::Stuck { .. } => Code::Unavailable,
+        E::InUse { .. } => Code::FailedPrecondition,
+        E::Mounts(inner) => mounts_code(inner),
+        E::BadReply(_) | E::Sysfs { .. } | E::SysfsFormat { .. } => Code::Internal,
+    }
+}
+
+fn fabric_code(error: &FabricError) -> Code {
+    match error {
+        FabricError::Nvme(inner) => nvme_code(inner),
+        FabricError::Mounts(inner) => mounts_code(inner),
+        FabricError::NotExported { .. } => Code::NotFound,
+        FabricError::InUse { .. } => Code::FailedPrecondition,
+        FabricError::Resolve { .. } => Code::Unavailable,
+        FabricError::TimedOut(_) => Code::DeadlineExceeded,
+        FabricError::TooSmall { .. } => Code::Internal,
+        FabricError::ExportRecord { .. } | FabricError::Unexpected(_) => Code::Internal,
+    }
+}
+
+fn node_code(error: &NodeError) -> Code {
+    match error {
+        NodeError::Missing(_) | NodeError::Invalid { .. } | NodeError::Context(_) => {
+            Code::InvalidArgument
+        }
+        NodeError::NotFound { .. } | NodeError::PathNotFound(_) => Code::NotFound,
+        NodeError::Precondition(_) => Code::FailedPrecondition,
+        NodeError::Incompatible(_) => Code::AlreadyExists,
+        NodeError::OperationPending(_) => Code::Aborted,
+        NodeError::OutOfRange(_) => Code::OutOfRange,
+        NodeError::Internal(_) => Code::Internal,
+        NodeError::Fabric(inner) => fabric_code(inner),
+        NodeError::Mount(inner) => mounts_code(inner),
+    }
+}
+
+impl From<NodeError> for Status {
+    fn from(error: NodeError) -> Self {
+        Status::new(code_of(&error), error.to_string())
+    }
+}
+
 impl From<DriverError> for Status {
     fn from(error: DriverError) -> Self {
         let code = code_of(&error);
@@ -63,6 +171,7 @@ mod tests {
     use crate::capabilities::CapabilityError;
     use crate::naming::NameError;
     use crate::params::ParamError;
+    use std::io;
 
     #[test]
     fn every_error_has_its_spec_code() {
@@ -167,6 +276,90 @@ mod tests {
             assert_eq!(status.code(), code, "{shown}");
             assert!(status.message().contains(&shown), "{shown}");
         }
+    }
+
+    #[test]
+    fn request_and_state_errors_have_their_spec_codes() {
+        let cases = [
+            (NodeError::Missing("volume_id"), Code::InvalidArgument),
+            (
+                NodeError::invalid("target_path", "x"),
+                Code::InvalidArgument,
+            ),
+            (
+                NodeError::Context(ParamError::Missing("nqn")),
+                Code::InvalidArgument,
+            ),
+            (
+                NodeError::NotFound {
+                    volume_id: "v".into(),
+                    reason: "r".into(),
+                },
+                Code::NotFound,
+            ),
+            (NodeError::PathNotFound("/x".into()), Code::NotFound),
+            (NodeError::precondition("p"), Code::FailedPrecondition),
+            (NodeError::Incompatible("i".into()), Code::AlreadyExists),
+            (NodeError::OperationPending("v".into()), Code::Aborted),
+            (NodeError::OutOfRange("o".into()), Code::OutOfRange),
+        ];
+        for (error, code) in cases {
+            assert_eq!(code_of(&error), code, "{error}");
+        }
+    }
+
+    #[test]
+    fn lower_layer_errors_keep_their_meaning() {
+        let mount = |e: mounts::Error| NodeError::Mount(e);
+        assert_eq!(
+            code_of(&mount(mounts::Error::Busy { path: "/t".into() })),
+            Code::FailedPrecondition
+        );
+        assert_eq!(
+            code_of(&mount(mounts::Error::TimedOut { op: "x".into() })),
+            Code::DeadlineExceeded
+        );
+        assert_eq!(
+            code_of(&mount(mounts::Error::ToolFailed {
+                tool: "blkid".into(),
+                status: mounts::tools::Exit::Code(1),
+                stderr: String::new(),
+            })),
+            Code::Internal
+        );
+        assert_eq!(
+            code_of(&mount(mounts::Error::Io {
+                op: "rmdir",
+                path: "/t".into(),
+                source: io::Error::from_raw_os_error(enotempty()),
+            })),
+            Code::FailedPrecondition
+        );
+        let refused = nvme::Error::Connect {
+            nqn: "n".into(),
+            target: "t".into(),
+            failure: nvme::ConnectFailure::Refused,
+            source: io::Error::other("refused"),
+        };
+        assert_eq!(
+            code_of(&NodeError::Fabric(FabricError::Nvme(refused))),
+            Code::Unavailable
+        );
+        let foreign = nvme::Error::ForeignNqn {
+            nqn: "n".into(),
+            prefix: "p".into(),
+        };
+        assert_eq!(
+            code_of(&NodeError::Fabric(FabricError::Nvme(foreign))),
+            Code::FailedPrecondition
+        );
+        assert_eq!(
+            code_of(&NodeError::Fabric(FabricError::NotExported {
+                nqn: "n".into(),
+                reason: "r".into()
+            })),
+            Code::NotFound
+        );
     }
 
     #[test]

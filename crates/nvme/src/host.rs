@@ -163,7 +163,15 @@ impl<K: Kernel> NvmeHost<K> {
                     self.delete_controllers(&controllers, deadline).await?;
                 }
                 AttachStep::Connect => {
-                    let created = match self.connect(&options, request, deadline).await {
+                    // Timing events ("stage phase") feed the lab's NodeStageVolume breakdown.
+                    let started = std::time::Instant::now();
+                    let connected = self.connect(&options, request, deadline).await;
+                    tracing::debug!(
+                        phase = "connect",
+                        elapsed_us = started.elapsed().as_micros() as u64,
+                        "stage phase"
+                    );
+                    let created = match connected {
                         Ok(reply) => Some(reply.controller_name()),
                         // Someone else connected the same controller meanwhile: use it.
                         Err(Error::Connect {
@@ -172,9 +180,16 @@ impl<K: Kernel> NvmeHost<K> {
                         }) => None,
                         Err(error) => return Err(error),
                     };
-                    return self
+                    let started = std::time::Instant::now();
+                    let attached = self
                         .await_namespace(request, nsid, created, AttachKind::Connected, deadline)
                         .await;
+                    tracing::debug!(
+                        phase = "device",
+                        elapsed_us = started.elapsed().as_micros() as u64,
+                        "stage phase"
+                    );
+                    return attached;
                 }
             }
         }

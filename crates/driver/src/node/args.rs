@@ -10,13 +10,9 @@ use nvme::identity::{IdentityOverride, IdentityPaths, resolve_host_identity};
 use nvme::{LinuxKernel, ManagedPrefix, NvmeHost, Sysfs};
 
 use super::fabric::{Fabric, LoopFabric, NvmeTcpFabric};
-use super::server::{NodeIdentity, ServeError, serve_unix, unix_socket_path};
-use super::{DEFAULT_BLOCK_PUBLISH_DIR, NodeConfig, NodeService};
-
-/// Driver name of the existing Go driver; keeping it lets its volumes be adopted.
-pub const DEFAULT_DRIVER_NAME: &str = "rds.csi.srvlab.io";
-/// NQN prefix of the existing Go driver.
-pub const DEFAULT_NQN_PREFIX: &str = "nqn.2000-02.com.mikrotik";
+use super::{DEFAULT_BLOCK_PUBLISH_DIR, NodeConfig, NodeService, routes};
+use crate::config::{DEFAULT_DRIVER_NAME, DEFAULT_NQN_PREFIX};
+use crate::server::{self, Endpoint, ServerError};
 
 /// How volumes reach this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -31,9 +27,9 @@ pub enum FabricKind {
 /// Flags of `rds-csi node`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArgs {
-    /// CSI endpoint: a Unix socket, `unix:///path/to/csi.sock`.
+    /// CSI endpoint to serve: unix:///path/to/csi.sock (or tcp://address:port).
     #[arg(long, env = "CSI_ENDPOINT", default_value = "unix:///csi/csi.sock")]
-    pub endpoint: String,
+    pub endpoint: Endpoint,
 
     /// This node's id as the CO knows it (in Kubernetes, the node name).
     #[arg(long, env = "NODE_ID")]
@@ -92,9 +88,7 @@ pub enum SetupError {
     #[error("--fabric loop needs --sim-data-dir")]
     SimDataDir,
     #[error(transparent)]
-    Serve(#[from] ServeError),
-    #[error("installing signal handlers: {0}")]
-    Signals(std::io::Error),
+    Server(#[from] ServerError),
 }
 
 fn nvme_tcp_fabric(args: &NodeArgs, prefix: ManagedPrefix) -> Result<Arc<dyn Fabric>, SetupError> {
@@ -120,8 +114,8 @@ fn nvme_tcp_fabric(args: &NodeArgs, prefix: ManagedPrefix) -> Result<Arc<dyn Fab
     Ok(Arc::new(NvmeTcpFabric::new(host)))
 }
 
-/// Builds the node service and its identity from flags.
-pub fn build(args: &NodeArgs) -> Result<(NodeService, NodeIdentity), SetupError> {
+/// Builds the node service from flags.
+pub fn build(args: &NodeArgs) -> Result<NodeService, SetupError> {
     if args.node_id.trim().is_empty() {
         return Err(SetupError::NodeId);
     }
@@ -135,32 +129,23 @@ pub fn build(args: &NodeArgs) -> Result<(NodeService, NodeIdentity), SetupError>
         )),
     };
     let mut config = NodeConfig::new(args.node_id.clone(), args.nqn_prefix.clone());
+    config.driver_name = args.driver_name.clone();
     config.max_volumes_per_node = args.max_volumes;
     config.block_publish_dir = args.block_publish_dir.clone();
     config.default_operation_time = Duration::from_secs(args.operation_timeout);
-    let identity = NodeIdentity {
-        driver_name: args.driver_name.clone(),
-        vendor_version: env!("CARGO_PKG_VERSION").into(),
-    };
-    Ok((NodeService::new(config, fabric), identity))
+    Ok(NodeService::new(config, fabric))
 }
 
-/// Runs the node plugin until SIGTERM or Ctrl-C.
+/// Runs the node plugin until SIGTERM or SIGINT.
 pub async fn run(args: NodeArgs) -> Result<(), SetupError> {
-    let socket = unix_socket_path(&args.endpoint)?;
-    let (service, identity) = build(&args)?;
+    let service = build(&args)?;
     tracing::info!(node_id = %args.node_id, fabric = ?args.fabric, driver = %args.driver_name,
         "starting the node plugin");
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(SetupError::Signals)?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        tracing::info!("shutting down");
-    };
-    serve_unix(&socket, identity, service, shutdown).await?;
+    let listener = server::bind(&args.endpoint).await?;
+    tracing::info!(endpoint = %listener.endpoint()?, "serving CSI Identity and Node");
+    listener
+        .serve(routes(service), server::shutdown_signal())
+        .await?;
     Ok(())
 }
 
@@ -180,7 +165,7 @@ mod tests {
         let cli = Cli::try_parse_from(["node", "--node-id", "n1"]).unwrap();
         assert_eq!(cli.node.fabric, FabricKind::NvmeTcp);
         assert_eq!(cli.node.nqn_prefix, DEFAULT_NQN_PREFIX);
-        assert_eq!(cli.node.endpoint, "unix:///csi/csi.sock");
+        assert_eq!(cli.node.endpoint, Endpoint::Unix("/csi/csi.sock".into()));
         assert!(Cli::try_parse_from(["node", "--node-id", "n1", "--fabric", "loop"]).is_err());
         let cli = Cli::try_parse_from([
             "node",
@@ -230,8 +215,8 @@ mod tests {
             build(&args(DEFAULT_NQN_PREFIX, " ")),
             Err(SetupError::NodeId)
         ));
-        let (service, identity) = build(&args(DEFAULT_NQN_PREFIX, "n1")).unwrap();
+        let service = build(&args(DEFAULT_NQN_PREFIX, "n1")).unwrap();
         assert_eq!(service.config().node_id, "n1");
-        assert_eq!(identity.driver_name, DEFAULT_DRIVER_NAME);
+        assert_eq!(service.config().driver_name, DEFAULT_DRIVER_NAME);
     }
 }

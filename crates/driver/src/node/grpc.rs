@@ -20,13 +20,14 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use super::error::{NodeError, Result, code_of};
+use super::error::{NodeError, Result};
 use super::expand::{ExpandRequest, required_bytes};
 use super::publish::PublishRequest;
 use super::request::{Capability, Volume, absolute_path, grpc_timeout, operation_time};
 use super::stage::StageRequest;
 use super::stats::stats_response;
 use super::{NodeCore, NodeService};
+use crate::status::code_of;
 
 /// What NodeGetCapabilities reports. SINGLE_NODE_MULTI_WRITER goes with the controller's
 /// offer of the single-node writer modes, which the CO only passes on when both agree.
@@ -53,11 +54,8 @@ impl NodeService {
         Volume::parse(id, &self.core.config.nqn_prefix)
     }
 
-    /// Runs `operation` while holding the volume's lock (ABORTED when it is held).
-    ///
-    /// The operation runs as its own task: a caller that gives up does not cut a mount or a
-    /// connect in half, and the lock travels with the task, so a retry is refused until the
-    /// first attempt has ended and then finds its result in place.
+    /// Runs `operation` while holding the volume's lock (ABORTED when it is held), as a task
+    /// of its own (see [`crate::locks::VolumeLocks::spawn_exclusive`]).
     async fn exclusive<T, F>(
         &self,
         rpc: &'static str,
@@ -68,19 +66,12 @@ impl NodeService {
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
-        let guard = self
-            .locks
-            .try_lock(&volume.id)
-            .ok_or_else(|| NodeError::OperationPending(volume.id.clone()))?;
         let span = tracing::info_span!("node", rpc, volume_id = %volume.id);
-        let work = operation(Arc::clone(&self.core));
-        let task = tokio::spawn(
-            async move {
-                let _guard = guard;
-                logged(work).await
-            }
-            .instrument(span),
-        );
+        let work = logged(operation(Arc::clone(&self.core))).instrument(span);
+        let task = self
+            .locks
+            .spawn_exclusive(&volume.id, work)
+            .ok_or_else(|| NodeError::OperationPending(volume.id.clone()))?;
         match task.await {
             Ok(result) => result,
             Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),

@@ -20,12 +20,10 @@ mod error;
 mod expand;
 pub mod fabric;
 mod grpc;
-mod locks;
 mod probe;
 mod publish;
 mod request;
 mod rules;
-mod server;
 mod stage;
 mod stats;
 
@@ -41,12 +39,14 @@ use mounts::mountpoint::{MountState, mount_state};
 use mounts::tools::ToolPaths;
 use tokio::time::Instant;
 
+use crate::config::DEFAULT_DRIVER_NAME;
+use crate::identity::CsiIdentity;
+use crate::locks::VolumeLocks;
+
 pub use args::{FabricKind, NodeArgs, SetupError, run};
-pub use error::{NodeError, code_of};
+pub use error::NodeError;
 pub use fabric::{AttachedDevice, Condition, Fabric, FabricError, LoopFabric, NvmeTcpFabric};
 pub use grpc::NODE_CAPABILITIES;
-pub use locks::VolumeLocks;
-pub use server::{NodeIdentity, ServeError, bind_socket, serve, serve_unix, unix_socket_path};
 
 use error::Result;
 
@@ -59,6 +59,9 @@ pub const DEFAULT_OPERATION_TIME: Duration = Duration::from_secs(120);
 /// Settings of the node service.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// Reported by GetPluginInfo; the same as the controller's.
+    pub driver_name: String,
+    pub vendor_version: String,
     /// The node id reported by NodeGetInfo (the Kubernetes node name).
     pub node_id: String,
     /// Reported by NodeGetInfo; 0 lets the CO decide.
@@ -74,6 +77,8 @@ pub struct NodeConfig {
 impl NodeConfig {
     pub fn new(node_id: impl Into<String>, nqn_prefix: impl Into<String>) -> Self {
         Self {
+            driver_name: DEFAULT_DRIVER_NAME.into(),
+            vendor_version: env!("CARGO_PKG_VERSION").into(),
             node_id: node_id.into(),
             max_volumes_per_node: 0,
             nqn_prefix: nqn_prefix.into(),
@@ -120,6 +125,17 @@ impl NodeService {
     pub fn into_server(self) -> csi::v1::node_server::NodeServer<Self> {
         csi::v1::node_server::NodeServer::new(self)
     }
+}
+
+/// The node plugin's gRPC services: Identity, answering for this service, and Node.
+pub fn routes(service: NodeService) -> tonic::service::Routes {
+    let config = service.config();
+    let identity = CsiIdentity::new(
+        config.driver_name.clone(),
+        config.vendor_version.clone(),
+        Arc::new(service.clone()),
+    );
+    tonic::service::Routes::new(identity.into_server()).add_service(service.into_server())
 }
 
 /// What the operations share.

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use csi::v1::VolumeCapability;
 use csi::v1::volume_capability::AccessType;
-use csi::v1::volume_capability::access_mode::Mode;
 use mounts::format::FsType;
 use mounts::mount::MountOptions;
 
 use super::error::{NodeError, Result};
+use crate::capabilities;
 use crate::naming;
 use crate::params::VolumeContext;
 
@@ -35,7 +35,7 @@ impl Volume {
             .map_err(|e| NodeError::invalid("volume_id", e.to_string()))?;
         Ok(Self {
             id: id.to_owned(),
-            nqn: naming::is_managed_volume_id(id).then(|| format!("{nqn_prefix}:{id}")),
+            nqn: naming::is_managed_volume_id(id).then(|| naming::nqn_for_volume(nqn_prefix, id)),
         })
     }
 
@@ -106,8 +106,9 @@ impl Capability {
     pub fn parse(capability: Option<&VolumeCapability>) -> Result<Self> {
         let capability = capability.ok_or(NodeError::Missing("volume_capability"))?;
         let invalid = |reason: String| NodeError::invalid("volume_capability", reason);
+        let supported = capabilities::inspect(capability).map_err(|e| invalid(e.to_string()))?;
+        // `inspect` refused a capability without an access type.
         let access = match &capability.access_type {
-            Some(AccessType::Block(_)) => Access::Block,
             Some(AccessType::Mount(mount)) => {
                 if !mount.volume_mount_group.is_empty() {
                     return Err(invalid(
@@ -124,35 +125,11 @@ impl Capability {
                     MountOptions::parse(&mount.mount_flags).map_err(|e| invalid(e.to_string()))?;
                 Access::Filesystem { fs, options }
             }
-            None => return Err(invalid("no access type (block or mount)".into())),
-        };
-        let raw_mode = capability
-            .access_mode
-            .as_ref()
-            .ok_or_else(|| invalid("no access mode".into()))?
-            .mode;
-        let mode = Mode::try_from(raw_mode)
-            .ok()
-            .filter(|mode| *mode != Mode::Unknown)
-            .ok_or_else(|| invalid(format!("unknown access mode {raw_mode}")))?;
-        let reader_only = match (mode, &access) {
-            (Mode::SingleNodeReaderOnly, _) => true,
-            (
-                Mode::SingleNodeWriter | Mode::SingleNodeSingleWriter | Mode::SingleNodeMultiWriter,
-                _,
-            ) => false,
-            // Shared raw block is how live migration hands a disk between nodes.
-            (Mode::MultiNodeMultiWriter, Access::Block) => false,
-            (mode, _) => {
-                return Err(invalid(format!(
-                    "access mode {} is not supported for this access type",
-                    mode.as_str_name()
-                )));
-            }
+            _ => Access::Block,
         };
         Ok(Self {
             access,
-            reader_only,
+            reader_only: supported.reader_only(),
         })
     }
 }
@@ -188,6 +165,7 @@ pub fn operation_time(caller: Option<Duration>, default: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use csi::v1::volume_capability::access_mode::Mode;
     use csi::v1::volume_capability::{AccessMode, BlockVolume, MountVolume};
     use std::collections::HashMap;
 

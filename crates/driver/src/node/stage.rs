@@ -135,11 +135,18 @@ impl NodeCore {
     ) -> Result<()> {
         let mkfs = MkfsOptions::parse(request.context.mkfs_options.as_deref().unwrap_or(""))
             .map_err(|e| NodeError::invalid("volume_context mkfsOptions", e.to_string()))?;
-        match self
+        let started = std::time::Instant::now();
+        let formatted = self
             .tools
             .format_if_empty(&device.path, fs, &mkfs, deadline)
-            .await?
-        {
+            .await?;
+        // Timing events ("stage phase") feed the lab's NodeStageVolume breakdown.
+        tracing::debug!(
+            phase = "mkfs",
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "stage phase"
+        );
+        match formatted {
             FormatOutcome::Formatted { uuid } => {
                 tracing::info!(device = %device.path.display(), %fs, ?uuid, "formatted an empty volume");
             }
@@ -157,6 +164,7 @@ impl NodeCore {
         } else {
             options.clone()
         };
+        let started = std::time::Instant::now();
         mount_filesystem(
             &device.path,
             &request.staging,
@@ -165,6 +173,11 @@ impl NodeCore {
             deadline,
         )
         .await?;
+        tracing::debug!(
+            phase = "mount",
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "stage phase"
+        );
         tracing::info!(device = %device.path.display(), staging = %request.staging.display(), %fs, "staged");
         Ok(())
     }

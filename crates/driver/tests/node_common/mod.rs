@@ -15,7 +15,8 @@ use csi::v1::{
     NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
     NodeUnstageVolumeRequest, VolumeCapability,
 };
-use driver::node::{Fabric, NodeConfig, NodeIdentity, NodeService, bind_socket, serve};
+use driver::node::{Fabric, NodeConfig, NodeService, routes};
+use driver::server::{self, Endpoint};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -64,21 +65,22 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    pub async fn start(dir: &Path, config: NodeConfig, fabric: Arc<dyn Fabric>) -> Self {
+    pub async fn start(dir: &Path, mut config: NodeConfig, fabric: Arc<dyn Fabric>) -> Self {
         let socket = dir.join("csi.sock");
         let (stop, stopped) = oneshot::channel::<()>();
-        let identity = NodeIdentity {
-            driver_name: "rds.csi.test".into(),
-            vendor_version: "test".into(),
-        };
+        config.driver_name = "rds.csi.test".into();
+        config.vendor_version = "test".into();
         let service = NodeService::new(config, fabric);
-        let listener = bind_socket(&socket).expect("socket binds");
-        let server = tokio::spawn(async move {
-            serve(listener, identity, service, async {
-                let _ = stopped.await;
-            })
+        let listener = server::bind(&Endpoint::Unix(socket.clone()))
             .await
-            .expect("node server runs");
+            .expect("socket binds");
+        let server = tokio::spawn(async move {
+            listener
+                .serve(routes(service), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("node server runs");
         });
         let client = connect(&socket).await;
         Self {

@@ -1,0 +1,340 @@
+//! The CO's calls: one method per CSI call, each under a deadline (sent to the plugin as the
+//! gRPC timeout and enforced here too, so a plugin that never answers fails the run).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use csi::v1::controller_client::ControllerClient;
+use csi::v1::node_client::NodeClient;
+use csi::v1::volume_capability::access_mode::Mode;
+use csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
+use csi::v1::{
+    CapacityRange, ControllerExpandVolumeRequest, CreateVolumeRequest, DeleteVolumeRequest,
+    NodeExpandVolumeRequest, NodePublishVolumeRequest, NodeStageVolumeRequest,
+    NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, Volume, VolumeCapability,
+};
+use driver::server::{Endpoint, connect};
+use tonic::transport::Channel;
+
+use crate::error::{E2eError, Result};
+
+/// How a volume is consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeMode {
+    Filesystem { fs_type: String },
+    Block,
+}
+
+impl VolumeMode {
+    pub fn capability(&self) -> VolumeCapability {
+        let access_type = match self {
+            VolumeMode::Filesystem { fs_type } => AccessType::Mount(MountVolume {
+                fs_type: fs_type.clone(),
+                mount_flags: Vec::new(),
+                volume_mount_group: String::new(),
+            }),
+            VolumeMode::Block => AccessType::Block(BlockVolume {}),
+        };
+        VolumeCapability {
+            access_type: Some(access_type),
+            access_mode: Some(AccessMode {
+                mode: Mode::SingleNodeWriter.into(),
+            }),
+        }
+    }
+}
+
+/// Where kubelet would put a volume's paths, under one work directory. Block targets live
+/// under `volumeDevices/` so the node's `--block-publish-dir` can point there.
+#[derive(Debug, Clone)]
+pub struct PathLayout {
+    pub root: PathBuf,
+}
+
+impl PathLayout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn staging(&self, volume_id: &str) -> PathBuf {
+        self.root.join("staging").join(volume_id)
+    }
+
+    pub fn target(&self, volume_id: &str, mode: &VolumeMode) -> PathBuf {
+        match mode {
+            VolumeMode::Filesystem { .. } => self.root.join("pods").join(volume_id).join("mount"),
+            VolumeMode::Block => self.block_publish_dir().join(volume_id),
+        }
+    }
+
+    /// What the node's `--block-publish-dir` must be.
+    pub fn block_publish_dir(&self) -> PathBuf {
+        self.root.join("volumeDevices")
+    }
+}
+
+/// Controller and node clients, as a CO holds them.
+#[derive(Debug, Clone)]
+pub struct Csi {
+    controller: ControllerClient<Channel>,
+    node: NodeClient<Channel>,
+    call_timeout: Duration,
+}
+
+async fn open(endpoint: &Endpoint) -> Result<Channel> {
+    connect(endpoint).await.map_err(|source| E2eError::Connect {
+        endpoint: endpoint.to_string(),
+        source,
+    })
+}
+
+impl Csi {
+    pub async fn connect(
+        controller: &Endpoint,
+        node: &Endpoint,
+        call_timeout: Duration,
+    ) -> Result<Self> {
+        Ok(Self {
+            controller: ControllerClient::new(open(controller).await?),
+            node: NodeClient::new(open(node).await?),
+            call_timeout,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.call_timeout);
+        request
+    }
+
+    async fn call<T>(
+        &self,
+        call: &'static str,
+        future: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T> {
+        // A little beyond the gRPC timeout, so the plugin's own DEADLINE_EXCEEDED wins.
+        let limit = self.call_timeout + Duration::from_secs(5);
+        match tokio::time::timeout(limit, future).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(E2eError::Call {
+                call,
+                status: Box::new(status),
+            }),
+            Err(_) => Err(E2eError::Timeout {
+                call,
+                seconds: limit.as_secs(),
+            }),
+        }
+    }
+
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        bytes: u64,
+        mode: &VolumeMode,
+        parameters: &HashMap<String, String>,
+    ) -> Result<Volume> {
+        let request = self.request(CreateVolumeRequest {
+            name: name.to_owned(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: bytes as i64,
+                limit_bytes: 0,
+            }),
+            volume_capabilities: vec![mode.capability()],
+            parameters: parameters.clone(),
+            ..Default::default()
+        });
+        let reply = self
+            .call(
+                "CreateVolume",
+                self.controller.clone().create_volume(request),
+            )
+            .await?;
+        reply
+            .volume
+            .ok_or_else(|| E2eError::Check("CreateVolume returned no volume".into()))
+    }
+
+    pub async fn delete_volume(&self, volume_id: &str) -> Result<()> {
+        let request = self.request(DeleteVolumeRequest {
+            volume_id: volume_id.to_owned(),
+            ..Default::default()
+        });
+        self.call(
+            "DeleteVolume",
+            self.controller.clone().delete_volume(request),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Grows the volume on the storage; returns the new size and whether the node must act.
+    pub async fn controller_expand(
+        &self,
+        volume_id: &str,
+        bytes: u64,
+        mode: &VolumeMode,
+    ) -> Result<(u64, bool)> {
+        let request = self.request(ControllerExpandVolumeRequest {
+            volume_id: volume_id.to_owned(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: bytes as i64,
+                limit_bytes: 0,
+            }),
+            volume_capability: Some(mode.capability()),
+            ..Default::default()
+        });
+        let reply = self
+            .call(
+                "ControllerExpandVolume",
+                self.controller.clone().controller_expand_volume(request),
+            )
+            .await?;
+        Ok((
+            reply.capacity_bytes.max(0) as u64,
+            reply.node_expansion_required,
+        ))
+    }
+
+    pub async fn node_stage(
+        &self,
+        volume: &Volume,
+        staging: &Path,
+        mode: &VolumeMode,
+    ) -> Result<()> {
+        let request = self.request(NodeStageVolumeRequest {
+            volume_id: volume.volume_id.clone(),
+            staging_target_path: path_text(staging),
+            volume_capability: Some(mode.capability()),
+            volume_context: volume.volume_context.clone(),
+            ..Default::default()
+        });
+        self.call(
+            "NodeStageVolume",
+            self.node.clone().node_stage_volume(request),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn node_unstage(&self, volume_id: &str, staging: &Path) -> Result<()> {
+        let request = self.request(NodeUnstageVolumeRequest {
+            volume_id: volume_id.to_owned(),
+            staging_target_path: path_text(staging),
+        });
+        self.call(
+            "NodeUnstageVolume",
+            self.node.clone().node_unstage_volume(request),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn node_publish(
+        &self,
+        volume: &Volume,
+        staging: &Path,
+        target: &Path,
+        mode: &VolumeMode,
+    ) -> Result<()> {
+        let request = self.request(NodePublishVolumeRequest {
+            volume_id: volume.volume_id.clone(),
+            staging_target_path: path_text(staging),
+            target_path: path_text(target),
+            volume_capability: Some(mode.capability()),
+            readonly: false,
+            volume_context: volume.volume_context.clone(),
+            ..Default::default()
+        });
+        self.call(
+            "NodePublishVolume",
+            self.node.clone().node_publish_volume(request),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn node_unpublish(&self, volume_id: &str, target: &Path) -> Result<()> {
+        let request = self.request(NodeUnpublishVolumeRequest {
+            volume_id: volume_id.to_owned(),
+            target_path: path_text(target),
+        });
+        self.call(
+            "NodeUnpublishVolume",
+            self.node.clone().node_unpublish_volume(request),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Grows what the node holds (filesystem or block size check); returns the size the
+    /// node reports.
+    pub async fn node_expand(
+        &self,
+        volume_id: &str,
+        volume_path: &Path,
+        staging: &Path,
+        bytes: u64,
+        mode: &VolumeMode,
+    ) -> Result<u64> {
+        let request = self.request(NodeExpandVolumeRequest {
+            volume_id: volume_id.to_owned(),
+            volume_path: path_text(volume_path),
+            staging_target_path: path_text(staging),
+            capacity_range: Some(CapacityRange {
+                required_bytes: bytes as i64,
+                limit_bytes: 0,
+            }),
+            volume_capability: Some(mode.capability()),
+            ..Default::default()
+        });
+        let reply = self
+            .call(
+                "NodeExpandVolume",
+                self.node.clone().node_expand_volume(request),
+            )
+            .await?;
+        Ok(reply.capacity_bytes.max(0) as u64)
+    }
+}
+
+fn path_text(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_match_the_mode() {
+        let fs = VolumeMode::Filesystem {
+            fs_type: "xfs".into(),
+        }
+        .capability();
+        match fs.access_type {
+            Some(AccessType::Mount(m)) => assert_eq!(m.fs_type, "xfs"),
+            other => panic!("{other:?}"),
+        }
+        let block = VolumeMode::Block.capability();
+        assert!(matches!(block.access_type, Some(AccessType::Block(_))));
+        assert_eq!(
+            block.access_mode.unwrap().mode,
+            i32::from(Mode::SingleNodeWriter)
+        );
+    }
+
+    #[test]
+    fn block_targets_live_under_the_block_publish_dir() {
+        let layout = PathLayout::new("/w");
+        let fs = VolumeMode::Filesystem {
+            fs_type: "ext4".into(),
+        };
+        assert_eq!(layout.staging("v"), Path::new("/w/staging/v"));
+        assert_eq!(layout.target("v", &fs), Path::new("/w/pods/v/mount"));
+        let block = layout.target("v", &VolumeMode::Block);
+        assert!(block.starts_with(layout.block_publish_dir()));
+    }
+}

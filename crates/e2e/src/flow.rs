@@ -1,0 +1,354 @@
+//! The flows a CO drives, step by step and timed: a filesystem volume (write, restage,
+//! verify, expand) and a block volume (raw I/O), each from CreateVolume to DeleteVolume.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileTypeExt as _;
+use std::path::{Path, PathBuf};
+
+use csi::v1::Volume;
+
+use crate::breakdown::{LogTail, StageBreakdown};
+use crate::client::{Csi, PathLayout, VolumeMode};
+use crate::error::{E2eError, Result, io_at};
+use crate::pattern::{MIB, check_block_device, verify_pattern_file, write_pattern_file};
+use crate::timing::StepLog;
+
+/// What to create and how much to write.
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    pub layout: PathLayout,
+    /// StorageClass parameters for CreateVolume.
+    pub parameters: HashMap<String, String>,
+    pub fs_type: String,
+    pub volume_bytes: u64,
+    /// Size after ControllerExpandVolume; must exceed `volume_bytes`.
+    pub grown_bytes: u64,
+    /// Bytes written to the filesystem volume and checked after a restage.
+    pub data_bytes: u64,
+    pub block_volume_bytes: u64,
+    /// Bytes written raw at each end of the block volume.
+    pub raw_io_bytes: u64,
+    pub seed: u64,
+    /// The node's JSON log, for the NodeStageVolume breakdown; none skips it.
+    pub node_log: Option<PathBuf>,
+}
+
+/// What a full run measured.
+#[derive(Debug, Clone)]
+pub struct FlowReport {
+    pub steps: StepLog,
+    pub stage_breakdown: Option<StageBreakdown>,
+    pub data_digest: String,
+    pub filesystem_bytes_before_expand: u64,
+    pub filesystem_bytes_after_expand: u64,
+    pub block_device_bytes: u64,
+}
+
+/// A volume created, staged and published.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    pub volume: Volume,
+    pub mode: VolumeMode,
+    pub staging: PathBuf,
+    pub target: PathBuf,
+}
+
+impl Attached {
+    pub fn id(&self) -> &str {
+        &self.volume.volume_id
+    }
+}
+
+/// Progress lines for a person watching the run.
+pub type Progress<'a> = &'a dyn Fn(&str);
+
+/// CreateVolume, NodeStageVolume and NodePublishVolume, each timed.
+pub async fn attach(
+    csi: &Csi,
+    layout: &PathLayout,
+    name: &str,
+    bytes: u64,
+    mode: VolumeMode,
+    parameters: &HashMap<String, String>,
+    steps: &mut StepLog,
+) -> Result<Attached> {
+    let volume = steps
+        .time(
+            format!("{name}: CreateVolume"),
+            csi.create_volume(name, bytes, &mode, parameters),
+        )
+        .await?;
+    let staging = layout.staging(&volume.volume_id);
+    let target = layout.target(&volume.volume_id, &mode);
+    create_parent(&target)?;
+    let attached = Attached {
+        volume,
+        mode,
+        staging,
+        target,
+    };
+    stage_and_publish(csi, &attached, name, steps).await?;
+    Ok(attached)
+}
+
+async fn stage_and_publish(
+    csi: &Csi,
+    volume: &Attached,
+    name: &str,
+    steps: &mut StepLog,
+) -> Result<()> {
+    steps
+        .time(
+            format!("{name}: NodeStageVolume"),
+            csi.node_stage(&volume.volume, &volume.staging, &volume.mode),
+        )
+        .await?;
+    steps
+        .time(
+            format!("{name}: NodePublishVolume"),
+            csi.node_publish(
+                &volume.volume,
+                &volume.staging,
+                &volume.target,
+                &volume.mode,
+            ),
+        )
+        .await
+}
+
+/// NodeUnpublishVolume then NodeUnstageVolume, each timed.
+pub async fn detach(
+    csi: &Csi,
+    layout: &PathLayout,
+    volume_id: &str,
+    mode: &VolumeMode,
+    name: &str,
+    steps: &mut StepLog,
+) -> Result<()> {
+    steps
+        .time(
+            format!("{name}: NodeUnpublishVolume"),
+            csi.node_unpublish(volume_id, &layout.target(volume_id, mode)),
+        )
+        .await?;
+    steps
+        .time(
+            format!("{name}: NodeUnstageVolume"),
+            csi.node_unstage(volume_id, &layout.staging(volume_id)),
+        )
+        .await
+}
+
+fn create_parent(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_at("creating", parent))?;
+    }
+    Ok(())
+}
+
+/// Runs blocking file I/O off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| E2eError::Check(format!("I/O task failed: {e}")))?
+}
+
+/// Size of the filesystem mounted at `path`, as statvfs reports it.
+pub fn filesystem_bytes(path: &Path) -> Result<u64> {
+    let stat = rustix::fs::statvfs(path).map_err(|e| E2eError::Io {
+        context: "statvfs",
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    Ok(stat.f_blocks * stat.f_frsize)
+}
+
+/// The filesystem flow, then the block flow; fails at the first step that does not hold.
+pub async fn run_full(csi: &Csi, config: &FlowConfig, say: Progress<'_>) -> Result<FlowReport> {
+    if config.grown_bytes <= config.volume_bytes {
+        return Err(E2eError::Invalid(
+            "the grown size must exceed the volume size".into(),
+        ));
+    }
+    let mut steps = StepLog::new();
+    let fs = run_filesystem(csi, config, &mut steps, say).await?;
+    let block_device_bytes = run_block(csi, config, &mut steps, say).await?;
+    Ok(FlowReport {
+        steps,
+        stage_breakdown: fs.breakdown,
+        data_digest: fs.digest,
+        filesystem_bytes_before_expand: fs.before,
+        filesystem_bytes_after_expand: fs.after,
+        block_device_bytes,
+    })
+}
+
+struct FilesystemOutcome {
+    breakdown: Option<StageBreakdown>,
+    digest: String,
+    before: u64,
+    after: u64,
+}
+
+async fn run_filesystem(
+    csi: &Csi,
+    config: &FlowConfig,
+    steps: &mut StepLog,
+    say: Progress<'_>,
+) -> Result<FilesystemOutcome> {
+    let name = "fs";
+    let mode = VolumeMode::Filesystem {
+        fs_type: config.fs_type.clone(),
+    };
+    let mut tail = config
+        .node_log
+        .as_deref()
+        .map(LogTail::at_end)
+        .transpose()?;
+    let volume = attach(
+        csi,
+        &config.layout,
+        name,
+        config.volume_bytes,
+        mode.clone(),
+        &config.parameters,
+        steps,
+    )
+    .await?;
+    let id = volume.id().to_owned();
+    say(&format!(
+        "{name}: volume {id} created, staged (connect, mkfs, mount) and published at {}",
+        volume.target.display()
+    ));
+    let breakdown = match tail.as_mut() {
+        Some(tail) => {
+            let stage = steps
+                .steps()
+                .iter()
+                .find(|s| s.name == format!("{name}: NodeStageVolume"))
+                .map(|s| s.took)
+                .unwrap_or_default();
+            Some(StageBreakdown::from_log(stage, &tail.take_new()?))
+        }
+        None => None,
+    };
+
+    let data = volume.target.join("data.bin");
+    let (seed, len) = (config.seed, config.data_bytes);
+    let path = data.clone();
+    let digest = steps
+        .time(
+            format!("{name}: write {} MiB", len / MIB),
+            blocking(move || write_pattern_file(&path, seed, len, 8 * MIB)),
+        )
+        .await?;
+    say(&format!("{name}: wrote {len} bytes, sha256 {digest}"));
+
+    detach(csi, &config.layout, &id, &mode, name, steps).await?;
+    say(&format!("{name}: unpublished and unstaged"));
+    stage_and_publish(csi, &volume, &format!("{name} again"), steps).await?;
+    let path = data.clone();
+    let read = steps
+        .time(
+            format!("{name}: read back and verify"),
+            blocking(move || verify_pattern_file(&path, seed, len)),
+        )
+        .await?;
+    say(&format!(
+        "{name}: staged again; the data reads back with sha256 {read}"
+    ));
+
+    let before = filesystem_bytes(&volume.target)?;
+    let (grown, node_needed) = steps
+        .time(
+            format!("{name}: ControllerExpandVolume"),
+            csi.controller_expand(&id, config.grown_bytes, &mode),
+        )
+        .await?;
+    if grown < config.grown_bytes || !node_needed {
+        return Err(E2eError::Check(format!(
+            "ControllerExpandVolume gave {grown} bytes, node expansion required: {node_needed}"
+        )));
+    }
+    steps
+        .time(
+            format!("{name}: NodeExpandVolume"),
+            csi.node_expand(&id, &volume.target, &volume.staging, grown, &mode),
+        )
+        .await?;
+    let after = filesystem_bytes(&volume.target)?;
+    // The filesystem's own metadata takes a few percent of the device.
+    if after <= before || after < grown / 10 * 9 {
+        return Err(E2eError::Check(format!(
+            "after expanding to {grown} bytes the filesystem has {after} bytes (was {before})"
+        )));
+    }
+    say(&format!(
+        "{name}: expanded to {grown} bytes; statvfs {before} -> {after} bytes"
+    ));
+
+    detach(csi, &config.layout, &id, &mode, name, steps).await?;
+    steps
+        .time(format!("{name}: DeleteVolume"), csi.delete_volume(&id))
+        .await?;
+    say(&format!("{name}: unpublished, unstaged and deleted"));
+    Ok(FilesystemOutcome {
+        breakdown,
+        digest,
+        before,
+        after,
+    })
+}
+
+async fn run_block(
+    csi: &Csi,
+    config: &FlowConfig,
+    steps: &mut StepLog,
+    say: Progress<'_>,
+) -> Result<u64> {
+    let name = "block";
+    let volume = attach(
+        csi,
+        &config.layout,
+        name,
+        config.block_volume_bytes,
+        VolumeMode::Block,
+        &config.parameters,
+        steps,
+    )
+    .await?;
+    let id = volume.id().to_owned();
+    let meta =
+        std::fs::symlink_metadata(&volume.target).map_err(io_at("inspecting", &volume.target))?;
+    if !meta.file_type().is_block_device() {
+        return Err(E2eError::Check(format!(
+            "{} is not a block device node",
+            volume.target.display()
+        )));
+    }
+    let (target, seed, len) = (volume.target.clone(), config.seed, config.raw_io_bytes);
+    let size = steps
+        .time(
+            format!("{name}: raw I/O"),
+            blocking(move || check_block_device(&target, seed, len)),
+        )
+        .await?;
+    if size != config.block_volume_bytes {
+        return Err(E2eError::Check(format!(
+            "the block device has {size} bytes, {} were asked for",
+            config.block_volume_bytes
+        )));
+    }
+    say(&format!(
+        "{name}: volume {id} published as a device node of {size} bytes; raw I/O at both ends \
+         reads back"
+    ));
+    detach(csi, &config.layout, &id, &VolumeMode::Block, name, steps).await?;
+    steps
+        .time(format!("{name}: DeleteVolume"), csi.delete_volume(&id))
+        .await?;
+    say(&format!("{name}: unpublished, unstaged and deleted"));
+    Ok(size)
+}

@@ -1,0 +1,94 @@
+# Shared by the CSI tests in the VM: start the simulator (real nvmet export), the controller
+# (SSH to the simulator, host key pinned) and the node (real nvme-tcp fabric); bounded waits;
+# end-of-test checks. Sourced by scripts/vm/<test>.sh with ROOT set.
+BIN=$ROOT/target/debug/rds-csi
+E2E=$ROOT/target/debug/csi-e2e
+PREFIX=nqn.2000-02.com.mikrotik
+PIDS=()
+say() { echo "[test] $*"; }
+fail() {
+  echo "[test] FAIL: $*"
+  for f in "$W"/*.err "$W"/node.log; do [[ -f $f ]] && { echo "--- $f"; tail -n 25 "$f"; }; done
+  exit 1
+}
+stop_all() { local p; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap stop_all EXIT
+
+# wait_for SECONDS WHAT COMMAND...: polls COMMAND every 50 ms, fails after SECONDS.
+wait_for() {
+  local limit=$1 what=$2 end
+  shift 2
+  end=$(($(date +%s%N) + limit * 1000000000))
+  until "$@"; do
+    (($(date +%s%N) < end)) || fail "no $what within ${limit}s"
+    sleep 0.05
+  done
+}
+
+# start_sim NVME_ADDR [NETNS]: the simulator with real nvmet export, SSH on 127.0.0.1:2222
+# (or, in NETNS, on NVME_ADDR:2222).
+start_sim() {
+  local addr=$1 netns=${2:-} ssh=127.0.0.1:2222 run=()
+  if [[ -n $netns ]]; then
+    ssh=$addr:2222
+    run=(nsenter --net=/run/netns/"$netns")
+  fi
+  ssh-keygen -q -t ed25519 -N '' -f "$W/id"
+  "${run[@]}" "$BIN" sim --data-dir "$W/data" --ssh-listen "$ssh" --rest-listen 127.0.0.1:0 \
+    --authorized-keys "$W/id.pub" --nvmet on --nvme-listen "$addr:4420" --capacity 4G \
+    >"$W/sim.out" 2>"$W/sim.err" &
+  PIDS+=($!)
+  wait_for 30 "simulator ready" grep -q '^ready' "$W/sim.out"
+  SIM_FP=$(awk '/^ssh-host-key-fingerprint:/ {print $2}' "$W/sim.out")
+  SIM_SSH=$ssh
+  say "simulator ready (nvmet on $addr:4420, host key $SIM_FP)"
+}
+
+start_controller() {
+  local addr=$1
+  "$BIN" controller --endpoint "unix://$W/controller.sock" \
+    --rds-address "${SIM_SSH%:*}" --rds-port "${SIM_SSH##*:}" --rds-user admin \
+    --rds-key-file "$W/id" --rds-host-key-fingerprint "$SIM_FP" \
+    --nvme-address "$addr" --nvme-port 4420 >"$W/controller.out" 2>"$W/controller.err" &
+  PIDS+=($!)
+  wait_for 30 "controller socket" test -S "$W/controller.sock"
+}
+
+start_node() {
+  mkdir -p "$W/csi/volumeDevices"
+  "$BIN" --log info,driver=debug,nvme=debug --log-format json node \
+    --endpoint "unix://$W/node.sock" --node-id vm-node --fabric nvme-tcp \
+    --host-nqn "nqn.2014-08.org.nvmexpress:uuid:2b7c5e1a-9f3d-4c8e-a6b1-0d4f7e9c3a51" \
+    --host-id 2b7c5e1a-9f3d-4c8e-a6b1-0d4f7e9c3a51 \
+    --block-publish-dir "$W/csi/volumeDevices" >"$W/node.out" 2>"$W/node.log" &
+  PIDS+=($!)
+  wait_for 30 "node socket" test -S "$W/node.sock"
+  say "controller and node serving"
+}
+
+# Connection flags for csi-e2e.
+csi_flags() {
+  echo --controller "unix://$W/controller.sock" --node "unix://$W/node.sock" --work-dir "$W/csi"
+}
+
+ros() {
+  ssh -p "${SIM_SSH##*:}" -i "$W/id" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o LogLevel=ERROR -o ConnectTimeout=10 admin@"${SIM_SSH%:*}" "$1" | tr -d '\r'
+}
+
+# No NVMe controller of a managed NQN is left, and the simulator holds no volume disk or file.
+assert_clean() {
+  local c left=()
+  for c in /sys/class/nvme/nvme*; do
+    [[ -e $c/subsysnqn ]] || continue
+    [[ $(cat "$c/subsysnqn") == "$PREFIX:"* ]] && left+=("$(basename "$c")")
+  done
+  ((${#left[@]} == 0)) || fail "NVMe controllers left: ${left[*]}"
+  local disks files
+  disks=$(ros '/disk print count-only where type=file')
+  [[ $disks == 0 ]] || fail "simulator still has $disks file disks"
+  files=$(find "$W/data/files" -type f | wc -l)
+  [[ $files == 0 ]] || fail "simulator still has files: $(find "$W/data/files" -type f)"
+  [[ -z $(ls /sys/kernel/config/nvmet/subsystems/) ]] || fail "nvmet subsystems left"
+  say "clean: no managed NVMe controller, no disk, no file, no nvmet subsystem"
+}
