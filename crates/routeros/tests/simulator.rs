@@ -1,7 +1,7 @@
 //! The client against the RDS simulator, over both transports: real SSH and real HTTPS on
 //! loopback, a real state model with backing files, and its fault injection.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rds_sim::{SimConfig, SimHandle, Simulator};
 use routeros::{
@@ -347,8 +347,8 @@ async fn the_session_cap_holds_with_a_matching_concurrency_limit() {
         let mut cfg = device.config(transport);
         cfg.max_concurrency = 16;
         let client = Client::connect(cfg).await.unwrap();
-        let name = format!("bench-{transport:?}").to_lowercase();
-        let started = Instant::now();
+        let name = format!("cap-{transport:?}").to_lowercase();
+        // As many commands in flight as the device allows: none may be refused.
         let creates = (0..48).map(|i| {
             let client = client.clone();
             let name = format!("{name}-{i}");
@@ -357,8 +357,6 @@ async fn the_session_cap_holds_with_a_matching_concurrency_limit() {
         for r in futures::future::join_all(creates).await {
             r.unwrap();
         }
-        let create_time = started.elapsed();
-        let started = Instant::now();
         let gets = (0..96).map(|i| {
             let client = client.clone();
             let slot = Slot::try_from(format!("{name}-{}", i % 48)).unwrap();
@@ -367,14 +365,10 @@ async fn the_session_cap_holds_with_a_matching_concurrency_limit() {
         for r in futures::future::join_all(gets).await {
             assert!(r.unwrap().is_some());
         }
-        let get_time = started.elapsed();
-        // Floors: 48/16 = 3 and 96/16 = 6 rounds of 20 ms.
-        eprintln!(
-            "{transport:?}: 48 creates {create_time:?} (floor 60 ms), 96 gets {get_time:?} (floor 120 ms)"
-        );
-        assert!(
-            get_time < Duration::from_millis(120 * 3),
-            "{transport:?}: {get_time:?}"
+        assert_eq!(
+            device.sim().active_sessions(),
+            0,
+            "{transport:?}: sessions left open"
         );
     }
     device.shutdown().await;
