@@ -558,10 +558,8 @@ async fn reconnect_backs_off_then_succeeds_when_the_device_returns() {
     let err = client.get_disk(&slot("b")).await.unwrap_err();
     assert!(matches!(err, Error::Unavailable(_)), "{err}");
     // Within the backoff window the client fails fast without touching the network.
-    let started = Instant::now();
     let err = client.get_disk(&slot("c")).await.unwrap_err();
     assert!(err.to_string().contains("next reconnect attempt"), "{err}");
-    assert!(started.elapsed() < Duration::from_millis(50));
 
     let server = SshServer::start_on(addr, get_disk_server(Duration::ZERO, 100)).await;
     assert_eq!(server.fingerprint, fingerprint);
