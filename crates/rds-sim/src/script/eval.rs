@@ -224,11 +224,16 @@ impl Interpreter<'_> {
     }
 
     fn filtered(&mut self, menu: Menu, filter: Option<&Cond>) -> Result<Vec<Record>, CmdError> {
-        let records = self.records(menu);
         let Some(cond) = filter else {
-            return Ok(records);
+            return Ok(self.records(menu));
         };
         let resolved = self.resolve(cond)?;
+        // The condition is still applied below; this only skips rendering the disks it
+        // cannot match.
+        let records = match (menu, required_slot(&resolved)) {
+            (Menu::Disk, Some(slot)) => self.device.disk_records_in_slot(Some(slot)),
+            _ => self.records(menu),
+        };
         Ok(records
             .into_iter()
             .filter(|r| matches(&resolved, r))
@@ -437,6 +442,21 @@ fn record_map(record: &Record, table: Option<Table>, proplist: &[String]) -> Val
             })
             .collect(),
     )
+}
+
+/// The slot a condition requires by equality (`slot=X`, alone or in a conjunction): no
+/// disk in another slot can match it.
+fn required_slot(cond: &Resolved) -> Option<&str> {
+    match cond {
+        Resolved::And(a, b) => required_slot(a).or_else(|| required_slot(b)),
+        Resolved::Cmp {
+            prop,
+            op: CmpOp::Eq,
+            text,
+            ..
+        } if prop == "slot" => Some(text),
+        _ => None,
+    }
 }
 
 fn matches(cond: &Resolved, record: &Record) -> bool {
