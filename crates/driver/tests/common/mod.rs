@@ -126,13 +126,13 @@ impl Harness {
         Self::with(Options::default()).await
     }
 
-    /// A harness whose controller has read the pool (kept for ten minutes) and the version,
-    /// so that the next device command of a CreateVolume is its add: faults injected for
-    /// "the next command" land there.
-    pub async fn warmed_up() -> Self {
+    /// A harness whose controller has read the pool (kept for ten minutes; this replaces
+    /// `options.configure`) and the version, so that the next device command of a
+    /// CreateVolume is its add: faults injected for "the next command" land there.
+    pub async fn warmed_up(options: Options) -> Self {
         let h = Self::with(Options {
             configure: |c| c.cache_ttl = Duration::from_secs(600),
-            ..Options::default()
+            ..options
         })
         .await;
         let probe = h
