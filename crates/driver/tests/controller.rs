@@ -628,6 +628,9 @@ async fn an_exhausted_pool_is_resource_exhausted_and_recovers() {
         1,
         "no half-made volume"
     );
+    // A repeat for the existing volume is still answered with it on the full pool.
+    let again = h.create(create_request("first", 64 * MIB)).await.unwrap();
+    assert_eq!(again.volume.unwrap().volume_id, first_id);
     // Once space is freed, the retry succeeds at once (the stale reading is re-checked).
     h.delete(&first_id).await.unwrap();
     let second = h.create(create_request("second", 64 * MIB)).await.unwrap();
@@ -638,18 +641,7 @@ async fn an_exhausted_pool_is_resource_exhausted_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_device_refusing_for_space_is_resource_exhausted() {
     // The controller's reading says there is room; the device says otherwise and wins.
-    let h = Harness::with(Options {
-        configure: |c| c.cache_ttl = Duration::from_secs(600),
-        ..Options::default()
-    })
-    .await;
-    let probe = h
-        .identity
-        .clone()
-        .probe(timed(ProbeRequest {}))
-        .await
-        .unwrap();
-    assert_eq!(probe.into_inner().ready, Some(true)); // takes the pool reading
+    let h = Harness::warmed_up(Options::default()).await;
     h.sim.faults().update(|f| f.pool_full = true);
     expect_code(
         h.create(create_request(PVC, GIB)).await,
@@ -1258,7 +1250,7 @@ async fn get_volume_reports_condition() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_is_unavailable_then_a_retry_completes() {
-    let h = Harness::start().await;
+    let h = Harness::warmed_up(Options::default()).await;
     h.sim.faults().update(|f| f.drop_next = 1);
     expect_code(h.create(create_request(PVC, GIB)).await, Code::Unavailable);
     h.create(create_request(PVC, GIB)).await.unwrap();
@@ -1289,7 +1281,7 @@ async fn a_device_slower_than_the_command_deadline_is_unavailable_then_a_retry_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_command_is_internal_then_a_retry_completes() {
-    let h = Harness::start().await;
+    let h = Harness::warmed_up(Options::default()).await;
     h.sim.faults().update(|f| {
         f.fail_next = 1;
         f.fail_message = "failure: simulated failure".into();

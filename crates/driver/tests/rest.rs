@@ -129,7 +129,7 @@ async fn leftover_image_over_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_faults_over_rest_end_in_the_right_code_and_a_clean_retry() {
-    let h = Harness::with(Options {
+    let h = Harness::warmed_up(Options {
         capacity: 100 * MIB,
         ..rest()
     })

@@ -89,9 +89,17 @@ impl Device {
     }
 
     pub fn disk_records(&self) -> Vec<Record> {
+        self.disk_records_in_slot(None)
+    }
+
+    /// The records of the disks in `slot` (all disks for `None`). A print that names the
+    /// slot renders one record instead of every disk's, which keeps a command's work under
+    /// the device lock independent of how many disks exist.
+    pub fn disk_records_in_slot(&self, slot: Option<&str>) -> Vec<Record> {
         self.state
             .disks
             .iter()
+            .filter(|d| slot.is_none_or(|s| d.slot == s))
             .map(|d| disk_record(&self.state, d, &self.env))
             .collect()
     }

@@ -114,7 +114,12 @@ pub fn handle(device: &mut Device, ctx: &RunContext, req: &RestRequest) -> RestR
     };
     match (&req.method, menu, path.as_slice()) {
         (&Method::GET, Some(menu), [_]) => {
-            let records = records(device, menu);
+            // Only disks in a slot the query names can match it; render just those.
+            let slot = req.query.iter().find(|(k, _)| k == "slot").map(|(_, v)| v);
+            let records = match (menu, slot) {
+                (Menu::Disk, Some(slot)) => device.disk_records_in_slot(Some(slot)),
+                _ => records(device, menu),
+            };
             let proplist = req
                 .query
                 .iter()

@@ -73,11 +73,16 @@ where
     start.elapsed()
 }
 
+/// The ratio to the floor, and the wave-aware minimum: `ops` arrive at once but only
+/// `SESSIONS` run at a time, so a perfect client still needs ⌈ops ÷ sessions⌉ waves.
 fn report(what: &str, ops: usize, commands_per_op: usize, took: Duration) {
     let floor = LATENCY * (ops * commands_per_op) as u32 / SESSIONS as u32;
+    let wave_minimum = LATENCY * (ops.div_ceil(SESSIONS) * commands_per_op) as u32;
     println!(
-        "  {what:<28} {ops:>4} ops  {took:>9.1?}  floor {floor:>8.1?}  ratio {:.2}",
-        took.as_secs_f64() / floor.as_secs_f64()
+        "  {what:<28} {ops:>4} ops  {took:>9.1?}  floor {floor:>8.1?}  ratio {:.2}  \
+         (wave minimum {wave_minimum:.1?} = {:.2}x floor)",
+        took.as_secs_f64() / floor.as_secs_f64(),
+        wave_minimum.as_secs_f64() / floor.as_secs_f64()
     );
 }
 

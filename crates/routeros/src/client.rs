@@ -287,6 +287,18 @@ impl Client {
             .await
     }
 
+    /// Removes the disk entry and then its image file, in one round trip. Either may be
+    /// absent already; a failing disk removal leaves the file in place.
+    pub async fn remove_disk_and_file(&self, slot: &Slot, path: &FilePath) -> Result<()> {
+        let transport = &self.inner.transport;
+        self.run(
+            "remove-disk-and-file",
+            slot.as_str(),
+            transport.remove_disk_and_file(slot, path),
+        )
+        .await
+    }
+
     pub async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>> {
         let transport = &self.inner.transport;
         let file = self
@@ -403,6 +415,9 @@ mod tests {
             Err(Error::NotFound(format!("{slot} {size}")))
         }
         async fn remove_disk(&self, _: &Slot) -> Result<()> {
+            Ok(())
+        }
+        async fn remove_disk_and_file(&self, _: &Slot, _: &FilePath) -> Result<()> {
             Ok(())
         }
         async fn get_file(&self, _: &FilePath) -> Result<Option<FileEntry>> {

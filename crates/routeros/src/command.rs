@@ -83,6 +83,12 @@ pub fn remove_disk(slot: &Slot) -> String {
     format!("/disk remove [find where slot={}]", quote(slot.as_str()))
 }
 
+/// Disk, then its image, in one script: a failing `/disk remove` aborts the script, so the
+/// image is never removed from under a disk that still uses it.
+pub fn remove_disk_and_file(slot: &Slot, path: &FilePath) -> String {
+    format!("{};{}", remove_disk(slot), remove_file(path))
+}
+
 pub fn get_file(path: &FilePath) -> String {
     put_json(&format!(
         "/file print detail as-value where name={}",
@@ -178,6 +184,14 @@ mod tests {
         assert_eq!(
             remove_file(&FilePath::try_from("storage-pool/pvc-1.img").unwrap()),
             "/file remove [find where name=\"storage-pool/pvc-1.img\"]"
+        );
+        assert_eq!(
+            remove_disk_and_file(
+                &slot("pvc-1"),
+                &FilePath::try_from("storage-pool/pvc-1.img").unwrap()
+            ),
+            "/disk remove [find where slot=\"pvc-1\"];\
+             /file remove [find where name=\"storage-pool/pvc-1.img\"]"
         );
     }
 

@@ -41,6 +41,15 @@ impl Error {
         matches!(self, Error::Unavailable(_))
     }
 
+    /// True when the device understood the command and declined it (something exists, no
+    /// space, a value or state it will not accept), as opposed to a fault on the way.
+    pub fn is_device_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::AlreadyExists(_) | Error::NoSpace(_) | Error::Invalid(_)
+        )
+    }
+
     /// The text carried by the error (device text where there is one).
     pub fn message(&self) -> &str {
         match self {
@@ -243,6 +252,19 @@ mod tests {
         let e = device_text_error("hello world\r\n");
         assert_eq!(kind(&e), "Protocol");
         assert!(e.message().contains("hello world"));
+    }
+
+    #[test]
+    fn refusals_are_the_device_declining_not_faults_on_the_way() {
+        let refusal = |e: Error| e.is_device_refusal();
+        assert!(refusal(Error::AlreadyExists("x".into())));
+        assert!(refusal(Error::NoSpace("x".into())));
+        assert!(refusal(Error::Invalid("x".into())));
+        assert!(!refusal(Error::Unavailable("x".into())));
+        assert!(!refusal(Error::Protocol("x".into())));
+        assert!(!refusal(Error::Unauthenticated("x".into())));
+        assert!(!refusal(Error::NotFound("x".into())));
+        assert!(!refusal(Error::Unsupported("x".into())));
     }
 
     #[test]

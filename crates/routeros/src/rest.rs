@@ -218,6 +218,33 @@ pub fn create_body(request: &CreateDisk<'_>) -> Value {
     Value::Object(body)
 }
 
+/// `as-string` makes the device wait for the script and return its output, instead of
+/// starting a background job.
+fn execute_body(script: &str) -> Value {
+    json!({ "script": script, "as-string": "" })
+}
+
+/// `/execute` answers 200 even when the script fails; the failure is the text in `ret`.
+/// A script that prints nothing succeeded.
+fn execute_outcome(reply: &Value) -> Result<()> {
+    let output = match reply.get("ret") {
+        Some(Value::String(text)) => text.as_str(),
+        None | Some(Value::Null) => "",
+        Some(other) => {
+            return Err(Error::Protocol(format!(
+                "execute: unexpected ret {}",
+                truncate(&other.to_string(), 256)
+            )));
+        }
+    };
+    let output = output.trim();
+    if output.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::error::device_text_error(output))
+    }
+}
+
 #[async_trait]
 impl Transport for RestTransport {
     fn kind(&self) -> &'static str {
@@ -281,6 +308,16 @@ impl Transport for RestTransport {
         }
     }
 
+    /// One `/execute` of the same script the SSH transport runs: REST has no request that
+    /// removes by query, and the two look-ups plus two deletes would cost four round trips.
+    async fn remove_disk_and_file(&self, slot: &Slot, path: &FilePath) -> Result<()> {
+        let script = crate::command::remove_disk_and_file(slot, path);
+        let reply = self
+            .call(Method::POST, "/execute", &[], Some(execute_body(&script)))
+            .await?;
+        execute_outcome(&reply)
+    }
+
     async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>> {
         self.find_one("/file", "name", path.as_str())
             .await?
@@ -342,6 +379,29 @@ mod tests {
         });
         assert!(old.get("nvme-tcp-server-nqn").is_none());
         assert!(old.get("comment").is_none());
+    }
+
+    #[test]
+    fn execute_output_is_judged_by_its_text() {
+        assert!(execute_outcome(&json!({"ret": ""})).is_ok());
+        assert!(execute_outcome(&json!({"ret": "\r\n"})).is_ok());
+        assert!(execute_outcome(&json!({})).is_ok());
+        assert!(matches!(
+            execute_outcome(&json!({"ret": "no such item (line 1 column 15)\r\n"})),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            execute_outcome(&json!({"ret": "what is this"})),
+            Err(Error::Protocol(_))
+        ));
+        assert!(matches!(
+            execute_outcome(&json!({"ret": 3})),
+            Err(Error::Protocol(_))
+        ));
+        assert_eq!(
+            execute_body("/disk remove 1"),
+            json!({"script": "/disk remove 1", "as-string": ""})
+        );
     }
 
     #[test]

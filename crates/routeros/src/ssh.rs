@@ -508,6 +508,12 @@ impl Transport for SshTransport {
         self.query(&command::remove_disk(slot), 0).await.map(drop)
     }
 
+    async fn remove_disk_and_file(&self, slot: &Slot, path: &FilePath) -> Result<()> {
+        self.query(&command::remove_disk_and_file(slot, path), 0)
+            .await
+            .map(drop)
+    }
+
     async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>> {
         let value = self.query_one(&command::get_file(path)).await?;
         reply::at_most_one(value, &format!("file {path}"))?

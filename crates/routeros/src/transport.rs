@@ -32,6 +32,9 @@ pub trait Transport: Send + Sync + 'static {
     async fn grow_disk(&self, slot: &Slot, size: u64) -> Result<FileDisk>;
     /// Removes the disk entry (not its file); absent is not an error.
     async fn remove_disk(&self, slot: &Slot) -> Result<()>;
+    /// Removes the disk entry and then its image file in one round trip; each may be absent.
+    /// The file is left alone when the disk removal fails.
+    async fn remove_disk_and_file(&self, slot: &Slot, path: &FilePath) -> Result<()>;
     async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>>;
     /// Removes the file; absent is not an error.
     async fn remove_file(&self, path: &FilePath) -> Result<()>;

@@ -165,6 +165,55 @@ async fn lifecycle_over_both_transports() {
 }
 
 #[tokio::test]
+async fn a_disk_and_its_image_go_in_one_command_over_both_transports() {
+    let device = Device::start("7.21.5", |_| {}).await;
+    for transport in BOTH {
+        let client = device.client(transport).await;
+        let name = format!("gone-{transport:?}").to_lowercase();
+        let s = spec(&name, 1 << 20);
+        let keep = spec(&format!("{name}-kept"), 1 << 20);
+        client.create_file_disk(&s).await.unwrap();
+        client.create_file_disk(&keep).await.unwrap();
+        let backing = device.sim().backing_file(s.file_path.as_str());
+        assert!(backing.exists());
+
+        client
+            .remove_disk_and_file(&s.slot, &s.file_path)
+            .await
+            .unwrap();
+        let state = device.sim().snapshot();
+        assert!(
+            state.disk_by_slot(s.slot.as_str()).is_none(),
+            "{transport:?}"
+        );
+        assert!(state.file_by_name(s.file_path.as_str()).is_none());
+        assert!(!backing.exists());
+        assert!(
+            state.disk_by_slot(keep.slot.as_str()).is_some(),
+            "others stay"
+        );
+        assert!(state.file_by_name(keep.file_path.as_str()).is_some());
+        // Both already gone: still a success, as a retried delete needs.
+        client
+            .remove_disk_and_file(&s.slot, &s.file_path)
+            .await
+            .unwrap();
+        client
+            .remove_disk_and_file(&keep.slot, &keep.file_path)
+            .await
+            .unwrap();
+
+        device.sim().faults().update(|f| {
+            f.fail_next = 1;
+            f.fail_message = "failure: simulated failure".into();
+        });
+        let refused = client.remove_disk_and_file(&s.slot, &s.file_path).await;
+        assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+    }
+    device.shutdown().await;
+}
+
+#[tokio::test]
 async fn hostile_comments_arrive_byte_for_byte() {
     let device = Device::start("7.21.5", |_| {}).await;
     let comments = [

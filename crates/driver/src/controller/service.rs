@@ -86,21 +86,43 @@ impl ControllerService {
         }
     }
 
-    /// CreateVolume: the disk if it exists and matches the plan, else a new one.
+    /// CreateVolume: a new disk, or the existing one if it matches the plan.
     ///
-    /// Round trips: `get_disk` (1) + the add with its read-back (1), plus a pool reading
-    /// when the cached one is stale. A leftover image at the volume's exact path costs three
-    /// more (disk re-check, file and user look-ups) plus the removal, once.
+    /// The add comes first, since a new volume is the common case: one round trip (the add
+    /// with its read-back), plus a pool reading when the cached one is stale. Whenever the
+    /// device refuses the add, the disk is read and judged (one more round trip), so
+    /// idempotency does not hang on how RouterOS words a duplicate. A repeat cannot create a
+    /// second disk: its image path is derived from the name, so the add finds that file.
+    /// A leftover image at the volume's exact path costs three more (file and user
+    /// look-ups, removal) and a second add, once.
     pub async fn create_volume(&self, plan: &VolumePlan) -> Result<FileDisk> {
-        if let Some(disk) = self.rds.get_disk(plan.id.slot()).await? {
-            return self.existing(plan, disk);
+        match self.check_free_space(plan.size).await {
+            Ok(()) => {}
+            // A repeat for an existing volume must succeed even on a full pool.
+            Err(refusal @ DriverError::InsufficientSpace { .. }) => {
+                return self.existing_or(plan, refusal).await;
+            }
+            Err(e) => return Err(e),
         }
-        self.check_free_space(plan.size).await?;
         match self.add(plan).await {
-            Err(DriverError::Rds(routeros::Error::AlreadyExists(text))) => {
-                self.resolve_conflict(plan, text).await
+            Err(DriverError::Rds(refusal)) if refusal.is_device_refusal() => {
+                let leftover = matches!(refusal, routeros::Error::AlreadyExists(_));
+                match self.existing_or(plan, refusal.into()).await {
+                    Err(DriverError::Rds(routeros::Error::AlreadyExists(text))) if leftover => {
+                        self.clear_leftover_and_add(plan, text).await
+                    }
+                    outcome => outcome,
+                }
             }
             outcome => outcome,
+        }
+    }
+
+    /// The volume's disk judged against the plan if it exists, else `refusal`.
+    async fn existing_or(&self, plan: &VolumePlan, refusal: DriverError) -> Result<FileDisk> {
+        match self.rds.get_disk(plan.id.slot()).await? {
+            Some(disk) => self.existing(plan, disk),
+            None => Err(refusal),
         }
     }
 
@@ -158,8 +180,9 @@ impl ControllerService {
             if let Some(disk) = self.rds.get_disk(plan.id.slot()).await?
                 && disk.file_path == plan.file_path.as_str()
             {
-                self.rds.remove_disk(plan.id.slot()).await?;
-                self.rds.remove_file(&plan.file_path).await?;
+                self.rds
+                    .remove_disk_and_file(plan.id.slot(), &plan.file_path)
+                    .await?;
                 tracing::warn!("removed a disk whose read-back did not match the request");
             }
             Ok::<_, routeros::Error>(())
@@ -170,14 +193,10 @@ impl ControllerService {
         }
     }
 
-    /// The add said "already exists" although the disk was absent a moment ago: either
-    /// another controller added it meanwhile, or the image exists without its disk (a crash
-    /// between `/disk remove` and `/file remove`, or a failed add). Such a leftover sits at
-    /// this volume's own path and no disk uses it, so it is removed and the add repeated.
-    async fn resolve_conflict(&self, plan: &VolumePlan, text: String) -> Result<FileDisk> {
-        if let Some(disk) = self.rds.get_disk(plan.id.slot()).await? {
-            return self.existing(plan, disk);
-        }
+    /// The add said "already exists" but the volume has no disk: the image exists without
+    /// it (an interrupted delete, or a failed add). Such a leftover sits at this volume's own
+    /// path and, unless some disk uses it, is removed and the add repeated.
+    async fn clear_leftover_and_add(&self, plan: &VolumePlan, text: String) -> Result<FileDisk> {
         if self.rds.get_file(&plan.file_path).await?.is_none() {
             return Err(routeros::Error::AlreadyExists(text).into());
         }
@@ -201,11 +220,12 @@ impl ControllerService {
             .map(|d| d.slot))
     }
 
-    /// DeleteVolume: removes the disk, then its image (RouterOS keeps the file otherwise).
+    /// DeleteVolume: removes the disk and then its image (RouterOS keeps the file otherwise).
     ///
-    /// Round trips: `get_disk` (1) + remove disk (1) + remove file (1). With the disk already
-    /// gone: `get_disk` + `get_file` (2), plus a user check and the removal when an image was
-    /// left behind by an interrupted delete.
+    /// Round trips: `get_disk` (1), needed for the image path (a custom `volumePath` is
+    /// recorded only on the disk) and to leave foreign disks alone, + one script removing
+    /// both (1). With the disk already gone: `get_disk` + `get_file` (2), plus a user check
+    /// and the removal when an image was left behind.
     pub async fn delete_volume(&self, id: &VolumeId) -> Result<()> {
         let Some(disk) = self.rds.get_disk(id.slot()).await? else {
             return self.remove_leftover_image(id).await;
@@ -218,8 +238,7 @@ impl ControllerService {
             );
             return Ok(());
         };
-        self.rds.remove_disk(id.slot()).await?;
-        self.rds.remove_file(&image).await?;
+        self.rds.remove_disk_and_file(id.slot(), &image).await?;
         tracing::info!(image = %image, "deleted the disk and its image");
         Ok(())
     }

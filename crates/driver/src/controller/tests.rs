@@ -135,6 +135,13 @@ impl Transport for FakeRds {
         Ok(())
     }
 
+    async fn remove_disk_and_file(&self, slot: &Slot, path: &FilePath) -> routeros::Result<()> {
+        self.record("remove-disk-and-file");
+        self.disks.lock().unwrap().remove(slot.as_str());
+        self.files.lock().unwrap().remove(path.as_str());
+        Ok(())
+    }
+
     async fn get_file(&self, path: &FilePath) -> routeros::Result<Option<FileEntry>> {
         self.record("get-file");
         Ok(self
@@ -205,12 +212,16 @@ async fn round_trips_per_operation() {
     let p = plan(&service, PVC);
 
     service.create_volume(&p).await.unwrap();
-    assert_eq!(fake.take_calls(), ["get-disk", "create-disk"]);
+    assert_eq!(
+        fake.take_calls(),
+        ["create-disk"],
+        "a new volume costs the add alone"
+    );
     service.create_volume(&p).await.unwrap();
     assert_eq!(
         fake.take_calls(),
-        ["get-disk"],
-        "an existing volume costs one look"
+        ["create-disk", "get-disk"],
+        "a repeat costs the refused add and one look"
     );
 
     service.volume(&id(PVC)).await.unwrap();
@@ -235,10 +246,7 @@ async fn round_trips_per_operation() {
     assert_eq!(fake.take_calls(), ["get-disk"]);
 
     service.delete_volume(&id(PVC)).await.unwrap();
-    assert_eq!(
-        fake.take_calls(),
-        ["get-disk", "remove-disk", "remove-file"]
-    );
+    assert_eq!(fake.take_calls(), ["get-disk", "remove-disk-and-file"]);
     service.delete_volume(&id(PVC)).await.unwrap();
     assert_eq!(fake.take_calls(), ["get-disk", "get-file"]);
 }
@@ -257,13 +265,7 @@ async fn a_read_back_that_disagrees_is_rolled_back_and_the_retry_succeeds() {
     assert!(fake.files.lock().unwrap().is_empty(), "image removed");
     assert_eq!(
         fake.take_calls(),
-        [
-            "get-disk",
-            "create-disk",
-            "get-disk",
-            "remove-disk",
-            "remove-file"
-        ]
+        ["create-disk", "get-disk", "remove-disk-and-file"]
     );
     let disk = service.create_volume(&p).await.unwrap();
     assert_eq!(disk.file_size, GIB);
@@ -278,7 +280,6 @@ async fn a_leftover_image_is_cleared_once_and_the_add_repeated() {
     assert_eq!(
         fake.take_calls(),
         [
-            "get-disk",
             "create-disk",
             "get-disk",
             "get-file",

@@ -126,6 +126,25 @@ impl Harness {
         Self::with(Options::default()).await
     }
 
+    /// A harness whose controller has read the pool (kept for ten minutes; this replaces
+    /// `options.configure`) and the version, so that the next device command of a
+    /// CreateVolume is its add: faults injected for "the next command" land there.
+    pub async fn warmed_up(options: Options) -> Self {
+        let h = Self::with(Options {
+            configure: |c| c.cache_ttl = Duration::from_secs(600),
+            ..options
+        })
+        .await;
+        let probe = h
+            .identity
+            .clone()
+            .probe(timed(csi::v1::ProbeRequest {}))
+            .await
+            .expect("probe");
+        assert_eq!(probe.into_inner().ready, Some(true));
+        h
+    }
+
     pub async fn with(options: Options) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut sim_config = SimConfig::new(dir.path().join("rds")).with_password(PASSWORD);

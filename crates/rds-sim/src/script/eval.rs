@@ -224,11 +224,16 @@ impl Interpreter<'_> {
     }
 
     fn filtered(&mut self, menu: Menu, filter: Option<&Cond>) -> Result<Vec<Record>, CmdError> {
-        let records = self.records(menu);
         let Some(cond) = filter else {
-            return Ok(records);
+            return Ok(self.records(menu));
         };
         let resolved = self.resolve(cond)?;
+        // The condition is still applied below; this only skips rendering the disks it
+        // cannot match.
+        let records = match (menu, required_slot(&resolved)) {
+            (Menu::Disk, Some(slot)) => self.device.disk_records_in_slot(Some(slot)),
+            _ => self.records(menu),
+        };
         Ok(records
             .into_iter()
             .filter(|r| matches(&resolved, r))
@@ -439,6 +444,21 @@ fn record_map(record: &Record, table: Option<Table>, proplist: &[String]) -> Val
     )
 }
 
+/// The slot a condition requires by equality (`slot=X`, alone or in a conjunction): no
+/// disk in another slot can match it.
+fn required_slot(cond: &Resolved) -> Option<&str> {
+    match cond {
+        Resolved::And(a, b) => required_slot(a).or_else(|| required_slot(b)),
+        Resolved::Cmp {
+            prop,
+            op: CmpOp::Eq,
+            text,
+            ..
+        } if prop == "slot" => Some(text),
+        _ => None,
+    }
+}
+
 fn matches(cond: &Resolved, record: &Record) -> bool {
     match cond {
         Resolved::And(a, b) => matches(a, record) && matches(b, record),
@@ -500,6 +520,49 @@ mod tests {
     }
 
     const ADD: &str = "/disk add type=file slot=\"pvc-1\" file-path=\"storage-pool/pvc-1.img\" file-size=1073741824 mount-filesystem=no nvme-tcp-export=yes nvme-tcp-server-port=4420 nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:pvc-1\" comment=\"vol \\C3\\A9\"";
+
+    /// Wheres naming a slot take the one-disk shortcut; the answers must be those of the
+    /// full scan.
+    #[test]
+    fn slot_conditions_select_the_same_disks_as_a_full_scan() {
+        let mut device = device_with(MemoryBackend::default());
+        for n in 1..=3 {
+            let add = ADD.replace("pvc-1", &format!("pvc-{n}"));
+            assert_eq!(run_text(&mut device, &add).1, None);
+        }
+        let slots = |device: &mut Device, filter: &str| -> Vec<String> {
+            let reply = json(
+                device,
+                &format!(":put [:serialize to=json [/disk print as-value where {filter}]]"),
+            );
+            let items = match reply {
+                serde_json::Value::Array(items) => items,
+                one => vec![one],
+            };
+            items
+                .iter()
+                .map(|d| d["slot"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(slots(&mut device, "slot=\"pvc-2\""), ["pvc-2"]);
+        assert_eq!(
+            slots(&mut device, "type=file and slot=\"pvc-3\""),
+            ["pvc-3"]
+        );
+        assert_eq!(
+            slots(&mut device, "slot=\"pvc-2\" and type=raid"),
+            [] as [&str; 0]
+        );
+        assert_eq!(
+            slots(&mut device, "slot=\"pvc-1\" or slot=\"pvc-3\""),
+            ["pvc-1", "pvc-3"]
+        );
+        assert_eq!(
+            slots(&mut device, "slot!=\"pvc-2\" and type=file"),
+            ["pvc-1", "pvc-3"]
+        );
+        assert_eq!(slots(&mut device, "slot=\"nope\""), [] as [&str; 0]);
+    }
 
     #[test]
     fn create_then_read_back_in_one_script() {
