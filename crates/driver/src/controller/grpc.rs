@@ -71,19 +71,12 @@ impl CsiController {
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
-        let guard = self
+        let work = operation(self.service.clone()).in_current_span();
+        let task = self
             .service
             .locks()
-            .try_lock(id.as_str())
+            .spawn_exclusive(id.as_str(), work)
             .ok_or_else(|| DriverError::OperationPending(id.to_string()))?;
-        let work = operation(self.service.clone());
-        let task = tokio::spawn(
-            async move {
-                let _guard = guard;
-                work.await
-            }
-            .in_current_span(),
-        );
         task.await
             .map_err(|e| DriverError::Internal(format!("volume operation failed: {e}")))?
     }
