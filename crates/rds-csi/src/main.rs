@@ -1,6 +1,9 @@
 //! `rds-csi`: the one binary. Each subcommand is a thin shell over a library crate.
 
 mod controller;
+mod doctor;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -37,10 +40,10 @@ enum Command {
     Node(Box<driver::node::NodeArgs>),
     /// Run the RDS simulator: SSH CLI and REST over one persisted state.
     Sim(Box<rds_sim::SimArgs>),
-    /// End-to-end demonstration against the simulator.
-    Demo,
+    /// See it work on this machine: simulator, controller and node driven over CSI (root).
+    Demo(Box<demo::DemoArgs>),
     /// Check a node and an RDS before trusting them with data.
-    Doctor,
+    Doctor(Box<doctor::DoctorArgs>),
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
@@ -58,19 +61,15 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn not_yet(what: &str) -> anyhow::Result<()> {
-    anyhow::bail!("`rds-csi {what}` is not available in this version yet")
-}
-
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log)?;
     match cli.command {
-        Command::Sim(args) => rds_sim::run(*args).await,
-        Command::Controller(args) => controller::run(*args).await,
-        Command::Node(args) => Ok(driver::node::run(*args).await?),
-        Command::Demo => not_yet("demo"),
-        Command::Doctor => not_yet("doctor"),
+        Command::Sim(args) => rds_sim::run(*args).await.map(|()| ExitCode::SUCCESS),
+        Command::Controller(args) => controller::run(*args).await.map(|()| ExitCode::SUCCESS),
+        Command::Node(args) => Ok(driver::node::run(*args).await.map(|()| ExitCode::SUCCESS)?),
+        Command::Demo(args) => demo::run(*args).await,
+        Command::Doctor(args) => doctor::run(*args).await,
     }
 }
