@@ -105,7 +105,7 @@ impl Device {
     }
 
     pub fn file_records(&self) -> Vec<Record> {
-        self.state.files.iter().map(file_record).collect()
+        self.state.files.iter().map(|f| file_record(f)).collect()
     }
 
     pub fn add_disk(&mut self, args: &DiskArgs) -> Result<u64, CmdError> {

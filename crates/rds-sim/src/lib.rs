@@ -406,8 +406,8 @@ impl SimHandle {
         StateSnapshot {
             pool: state.pool.clone(),
             pool_free: state.pool_free(device.env()),
-            disks: state.disks.clone(),
-            files: state.files.clone(),
+            disks: state.disks.iter().map(|d| Disk::clone(d)).collect(),
+            files: state.files.iter().map(|f| FileEntry::clone(f)).collect(),
         }
     }
 

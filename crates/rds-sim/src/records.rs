@@ -433,14 +433,14 @@ pub fn disk_property_names(version: &RouterOsVersion) -> Vec<&'static str> {
         "x",
         0,
     );
-    let raid = state.disks[0].clone();
+    let raid = Disk::clone(&state.disks[0]);
     let mut file = raid.clone();
     file.kind = DiskKind::File {
         path: "p/f".into(),
         size: 1,
         offset: 0,
     };
-    state.disks.push(file.clone());
+    state.disks.push(std::sync::Arc::new(file.clone()));
     let mut names = vec![".id", "comment"];
     for disk in [&raid, &file] {
         for (name, _) in disk_record(&state, disk, &env).fields() {

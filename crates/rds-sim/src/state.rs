@@ -5,6 +5,8 @@
 //! needs. [`crate::device::Device`] performs those effects, rolls back on
 //! failure and persists the result.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::CmdError;
@@ -30,10 +32,12 @@ pub struct State {
     pub next_disk_id: u64,
     /// The next `/file` internal id; ids are never reused.
     pub next_file_id: u64,
-    /// `/disk` items in id order; the pool's RAID entry is one of them.
-    pub disks: Vec<Disk>,
+    /// `/disk` items in id order; the pool's RAID entry is one of them. Shared so that the
+    /// copies every mutation takes (for rollback and for the save) cost a reference count
+    /// per item, not a deep copy.
+    pub disks: Vec<Arc<Disk>>,
     /// `/file` items in id order.
-    pub files: Vec<FileEntry>,
+    pub files: Vec<Arc<FileEntry>>,
 }
 
 /// The storage pool: a RAID disk mounted at `/<name>`.
@@ -215,7 +219,7 @@ impl State {
             pool: pool.clone(),
         };
         let id = state.take_disk_id();
-        state.disks.push(Disk {
+        state.disks.push(Arc::new(Disk {
             id,
             slot: pool.name.clone(),
             comment: String::new(),
@@ -231,7 +235,7 @@ impl State {
             smb_sharing: false,
             media_sharing: false,
             swap: false,
-        });
+        }));
         state.push_file(&pool.name, FileKind::Disk, 0, now);
         state
     }
@@ -245,31 +249,31 @@ impl State {
     fn push_file(&mut self, name: &str, kind: FileKind, size: u64, now: u64) {
         let id = self.next_file_id;
         self.next_file_id += 1;
-        self.files.push(FileEntry {
+        self.files.push(Arc::new(FileEntry {
             id,
             name: name.to_string(),
             kind,
             size,
             modified: now,
-        });
+        }));
     }
 
     pub fn disk(&self, id: u64) -> Option<&Disk> {
-        self.disks.iter().find(|d| d.id == id)
+        self.disks.iter().map(Arc::as_ref).find(|d| d.id == id)
     }
 
     pub fn disk_by_slot(&self, slot: &str) -> Option<&Disk> {
-        self.disks.iter().find(|d| d.slot == slot)
+        self.disks.iter().map(Arc::as_ref).find(|d| d.slot == slot)
     }
 
     pub fn file(&self, id: u64) -> Option<&FileEntry> {
-        self.files.iter().find(|f| f.id == id)
+        self.files.iter().map(Arc::as_ref).find(|f| f.id == id)
     }
 
     /// A `/file` item by name, with or without leading `/`.
     pub fn file_by_name(&self, name: &str) -> Option<&FileEntry> {
         let name = name.strip_prefix('/').unwrap_or(name);
-        self.files.iter().find(|f| f.name == name)
+        self.files.iter().map(Arc::as_ref).find(|f| f.name == name)
     }
 
     /// Sum of the logical sizes of the files in the pool.
@@ -414,14 +418,14 @@ impl State {
         }
         effects.extend(export.map(Effect::Export));
         let id = self.take_disk_id();
-        self.disks.push(disk);
+        self.disks.push(Arc::new(disk));
         Ok((id, effects))
     }
 
     /// `/disk set` on one item.
     pub fn set_disk(&mut self, id: u64, args: &DiskArgs, env: &Env) -> Outcome<()> {
         let index = self.disk_index(id)?;
-        let old = self.disks[index].clone();
+        let old = Arc::clone(&self.disks[index]);
         if old.kind == DiskKind::Raid && !only_comment(args) {
             return Err(CmdError::failure(
                 "only comment can be changed on the pool's raid disk in the simulator",
@@ -438,7 +442,7 @@ impl State {
             }
         }
 
-        let mut new = old.clone();
+        let mut new = Disk::clone(&old);
         apply_settings(&mut new, args);
         let mut effects = Vec::new();
         let mut grown_file = None;
@@ -487,10 +491,11 @@ impl State {
         if let (Some(path), Some(size)) = (grown_file, args.file_size)
             && let Some(file) = self.files.iter_mut().find(|f| f.name == path)
         {
+            let file = Arc::make_mut(file);
             file.size = size;
             file.modified = env.now;
         }
-        self.disks[index] = new;
+        self.disks[index] = Arc::new(new);
         Ok(((), effects))
     }
 
@@ -563,6 +568,7 @@ impl State {
     fn disk_using_file(&self, path: &str) -> Option<&Disk> {
         self.disks
             .iter()
+            .map(Arc::as_ref)
             .find(|d| matches!(&d.kind, DiskKind::File { path: p, .. } if p == path))
     }
 
