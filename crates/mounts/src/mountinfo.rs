@@ -46,6 +46,45 @@ impl MountEntry {
     pub fn is_read_only(&self) -> bool {
         self.mount_options.split(',').any(|option| option == "ro")
     }
+
+    /// How mount events cross this mount, from its optional fields (see
+    /// `mount_namespaces(7)`).
+    pub fn propagation(&self) -> Propagation {
+        let group = |tag: &str| {
+            self.optional_fields
+                .iter()
+                .find_map(|field| field.strip_prefix(tag)?.parse::<u64>().ok())
+        };
+        if self
+            .optional_fields
+            .iter()
+            .any(|field| field == "unbindable")
+        {
+            return Propagation::Unbindable;
+        }
+        match (group("shared:"), group("master:")) {
+            (Some(peer_group), master) => Propagation::Shared { peer_group, master },
+            (None, Some(master)) => Propagation::Slave { master },
+            (None, None) => Propagation::Private,
+        }
+    }
+}
+
+/// The propagation type of a mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// Mounts below it propagate to and from its peer group (`shared:N`); with a master it
+    /// also receives from that group (`shared:N master:M`).
+    Shared {
+        peer_group: u64,
+        master: Option<u64>,
+    },
+    /// Receives mounts from its master's peer group but sends none back (`master:M` alone).
+    Slave { master: u64 },
+    /// Neither sends nor receives (no tag).
+    Private,
+    /// Private, and refuses to be bind-mounted (`unbindable`).
+    Unbindable,
 }
 
 /// Mounts that share a device and root: many of them for one pair is the signature of a
@@ -102,6 +141,26 @@ impl MountTable {
 
     pub fn is_mount_point(&self, path: &Path) -> bool {
         self.mounts_at(path).next().is_some()
+    }
+
+    /// The mount `path` lies on: the one with the longest mount point that is `path` or an
+    /// ancestor of it, the top of its stack. `path` is compared after lexical normalisation and
+    /// should have its symlinks resolved (the table holds real paths). A mount stacked over an
+    /// ancestor after a deeper mount was made (hiding it) is not accounted for.
+    pub fn containing(&self, path: &Path) -> Option<&MountEntry> {
+        let wanted = normalize(path);
+        self.entries
+            .iter()
+            .filter(|entry| wanted.starts_with(&entry.mount_point))
+            .fold(None, |best: Option<&MountEntry>, entry| match best {
+                Some(best)
+                    if best.mount_point.components().count()
+                        > entry.mount_point.components().count() =>
+                {
+                    Some(best)
+                }
+                _ => Some(entry),
+            })
     }
 
     /// Mounts whose files live on `device` (a filesystem on that block device, or bind mounts of
@@ -334,6 +393,64 @@ mod tests {
         let table = MountTable::parse(text.as_bytes()).unwrap();
         assert_eq!(table.mounts_at(Path::new("/m")).count(), 2);
         assert_eq!(table.top_at(Path::new("/m")).unwrap().source, "b");
+    }
+
+    #[test]
+    fn the_containing_mount_is_the_deepest_ancestor_on_top_of_its_stack() {
+        let table = sample();
+        let deep = Path::new("/var/lib/kubelet/pods/a/volumes/pv1/mount/sub/dir");
+        assert_eq!(table.containing(deep).map(|e| e.mount_id), Some(41));
+        assert_eq!(
+            table
+                .containing(Path::new("/var/lib/kubelet/"))
+                .map(|e| e.mount_id),
+            Some(27)
+        );
+        // Only whole components count: /devices is not below /dev.
+        assert_eq!(
+            table.containing(Path::new("/devices")).map(|e| e.mount_id),
+            Some(27)
+        );
+        let stacked = "1 0 0:1 / / rw - tmpfs a rw\n2 1 0:2 / /k rw - tmpfs b rw\n3 1 0:3 / /k rw shared:4 - tmpfs c rw\n";
+        let table = MountTable::parse(stacked.as_bytes()).unwrap();
+        assert_eq!(table.containing(Path::new("/k/x")).unwrap().source, "c");
+        assert_eq!(MountTable::default().containing(Path::new("/x")), None);
+    }
+
+    #[test]
+    fn propagation_comes_from_the_optional_fields() {
+        let table = sample();
+        let of = |id: u64| {
+            table
+                .entries()
+                .iter()
+                .find(|e| e.mount_id == id)
+                .unwrap()
+                .propagation()
+        };
+        assert_eq!(of(22), Propagation::Private);
+        assert_eq!(
+            of(27),
+            Propagation::Shared {
+                peer_group: 1,
+                master: None
+            }
+        );
+        assert_eq!(
+            of(40),
+            Propagation::Shared {
+                peer_group: 30,
+                master: Some(4)
+            }
+        );
+        let text =
+            "1 0 0:1 / /s rw master:7 - tmpfs a rw\n2 0 0:1 / /u rw unbindable - tmpfs a rw\n";
+        let table = MountTable::parse(text.as_bytes()).unwrap();
+        assert_eq!(
+            table.entries()[0].propagation(),
+            Propagation::Slave { master: 7 }
+        );
+        assert_eq!(table.entries()[1].propagation(), Propagation::Unbindable);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::builder::BoolishValueParser;
 use driver::capacity::SizePolicy;
 use driver::config::{
@@ -32,20 +32,12 @@ pub enum RdsTransport {
     Rest,
 }
 
-/// Flags of `rds-csi controller`.
+/// How to reach and trust the RDS: the connection flags `controller` and `doctor` share.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ControllerArgs {
-    /// CSI endpoint to serve: unix:///path/to/csi.sock (or tcp://address:port).
-    #[arg(long, env = "RDS_CSI_ENDPOINT", default_value = "unix:///csi/csi.sock")]
-    pub endpoint: Endpoint,
-
-    /// CSI driver name; keep the default to adopt volumes of the existing Go driver.
-    #[arg(long, env = "RDS_CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
-    pub driver_name: String,
-
+pub struct RdsConnectionArgs {
     /// Host name or IP address of the RDS management interface.
     #[arg(long, env = "RDS_CSI_RDS_ADDRESS")]
-    pub rds_address: String,
+    pub rds_address: Option<String>,
 
     /// Management port (default 22 for ssh, 443 for rest).
     #[arg(long, env = "RDS_CSI_RDS_PORT")]
@@ -99,7 +91,12 @@ pub struct ControllerArgs {
     /// Deadline of one RouterOS command, in seconds.
     #[arg(long, env = "RDS_CSI_RDS_TIMEOUT_SECONDS", default_value_t = routeros::DEFAULT_COMMAND_TIMEOUT.as_secs())]
     pub rds_timeout_seconds: u64,
+}
 
+/// Where volumes live on the RDS and how their subsystems are named: shared by `controller`
+/// and `doctor`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VolumeLayoutArgs {
     /// Directory under which every volume image lives; StorageClass volumePaths must lie
     /// within it.
     #[arg(long, env = "RDS_CSI_VOLUME_BASE_PATH", default_value = DEFAULT_POOL)]
@@ -112,6 +109,26 @@ pub struct ControllerArgs {
     /// NQN prefix of volume subsystems: `<prefix>:<volume id>`.
     #[arg(long, env = "RDS_CSI_NQN_PREFIX", default_value = DEFAULT_NQN_PREFIX)]
     pub nqn_prefix: String,
+}
+
+/// Flags of `rds-csi controller`.
+#[derive(Debug, Clone, clap::Args)]
+// The controller cannot run without an RDS; `doctor` shares the flag but can.
+#[command(mut_arg("rds_address", |arg| arg.required(true)))]
+pub struct ControllerArgs {
+    /// CSI endpoint to serve: unix:///path/to/csi.sock (or tcp://address:port).
+    #[arg(long, env = "RDS_CSI_ENDPOINT", default_value = "unix:///csi/csi.sock")]
+    pub endpoint: Endpoint,
+
+    /// CSI driver name; keep the default to adopt volumes of the existing Go driver.
+    #[arg(long, env = "RDS_CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
+    pub driver_name: String,
+
+    #[command(flatten)]
+    pub rds: RdsConnectionArgs,
+
+    #[command(flatten)]
+    pub layout: VolumeLayoutArgs,
 
     /// Address nodes connect to over NVMe/TCP (default: the RDS address).
     #[arg(long, env = "RDS_CSI_NVME_ADDRESS")]
@@ -154,13 +171,70 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is not a size (bytes, or a number with Ki, Mi, Gi or Ti)"))
 }
 
+/// Why the connection flags do not make a usable RouterOS client configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("--rds-address is required")]
+    NoAddress,
+    #[error("reading the {what} file {}: {source}", path.display())]
+    SecretFile {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the {what} file {} is empty", path.display())]
+    EmptySecretFile { what: &'static str, path: PathBuf },
+    #[error("--rds-ca-file and --rds-cert-fingerprint apply to --rds-transport rest")]
+    RestFlagsWithSsh,
+    #[error(
+        "--rds-key-file, --rds-known-hosts and --rds-host-key-fingerprint apply to \
+         --rds-transport ssh"
+    )]
+    SshFlagsWithRest,
+    #[error("no SSH credentials: give --rds-key-file, --rds-password-file or set {PASSWORD_ENV}")]
+    NoSshCredentials,
+    #[error("REST needs a password: give --rds-password-file or set {PASSWORD_ENV}")]
+    NoRestPassword,
+    #[error(
+        "the RDS host key is not pinned: give --rds-host-key-fingerprint or --rds-known-hosts \
+         (or --rds-insecure in a lab)"
+    )]
+    HostKeyNotPinned,
+    #[error(
+        "the RDS certificate is not trusted: give --rds-ca-file or --rds-cert-fingerprint \
+         (or --rds-insecure in a lab)"
+    )]
+    CertificateNotTrusted,
+    #[error("give only one of --rds-host-key-fingerprint, --rds-known-hosts and --rds-insecure")]
+    SeveralHostKeyPins,
+    #[error("give only one of --rds-ca-file, --rds-cert-fingerprint and --rds-insecure")]
+    SeveralCertificatePins,
+    #[error("--rds-max-sessions must be at least 1")]
+    NoSessions,
+    #[error("--rds-timeout-seconds must be at least 1")]
+    NoTimeout,
+}
+
+impl ConnectionError {
+    /// True when only the trust anchor is missing: everything else about the flags is usable.
+    pub fn is_not_pinned(&self) -> bool {
+        matches!(self, Self::HostKeyNotPinned | Self::CertificateNotTrusted)
+    }
+}
+
 /// Reads a secret file: its first line, without the line ending.
-fn read_secret(path: &Path, what: &str) -> anyhow::Result<Secret> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the {what} file {}", path.display()))?;
+fn read_secret(path: &Path, what: &'static str) -> Result<Secret, ConnectionError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConnectionError::SecretFile {
+        what,
+        path: path.to_owned(),
+        source,
+    })?;
     let line = text.lines().next().unwrap_or("");
     if line.is_empty() {
-        bail!("the {what} file {} is empty", path.display());
+        return Err(ConnectionError::EmptySecretFile {
+            what,
+            path: path.to_owned(),
+        });
     }
     Ok(Secret::new(line))
 }
@@ -172,9 +246,38 @@ pub struct Secrets {
     pub key_passphrase: Option<Secret>,
 }
 
-impl ControllerArgs {
+/// How the device's identity is trusted, per transport.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    Ssh(HostKeyPolicy),
+    Rest(TlsPolicy),
+}
+
+impl RdsTransport {
+    /// The management port when `--rds-port` is not given.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Ssh => 22,
+            Self::Rest => 443,
+        }
+    }
+}
+
+impl RdsConnectionArgs {
+    pub fn address(&self) -> Result<&str, ConnectionError> {
+        self.rds_address
+            .as_deref()
+            .ok_or(ConnectionError::NoAddress)
+    }
+
+    /// The management port in effect.
+    pub fn port(&self) -> u16 {
+        self.rds_port
+            .unwrap_or_else(|| self.rds_transport.default_port())
+    }
+
     /// Reads the secrets the flags point at (files, or the password environment variable).
-    pub fn read_secrets(&self) -> anyhow::Result<Secrets> {
+    pub fn read_secrets(&self) -> Result<Secrets, ConnectionError> {
         let password = match &self.rds_password_file {
             Some(path) => Some(read_secret(path, "password")?),
             None => std::env::var(PASSWORD_ENV)
@@ -193,129 +296,152 @@ impl ControllerArgs {
         })
     }
 
+    /// Refuses the flags that belong to the other transport.
+    pub fn check_transport_flags(&self) -> Result<(), ConnectionError> {
+        match self.rds_transport {
+            RdsTransport::Ssh
+                if self.rds_ca_file.is_some() || self.rds_cert_fingerprint.is_some() =>
+            {
+                Err(ConnectionError::RestFlagsWithSsh)
+            }
+            RdsTransport::Rest
+                if self.rds_key_file.is_some()
+                    || self.rds_known_hosts.is_some()
+                    || !self.rds_host_key_fingerprint.is_empty() =>
+            {
+                Err(ConnectionError::SshFlagsWithRest)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// How the device is trusted: exactly one pin (or `--rds-insecure`) for the transport.
+    pub fn trust(&self) -> Result<Trust, ConnectionError> {
+        match self.rds_transport {
+            RdsTransport::Ssh => {
+                let given = [
+                    !self.rds_host_key_fingerprint.is_empty(),
+                    self.rds_known_hosts.is_some(),
+                    self.rds_insecure,
+                ];
+                let policy = match (given, &self.rds_known_hosts) {
+                    ([true, false, false], _) => {
+                        HostKeyPolicy::Fingerprints(self.rds_host_key_fingerprint.clone())
+                    }
+                    ([false, true, false], Some(path)) => {
+                        HostKeyPolicy::KnownHostsFile(path.clone())
+                    }
+                    ([false, false, true], _) => HostKeyPolicy::Insecure,
+                    ([false, false, false], _) => return Err(ConnectionError::HostKeyNotPinned),
+                    _ => return Err(ConnectionError::SeveralHostKeyPins),
+                };
+                Ok(Trust::Ssh(policy))
+            }
+            RdsTransport::Rest => {
+                let given = [
+                    self.rds_ca_file.is_some(),
+                    self.rds_cert_fingerprint.is_some(),
+                    self.rds_insecure,
+                ];
+                let policy = match (given, &self.rds_ca_file, &self.rds_cert_fingerprint) {
+                    ([true, false, false], Some(path), _) => TlsPolicy::CaFile(path.clone()),
+                    ([false, true, false], _, Some(fingerprint)) => {
+                        TlsPolicy::Fingerprint(fingerprint.clone())
+                    }
+                    ([false, false, true], _, _) => TlsPolicy::Insecure,
+                    ([false, false, false], _, _) => {
+                        return Err(ConnectionError::CertificateNotTrusted);
+                    }
+                    _ => return Err(ConnectionError::SeveralCertificatePins),
+                };
+                Ok(Trust::Rest(policy))
+            }
+        }
+    }
+
     /// The RouterOS client configuration. Refuses to run without a way to trust the device.
-    pub fn client_config(&self, secrets: Secrets) -> anyhow::Result<ClientConfig> {
+    pub fn client_config(&self, secrets: Secrets) -> Result<ClientConfig, ConnectionError> {
+        self.check_transport_flags()?;
+        let address = self.address()?;
         let mut config = match self.rds_transport {
             RdsTransport::Ssh => {
-                if self.rds_ca_file.is_some() || self.rds_cert_fingerprint.is_some() {
-                    bail!("--rds-ca-file and --rds-cert-fingerprint apply to --rds-transport rest");
-                }
                 let auth = match (&self.rds_key_file, secrets.password) {
                     (Some(path), _) => SshAuth::KeyFile {
                         path: path.clone(),
                         passphrase: secrets.key_passphrase,
                     },
                     (None, Some(password)) => SshAuth::Password(password),
-                    (None, None) => bail!(
-                        "no SSH credentials: give --rds-key-file, --rds-password-file or set \
-                         {PASSWORD_ENV}"
-                    ),
+                    (None, None) => return Err(ConnectionError::NoSshCredentials),
                 };
-                let trust = [
-                    !self.rds_host_key_fingerprint.is_empty(),
-                    self.rds_known_hosts.is_some(),
-                    self.rds_insecure,
-                ];
-                let host_key = match trust {
-                    [true, false, false] => {
-                        HostKeyPolicy::Fingerprints(self.rds_host_key_fingerprint.clone())
-                    }
-                    [false, true, false] => HostKeyPolicy::KnownHostsFile(
-                        self.rds_known_hosts.clone().expect("checked above"),
-                    ),
-                    [false, false, true] => HostKeyPolicy::Insecure,
-                    [false, false, false] => bail!(
-                        "the RDS host key is not pinned: give --rds-host-key-fingerprint or \
-                         --rds-known-hosts (or --rds-insecure in a lab)"
-                    ),
-                    _ => bail!(
-                        "give only one of --rds-host-key-fingerprint, --rds-known-hosts and \
-                         --rds-insecure"
-                    ),
+                let Trust::Ssh(host_key) = self.trust()? else {
+                    unreachable!("ssh transport gives ssh trust")
                 };
-                ClientConfig::ssh(&self.rds_address, &self.rds_user, auth, host_key)
+                ClientConfig::ssh(address, &self.rds_user, auth, host_key)
             }
             RdsTransport::Rest => {
-                if self.rds_key_file.is_some()
-                    || self.rds_known_hosts.is_some()
-                    || !self.rds_host_key_fingerprint.is_empty()
-                {
-                    bail!(
-                        "--rds-key-file, --rds-known-hosts and --rds-host-key-fingerprint apply \
-                         to --rds-transport ssh"
-                    );
-                }
                 let Some(password) = secrets.password else {
-                    bail!("REST needs a password: give --rds-password-file or set {PASSWORD_ENV}");
+                    return Err(ConnectionError::NoRestPassword);
                 };
-                let trust = [
-                    self.rds_ca_file.is_some(),
-                    self.rds_cert_fingerprint.is_some(),
-                    self.rds_insecure,
-                ];
-                let tls = match trust {
-                    [true, false, false] => {
-                        TlsPolicy::CaFile(self.rds_ca_file.clone().expect("checked above"))
-                    }
-                    [false, true, false] => TlsPolicy::Fingerprint(
-                        self.rds_cert_fingerprint.clone().expect("checked above"),
-                    ),
-                    [false, false, true] => TlsPolicy::Insecure,
-                    [false, false, false] => bail!(
-                        "the RDS certificate is not trusted: give --rds-ca-file or \
-                         --rds-cert-fingerprint (or --rds-insecure in a lab)"
-                    ),
-                    _ => bail!(
-                        "give only one of --rds-ca-file, --rds-cert-fingerprint and --rds-insecure"
-                    ),
+                let Trust::Rest(tls) = self.trust()? else {
+                    unreachable!("rest transport gives rest trust")
                 };
-                ClientConfig::rest(&self.rds_address, &self.rds_user, password, tls)
+                ClientConfig::rest(address, &self.rds_user, password, tls)
             }
         };
         config.port = self.rds_port;
         if self.rds_max_sessions == 0 {
-            bail!("--rds-max-sessions must be at least 1");
+            return Err(ConnectionError::NoSessions);
         }
         config.max_concurrency = self.rds_max_sessions;
         if self.rds_timeout_seconds == 0 {
-            bail!("--rds-timeout-seconds must be at least 1");
+            return Err(ConnectionError::NoTimeout);
         }
         config.command_timeout = Duration::from_secs(self.rds_timeout_seconds);
         Ok(config)
     }
+}
 
+impl ControllerArgs {
     /// The controller configuration, validated.
     pub fn controller_config(&self) -> anyhow::Result<ControllerConfig> {
         let config = ControllerConfig {
             driver_name: self.driver_name.clone(),
-            pool: self.pool.clone(),
-            volume_base_path: self.volume_base_path.clone(),
-            nqn_prefix: self.nqn_prefix.clone(),
             nvme_port: self.nvme_port,
             sizes: SizePolicy {
                 granularity: self.size_granularity,
                 default_size: self.default_volume_size,
             },
             cache_ttl: Duration::from_secs(self.cache_seconds),
-            ..ControllerConfig::new(
-                self.nvme_address
-                    .clone()
-                    .unwrap_or_else(|| self.rds_address.clone()),
-            )
+            ..self
+                .layout
+                .controller_config(self.nvme_address.as_deref().unwrap_or(self.rds.address()?))
         };
         Ok(config.validate()?)
+    }
+}
+
+impl VolumeLayoutArgs {
+    /// A controller configuration with this layout and every other setting at its default
+    /// (not yet validated).
+    pub fn controller_config(&self, nvme_address: &str) -> ControllerConfig {
+        ControllerConfig {
+            pool: self.pool.clone(),
+            volume_base_path: self.volume_base_path.clone(),
+            nqn_prefix: self.nqn_prefix.clone(),
+            ..ControllerConfig::new(nvme_address)
+        }
     }
 }
 
 /// Runs the controller until SIGTERM or SIGINT.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let config = args.controller_config()?;
-    let client_config = args.client_config(args.read_secrets()?)?;
+    let client_config = args.rds.client_config(args.rds.read_secrets()?)?;
     tracing::info!(
         endpoint = %args.endpoint,
         driver = config.driver_name,
-        rds = %args.rds_address,
-        transport = ?args.rds_transport,
+        rds = %args.rds.address()?,
+        transport = ?args.rds.rds_transport,
         pool = config.pool,
         base_path = config.volume_base_path,
         nqn_prefix = config.nqn_prefix,
@@ -415,7 +541,7 @@ mod tests {
     #[test]
     fn ssh_needs_credentials_and_a_pinned_host_key() {
         let pinned = parse(&["--rds-host-key-fingerprint", "SHA256:abc,SHA256:def"]);
-        let c = pinned.client_config(password()).unwrap();
+        let c = pinned.rds.client_config(password()).unwrap();
         let routeros::TransportConfig::Ssh { auth, host_key } = &c.transport else {
             panic!("ssh expected")
         };
@@ -426,11 +552,12 @@ mod tests {
         assert_eq!(fps, &["SHA256:abc", "SHA256:def"]);
         assert_eq!(c.effective_port(), 22);
 
-        let err = pinned.client_config(Secrets::default()).unwrap_err();
+        let err = pinned.rds.client_config(Secrets::default()).unwrap_err();
         assert!(err.to_string().contains("no SSH credentials"), "{err}");
-        let err = parse(&[]).client_config(password()).unwrap_err();
+        let err = parse(&[]).rds.client_config(password()).unwrap_err();
         assert!(err.to_string().contains("not pinned"), "{err}");
         let err = parse(&["--rds-insecure", "--rds-known-hosts", "/k"])
+            .rds
             .client_config(password())
             .unwrap_err();
         assert!(err.to_string().contains("only one"), "{err}");
@@ -443,7 +570,7 @@ mod tests {
             "--rds-port",
             "2222",
         ]);
-        let c = keyed.client_config(password()).unwrap();
+        let c = keyed.rds.client_config(password()).unwrap();
         assert_eq!(c.effective_port(), 2222);
         let routeros::TransportConfig::Ssh { auth, host_key } = &c.transport else {
             panic!("ssh expected")
@@ -458,7 +585,7 @@ mod tests {
     #[test]
     fn rest_needs_a_password_and_a_trusted_certificate() {
         let rest = parse(&["--rds-transport", "rest", "--rds-cert-fingerprint", "AB:CD"]);
-        let c = rest.client_config(password()).unwrap();
+        let c = rest.rds.client_config(password()).unwrap();
         assert_eq!(c.effective_port(), 443);
         assert!(matches!(
             c.transport,
@@ -467,8 +594,9 @@ mod tests {
                 ..
             }
         ));
-        assert!(rest.client_config(Secrets::default()).is_err());
+        assert!(rest.rds.client_config(Secrets::default()).is_err());
         let err = parse(&["--rds-transport", "rest"])
+            .rds
             .client_config(password())
             .unwrap_err();
         assert!(err.to_string().contains("not trusted"), "{err}");
@@ -479,6 +607,7 @@ mod tests {
             "--rds-known-hosts",
             "/x",
         ])
+        .rds
         .client_config(password())
         .unwrap_err();
         assert!(
@@ -497,16 +626,27 @@ mod tests {
             "--rds-password-file",
             file.to_str().unwrap(),
         ]);
-        let secrets = args.read_secrets().unwrap();
+        let secrets = args.rds.read_secrets().unwrap();
         assert_eq!(secrets.password.as_ref().unwrap().expose(), "hunter2");
-        let config = args.client_config(secrets).unwrap();
+        let config = args.rds.client_config(secrets).unwrap();
         assert!(!format!("{config:?} {args:?}").contains("hunter2"));
 
         std::fs::write(&file, "\n").unwrap();
         assert!(
-            args.read_secrets().is_err(),
+            args.rds.read_secrets().is_err(),
             "an empty password file is refused"
         );
+    }
+
+    #[test]
+    fn the_controller_requires_an_rds_address() {
+        let err = Cli::try_parse_from(["rds-csi", "--rds-insecure"]).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "{err}"
+        );
+        assert!(err.to_string().contains("--rds-address"), "{err}");
     }
 
     #[test]
@@ -520,6 +660,7 @@ mod tests {
         }
         assert!(
             parse(&["--rds-insecure", "--rds-max-sessions", "0"])
+                .rds
                 .client_config(password())
                 .is_err()
         );

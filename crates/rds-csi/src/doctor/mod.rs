@@ -1,0 +1,83 @@
+//! `rds-csi doctor`: checks a node and an RDS before they are trusted with data.
+//!
+//! Gathering (files, sysfs, tools, network) is kept apart from judging: [`node`] and [`rds`]
+//! read facts with a deadline per step and turn them into [`report::Check`]s with pure
+//! functions; [`report`] prints the table or JSON and decides the exit code.
+
+pub mod node;
+pub mod probe;
+pub mod rds;
+pub mod report;
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::controller::{RdsConnectionArgs, VolumeLayoutArgs};
+use node::{DEFAULT_KUBELET_DIR, NodeInputs, NodeRoot};
+use report::{Check, Report};
+
+/// Deadline of each piece of node gathering (a file read, the sysfs scan, a tool's version).
+pub const NODE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Flags of `rds-csi doctor`: the controller's RDS connection and volume layout flags (the
+/// RDS part runs only with `--rds-address`), and where kubelet keeps its state.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub rds: RdsConnectionArgs,
+
+    #[command(flatten)]
+    pub layout: VolumeLayoutArgs,
+
+    /// kubelet's root directory (its --root-dir), which must be a shared mount.
+    #[arg(long, env = "RDS_CSI_KUBELET_DIR", default_value = DEFAULT_KUBELET_DIR)]
+    pub kubelet_dir: PathBuf,
+
+    /// Print a JSON report instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs every check, prints the report, and exits 1 when a check failed.
+pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let inputs = NodeInputs {
+        root: NodeRoot::new("/"),
+        tools: mounts::tools::ToolPaths::default(),
+        kubelet_dir: args.kubelet_dir.clone(),
+        nqn_prefix: args.layout.nqn_prefix.clone(),
+        deadline: NODE_DEADLINE,
+    };
+    let rds_wanted = args.rds.rds_address.is_some();
+    let rds = async {
+        match rds_wanted {
+            true => Some(rds::gather(&args.rds, &args.layout).await),
+            false => None,
+        }
+    };
+    let (node_facts, rds_facts) = tokio::join!(node::gather(&inputs), rds);
+    let mut checks = node::checks(&node_facts);
+    match &rds_facts {
+        Some(facts) => checks.extend(rds::checks(facts)),
+        None => checks.push(
+            Check::skip(
+                "rds",
+                "RDS",
+                "no --rds-address given: only the node was checked",
+            )
+            .fix("add the controller's --rds-* flags to check the RDS from this node too"),
+        ),
+    }
+    let report = Report::new(checks, rds_wanted);
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        let colour = report::use_colour(
+            std::io::stdout().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        );
+        print!("{}", report.render(colour));
+    }
+    Ok(report.exit_code())
+}
