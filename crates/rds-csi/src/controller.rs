@@ -257,8 +257,8 @@ impl RdsTransport {
     /// The management port when `--rds-port` is not given.
     pub fn default_port(self) -> u16 {
         match self {
-            Self::Ssh => 22,
-            Self::Rest => 443,
+            Self::Ssh => routeros::DEFAULT_SSH_PORT,
+            Self::Rest => routeros::DEFAULT_REST_PORT,
         }
     }
 }

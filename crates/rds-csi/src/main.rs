@@ -18,9 +18,10 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "RDS_CSI_LOG_FORMAT")]
     log_format: LogFormat,
 
-    /// Log filter in `tracing` EnvFilter syntax (e.g. `info,routeros=debug`).
-    #[arg(long, global = true, default_value = "info", env = "RDS_CSI_LOG")]
-    log: String,
+    /// Log filter in `tracing` EnvFilter syntax (e.g. `info,routeros=debug`). Default: `info`;
+    /// `error` for doctor and demo, whose reports already say what went wrong.
+    #[arg(long, global = true, env = "RDS_CSI_LOG")]
+    log: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -64,7 +65,11 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log)?;
+    let default_filter = match cli.command {
+        Command::Doctor(_) | Command::Demo(_) => "error",
+        _ => "info",
+    };
+    init_logging(cli.log_format, cli.log.as_deref().unwrap_or(default_filter))?;
     match cli.command {
         Command::Sim(args) => rds_sim::run(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Controller(args) => controller::run(*args).await.map(|()| ExitCode::SUCCESS),

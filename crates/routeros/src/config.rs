@@ -56,6 +56,11 @@ pub enum SshAuth {
     },
 }
 
+/// RouterOS's SSH service port.
+pub const DEFAULT_SSH_PORT: u16 = 22;
+/// RouterOS's `www-ssl` (REST) service port.
+pub const DEFAULT_REST_PORT: u16 = 443;
+
 /// How the SSH host key is trusted.
 #[derive(Debug, Clone)]
 pub enum HostKeyPolicy {
@@ -128,7 +133,7 @@ impl Backoff {
 pub struct ClientConfig {
     /// Host name or IP address of the device.
     pub address: String,
-    /// TCP port; `None` means 22 for SSH and 443 for REST.
+    /// TCP port; `None` means [`DEFAULT_SSH_PORT`] or [`DEFAULT_REST_PORT`].
     pub port: Option<u16>,
     /// Login name; RouterOS `user+opts` suffixes are passed through as given.
     pub user: String,
@@ -182,8 +187,8 @@ impl ClientConfig {
     /// The port in effect.
     pub fn effective_port(&self) -> u16 {
         self.port.unwrap_or(match self.transport {
-            TransportConfig::Ssh { .. } => 22,
-            TransportConfig::Rest { .. } => 443,
+            TransportConfig::Ssh { .. } => DEFAULT_SSH_PORT,
+            TransportConfig::Rest { .. } => DEFAULT_REST_PORT,
         })
     }
 }

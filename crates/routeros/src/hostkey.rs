@@ -7,6 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use sha2::{Digest, Sha256};
 
+use crate::config::HostKeyPolicy;
 use crate::error::Error;
 
 /// The SHA-256 fingerprint of a public-key blob, formatted as `ssh-keygen -l` prints it.
@@ -203,6 +204,40 @@ impl HostKeyRejection {
 }
 
 impl HostKeyPins {
+    /// What `policy` trusts, reading the known_hosts file it names; `None` when it trusts
+    /// any key.
+    pub fn from_policy(policy: &HostKeyPolicy) -> Result<Option<Self>, Error> {
+        let known_hosts = |text: &str| -> Result<Option<Self>, Error> {
+            Ok(Some(Self {
+                fingerprints: Vec::new(),
+                known_hosts: parse_known_hosts(text)?,
+            }))
+        };
+        match policy {
+            HostKeyPolicy::Insecure => Ok(None),
+            HostKeyPolicy::Fingerprints(list) => {
+                if list.is_empty() {
+                    return Err(Error::Invalid("no SSH host key fingerprint given".into()));
+                }
+                let fingerprints = list
+                    .iter()
+                    .map(|f| parse_sha256_fingerprint(f))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some(Self {
+                    fingerprints,
+                    known_hosts: Vec::new(),
+                }))
+            }
+            HostKeyPolicy::KnownHostsFile(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Invalid(format!("cannot read known_hosts {}: {e}", path.display()))
+                })?;
+                known_hosts(&text)
+            }
+            HostKeyPolicy::KnownHostsLines(text) => known_hosts(text),
+        }
+    }
+
     /// Decides whether `key_blob`, shown by `host:port`, is trusted.
     pub fn check(&self, host: &str, port: u16, key_blob: &[u8]) -> Result<(), HostKeyRejection> {
         let presented = sha256_fingerprint(key_blob);

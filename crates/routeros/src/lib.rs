@@ -47,7 +47,8 @@ pub mod version;
 pub use client::{Client, Limits};
 pub use config::{
     Backoff, ClientConfig, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_CONCURRENCY, HostKeyPolicy, Secret, SshAuth, TlsPolicy, TransportConfig,
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_REST_PORT, DEFAULT_SSH_PORT, HostKeyPolicy, Secret, SshAuth,
+    TlsPolicy, TransportConfig,
 };
 pub use error::{Error, Result};
 pub use hostkey::sha256_fingerprint;

@@ -18,9 +18,7 @@ use tokio::time::Instant;
 use crate::command;
 use crate::config::{Backoff, HostKeyPolicy, SshAuth};
 use crate::error::{Error, Result};
-use crate::hostkey::{
-    HostKeyPins, HostKeyRejection, parse_known_hosts, parse_sha256_fingerprint, sha256_fingerprint,
-};
+use crate::hostkey::{HostKeyPins, HostKeyRejection, sha256_fingerprint};
 use crate::model::{CreateDisk, FileDisk, FileEntry, Pool, SystemInfo};
 use crate::reply::{self, ExecOutput, expect_values};
 use crate::transport::Transport;
@@ -82,41 +80,13 @@ impl SshTransport {
                 Credentials::Key(Arc::new(key))
             }
         };
-        let pins = match settings.host_key {
-            HostKeyPolicy::Insecure => {
-                tracing::warn!(
-                    host = %settings.host,
-                    "INSECURE: SSH host key checking is disabled; any server will be trusted"
-                );
-                None
-            }
-            HostKeyPolicy::Fingerprints(list) => {
-                if list.is_empty() {
-                    return Err(Error::Invalid("no SSH host key fingerprint given".into()));
-                }
-                let fingerprints = list
-                    .iter()
-                    .map(|f| parse_sha256_fingerprint(f))
-                    .collect::<Result<Vec<_>>>()?;
-                Some(Arc::new(HostKeyPins {
-                    fingerprints,
-                    known_hosts: Vec::new(),
-                }))
-            }
-            HostKeyPolicy::KnownHostsFile(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    Error::Invalid(format!("cannot read known_hosts {}: {e}", path.display()))
-                })?;
-                Some(Arc::new(HostKeyPins {
-                    fingerprints: Vec::new(),
-                    known_hosts: parse_known_hosts(&text)?,
-                }))
-            }
-            HostKeyPolicy::KnownHostsLines(text) => Some(Arc::new(HostKeyPins {
-                fingerprints: Vec::new(),
-                known_hosts: parse_known_hosts(&text)?,
-            })),
-        };
+        if matches!(settings.host_key, HostKeyPolicy::Insecure) {
+            tracing::warn!(
+                host = %settings.host,
+                "INSECURE: SSH host key checking is disabled; any server will be trusted"
+            );
+        }
+        let pins = HostKeyPins::from_policy(&settings.host_key)?.map(Arc::new);
         let russh_config = client::Config {
             // Liveness is learnt from failed commands, never from background traffic.
             inactivity_timeout: None,

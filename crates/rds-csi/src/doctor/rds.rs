@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use driver::controller::rules::{owned_image, volume_condition};
 use driver::naming::is_managed_volume_id;
-use routeros::hostkey::{
-    HostKeyPins, HostKeyRejection, parse_known_hosts, parse_sha256_fingerprint,
-};
+use routeros::hostkey::{HostKeyPins, HostKeyRejection};
 use routeros::version::{MIN_FILE_DISKS, MIN_SERVER_NQN};
 use routeros::{Error, FileDisk, HostKeyPolicy, Pool, SystemInfo, TlsPolicy};
 use sha2::{Digest as _, Sha256};
@@ -191,25 +189,11 @@ async fn pinning(
     let unusable = |error: Error| Pinning::Unusable(error.message().to_owned());
     match policy {
         Trust::Ssh(HostKeyPolicy::Insecure) | Trust::Rest(TlsPolicy::Insecure) => Pinning::Insecure,
-        Trust::Ssh(HostKeyPolicy::Fingerprints(list)) => {
-            match list.iter().map(|f| parse_sha256_fingerprint(f)).collect() {
-                Ok(fingerprints) => Pinning::HostKeys(HostKeyPins {
-                    fingerprints,
-                    known_hosts: Vec::new(),
-                }),
-                Err(error) => unusable(error),
-            }
-        }
-        Trust::Ssh(HostKeyPolicy::KnownHostsFile(path)) => match std::fs::read_to_string(&path) {
-            Ok(text) => known_hosts_pins(&text).unwrap_or_else(unusable),
-            Err(error) => Pinning::Unusable(format!(
-                "cannot read known_hosts {}: {error}",
-                path.display()
-            )),
+        Trust::Ssh(policy) => match HostKeyPins::from_policy(&policy) {
+            Ok(Some(pins)) => Pinning::HostKeys(pins),
+            Ok(None) => Pinning::Insecure,
+            Err(error) => unusable(error),
         },
-        Trust::Ssh(HostKeyPolicy::KnownHostsLines(text)) => {
-            known_hosts_pins(&text).unwrap_or_else(unusable)
-        }
         Trust::Rest(TlsPolicy::Fingerprint(text)) => {
             match routeros::tls::parse_cert_fingerprint(&text) {
                 Ok(digest) => Pinning::CertificateFingerprint(digest),
@@ -230,13 +214,6 @@ async fn pinning(
             file: PathBuf::from("(inline)"),
         },
     }
-}
-
-fn known_hosts_pins(text: &str) -> Result<Pinning, Error> {
-    Ok(Pinning::HostKeys(HostKeyPins {
-        fingerprints: Vec::new(),
-        known_hosts: parse_known_hosts(text)?,
-    }))
 }
 
 /// Every RDS verdict, in display order.
