@@ -21,6 +21,8 @@ use crate::state::{Effect, ExportSpec, FileKind, STATE_FORMAT, State};
 
 pub const STATE_FILE: &str = "state.json";
 pub const EXPORTS_FILE: &str = "exports.json";
+/// The state before the last save: the scratch file the next save writes into.
+pub const PREVIOUS_STATE_FILE: &str = "state.json.prev";
 pub const FILES_DIR: &str = "files";
 
 /// `exports.json`: what the simulator exports, for tools on the same host.
@@ -198,6 +200,8 @@ pub struct StateFiles {
     nvme_address: IpAddr,
     nvmet: bool,
     last_exports: Option<ExportsFile>,
+    /// Serialisation buffer, kept between saves so a save allocates nothing.
+    buffer: Vec<u8>,
 }
 
 impl StateFiles {
@@ -207,6 +211,7 @@ impl StateFiles {
             nvme_address,
             nvmet,
             last_exports: None,
+            buffer: Vec::new(),
         }
     }
 
@@ -226,8 +231,13 @@ impl StateFiles {
 
 impl Persist for StateFiles {
     fn persist(&mut self, state: &State, exports: &[ExportSpec]) -> io::Result<()> {
-        let text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
-        write_atomic(&self.data_dir.join(STATE_FILE), &text)?;
+        self.buffer.clear();
+        serde_json::to_writer_pretty(&mut self.buffer, state).map_err(io::Error::other)?;
+        replace_via_scratch(
+            &self.data_dir.join(STATE_FILE),
+            &self.data_dir.join(PREVIOUS_STATE_FILE),
+            &self.buffer,
+        )?;
         let record = ExportsFile {
             exports: exports.iter().map(|s| self.export_record(s)).collect(),
         };
@@ -237,6 +247,33 @@ impl Persist for StateFiles {
             self.last_exports = Some(record);
         }
         Ok(())
+    }
+}
+
+/// Replaces `path` with `bytes` through `scratch`, a file only this process uses: the bytes
+/// go into the scratch, the two names swap in one atomic exchange, and the scratch keeps the
+/// previous content until the next save overwrites it. Unlike a new temporary file per save,
+/// this allocates and frees no inode, which on ext4 costs more than the write itself when
+/// saves come in bursts (the allocator scans past recently freed inodes). Only for files no
+/// other process reads: a reader still holding the old file could see it being rewritten.
+pub fn replace_via_scratch(path: &Path, scratch: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(scratch)?;
+    file.write_all(bytes)?;
+    file.set_len(bytes.len() as u64)?;
+    drop(file);
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, scratch, CWD, path, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(()),
+        // No old file yet, or a filesystem without exchange.
+        Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+            fs::rename(scratch, path)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -343,7 +380,6 @@ mod tests {
         );
         assert!(record.backing_file.is_absolute());
         assert!(!record.nvmet);
-        assert!(!dir.path().join("state.json.tmp").exists());
         assert!(!dir.path().join("exports.json.tmp").exists());
 
         device.remove_disk(2).unwrap();
@@ -401,6 +437,28 @@ mod tests {
         write_atomic(&path, b"3").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"3");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn scratch_swaps_keep_the_previous_content_and_reuse_one_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let scratch = dir.path().join("state.json.prev");
+        replace_via_scratch(&path, &scratch, b"first, long content").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"first, long content");
+        replace_via_scratch(&path, &scratch, b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        assert_eq!(fs::read(&scratch).unwrap(), b"first, long content");
+        let inodes = [
+            fs::metadata(&path).unwrap().ino(),
+            fs::metadata(&scratch).unwrap().ino(),
+        ];
+        replace_via_scratch(&path, &scratch, b"3").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"3");
+        assert_eq!(fs::read(&scratch).unwrap(), b"second");
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inodes[1]);
+        assert_eq!(fs::metadata(&scratch).unwrap().ino(), inodes[0]);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]
