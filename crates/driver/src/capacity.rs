@@ -143,6 +143,27 @@ impl SizePolicy {
     }
 }
 
+/// A size as operators write it in flags: plain bytes or a number with a binary unit (`Ki`,
+/// `Mi`, `Gi`, `Ti`), as Kubernetes quantities spell them.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let units = [
+        ("Ki", 1u64 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+    ];
+    let (digits, factor) = units
+        .iter()
+        .find_map(|(suffix, factor)| text.strip_suffix(suffix).map(|d| (d, *factor)))
+        .unwrap_or((text, 1));
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("{text:?} is not a size (bytes, or a number with Ki, Mi, Gi or Ti)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +269,16 @@ mod tests {
         assert!(SizePolicy::satisfies(GIB, 0, 0));
         assert!(!SizePolicy::satisfies(GIB, GIB as i64 + 1, 0));
         assert!(!SizePolicy::satisfies(2 * GIB, 0, GIB as i64));
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1Mi"), Ok(1 << 20));
+        assert_eq!(parse_size("10Gi"), Ok(10 << 30));
+        assert_eq!(parse_size("2Ti"), Ok(2 << 40));
+        for bad in ["", "1M", "1.5Gi", "-1", "Gi", "99999999999Ti"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -12,8 +12,9 @@ use csi::v1::volume_capability::access_mode::Mode;
 use csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use csi::v1::{
     CapacityRange, ControllerExpandVolumeRequest, CreateVolumeRequest, DeleteVolumeRequest,
-    NodeExpandVolumeRequest, NodePublishVolumeRequest, NodeStageVolumeRequest,
-    NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, Volume, VolumeCapability,
+    NodeExpandVolumeRequest, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse,
+    NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
+    NodeUnstageVolumeRequest, Volume, VolumeCapability,
 };
 use driver::server::{Endpoint, connect};
 use tonic::transport::Channel;
@@ -267,6 +268,25 @@ impl Csi {
         )
         .await
         .map(drop)
+    }
+
+    /// Usage and condition of a published volume, as kubelet asks for them.
+    pub async fn node_volume_stats(
+        &self,
+        volume_id: &str,
+        volume_path: &Path,
+        staging: &Path,
+    ) -> Result<NodeGetVolumeStatsResponse> {
+        let request = self.request(NodeGetVolumeStatsRequest {
+            volume_id: volume_id.to_owned(),
+            volume_path: path_text(volume_path),
+            staging_target_path: path_text(staging),
+        });
+        self.call(
+            "NodeGetVolumeStats",
+            self.node.clone().node_get_volume_stats(request),
+        )
+        .await
     }
 
     /// Grows what the node holds (filesystem or block size check); returns the size the

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::builder::BoolishValueParser;
-use driver::capacity::SizePolicy;
+use driver::capacity::{SizePolicy, parse_size};
 use driver::config::{
     ControllerConfig, DEFAULT_CACHE_TTL, DEFAULT_DRIVER_NAME, DEFAULT_NQN_PREFIX, DEFAULT_POOL,
 };
@@ -149,26 +149,6 @@ pub struct ControllerArgs {
     /// Seconds a pool reading (free space, reachability) is reused by Probe and GetCapacity.
     #[arg(long, env = "RDS_CSI_CACHE_SECONDS", default_value_t = DEFAULT_CACHE_TTL.as_secs())]
     pub cache_seconds: u64,
-}
-
-/// A size: plain bytes or a number with a binary unit (`Ki`, `Mi`, `Gi`, `Ti`).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let units = [
-        ("Ki", 1u64 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-    ];
-    let (digits, factor) = units
-        .iter()
-        .find_map(|(suffix, factor)| text.strip_suffix(suffix).map(|d| (d, *factor)))
-        .unwrap_or((text, 1));
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
-        .ok_or_else(|| format!("{text:?} is not a size (bytes, or a number with Ki, Mi, Gi or Ti)"))
 }
 
 /// Why the connection flags do not make a usable RouterOS client configuration.
@@ -507,17 +487,6 @@ mod tests {
         Secrets {
             password: Some(Secret::new("pw")),
             key_passphrase: None,
-        }
-    }
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("1Mi"), Ok(1 << 20));
-        assert_eq!(parse_size("10Gi"), Ok(10 << 30));
-        assert_eq!(parse_size("2Ti"), Ok(2 << 40));
-        for bad in ["", "1M", "1.5Gi", "-1", "Gi", "99999999999Ti"] {
-            assert!(parse_size(bad).is_err(), "{bad:?}");
         }
     }
 
