@@ -88,17 +88,16 @@ impl Engine {
         self.gate.active()
     }
 
-    /// Writes the state if it changed since the last save. Errors are
-    /// logged (the state in memory stays right; the next save retries).
-    pub fn save(&self) {
+    /// Makes sure the state of generation `upto` (or a newer one) is on disk. A caller
+    /// whose change a save finished meanwhile (while it waited for the saver) returns at
+    /// once: one save covers every change made before it started. Errors are logged (the
+    /// state in memory stays right; the next save retries).
+    pub fn save(&self, upto: u64) {
         let mut saver = self.saver.lock().unwrap_or_else(|p| p.into_inner());
-        let job = {
-            let device = self.lock();
-            if device.generation() == saver.saved {
-                return;
-            }
-            device.save_job()
-        };
+        if saver.saved >= upto {
+            return;
+        }
+        let job = self.lock().save_job();
         match saver.persist.persist(&job.state, &job.exports) {
             Ok(()) => saver.saved = job.generation,
             Err(e) => tracing::error!(error = %e, "saving the state failed"),
@@ -119,12 +118,13 @@ impl Engine {
             uptime_seconds: self.uptime_seconds(),
         };
         tokio::task::spawn_blocking(move || {
-            let result = {
+            let (result, generation) = {
                 let mut device = engine.lock();
                 device.set_conditions(unix_now(), pool_full);
-                f(&mut device, &ctx)
+                let result = f(&mut device, &ctx);
+                (result, device.generation())
             };
-            engine.save();
+            engine.save(generation);
             result
         })
         .await

@@ -199,7 +199,8 @@ pub struct StateFiles {
     data_dir: PathBuf,
     nvme_address: IpAddr,
     nvmet: bool,
-    last_exports: Option<ExportsFile>,
+    /// The exports last written to the export record.
+    last_exports: Option<Vec<ExportSpec>>,
     /// Serialisation buffer, kept between saves so a save allocates nothing.
     buffer: Vec<u8>,
 }
@@ -231,20 +232,21 @@ impl StateFiles {
 
 impl Persist for StateFiles {
     fn persist(&mut self, state: &State, exports: &[ExportSpec]) -> io::Result<()> {
+        // Compact: the file is rewritten after every change, and only the simulator reads it.
         self.buffer.clear();
-        serde_json::to_writer_pretty(&mut self.buffer, state).map_err(io::Error::other)?;
+        serde_json::to_writer(&mut self.buffer, state).map_err(io::Error::other)?;
         replace_via_scratch(
             &self.data_dir.join(STATE_FILE),
             &self.data_dir.join(PREVIOUS_STATE_FILE),
             &self.buffer,
         )?;
-        let record = ExportsFile {
-            exports: exports.iter().map(|s| self.export_record(s)).collect(),
-        };
-        if self.last_exports.as_ref() != Some(&record) {
+        if self.last_exports.as_deref() != Some(exports) {
+            let record = ExportsFile {
+                exports: exports.iter().map(|s| self.export_record(s)).collect(),
+            };
             let text = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
             write_atomic(&self.data_dir.join(EXPORTS_FILE), &text)?;
-            self.last_exports = Some(record);
+            self.last_exports = Some(exports.to_vec());
         }
         Ok(())
     }
