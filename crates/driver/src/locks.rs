@@ -79,6 +79,26 @@ impl VolumeLocks {
             released.await;
         }
     }
+
+    /// At shutdown, after the server stopped taking calls: lets operations whose callers
+    /// may have gone (they run detached) finish, for at most `grace`. Stopping half-way
+    /// through a format or a device change would leave work a retry must untangle.
+    /// Returns whether everything finished.
+    pub async fn drain(&self, grace: std::time::Duration) -> bool {
+        let pending = self.held();
+        if pending == 0 {
+            return true;
+        }
+        tracing::info!(pending, "waiting for volume operations in flight");
+        let finished = tokio::time::timeout(grace, self.idle()).await.is_ok();
+        if !finished {
+            tracing::warn!(
+                still_running = self.held(),
+                "volume operations still running at exit; the CO's retries will complete them"
+            );
+        }
+        finished
+    }
 }
 
 impl Drop for VolumeGuard {
@@ -146,5 +166,24 @@ mod tests {
             .await
             .expect("idle after the last release")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn drain_waits_within_its_grace_only() {
+        use std::time::Duration;
+        let locks = VolumeLocks::default();
+        assert!(locks.drain(Duration::ZERO).await, "nothing held");
+        let running = locks
+            .spawn_exclusive("a", tokio::time::sleep(Duration::from_millis(200)))
+            .unwrap();
+        assert!(
+            !locks.drain(Duration::from_millis(10)).await,
+            "still running"
+        );
+        assert!(
+            locks.drain(Duration::from_secs(10)).await,
+            "finished in time"
+        );
+        assert!(running.is_finished());
     }
 }

@@ -452,16 +452,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         )
         .await?;
     // Device changes whose callers gave up still run; let them finish, within a bound.
-    let pending = service.locks().held();
-    if pending > 0 {
-        tracing::info!(pending, "waiting for volume changes in flight");
-        if tokio::time::timeout(SHUTDOWN_GRACE, service.locks().idle())
-            .await
-            .is_err()
-        {
-            tracing::warn!("volume changes still in flight at exit; retries will complete them");
-        }
-    }
+    service.locks().drain(SHUTDOWN_GRACE).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -136,16 +136,24 @@ pub fn build(args: &NodeArgs) -> Result<NodeService, SetupError> {
     Ok(NodeService::new(config, fabric))
 }
 
-/// Runs the node plugin until SIGTERM or SIGINT.
+/// How long shutdown waits for volume operations still running.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the node plugin until SIGTERM or SIGINT, then lets running operations finish.
 pub async fn run(args: NodeArgs) -> Result<(), SetupError> {
     let service = build(&args)?;
     tracing::info!(node_id = %args.node_id, fabric = ?args.fabric, driver = %args.driver_name,
         "starting the node plugin");
     let listener = server::bind(&args.endpoint).await?;
     tracing::info!(endpoint = %listener.endpoint()?, "serving CSI Identity and Node");
+    let locks = service.locks().clone();
     listener
         .serve(routes(service), server::shutdown_signal())
         .await?;
+    // A stage or expand whose caller went away still runs; a format cut off half-way would
+    // leave a device that is neither empty nor a filesystem.
+    locks.drain(SHUTDOWN_GRACE).await;
+    tracing::info!("stopped");
     Ok(())
 }
 

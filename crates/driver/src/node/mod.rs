@@ -122,6 +122,11 @@ impl NodeService {
         &self.core.config
     }
 
+    /// The per-volume locks every operation runs under.
+    pub fn locks(&self) -> &VolumeLocks {
+        &self.locks
+    }
+
     pub fn into_server(self) -> csi::v1::node_server::NodeServer<Self> {
         csi::v1::node_server::NodeServer::new(self)
     }
