@@ -5,15 +5,26 @@
 #
 #   scripts/vm-e2e.sh [TEST...]     TEST = a script name under scripts/vm/ without .sh
 #                                   (default: every scripts/vm/*.sh)
-#   LAB=dir       where the kernel and initramfs are cached (default target/vm-lab)
+#   LAB=dir       where the kernel and initramfs are cached (default <target dir>/vm-lab)
 #   VM_TIMEOUT=s  per-test wall-clock limit (default 600); a hung VM fails, never hangs CI
+#   VM_PROFILE=p  which build of the binaries runs in the VM: debug (default: CI builds it
+#                 anyway) or release (for benchmarks; a release build adds minutes)
+#   CARGO_TARGET_DIR is honoured: the binaries are taken from where cargo puts them.
 #
 # Everything comes from Debian packages; the kernel package is fetched and unpacked, not
 # installed. Each test prints VMTEST PASS or VMTEST FAIL on the serial console.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-LAB=${LAB:-$ROOT/target/vm-lab}
+TARGET_DIR=$(cd "$ROOT" && realpath -m "${CARGO_TARGET_DIR:-target}")
+LAB=${LAB:-$TARGET_DIR/vm-lab}
 VM_TIMEOUT=${VM_TIMEOUT:-600}
+VM_PROFILE=${VM_PROFILE:-debug}
+case $VM_PROFILE in
+  debug) BUILD_FLAGS=() ;;
+  release) BUILD_FLAGS=(--release) ;;
+  *) echo "[vm-e2e] VM_PROFILE must be debug or release, not $VM_PROFILE" >&2; exit 2 ;;
+esac
+BIN_DIR=$TARGET_DIR/$VM_PROFILE
 mkdir -p "$LAB"
 
 log() { printf '[vm-e2e] %s\n' "$*"; }
@@ -96,7 +107,7 @@ run_test() {
     -nographic -no-reboot -accel tcg -cpu max -smp 2 -m 2G -nic none \
     -kernel "$VMLINUZ" -initrd "$INITRD" \
     -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
-    -append "console=ttyS0 quiet panic=-1 vmtest.root=$ROOT vmtest.test=$name" \
+    -append "console=ttyS0 quiet panic=-1 vmtest.root=$ROOT vmtest.bin=$BIN_DIR vmtest.test=$name" \
     </dev/null >"$out" 2>&1 || rc=$?
   local took=$(($(date +%s) - start))
   grep -E '^(VMTEST|\[vm\]|\[test\])' "$out" | sed "s/^/  | /" || true
@@ -117,8 +128,9 @@ install_packages
 fetch_kernel
 build_initrd
 
-# The tests run the host's debug binaries; build them first.
-(cd "$ROOT" && cargo build --locked --bin rds-csi --bin csi-e2e)
+# The tests run the host's binaries of $VM_PROFILE; build them first.
+(cd "$ROOT" && cargo build --locked "${BUILD_FLAGS[@]}" --bin rds-csi --bin csi-e2e)
+log "binaries: $BIN_DIR ($VM_PROFILE)"
 
 tests=("$@")
 if ((${#tests[@]} == 0)); then

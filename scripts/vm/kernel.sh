@@ -4,6 +4,6 @@ set -euo pipefail
 fail() { echo "[test] $*"; exit 1; }
 [[ -c /dev/nvme-fabrics ]] || fail "no /dev/nvme-fabrics"
 [[ -d /sys/kernel/config/nvmet ]] || fail "no nvmet in configfs"
-[[ -x $ROOT/target/debug/rds-csi ]] || fail "no rds-csi binary at $ROOT/target/debug"
-"$ROOT/target/debug/rds-csi" --version
+[[ -x ${BIN_DIR:?}/rds-csi ]] || fail "no rds-csi binary in $BIN_DIR"
+"$BIN_DIR/rds-csi" --version
 echo "[test] kernel $(uname -r): nvme-fabrics, nvmet configfs and the project's binary are present"

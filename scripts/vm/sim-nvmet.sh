@@ -3,7 +3,7 @@
 # the kernel's initiator connects to; data written through /dev/nvmeXnY lands in the backing
 # file; growing file-size reaches the host; removing the disk tears the subsystem down.
 set -euo pipefail
-BIN=$ROOT/target/debug/rds-csi
+BIN=${BIN_DIR:?}/rds-csi
 W=/tmp/sim-nvmet
 mkdir -p "$W"
 say() { echo "[test] $*"; }

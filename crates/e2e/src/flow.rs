@@ -1,5 +1,7 @@
 //! The flows a CO drives, step by step and timed: a filesystem volume (write, restage,
-//! verify, expand) and a block volume (raw I/O), each from CreateVolume to DeleteVolume.
+//! verify, expand), a second filesystem volume staged in the now warm node, and a block volume
+//! (raw I/O), each from CreateVolume to DeleteVolume. With the node's log at hand, every
+//! NodeStageVolume is also broken into its parts ([`StageBreakdown`]).
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileTypeExt as _;
@@ -7,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use csi::v1::Volume;
 
-use crate::breakdown::{LogTail, StageBreakdown};
+use crate::breakdown::{LabelledBreakdown, LogTail, StageBreakdown};
 use crate::client::{Csi, PathLayout, VolumeMode};
 use crate::error::{E2eError, Result, io_at};
 use crate::pattern::{MIB, check_block_device, verify_pattern_file, write_pattern_file};
@@ -21,15 +23,16 @@ pub struct FlowConfig {
     pub parameters: HashMap<String, String>,
     pub fs_type: String,
     pub volume_bytes: u64,
-    /// Size after ControllerExpandVolume; must exceed `volume_bytes`.
-    pub grown_bytes: u64,
+    /// Size after ControllerExpandVolume; must exceed `volume_bytes`. None skips expansion
+    /// (for hosts that do not permit an online resize).
+    pub grown_bytes: Option<u64>,
     /// Bytes written to the filesystem volume and checked after a restage.
     pub data_bytes: u64,
     pub block_volume_bytes: u64,
     /// Bytes written raw at each end of the block volume.
     pub raw_io_bytes: u64,
     pub seed: u64,
-    /// The node's JSON log, for the NodeStageVolume breakdown; none skips it.
+    /// The node's JSON log, for the NodeStageVolume breakdowns; none skips them.
     pub node_log: Option<PathBuf>,
 }
 
@@ -37,7 +40,8 @@ pub struct FlowConfig {
 #[derive(Debug, Clone)]
 pub struct FlowReport {
     pub steps: StepLog,
-    pub stage_breakdown: Option<StageBreakdown>,
+    /// Every NodeStageVolume of the run, in order (empty without the node's log).
+    pub stage_breakdowns: Vec<LabelledBreakdown>,
     pub data_digest: String,
     pub filesystem_bytes_before_expand: u64,
     pub filesystem_bytes_after_expand: u64,
@@ -62,6 +66,47 @@ impl Attached {
 /// Progress lines for a person watching the run.
 pub type Progress<'a> = &'a dyn Fn(&str);
 
+/// Breaks each NodeStageVolume down from what the node logged during it.
+#[derive(Debug)]
+struct StageTimings {
+    log: LogTail,
+    taken: Vec<LabelledBreakdown>,
+}
+
+impl StageTimings {
+    fn follow(node_log: Option<&Path>) -> Result<Option<Self>> {
+        node_log
+            .map(|path| {
+                Ok(Self {
+                    log: LogTail::at_end(path)?,
+                    taken: Vec::new(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Forgets what the node logged before the stage about to start.
+    fn before_stage(&mut self) -> Result<()> {
+        self.log.take_new().map(drop)
+    }
+
+    fn after_stage(&mut self, label: &StageLabel, co_total: std::time::Duration) -> Result<()> {
+        let breakdown = StageBreakdown::from_log(co_total, &self.log.take_new()?)?;
+        self.taken.push(LabelledBreakdown {
+            label: label.key.to_owned(),
+            about: label.about.to_owned(),
+            breakdown,
+        });
+        Ok(())
+    }
+}
+
+/// How a NodeStageVolume is named in the breakdowns.
+struct StageLabel {
+    key: &'static str,
+    about: &'static str,
+}
+
 /// CreateVolume, NodeStageVolume and NodePublishVolume, each timed.
 pub async fn attach(
     csi: &Csi,
@@ -71,6 +116,21 @@ pub async fn attach(
     mode: VolumeMode,
     parameters: &HashMap<String, String>,
     steps: &mut StepLog,
+) -> Result<Attached> {
+    attach_timed(csi, layout, name, bytes, mode, parameters, steps, None).await
+}
+
+/// [`attach`], with the stage broken down when `timings` are kept.
+#[allow(clippy::too_many_arguments)]
+async fn attach_timed(
+    csi: &Csi,
+    layout: &PathLayout,
+    name: &str,
+    bytes: u64,
+    mode: VolumeMode,
+    parameters: &HashMap<String, String>,
+    steps: &mut StepLog,
+    timings: Option<(&mut StageTimings, StageLabel)>,
 ) -> Result<Attached> {
     let volume = steps
         .time(
@@ -87,7 +147,7 @@ pub async fn attach(
         staging,
         target,
     };
-    stage_and_publish(csi, &attached, name, steps).await?;
+    stage_and_publish(csi, &attached, name, steps, timings).await?;
     Ok(attached)
 }
 
@@ -96,13 +156,22 @@ async fn stage_and_publish(
     volume: &Attached,
     name: &str,
     steps: &mut StepLog,
+    mut timings: Option<(&mut StageTimings, StageLabel)>,
 ) -> Result<()> {
+    if let Some((timings, _)) = timings.as_mut() {
+        timings.before_stage()?;
+    }
     steps
         .time(
             format!("{name}: NodeStageVolume"),
             csi.node_stage(&volume.volume, &volume.staging, &volume.mode),
         )
         .await?;
+    if let Some((timings, label)) = timings
+        && let Some(stage) = steps.steps().last()
+    {
+        timings.after_stage(&label, stage.took)?;
+    }
     steps
         .time(
             format!("{name}: NodePublishVolume"),
@@ -167,17 +236,22 @@ pub fn filesystem_bytes(path: &Path) -> Result<u64> {
 
 /// The filesystem flow, then the block flow; fails at the first step that does not hold.
 pub async fn run_full(csi: &Csi, config: &FlowConfig, say: Progress<'_>) -> Result<FlowReport> {
-    if config.grown_bytes <= config.volume_bytes {
+    if config
+        .grown_bytes
+        .is_some_and(|grown| grown <= config.volume_bytes)
+    {
         return Err(E2eError::Invalid(
             "the grown size must exceed the volume size".into(),
         ));
     }
     let mut steps = StepLog::new();
-    let fs = run_filesystem(csi, config, &mut steps, say).await?;
-    let block_device_bytes = run_block(csi, config, &mut steps, say).await?;
+    let mut timings = StageTimings::follow(config.node_log.as_deref())?;
+    let fs = run_filesystem(csi, config, &mut steps, timings.as_mut(), say).await?;
+    run_warm_stage(csi, config, &mut steps, timings.as_mut(), say).await?;
+    let block_device_bytes = run_block(csi, config, &mut steps, timings.as_mut(), say).await?;
     Ok(FlowReport {
         steps,
-        stage_breakdown: fs.breakdown,
+        stage_breakdowns: timings.map(|t| t.taken).unwrap_or_default(),
         data_digest: fs.digest,
         filesystem_bytes_before_expand: fs.before,
         filesystem_bytes_after_expand: fs.after,
@@ -186,7 +260,6 @@ pub async fn run_full(csi: &Csi, config: &FlowConfig, say: Progress<'_>) -> Resu
 }
 
 struct FilesystemOutcome {
-    breakdown: Option<StageBreakdown>,
     digest: String,
     before: u64,
     after: u64,
@@ -196,18 +269,14 @@ async fn run_filesystem(
     csi: &Csi,
     config: &FlowConfig,
     steps: &mut StepLog,
+    mut timings: Option<&mut StageTimings>,
     say: Progress<'_>,
 ) -> Result<FilesystemOutcome> {
     let name = "fs";
     let mode = VolumeMode::Filesystem {
         fs_type: config.fs_type.clone(),
     };
-    let mut tail = config
-        .node_log
-        .as_deref()
-        .map(LogTail::at_end)
-        .transpose()?;
-    let volume = attach(
+    let volume = attach_timed(
         csi,
         &config.layout,
         name,
@@ -215,6 +284,13 @@ async fn run_filesystem(
         mode.clone(),
         &config.parameters,
         steps,
+        timings.as_deref_mut().map(|t| {
+            let label = StageLabel {
+                key: "fs-cold",
+                about: "the node process's first stage: connect, mkfs, mount",
+            };
+            (t, label)
+        }),
     )
     .await?;
     let id = volume.id().to_owned();
@@ -222,18 +298,6 @@ async fn run_filesystem(
         "{name}: volume {id} created, staged (connect, mkfs, mount) and published at {}",
         volume.target.display()
     ));
-    let breakdown = match tail.as_mut() {
-        Some(tail) => {
-            let stage = steps
-                .steps()
-                .iter()
-                .find(|s| s.name == format!("{name}: NodeStageVolume"))
-                .map(|s| s.took)
-                .unwrap_or_default();
-            Some(StageBreakdown::from_log(stage, &tail.take_new()?))
-        }
-        None => None,
-    };
 
     let data = volume.target.join("data.bin");
     let (seed, len) = (config.seed, config.data_bytes);
@@ -248,7 +312,18 @@ async fn run_filesystem(
 
     detach(csi, &config.layout, &id, &mode, name, steps).await?;
     say(&format!("{name}: unpublished and unstaged"));
-    stage_and_publish(csi, &volume, &format!("{name} again"), steps).await?;
+    let label = StageLabel {
+        key: "fs-restage",
+        about: "warm: the same volume again, already formatted",
+    };
+    stage_and_publish(
+        csi,
+        &volume,
+        &format!("{name} again"),
+        steps,
+        timings.map(|t| (t, label)),
+    )
+    .await?;
     let path = data.clone();
     let read = steps
         .time(
@@ -261,13 +336,42 @@ async fn run_filesystem(
     ));
 
     let before = filesystem_bytes(&volume.target)?;
+    let after = match config.grown_bytes {
+        Some(grown) => expand(csi, &volume, name, grown, steps, say).await?,
+        None => before,
+    };
+
+    detach(csi, &config.layout, &id, &mode, name, steps).await?;
+    steps
+        .time(format!("{name}: DeleteVolume"), csi.delete_volume(&id))
+        .await?;
+    say(&format!("{name}: unpublished, unstaged and deleted"));
+    Ok(FilesystemOutcome {
+        digest,
+        before,
+        after,
+    })
+}
+
+/// ControllerExpandVolume and NodeExpandVolume to `wanted` bytes; returns the filesystem's
+/// size afterwards.
+async fn expand(
+    csi: &Csi,
+    volume: &Attached,
+    name: &str,
+    wanted: u64,
+    steps: &mut StepLog,
+    say: Progress<'_>,
+) -> Result<u64> {
+    let (id, mode) = (volume.id(), &volume.mode);
+    let before = filesystem_bytes(&volume.target)?;
     let (grown, node_needed) = steps
         .time(
             format!("{name}: ControllerExpandVolume"),
-            csi.controller_expand(&id, config.grown_bytes, &mode),
+            csi.controller_expand(id, wanted, mode),
         )
         .await?;
-    if grown < config.grown_bytes || !node_needed {
+    if grown < wanted || !node_needed {
         return Err(E2eError::Check(format!(
             "ControllerExpandVolume gave {grown} bytes, node expansion required: {node_needed}"
         )));
@@ -275,7 +379,7 @@ async fn run_filesystem(
     steps
         .time(
             format!("{name}: NodeExpandVolume"),
-            csi.node_expand(&id, &volume.target, &volume.staging, grown, &mode),
+            csi.node_expand(id, &volume.target, &volume.staging, grown, mode),
         )
         .await?;
     let after = filesystem_bytes(&volume.target)?;
@@ -288,28 +392,61 @@ async fn run_filesystem(
     say(&format!(
         "{name}: expanded to {grown} bytes; statvfs {before} -> {after} bytes"
     ));
+    Ok(after)
+}
 
+/// A second, fresh filesystem volume staged by the node that has now done all of it once:
+/// the same work as the first stage (connect, mkfs, mount) without first-call costs.
+async fn run_warm_stage(
+    csi: &Csi,
+    config: &FlowConfig,
+    steps: &mut StepLog,
+    timings: Option<&mut StageTimings>,
+    say: Progress<'_>,
+) -> Result<()> {
+    let name = "fs2";
+    let mode = VolumeMode::Filesystem {
+        fs_type: config.fs_type.clone(),
+    };
+    let label = StageLabel {
+        key: "fs-warm",
+        about: "warm: a second fresh volume, connect, mkfs, mount",
+    };
+    let volume = attach_timed(
+        csi,
+        &config.layout,
+        name,
+        config.volume_bytes,
+        mode.clone(),
+        &config.parameters,
+        steps,
+        timings.map(|t| (t, label)),
+    )
+    .await?;
+    let id = volume.id().to_owned();
     detach(csi, &config.layout, &id, &mode, name, steps).await?;
     steps
         .time(format!("{name}: DeleteVolume"), csi.delete_volume(&id))
         .await?;
-    say(&format!("{name}: unpublished, unstaged and deleted"));
-    Ok(FilesystemOutcome {
-        breakdown,
-        digest,
-        before,
-        after,
-    })
+    say(&format!(
+        "{name}: a second volume created, staged, published, unpublished, unstaged and deleted"
+    ));
+    Ok(())
 }
 
 async fn run_block(
     csi: &Csi,
     config: &FlowConfig,
     steps: &mut StepLog,
+    timings: Option<&mut StageTimings>,
     say: Progress<'_>,
 ) -> Result<u64> {
     let name = "block";
-    let volume = attach(
+    let label = StageLabel {
+        key: "block",
+        about: "warm: connect only, nothing at the staging path",
+    };
+    let volume = attach_timed(
         csi,
         &config.layout,
         name,
@@ -317,6 +454,7 @@ async fn run_block(
         VolumeMode::Block,
         &config.parameters,
         steps,
+        timings.map(|t| (t, label)),
     )
     .await?;
     let id = volume.id().to_owned();

@@ -67,6 +67,9 @@ enum Command {
         volume_mib: u64,
         #[arg(long, default_value_t = 512)]
         grown_mib: u64,
+        /// Skip the expansion (hosts that do not permit an online resize).
+        #[arg(long)]
+        no_expand: bool,
         #[arg(long, default_value_t = 64)]
         data_mib: u64,
         #[arg(long, default_value_t = 64)]
@@ -152,6 +155,7 @@ async fn run(command: Command) -> Result<(), E2eError> {
             fs_type,
             volume_mib,
             grown_mib,
+            no_expand,
             data_mib,
             block_mib,
             raw_io_kib,
@@ -164,7 +168,7 @@ async fn run(command: Command) -> Result<(), E2eError> {
                 parameters: connection.parameters(),
                 fs_type,
                 volume_bytes: volume_mib * MIB,
-                grown_bytes: grown_mib * MIB,
+                grown_bytes: (!no_expand).then_some(grown_mib * MIB),
                 data_bytes: data_mib * MIB,
                 block_volume_bytes: block_mib * MIB,
                 raw_io_bytes: raw_io_kib << 10,
@@ -173,13 +177,8 @@ async fn run(command: Command) -> Result<(), E2eError> {
             };
             let report = run_full(&csi, &config, &say).await?;
             print!("{}", report.steps.table());
-            if let Some(breakdown) = &report.stage_breakdown {
-                println!("NodeStageVolume breakdown (first stage of the filesystem volume):");
-                print!("{}", breakdown.table());
-                println!(
-                    "stage-overhead-ms: {:.1}",
-                    breakdown.overhead().as_secs_f64() * 1e3
-                );
+            for breakdown in &report.stage_breakdowns {
+                print!("{}", breakdown.report());
             }
         }
         Command::Attach {

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::blocking::run_blocking;
 use crate::mount::{MountOptions, UnmountMode, mount_filesystem, unmount};
+use crate::phase;
 use crate::stats::is_claimed_exclusively;
 use crate::tools::{Exit, ToolPaths, run, run_expecting};
 use crate::{Error, Result};
@@ -176,8 +177,9 @@ impl MkfsOptions {
 /// What [`FsTools::format_if_empty`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormatOutcome {
-    /// The device was empty and now holds a new filesystem.
-    Formatted { uuid: Option<String> },
+    /// The device was empty and now holds a new filesystem (mkfs said so by its exit code;
+    /// the mount that follows with the filesystem type named is what proves it).
+    Formatted,
     /// The device already holds a filesystem, left untouched. It may differ from the requested
     /// type; whether that is acceptable is the caller's decision.
     AlreadyFormatted {
@@ -258,6 +260,10 @@ impl FsTools {
     /// Probes `device` with `blkid -p -o export` after checking it is readable.
     pub async fn probe(&self, device: &Path, deadline: Instant) -> Result<Probe> {
         ensure_readable(device, deadline).await?;
+        self.blkid(device, deadline).await
+    }
+
+    async fn blkid(&self, device: &Path, deadline: Instant) -> Result<Probe> {
         let args = ["-p".into(), "-o".into(), "export".into(), device.into()];
         let output = run(&self.paths.blkid, &args, deadline).await?;
         interpret_blkid(output.exit, &output.stdout, &output.stderr)
@@ -265,7 +271,8 @@ impl FsTools {
 
     /// Formats `device` with `fs` if, and only if, blkid says it is empty; otherwise reports
     /// what is there. A partition table, RAID or crypto member, or unknown signature is an
-    /// error ([`Error::NotEmpty`]). The new filesystem is verified by probing again.
+    /// error ([`Error::NotEmpty`]). The new filesystem is not probed again: mkfs's exit code
+    /// says it was made, and mounting it with its type named is the check that counts.
     pub async fn format_if_empty(
         &self,
         device: &Path,
@@ -273,7 +280,9 @@ impl FsTools {
         extra: &MkfsOptions,
         deadline: Instant,
     ) -> Result<FormatOutcome> {
-        match self.probe(device, deadline).await? {
+        // Each step is a phase of NodeStageVolume's breakdown (see `crate::phase`).
+        phase::timed("readable check", ensure_readable(device, deadline)).await?;
+        match phase::timed("blkid", self.blkid(device, deadline)).await? {
             Probe::Found(signature) => {
                 return match signature.filesystem() {
                     Some(fs_type) => Ok(FormatOutcome::AlreadyFormatted {
@@ -293,9 +302,12 @@ impl FsTools {
             FsType::Ext4 => &self.paths.mkfs_ext4,
             FsType::Xfs => &self.paths.mkfs_xfs,
         };
-        run_expecting(mkfs, &mkfs_args(fs, device, extra), &[0], deadline).await?;
-        let created = self.expect_filesystem(device, fs, deadline).await?;
-        Ok(FormatOutcome::Formatted { uuid: created.uuid })
+        phase::timed(
+            "mkfs",
+            run_expecting(mkfs, &mkfs_args(fs, device, extra), &[0], deadline),
+        )
+        .await?;
+        Ok(FormatOutcome::Formatted)
     }
 
     async fn expect_filesystem(
@@ -625,35 +637,30 @@ mod tests {
         assert_eq!(fakes.mkfs_ran(), None);
     }
 
+    /// blkid that counts its runs in the fake tools' directory and says "empty".
+    const COUNTING_EMPTY_BLKID: &str = "echo run >> \"$(dirname \"$0\")/blkid-runs\"; exit 2";
+
     #[tokio::test]
-    async fn empty_device_is_formatted_and_verified() {
-        // blkid: empty until mkfs has left its marker, then ext4.
-        let dir_marker = "$(dirname \"$0\")/mkfs-ran";
-        let fakes = Fakes::new(&format!(
-            "if [ -e \"{dir_marker}\" ]; then echo TYPE=ext4; echo UUID=new; exit 0; fi; exit 2"
-        ));
-        assert_eq!(
-            fakes.format().await.unwrap(),
-            FormatOutcome::Formatted {
-                uuid: Some("new".into())
-            }
-        );
+    async fn empty_device_is_formatted_after_one_probe() {
+        let fakes = Fakes::new(COUNTING_EMPTY_BLKID);
+        assert_eq!(fakes.format().await.unwrap(), FormatOutcome::Formatted);
         let args = fakes.mkfs_ran().unwrap();
         assert!(
             args.starts_with("-F -E lazy_itable_init=1,lazy_journal_init=1,nodiscard "),
             "{args}"
         );
         assert!(args.trim_end().ends_with("disk.img"), "{args}");
+        let runs = std::fs::read_to_string(fakes.dir.path().join("blkid-runs")).unwrap();
+        assert_eq!(runs.lines().count(), 1, "blkid ran {runs:?}");
     }
 
-    #[tokio::test]
-    async fn a_format_that_blkid_cannot_confirm_is_an_error() {
-        let fakes = Fakes::new("exit 2"); // still "empty" after mkfs
-        assert!(matches!(
-            fakes.format().await,
-            Err(Error::ToolOutput { .. })
-        ));
-        assert!(fakes.mkfs_ran().is_some());
+    #[test]
+    fn a_format_is_timed_step_by_step() {
+        let fakes = Fakes::new(COUNTING_EMPTY_BLKID);
+        let phases = crate::phase::capture::Phases::default();
+        let outcome = crate::phase::capture::collect(&phases, fakes.format()).unwrap();
+        assert_eq!(outcome, FormatOutcome::Formatted);
+        assert_eq!(phases.names(), ["readable check", "blkid", "mkfs"]);
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ pub mod format;
 pub mod mount;
 pub mod mountinfo;
 pub mod mountpoint;
+pub mod phase;
 pub mod shellwords;
 pub mod stats;
 pub mod tools;

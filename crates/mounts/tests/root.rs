@@ -50,13 +50,20 @@ async fn full_lifecycle(fs: FsType, size: u64, grown: u64) {
 
     // Empty device: blkid says so, and the format happens exactly once.
     assert_eq!(tools.probe(device, soon()).await.unwrap(), Probe::Empty);
-    let uuid = match tools
-        .format_if_empty(device, fs, &MkfsOptions::parse("-L data").unwrap(), soon())
-        .await
-        .unwrap()
-    {
-        FormatOutcome::Formatted { uuid } => uuid.expect("new filesystem has a UUID"),
-        other => panic!("expected a format, got {other:?}"),
+    assert_eq!(
+        tools
+            .format_if_empty(device, fs, &MkfsOptions::parse("-L data").unwrap(), soon())
+            .await
+            .unwrap(),
+        FormatOutcome::Formatted
+    );
+    let uuid = match tools.probe(device, soon()).await.unwrap() {
+        Probe::Found(signature) => {
+            assert_eq!(signature.fs_type.as_deref(), Some(fs.as_str()));
+            assert_eq!(signature.label.as_deref(), Some("data"));
+            signature.uuid.expect("new filesystem has a UUID")
+        }
+        Probe::Empty => panic!("no filesystem after the format"),
     };
     assert_eq!(
         tools

@@ -482,8 +482,9 @@ impl Kernel for FakeKernel {
         let appear = move || -> io::Result<()> {
             sysfs.add_path(subsystem, controller, head, nsid, size_bytes);
             if let Some(device) = new_device {
-                make_block_node(&dev_root, &format!("nvme{subsystem}n{head}"), device)?;
+                // Like the kernel's device_add: the sysfs object first, then the node.
                 sysfs.add_head(subsystem, head, nsid, device, size_bytes);
+                make_block_node(&dev_root, &format!("nvme{subsystem}n{head}"), device)?;
             }
             Ok(())
         };

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use mounts::blocking::run_blocking;
 use mounts::devnode::{NodeState, inspect_block_node};
+use mounts::phase;
 use tokio::time::Instant;
 
 use crate::identity::HostIdentity;
 use crate::kernel::{Kernel, LinuxKernel};
 use crate::options::{ConnectReply, ConnectRequest, FabricsOptions};
 use crate::plan::{AttachStep, plan_attach};
-use crate::poll::{Check, wait_for};
+use crate::poll::{Check, DirChanges, DirEvents, wait_for};
 use crate::prefix::ManagedPrefix;
 use crate::sysfs::{ControllerState, Namespace, Sysfs, Topology};
 use crate::{ConnectFailure, Error, Result};
@@ -45,6 +46,8 @@ const MAX_STEPS: usize = 6;
 pub struct NvmeHost<K: Kernel = LinuxKernel> {
     sysfs: Sysfs,
     dev_root: PathBuf,
+    /// Device nodes appearing and going under `dev_root`, to end waits promptly.
+    dev_events: DirEvents,
     kernel: Arc<K>,
     identity: HostIdentity,
     prefix: ManagedPrefix,
@@ -69,9 +72,11 @@ impl<K: Kernel> NvmeHost<K> {
         identity: HostIdentity,
         prefix: ManagedPrefix,
     ) -> Self {
+        let dev_root = dev_root.into();
         Self {
             sysfs,
-            dev_root: dev_root.into(),
+            dev_events: DirEvents::new(&dev_root),
+            dev_root,
             kernel: Arc::new(kernel),
             identity,
             prefix,
@@ -127,26 +132,34 @@ impl<K: Kernel> NvmeHost<K> {
         self.prefix.authorize(&request.nqn)?;
         let options = FabricsOptions::build(request, &self.identity)?;
         let nqn = request.nqn.as_str();
+        // Before anything is connected, so that no device node appears unnoticed.
+        let mut dev_changes = self.dev_events.subscribe();
         let mut recycled = false;
+        // Each step is a phase of NodeStageVolume's breakdown (see `mounts::phase`).
         for _ in 0..MAX_STEPS {
-            let topology = self.sysfs.scan_nqn(nqn)?;
-            let step = plan_attach(&topology.view(nqn), &request.target, nsid);
+            let step = phase::timed_sync("sysfs scan", || {
+                let topology = self.sysfs.scan_nqn(nqn)?;
+                Ok::<_, Error>(plan_attach(&topology.view(nqn), &request.target, nsid))
+            })?;
             tracing::debug!(nqn, ?step, "attach step");
             match step {
                 AttachStep::Reuse { controller, .. } => {
-                    return self
-                        .await_namespace(
+                    return phase::timed(
+                        "device",
+                        self.await_namespace(
                             request,
                             nsid,
                             Some(controller),
                             AttachKind::Reused,
+                            dev_changes.as_mut(),
                             deadline,
-                        )
-                        .await;
+                        ),
+                    )
+                    .await;
                 }
                 AttachStep::Await { controller, state } => {
                     tracing::info!(nqn, %controller, ?state, "waiting for a controller to settle");
-                    self.await_settled(nqn, &controller, deadline).await?;
+                    phase::timed("settle", self.await_settled(nqn, &controller, deadline)).await?;
                 }
                 AttachStep::Recycle {
                     controllers,
@@ -160,17 +173,12 @@ impl<K: Kernel> NvmeHost<K> {
                     }
                     recycled = true;
                     tracing::warn!(nqn, ?controllers, %reason, "replacing unusable controllers");
-                    self.delete_controllers(&controllers, deadline).await?;
+                    phase::timed("recycle", self.delete_controllers(&controllers, deadline))
+                        .await?;
                 }
                 AttachStep::Connect => {
-                    // Timing events ("stage phase") feed the lab's NodeStageVolume breakdown.
-                    let started = std::time::Instant::now();
-                    let connected = self.connect(&options, request, deadline).await;
-                    tracing::debug!(
-                        phase = "connect",
-                        elapsed_us = started.elapsed().as_micros() as u64,
-                        "stage phase"
-                    );
+                    let connected =
+                        phase::timed("connect", self.connect(&options, request, deadline)).await;
                     let created = match connected {
                         Ok(reply) => Some(reply.controller_name()),
                         // Someone else connected the same controller meanwhile: use it.
@@ -180,16 +188,18 @@ impl<K: Kernel> NvmeHost<K> {
                         }) => None,
                         Err(error) => return Err(error),
                     };
-                    let started = std::time::Instant::now();
-                    let attached = self
-                        .await_namespace(request, nsid, created, AttachKind::Connected, deadline)
-                        .await;
-                    tracing::debug!(
-                        phase = "device",
-                        elapsed_us = started.elapsed().as_micros() as u64,
-                        "stage phase"
-                    );
-                    return attached;
+                    return phase::timed(
+                        "device",
+                        self.await_namespace(
+                            request,
+                            nsid,
+                            created,
+                            AttachKind::Connected,
+                            dev_changes.as_mut(),
+                            deadline,
+                        ),
+                    )
+                    .await;
                 }
             }
         }
@@ -224,18 +234,20 @@ impl<K: Kernel> NvmeHost<K> {
     }
 
     /// Waits until a live controller at the target serves `nsid` and its device node exists
-    /// with the right device number. `controller`, when known, must stay alive meanwhile.
+    /// with the right device number (checked again at each of `dev_changes`).
+    /// `controller`, when known, must stay alive meanwhile.
     async fn await_namespace(
         &self,
         request: &ConnectRequest,
         nsid: u32,
         controller: Option<String>,
         kind: AttachKind,
+        dev_changes: Option<&mut DirChanges>,
         deadline: Instant,
     ) -> Result<Attachment> {
         let nqn = request.nqn.as_str();
         let waiting_for = format!("namespace {nsid} of {nqn} at {}", request.target);
-        wait_for(&waiting_for, deadline, || {
+        wait_for(&waiting_for, deadline, dev_changes, || {
             let topology = self.sysfs.scan_nqn(nqn)?;
             let view = topology.view(nqn);
             if let Some(name) = &controller {
@@ -286,7 +298,8 @@ impl<K: Kernel> NvmeHost<K> {
     /// Waits until `controller` is neither settling nor going away (or is gone).
     async fn await_settled(&self, nqn: &str, controller: &str, deadline: Instant) -> Result<()> {
         let waiting_for = format!("controller {controller} of {nqn} to settle");
-        wait_for(&waiting_for, deadline, || {
+        // A controller's state changes nothing under /dev: polling alone.
+        wait_for(&waiting_for, deadline, None, || {
             let topology = self.sysfs.scan_nqn(nqn)?;
             Ok(
                 match topology.controllers.iter().find(|c| c.name == controller) {
@@ -301,8 +314,9 @@ impl<K: Kernel> NvmeHost<K> {
     }
 
     /// Deletes the named controllers (each re-authorized from sysfs) and waits until they are
-    /// gone.
+    /// gone (checked again whenever their `/dev/nvmeN` nodes go).
     async fn delete_controllers(&self, names: &[String], deadline: Instant) -> Result<()> {
+        let mut dev_changes = self.dev_events.subscribe();
         for name in names {
             let Some(managed) = self.prefix.authorize_controller(&self.sysfs, name)? else {
                 continue; // already gone
@@ -330,7 +344,7 @@ impl<K: Kernel> NvmeHost<K> {
             }
         }
         let waiting_for = format!("controllers {} to go away", names.join(", "));
-        wait_for(&waiting_for, deadline, || {
+        wait_for(&waiting_for, deadline, dev_changes.as_mut(), || {
             let remaining: Vec<&String> = names
                 .iter()
                 .filter(|name| self.sysfs.controller_dir(name).exists())
@@ -413,7 +427,8 @@ impl<K: Kernel> NvmeHost<K> {
             .map_err(|error| Error::sysfs("rescan", dir, error))?;
         }
         let waiting_for = format!("namespace {nsid} of {nqn} to reach {min_size_bytes} bytes");
-        wait_for(&waiting_for, deadline, || {
+        // A new size changes nothing under /dev: polling alone.
+        wait_for(&waiting_for, deadline, None, || {
             Ok(match self.find_namespace(nqn, nsid)? {
                 Some(ns) if ns.size_bytes >= min_size_bytes => Check::Ready(ns.size_bytes),
                 Some(ns) => Check::Pending(format!("{} has {} bytes", ns.name, ns.size_bytes)),

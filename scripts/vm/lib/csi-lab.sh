@@ -1,9 +1,16 @@
 # Shared by the CSI tests in the VM: start the simulator (real nvmet export), the controller
 # (SSH to the simulator, host key pinned) and the node (real nvme-tcp fabric); bounded waits;
-# end-of-test checks. Sourced by scripts/vm/<test>.sh with ROOT set.
-BIN=$ROOT/target/debug/rds-csi
-E2E=$ROOT/target/debug/csi-e2e
+# end-of-test checks. Sourced by scripts/vm/<test>.sh with ROOT, BIN_DIR and W set.
+# host-bench.sh sources it too, outside the VM: SIM_NVMET=off, SIM_SSH_PORT=0 (any free port)
+# and NODE_FABRIC=(--fabric loop ...) adapt it to a host without NVMe.
+BIN=${BIN_DIR:?}/rds-csi
+E2E=$BIN_DIR/csi-e2e
 PREFIX=nqn.2000-02.com.mikrotik
+SIM_NVMET=${SIM_NVMET:-on}
+SIM_SSH_PORT=${SIM_SSH_PORT:-2222}
+NODE_FABRIC=(--fabric nvme-tcp
+  --host-nqn "nqn.2014-08.org.nvmexpress:uuid:2b7c5e1a-9f3d-4c8e-a6b1-0d4f7e9c3a51"
+  --host-id 2b7c5e1a-9f3d-4c8e-a6b1-0d4f7e9c3a51)
 PIDS=()
 say() { echo "[test] $*"; }
 fail() {
@@ -25,23 +32,23 @@ wait_for() {
   done
 }
 
-# start_sim NVME_ADDR [NETNS]: the simulator with real nvmet export, SSH on 127.0.0.1:2222
-# (or, in NETNS, on NVME_ADDR:2222).
+# start_sim NVME_ADDR [NETNS]: the simulator with real nvmet export (unless SIM_NVMET=off),
+# SSH on 127.0.0.1:$SIM_SSH_PORT (or, in NETNS, on NVME_ADDR:$SIM_SSH_PORT).
 start_sim() {
-  local addr=$1 netns=${2:-} ssh=127.0.0.1:2222 run=()
+  local addr=$1 netns=${2:-} ssh=127.0.0.1:$SIM_SSH_PORT run=()
   if [[ -n $netns ]]; then
-    ssh=$addr:2222
+    ssh=$addr:$SIM_SSH_PORT
     run=(nsenter --net=/run/netns/"$netns")
   fi
   ssh-keygen -q -t ed25519 -N '' -f "$W/id"
   "${run[@]}" "$BIN" sim --data-dir "$W/data" --ssh-listen "$ssh" --rest-listen 127.0.0.1:0 \
-    --authorized-keys "$W/id.pub" --nvmet on --nvme-listen "$addr:4420" --capacity 4G \
-    >"$W/sim.out" 2>"$W/sim.err" &
+    --authorized-keys "$W/id.pub" --nvmet "$SIM_NVMET" --nvme-listen "$addr:4420" \
+    --capacity 4G >"$W/sim.out" 2>"$W/sim.err" &
   PIDS+=($!)
   wait_for 30 "simulator ready" grep -q '^ready' "$W/sim.out"
   SIM_FP=$(awk '/^ssh-host-key-fingerprint:/ {print $2}' "$W/sim.out")
-  SIM_SSH=$ssh
-  say "simulator ready (nvmet on $addr:4420, host key $SIM_FP)"
+  SIM_SSH=$(awk '/^ssh-listen:/ {print $2}' "$W/sim.out")
+  say "simulator ready (nvmet $SIM_NVMET, exports on $addr:4420, SSH $SIM_SSH, host key $SIM_FP)"
 }
 
 start_controller() {
@@ -56,10 +63,9 @@ start_controller() {
 
 start_node() {
   mkdir -p "$W/csi/volumeDevices"
-  "$BIN" --log info,driver=debug,nvme=debug --log-format json node \
-    --endpoint "unix://$W/node.sock" --node-id vm-node --fabric nvme-tcp \
-    --host-nqn "nqn.2014-08.org.nvmexpress:uuid:2b7c5e1a-9f3d-4c8e-a6b1-0d4f7e9c3a51" \
-    --host-id 2b7c5e1a-9f3d-4c8e-a6b1-0d4f7e9c3a51 \
+  # mounts::phase at debug: the timing events of the NodeStageVolume breakdown.
+  "$BIN" --log info,driver=debug,nvme=debug,mounts::phase=debug --log-format json node \
+    --endpoint "unix://$W/node.sock" --node-id vm-node "${NODE_FABRIC[@]}" \
     --block-publish-dir "$W/csi/volumeDevices" >"$W/node.out" 2>"$W/node.log" &
   PIDS+=($!)
   wait_for 30 "node socket" test -S "$W/node.sock"
@@ -89,6 +95,8 @@ assert_clean() {
   [[ $disks == 0 ]] || fail "simulator still has $disks file disks"
   files=$(find "$W/data/files" -type f | wc -l)
   [[ $files == 0 ]] || fail "simulator still has files: $(find "$W/data/files" -type f)"
-  [[ -z $(ls /sys/kernel/config/nvmet/subsystems/) ]] || fail "nvmet subsystems left"
+  if [[ $SIM_NVMET == on ]]; then
+    [[ -z $(ls /sys/kernel/config/nvmet/subsystems/) ]] || fail "nvmet subsystems left"
+  fi
   say "clean: no managed NVMe controller, no disk, no file, no nvmet subsystem"
 }

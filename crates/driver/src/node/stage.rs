@@ -6,6 +6,7 @@ use mounts::format::{FormatOutcome, FsType, MkfsOptions};
 use mounts::mount::{MountOptions, mount_filesystem};
 use mounts::mountinfo::read_self_mount_table;
 use mounts::mountpoint::{MountState, mount_state};
+use mounts::phase;
 use tokio::time::Instant;
 
 use super::NodeCore;
@@ -38,9 +39,12 @@ impl NodeCore {
     /// Block: attach and nothing else. Nothing is created at the staging path: kubelet's own
     /// block handling inspects what it finds there.
     async fn stage_block(&self, request: &StageRequest, deadline: Instant) -> Result<()> {
-        let table = read_self_mount_table(deadline).await?;
-        if let MountState::Mounted | MountState::Stale { .. } =
-            mount_state(&request.staging, &table, deadline).await?
+        let table = phase::timed("mountinfo", read_self_mount_table(deadline)).await?;
+        if let MountState::Mounted | MountState::Stale { .. } = phase::timed(
+            "path checks",
+            mount_state(&request.staging, &table, deadline),
+        )
+        .await?
         {
             return Err(NodeError::precondition(format!(
                 "staging path {} holds a mount; a block volume stages nothing there",
@@ -61,18 +65,21 @@ impl NodeCore {
     ) -> Result<()> {
         let staging = &request.staging;
         let nqn = request.context.nqn.as_str();
-        let table = read_self_mount_table(deadline).await?;
-        let state = mount_state(staging, &table, deadline).await?;
-        let kind = kind_unless_mounted(staging, state, deadline).await?;
+        let table = phase::timed("mountinfo", read_self_mount_table(deadline)).await?;
+        let (state, kind, spelled) = phase::timed("path checks", async {
+            let state = mount_state(staging, &table, deadline).await?;
+            let kind = kind_unless_mounted(staging, state, deadline).await?;
+            Ok::<_, NodeError>((state, kind, table_spelling(staging)))
+        })
+        .await?;
         // A mount already there is judged before anything is attached: a retry of a stage
         // that succeeded, or something that is not this volume.
         let attached = match state {
             MountState::Mounted | MountState::Stale { .. } => {
-                self.fabric.find(nqn, deadline).await?
+                phase::timed("find device", self.fabric.find(nqn, deadline)).await?
             }
             _ => None,
         };
-        let spelled = table_spelling(staging);
         match judge_mount_path(
             state,
             table.top_at(&spelled),
@@ -113,7 +120,7 @@ impl NodeCore {
         }
         if kind == PathKind::Missing {
             // The CO normally creates it.
-            make_dirs(staging, deadline).await?;
+            phase::timed("path checks", make_dirs(staging, deadline)).await?;
         }
         let device = self.fabric.attach(&request.context, deadline).await?;
         let result = self
@@ -135,20 +142,14 @@ impl NodeCore {
     ) -> Result<()> {
         let mkfs = MkfsOptions::parse(request.context.mkfs_options.as_deref().unwrap_or(""))
             .map_err(|e| NodeError::invalid("volume_context mkfsOptions", e.to_string()))?;
-        let started = std::time::Instant::now();
+        // Timed step by step inside (readable check, blkid, mkfs).
         let formatted = self
             .tools
             .format_if_empty(&device.path, fs, &mkfs, deadline)
             .await?;
-        // Timing events ("stage phase") feed the lab's NodeStageVolume breakdown.
-        tracing::debug!(
-            phase = "mkfs",
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "stage phase"
-        );
         match formatted {
-            FormatOutcome::Formatted { uuid } => {
-                tracing::info!(device = %device.path.display(), %fs, ?uuid, "formatted an empty volume");
+            FormatOutcome::Formatted => {
+                tracing::info!(device = %device.path.display(), %fs, "formatted an empty volume");
             }
             FormatOutcome::AlreadyFormatted { fs_type, .. } if fs_type == fs.as_str() => {}
             FormatOutcome::AlreadyFormatted { fs_type, .. } => {
@@ -164,20 +165,17 @@ impl NodeCore {
         } else {
             options.clone()
         };
-        let started = std::time::Instant::now();
-        mount_filesystem(
-            &device.path,
-            &request.staging,
-            fs.as_str(),
-            &options,
-            deadline,
+        phase::timed(
+            "mount",
+            mount_filesystem(
+                &device.path,
+                &request.staging,
+                fs.as_str(),
+                &options,
+                deadline,
+            ),
         )
         .await?;
-        tracing::debug!(
-            phase = "mount",
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "stage phase"
-        );
         tracing::info!(device = %device.path.display(), staging = %request.staging.display(), %fs, "staged");
         Ok(())
     }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use mounts::DeviceNumber;
 use mounts::blocking::run_blocking;
 use mounts::devnode::{NodeState, inspect_block_node};
+use mounts::phase;
 use mounts::stats::{block_device_size, is_claimed_exclusively};
 use mounts::tools::run_expecting;
 use tokio::time::Instant;
@@ -153,17 +154,20 @@ impl Fabric for LoopFabric {
         volume: &VolumeContext,
         deadline: Instant,
     ) -> Result<AttachedDevice, FabricError> {
+        // Timed in the phases of the real fabric (see `mounts::phase`): looking for an
+        // attachment, making one (losetup), finding its device.
         let nqn = volume.nqn.as_str();
-        let export = self
-            .export_of(nqn)?
-            .ok_or_else(|| FabricError::NotExported {
-                nqn: nqn.to_owned(),
-                reason: format!(
-                    "not in {}",
-                    self.sim_data_dir
-                        .join(super::exports::EXPORTS_FILE)
-                        .display()
-                ),
+        let export =
+            phase::timed_sync("export record", || self.export_of(nqn))?.ok_or_else(|| {
+                FabricError::NotExported {
+                    nqn: nqn.to_owned(),
+                    reason: format!(
+                        "not in {}",
+                        self.sim_data_dir
+                            .join(super::exports::EXPORTS_FILE)
+                            .display()
+                    ),
+                }
             })?;
         if export.port != volume.nvme_port {
             return Err(FabricError::NotExported {
@@ -174,52 +178,57 @@ impl Fabric for LoopFabric {
                 ),
             });
         }
-        if let Some(bound) = self
-            .loops_backed_by(&export.backing_file, deadline)
-            .await?
-            .first()
+        if let Some(bound) = phase::timed(
+            "sysfs scan",
+            self.loops_backed_by(&export.backing_file, deadline),
+        )
+        .await?
+        .first()
         {
             self.attached()
                 .insert(nqn.to_owned(), export.backing_file.clone());
             return Ok(self.attached_device(bound, false));
         }
-        let shown = self
-            .losetup(
+        let shown = phase::timed(
+            "connect",
+            self.losetup(
                 &[
                     "--find".into(),
                     "--show".into(),
                     export.backing_file.clone().into(),
                 ],
                 deadline,
-            )
-            .await?;
+            ),
+        )
+        .await?;
         let path = PathBuf::from(shown.trim());
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let bound = self
-            .loops_backed_by(&export.backing_file, deadline)
-            .await?
-            .into_iter()
-            .find(|bound| bound.name == name)
-            .ok_or_else(|| {
-                FabricError::Unexpected(format!(
-                    "losetup answered {shown:?} but sysfs shows no such loop device over {}",
-                    export.backing_file.display()
-                ))
-            })?;
-        let attached = self.attached_device(&bound, true);
-        match inspect_block_node(&attached.path, bound.device)? {
-            NodeState::Matches => {}
-            other => {
-                return Err(FabricError::Unexpected(format!(
+        let attached = phase::timed("device", async {
+            let bound = self
+                .loops_backed_by(&export.backing_file, deadline)
+                .await?
+                .into_iter()
+                .find(|bound| bound.name == name)
+                .ok_or_else(|| {
+                    FabricError::Unexpected(format!(
+                        "losetup answered {shown:?} but sysfs shows no such loop device over {}",
+                        export.backing_file.display()
+                    ))
+                })?;
+            let attached = self.attached_device(&bound, true);
+            match inspect_block_node(&attached.path, bound.device)? {
+                NodeState::Matches => Ok(attached),
+                other => Err(FabricError::Unexpected(format!(
                     "{} is {other:?}, expected block device {}",
                     attached.path.display(),
                     bound.device
-                )));
+                ))),
             }
-        }
+        })
+        .await?;
         self.attached()
             .insert(nqn.to_owned(), export.backing_file.clone());
         tracing::info!(nqn, device = %attached.path.display(), backing = %export.backing_file.display(),
