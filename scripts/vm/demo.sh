@@ -4,7 +4,7 @@
 # with the kernel's initiator), pass every step, and leave no NVMe controller, nvmet
 # subsystem, mount, loop device or file behind.
 set -euo pipefail
-BIN=$ROOT/target/debug/rds-csi
+BIN=${BIN_DIR:?}/rds-csi
 PREFIX=nqn.2000-02.com.mikrotik
 W=/tmp/demo
 mkdir -p "$W"
