@@ -226,7 +226,7 @@ async fn start(rep: &mut Reporter, s: &mut Session) -> Result<(), StepFailure> {
         // JSON with debug events from the driver: the NodeStageVolume breakdown reads them.
         let mut node_args = args(&[
             &"--log",
-            &"info,driver=debug,nvme=debug",
+            &"info,driver=debug,nvme=debug,mounts::phase=debug",
             &"--log-format",
             &"json",
             &"node",
@@ -308,7 +308,7 @@ async fn stage(
         let took = started.elapsed();
         let detail = match &v.mode {
             VolumeMode::Filesystem { fs_type } => {
-                s.breakdown = Some(StageBreakdown::from_log(took, &log.take_new()?));
+                s.breakdown = Some(StageBreakdown::from_log(took, &log.take_new()?)?);
                 format!(
                     "attached {}, mkfs.{fs_type}, mounted at {}",
                     mounted_device(&v.staging).await?,

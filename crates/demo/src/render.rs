@@ -193,18 +193,14 @@ pub fn verdict(records: &[StepRecord]) -> String {
     }
 }
 
-/// NodeStageVolume split into what the node measured (connect, device, mkfs, mount) and the
-/// rest, which is the driver's own overhead.
+/// NodeStageVolume split into the external work (connect, device, blkid, mkfs, mount), the
+/// driver's own work and gRPC, as the e2e crate tabulates it, indented under its heading.
 pub fn breakdown(stage: &StageBreakdown) -> String {
-    let mut rows: Vec<(String, Duration)> = stage.parts.clone();
-    rows.push(("driver overhead".into(), stage.overhead()));
-    rows.push(("total".into(), stage.total));
-    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-    let mut out = String::new();
-    for (name, took) in rows {
-        let _ = writeln!(out, "  {name:<width$}  {:>8}", duration(took));
-    }
-    out
+    stage
+        .table()
+        .lines()
+        .map(|line| format!("  {line}\n"))
+        .collect()
 }
 
 /// Why volumes go through loop devices instead of NVMe/TCP.
@@ -501,20 +497,31 @@ mod tests {
     }
 
     #[test]
-    fn the_breakdown_ends_with_overhead_and_total() {
+    fn the_breakdown_names_the_driver_overhead_and_the_totals() {
         let stage = StageBreakdown {
-            total: Duration::from_millis(330),
+            co_total: Duration::from_millis(335),
+            node_total: Duration::from_millis(330),
             parts: vec![
                 ("connect".into(), Duration::from_millis(12)),
                 ("mkfs".into(), Duration::from_millis(300)),
             ],
         };
         let table = breakdown(&stage);
-        let lines: Vec<&str> = table.lines().map(str::trim).collect();
-        assert_eq!(lines.len(), 4, "{table}");
-        assert!(lines[0].starts_with("connect") && lines[0].ends_with("12 ms"));
-        assert!(lines[2].starts_with("driver overhead") && lines[2].ends_with("18 ms"));
-        assert!(lines[3].starts_with("total") && lines[3].ends_with("330 ms"));
+        let row = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} row in {table}"))
+                .to_owned()
+        };
+        assert!(table.lines().all(|l| l.starts_with("  ")), "{table}");
+        assert!(row("connect").ends_with("12.0"));
+        assert!(row("driver overhead").ends_with("18.0"), "{table}");
+        assert!(row("gRPC and transport").ends_with("5.0"), "{table}");
+        assert!(
+            row("= NodeStageVolume at the CO").ends_with("335.0"),
+            "{table}"
+        );
     }
 
     #[test]
