@@ -65,6 +65,23 @@ async fn main() {
         .unwrap();
     assert_eq!(ready.into_inner().ready, Some(true));
 
+    // One untimed wave of creates and deletes: the threads, buffers and caches of both
+    // sides are then as in a system that has been running, as in every timed wave after it.
+    let warm_up: Vec<String> = (0..SESSIONS)
+        .map(|n| format!("warm-up volume {n}"))
+        .collect();
+    let warm_ids: Vec<String> = futures::stream::iter(&warm_up)
+        .map(|name| h.create(create_request(name, 64 * MIB)))
+        .buffer_unordered(SESSIONS)
+        .map(|reply| reply.expect("warm-up create").volume.unwrap().volume_id)
+        .collect()
+        .await;
+    futures::stream::iter(&warm_ids)
+        .map(|id| h.delete(id))
+        .buffer_unordered(SESSIONS)
+        .for_each(|outcome| async move { outcome.expect("warm-up delete") })
+        .await;
+
     let names: Vec<String> = (0..VOLUMES).map(|n| format!("bench volume {n}")).collect();
     let started = Instant::now();
     let created: Vec<String> = futures::stream::iter(&names)

@@ -139,7 +139,7 @@ impl Engine {
         let adds = parsed.as_ref().map(|s| s.count_disk_adds()).unwrap_or(0) as u32;
         let delay = faults.latency + faults.slow_add * adds;
         if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+            crate::faults::inject_delay(delay).await;
         }
         if faults.drop {
             return ExecReply::Drop;

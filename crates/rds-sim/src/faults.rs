@@ -236,6 +236,25 @@ fn read_overrides(path: &Path, base: &Faults) -> Result<Faults, FaultsFileError>
     overlay(base, &text)
 }
 
+/// Part of an injected delay left to a high-resolution sleep: tokio's timer ticks in whole
+/// milliseconds and rounds up.
+const FINE_DELAY: Duration = Duration::from_millis(2);
+
+/// Waits `delay` to within tens of microseconds. A plain tokio sleep of 20 ms ends after
+/// about 21.3 ms (its timer ticks in whole milliseconds and rounds up), which would add a
+/// millisecond to every injected round trip and blur what a benchmark measures. The coarse
+/// timer covers all but the last [`FINE_DELAY`]; a blocking thread's sleep does the rest.
+pub async fn inject_delay(delay: Duration) {
+    let deadline = std::time::Instant::now() + delay;
+    if let Some(coarse) = delay.checked_sub(FINE_DELAY) {
+        tokio::time::sleep(coarse).await;
+    }
+    let rest = deadline.saturating_duration_since(std::time::Instant::now());
+    if !rest.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
+}
+
 /// `base` with the fields of the JSON object `text` laid over it. Unknown
 /// fields are errors, so a typo does not silently do nothing.
 pub fn overlay(base: &Faults, text: &str) -> Result<Faults, FaultsFileError> {
@@ -311,6 +330,25 @@ mod tests {
         );
         assert_eq!(control.begin_command().fail, None);
         assert_eq!(control.get().fail_next, 0);
+    }
+
+    #[tokio::test]
+    async fn injected_delays_are_never_short_and_not_rounded_up_to_the_next_tick() {
+        let delay = Duration::from_millis(20);
+        let mut took = Vec::new();
+        for _ in 0..7 {
+            let started = std::time::Instant::now();
+            inject_delay(delay).await;
+            took.push(started.elapsed());
+        }
+        assert!(took.iter().all(|t| *t >= delay), "{took:?}");
+        // A tokio sleep alone overshoots by about 1.3 ms, nearly every time; leave room for
+        // a loaded machine's scheduling in a few of the runs.
+        let close = took
+            .iter()
+            .filter(|t| **t < delay + Duration::from_micros(700))
+            .count();
+        assert!(close >= 4, "{took:?}");
     }
 
     #[test]

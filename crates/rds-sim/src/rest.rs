@@ -543,7 +543,7 @@ async fn entry(
             Duration::ZERO
         };
     if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+        crate::faults::inject_delay(delay).await;
     }
     if faults.drop {
         tracing::info!("fault: dropping the connection");
