@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::device::{Device, Persist};
-use crate::faults::{CommandFaults, FaultControl, SessionGate, SessionPermit};
+use crate::faults::{CommandFaults, FaultControl, InjectedDelay, SessionGate, SessionPermit};
 use crate::format::{TERMINAL_WIDTH, terminal_wrap};
 use crate::script::{self, RunContext};
 use crate::version::RouterOsVersion;
@@ -105,10 +105,12 @@ impl Engine {
     }
 
     /// Runs `f` on the device with the command's conditions applied, then
-    /// saves, on a blocking thread (file and configfs I/O happen inside).
+    /// saves, on a blocking thread (file and configfs I/O happen inside), once the rest of
+    /// the command's injected delay has passed.
     pub async fn with_device<T: Send + 'static>(
         self: &Arc<Self>,
         faults: &CommandFaults,
+        delay: InjectedDelay,
         f: impl FnOnce(&mut Device, &RunContext) -> T + Send + 'static,
     ) -> T {
         let engine = Arc::clone(self);
@@ -118,6 +120,7 @@ impl Engine {
             uptime_seconds: self.uptime_seconds(),
         };
         tokio::task::spawn_blocking(move || {
+            delay.finish_blocking();
             let (result, generation) = {
                 let mut device = engine.lock();
                 device.set_conditions(unix_now(), pool_full);
@@ -137,15 +140,14 @@ impl Engine {
         let faults = self.faults.begin_command();
         let parsed = script::parse(&text, &self.version);
         let adds = parsed.as_ref().map(|s| s.count_disk_adds()).unwrap_or(0) as u32;
-        let delay = faults.latency + faults.slow_add * adds;
-        if !delay.is_zero() {
-            crate::faults::inject_delay(delay).await;
-        }
+        let delay = InjectedDelay::begin(faults.latency + faults.slow_add * adds).await;
         if faults.drop {
+            delay.finish().await;
             return ExecReply::Drop;
         }
         let error_status = if faults.exit_status_on_error { 1 } else { 0 };
         if let Some(message) = faults.fail {
+            delay.finish().await;
             return ExecReply::Output {
                 stdout: terminal_wrap(&[message], TERMINAL_WIDTH),
                 exit_status: error_status,
@@ -154,6 +156,7 @@ impl Engine {
         let script = match parsed {
             Ok(script) => script,
             Err(e) => {
+                delay.finish().await;
                 return ExecReply::Output {
                     stdout: terminal_wrap(&[e.to_string()], TERMINAL_WIDTH),
                     exit_status: error_status,
@@ -161,7 +164,7 @@ impl Engine {
             }
         };
         let output = self
-            .with_device(&faults, move |device, ctx| {
+            .with_device(&faults, delay, move |device, ctx| {
                 script::run(&script, device, ctx)
             })
             .await;

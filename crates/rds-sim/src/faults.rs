@@ -240,19 +240,47 @@ fn read_overrides(path: &Path, base: &Faults) -> Result<Faults, FaultsFileError>
 /// milliseconds and rounds up.
 const FINE_DELAY: Duration = Duration::from_millis(2);
 
-/// Waits `delay` to within tens of microseconds. A plain tokio sleep of 20 ms ends after
+/// An injected delay, exact to tens of microseconds. A plain tokio sleep of 20 ms ends after
 /// about 21.3 ms (its timer ticks in whole milliseconds and rounds up), which would add a
-/// millisecond to every injected round trip and blur what a benchmark measures. The coarse
-/// timer covers all but the last [`FINE_DELAY`]; a blocking thread's sleep does the rest.
+/// millisecond to every injected round trip and blur what a benchmark measures. So the
+/// coarse timer covers all but the last [`FINE_DELAY`], and a thread's high-resolution
+/// sleep the rest: the blocking thread that runs the command anyway, when there is one.
+#[derive(Debug, Clone, Copy)]
+pub struct InjectedDelay {
+    due: std::time::Instant,
+}
+
+impl InjectedDelay {
+    /// Waits the coarse part of `delay`.
+    pub async fn begin(delay: Duration) -> Self {
+        let due = std::time::Instant::now() + delay;
+        if let Some(coarse) = delay.checked_sub(FINE_DELAY) {
+            tokio::time::sleep(coarse).await;
+        }
+        Self { due }
+    }
+
+    /// Waits the rest on this thread (a blocking one).
+    pub fn finish_blocking(&self) {
+        let rest = self
+            .due
+            .saturating_duration_since(std::time::Instant::now());
+        if !rest.is_zero() {
+            std::thread::sleep(rest);
+        }
+    }
+
+    /// Waits the rest from async code, on a blocking thread.
+    pub async fn finish(self) {
+        if self.due > std::time::Instant::now() {
+            let _ = tokio::task::spawn_blocking(move || self.finish_blocking()).await;
+        }
+    }
+}
+
+/// Waits `delay`, exactly (see [`InjectedDelay`]).
 pub async fn inject_delay(delay: Duration) {
-    let deadline = std::time::Instant::now() + delay;
-    if let Some(coarse) = delay.checked_sub(FINE_DELAY) {
-        tokio::time::sleep(coarse).await;
-    }
-    let rest = deadline.saturating_duration_since(std::time::Instant::now());
-    if !rest.is_zero() {
-        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
-    }
+    InjectedDelay::begin(delay).await.finish().await;
 }
 
 /// `base` with the fields of the JSON object `text` laid over it. Unknown

@@ -542,21 +542,21 @@ async fn entry(
         } else {
             Duration::ZERO
         };
-    if !delay.is_zero() {
-        crate::faults::inject_delay(delay).await;
-    }
+    let delay = crate::faults::InjectedDelay::begin(delay).await;
     if faults.drop {
+        delay.finish().await;
         tracing::info!("fault: dropping the connection");
         kill.kill();
         std::future::pending::<()>().await;
     }
     if let Some(message) = faults.fail {
+        delay.finish().await;
         return reply_response(RestReply::bad_request(message));
     }
     tracing::debug!(method = %req.method, path = %uri.path(), "rest request");
     let reply = app
         .engine
-        .with_device(&faults, move |device, ctx| handle(device, ctx, &req))
+        .with_device(&faults, delay, move |device, ctx| handle(device, ctx, &req))
         .await;
     drop(permit);
     reply_response(reply)
