@@ -1,4 +1,5 @@
-//! `rds-csi`: the one binary. Each subcommand is a thin shell over a library crate.
+//! `rds-csi`: the one binary. Subcommands are thin shells over library crates, except `doctor`,
+//! which lives here beside the controller flags it shares.
 
 mod controller;
 mod doctor;
