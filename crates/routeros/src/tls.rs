@@ -64,8 +64,7 @@ pub enum TlsTrust {
 
 /// Builds the rustls client configuration for `trust` (HTTP/1.1 only: RouterOS speaks no h2).
 pub fn client_config(trust: &TlsTrust) -> Result<rustls::ClientConfig, Error> {
-    let provider = provider();
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Invalid(format!("TLS setup: {e}")))?;
     let mut config = match trust {
@@ -84,32 +83,74 @@ pub fn client_config(trust: &TlsTrust) -> Result<rustls::ClientConfig, Error> {
         }
         TlsTrust::Fingerprint(pin) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedLeaf {
-                pin: Some(*pin),
-                algorithms: provider.signature_verification_algorithms,
-            }))
+            .with_custom_certificate_verifier(Arc::new(LeafVerifier::new({
+                let pin = *pin;
+                move |leaf: &CertificateDer<'_>| judge_pinned(Some(pin), leaf)
+            })))
             .with_no_client_auth(),
         TlsTrust::Insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedLeaf {
-                pin: None,
-                algorithms: provider.signature_verification_algorithms,
-            }))
+            .with_custom_certificate_verifier(Arc::new(LeafVerifier::new(
+                |leaf: &CertificateDer<'_>| judge_pinned(None, leaf),
+            )))
             .with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 
-/// Accepts exactly the pinned leaf certificate (or, with no pin, any certificate, loudly),
-/// and still verifies the handshake signature so the peer proves it holds the key.
-#[derive(Debug)]
-struct PinnedLeaf {
+/// Accepts exactly the pinned leaf certificate (or, with no pin, any certificate, loudly).
+fn judge_pinned(
     pin: Option<[u8; 32]>,
+    leaf: &CertificateDer<'_>,
+) -> Result<ServerCertVerified, rustls::Error> {
+    let digest: [u8; 32] = Sha256::digest(leaf.as_ref()).into();
+    match pin {
+        Some(pin) if pin == digest => Ok(ServerCertVerified::assertion()),
+        Some(_) => Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::ApplicationVerificationFailure,
+        )),
+        None => {
+            tracing::warn!(
+                fingerprint = %cert_fingerprint(leaf.as_ref()),
+                "INSECURE: accepting the device's TLS certificate without verification; \
+                 pin this fingerprint instead"
+            );
+            Ok(ServerCertVerified::assertion())
+        }
+    }
+}
+
+/// A certificate verifier that judges the leaf certificate with `judge` alone (a pin, or a
+/// probe recording what the device presents), and still verifies the handshake signatures
+/// with the ring provider's algorithms, so the peer proves it holds the certificate's key.
+pub struct LeafVerifier<F> {
+    judge: F,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for PinnedLeaf {
+impl<F> LeafVerifier<F>
+where
+    F: Fn(&CertificateDer<'_>) -> Result<ServerCertVerified, rustls::Error> + Send + Sync,
+{
+    pub fn new(judge: F) -> Self {
+        Self {
+            judge,
+            algorithms: provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for LeafVerifier<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeafVerifier").finish_non_exhaustive()
+    }
+}
+
+impl<F> ServerCertVerifier for LeafVerifier<F>
+where
+    F: Fn(&CertificateDer<'_>) -> Result<ServerCertVerified, rustls::Error> + Send + Sync,
+{
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -118,21 +159,7 @@ impl ServerCertVerifier for PinnedLeaf {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let digest: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        match self.pin {
-            Some(pin) if pin == digest => Ok(ServerCertVerified::assertion()),
-            Some(_) => Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            )),
-            None => {
-                tracing::warn!(
-                    fingerprint = %cert_fingerprint(end_entity.as_ref()),
-                    "INSECURE: accepting the device's TLS certificate without verification; \
-                     pin this fingerprint instead"
-                );
-                Ok(ServerCertVerified::assertion())
-            }
-        }
+        (self.judge)(end_entity)
     }
 
     fn verify_tls12_signature(
@@ -214,10 +241,9 @@ mod tests {
     fn pinned_leaf_accepts_only_its_certificate() {
         let der = CertificateDer::from(b"leaf-der".to_vec());
         let other = CertificateDer::from(b"other-der".to_vec());
-        let verifier = PinnedLeaf {
-            pin: Some(Sha256::digest(b"leaf-der").into()),
-            algorithms: provider().signature_verification_algorithms,
-        };
+        let pin: [u8; 32] = Sha256::digest(b"leaf-der").into();
+        let verifier =
+            LeafVerifier::new(move |leaf: &CertificateDer<'_>| judge_pinned(Some(pin), leaf));
         let name = ServerName::try_from("ignored.example").unwrap();
         let now = UnixTime::now();
         assert!(
@@ -230,10 +256,7 @@ mod tests {
                 .verify_server_cert(&other, &[], &name, &[], now)
                 .is_err()
         );
-        let insecure = PinnedLeaf {
-            pin: None,
-            ..verifier
-        };
+        let insecure = LeafVerifier::new(|leaf: &CertificateDer<'_>| judge_pinned(None, leaf));
         assert!(
             insecure
                 .verify_server_cert(&other, &[], &name, &[], now)

@@ -6,12 +6,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use routeros::tls::LeafVerifier;
 use russh::client;
 use russh::keys::PublicKeyOrCertificate;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
@@ -120,13 +118,16 @@ pub async fn tls_certificate(
     port: u16,
     deadline: Duration,
 ) -> Result<Vec<u8>, String> {
-    let provider = routeros::tls::provider();
-    let seen = Arc::new(Mutex::new(None));
-    let capture = CertCapture {
-        seen: seen.clone(),
-        algorithms: provider.signature_verification_algorithms,
-    };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let seen: Seen<Vec<u8>> = Arc::new(Mutex::new(None));
+    // Records the leaf certificate and stops the handshake there.
+    let capture = LeafVerifier::new({
+        let seen = seen.clone();
+        move |leaf: &CertificateDer<'_>| {
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(leaf.to_vec());
+            Err(rustls::Error::General("certificate recorded".into()))
+        }
+    });
+    let config = rustls::ClientConfig::builder_with_provider(routeros::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
         .dangerous()
@@ -178,49 +179,6 @@ async fn handshake(
     timeout(deadline, attempt)
         .await
         .unwrap_or_else(|_| Err(format!("no TLS handshake within {} s", deadline.as_secs())))
-}
-
-/// Records the leaf certificate and stops the handshake there.
-#[derive(Debug)]
-struct CertCapture {
-    seen: Seen<Vec<u8>>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for CertCapture {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(end_entity.to_vec());
-        Err(rustls::Error::General("certificate recorded".into()))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
