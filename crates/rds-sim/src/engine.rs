@@ -141,26 +141,24 @@ impl Engine {
         let parsed = script::parse(&text, &self.version);
         let adds = parsed.as_ref().map(|s| s.count_disk_adds()).unwrap_or(0) as u32;
         let delay = InjectedDelay::begin(faults.latency + faults.slow_add * adds).await;
-        if faults.drop {
-            delay.finish().await;
-            return ExecReply::Drop;
-        }
         let error_status = if faults.exit_status_on_error { 1 } else { 0 };
-        if let Some(message) = faults.fail {
-            delay.finish().await;
-            return ExecReply::Output {
-                stdout: terminal_wrap(&[message], TERMINAL_WIDTH),
-                exit_status: error_status,
-            };
-        }
-        let script = match parsed {
+        let refused = |message: String| ExecReply::Output {
+            stdout: terminal_wrap(&[message], TERMINAL_WIDTH),
+            exit_status: error_status,
+        };
+        // Faults and syntax errors answer without touching the device, after the same delay.
+        let script = if faults.drop {
+            Err(ExecReply::Drop)
+        } else if let Some(message) = faults.fail.clone() {
+            Err(refused(message))
+        } else {
+            parsed.map_err(|e| refused(e.to_string()))
+        };
+        let script = match script {
             Ok(script) => script,
-            Err(e) => {
+            Err(reply) => {
                 delay.finish().await;
-                return ExecReply::Output {
-                    stdout: terminal_wrap(&[e.to_string()], TERMINAL_WIDTH),
-                    exit_status: error_status,
-                };
+                return reply;
             }
         };
         let output = self

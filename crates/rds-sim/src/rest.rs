@@ -543,14 +543,16 @@ async fn entry(
             Duration::ZERO
         };
     let delay = crate::faults::InjectedDelay::begin(delay).await;
-    if faults.drop {
+    if faults.drop || faults.fail.is_some() {
+        // Answered without the device, so the rest of the delay is waited here.
         delay.finish().await;
+    }
+    if faults.drop {
         tracing::info!("fault: dropping the connection");
         kill.kill();
         std::future::pending::<()>().await;
     }
     if let Some(message) = faults.fail {
-        delay.finish().await;
         return reply_response(RestReply::bad_request(message));
     }
     tracing::debug!(method = %req.method, path = %uri.path(), "rest request");
