@@ -334,11 +334,11 @@ async fn an_unpinned_or_insecure_rds_shows_the_key_to_pin() {
 #[tokio::test]
 async fn an_unreachable_port_fails_fast_and_skips_the_rest() {
     let lab = Lab::start().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Bound but not listening: connections are refused, and no other test can take the
+    // port while the socket holds it.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = socket.local_addr().unwrap().port();
     let mut args = lab.ssh();
     let port = args.iter().position(|a| a == "--rds-port").unwrap() + 1;
     args[port] = closed.to_string();

@@ -187,12 +187,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_port_is_refused_at_once() {
-        // Bind then drop: the port is free and nothing listens on it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // Bound but not listening: connections are refused, and no other test can take the
+        // port while the socket holds it.
+        let closed = tokio::net::TcpSocket::new_v4().unwrap();
+        closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = closed.local_addr().unwrap().port();
         let started = Instant::now();
         let result = tcp_connect("127.0.0.1", port, Duration::from_secs(5)).await;
         assert_eq!(result, Err(TcpFailure::Refused));
