@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::capacity::SizePolicy;
+use crate::controller::budget::OvercommitRatio;
 use crate::naming;
 use crate::params::{self, ParamError};
 
@@ -35,8 +36,10 @@ pub struct ControllerConfig {
     /// NVMe/TCP port of new exports unless a StorageClass says otherwise.
     pub nvme_port: u16,
     pub sizes: SizePolicy,
-    /// Lifetime of the cached pool reading used by Probe, GetCapacity and the free-space check.
+    /// Lifetime of the cached pool reading used by Probe, GetCapacity and the capacity check.
     pub cache_ttl: Duration,
+    /// How much the driver may promise per byte of pool (thin provisioning).
+    pub overcommit_ratio: OvercommitRatio,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +84,7 @@ impl ControllerConfig {
             nvme_port: routeros::DEFAULT_NVME_TCP_PORT,
             sizes: SizePolicy::default(),
             cache_ttl: DEFAULT_CACHE_TTL,
+            overcommit_ratio: OvercommitRatio::ONE,
         }
     }
 

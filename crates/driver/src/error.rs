@@ -29,13 +29,25 @@ pub enum DriverError {
     /// A volume with this name exists but does not match the request.
     #[error("volume {volume_id} already exists but {reason}")]
     Incompatible { volume_id: String, reason: String },
-    /// The free-space check before `/disk add` failed.
-    #[error("not enough free space in pool {pool}: {wanted} bytes wanted, {free} free")]
+    /// The capacity check before `/disk add` failed (thin-provisioning budget).
+    #[error(
+        "not enough capacity in pool {pool}: {wanted} bytes wanted, {available} available \
+         (pool {size} bytes x overcommit ratio {ratio}, {provisioned} bytes provisioned, \
+         {free} bytes free)"
+    )]
     InsufficientSpace {
         pool: String,
         wanted: u64,
+        available: u64,
+        size: u64,
         free: u64,
+        provisioned: u64,
+        ratio: String,
     },
+    /// The device is in a state the driver will not act on by itself (several disks in one
+    /// slot, a RouterOS too old for the driver); an operator must look.
+    #[error("{0}")]
+    Precondition(String),
     #[error("an operation is already pending for volume {0}; retry later")]
     OperationPending(String),
     #[error("invalid starting_token {0:?}; start the listing again without a token")]

@@ -53,7 +53,7 @@ fn driver_code(error: &DriverError) -> Code {
         DriverError::Incompatible { .. } => Code::AlreadyExists,
         DriverError::InsufficientSpace { .. } => Code::ResourceExhausted,
         DriverError::OperationPending(_) | DriverError::InvalidToken(_) => Code::Aborted,
-        DriverError::PoolUnusable { .. } => Code::FailedPrecondition,
+        DriverError::PoolUnusable { .. } | DriverError::Precondition(_) => Code::FailedPrecondition,
         DriverError::Internal(_) => Code::Internal,
         DriverError::Rds(rds) => match rds {
             routeros::Error::NotFound(_) => Code::NotFound,
@@ -232,9 +232,17 @@ mod tests {
                 DriverError::InsufficientSpace {
                     pool: "p".into(),
                     wanted: 2,
-                    free: 1,
+                    available: 1,
+                    size: 4,
+                    free: 3,
+                    provisioned: 3,
+                    ratio: "1".into(),
                 },
                 Code::ResourceExhausted,
+            ),
+            (
+                DriverError::Precondition("two disks".into()),
+                Code::FailedPrecondition,
             ),
             (DriverError::OperationPending("v".into()), Code::Aborted),
             (DriverError::InvalidToken("t".into()), Code::Aborted),

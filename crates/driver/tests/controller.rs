@@ -667,7 +667,7 @@ async fn delete_ignores_foreign_ids_and_never_touches_foreign_disks() {
         file_path: FilePath::try_from("storage-pool/vm-disk.img").unwrap(),
         ..go_style_spec("vm-disk", "storage-pool", 8 * MIB)
     };
-    h.rds.create_file_disk(&foreign).await.unwrap();
+    h.add_disk_raw(&foreign).await;
     h.rds
         .create_file_disk(&go_style_spec(PVC, "storage-pool/other", 8 * MIB))
         .await
@@ -704,8 +704,8 @@ async fn leftover_images_are_recovered_by_create_and_delete() {
     let h = Harness::start().await;
     // A crash between `/disk remove` and `/file remove`: the image stays, the disk is gone.
     let spec = go_style_spec(PVC, "storage-pool", 8 * MIB);
-    h.rds.create_file_disk(&spec).await.unwrap();
-    h.rds.remove_disk(&spec.slot).await.unwrap();
+    h.add_disk_raw(&spec).await;
+    h.remove_disk_entry(PVC).await;
     assert_eq!(h.leaks(&[]).len(), 1);
     // Create for that volume: the leftover is cleared and the volume made.
     let v = h
@@ -718,7 +718,7 @@ async fn leftover_images_are_recovered_by_create_and_delete() {
     assert!(h.leaks(&[PVC]).is_empty());
 
     // Delete interrupted the same way, then retried: the image is found and removed.
-    h.rds.remove_disk(&spec.slot).await.unwrap();
+    h.remove_disk_entry(PVC).await;
     assert_eq!(h.leaks(&[]).len(), 1);
     h.delete(PVC).await.unwrap();
     assert!(h.leaks(&[]).is_empty());
@@ -729,7 +729,7 @@ async fn leftover_images_are_recovered_by_create_and_delete() {
         file_path: spec.file_path.clone(),
         ..spec.clone()
     };
-    h.rds.create_file_disk(&sharing).await.unwrap();
+    h.add_disk_raw(&sharing).await;
     h.delete(PVC).await.unwrap();
     let message = expect_code(
         h.create(create_request(PVC, GIB)).await,

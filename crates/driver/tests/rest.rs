@@ -119,10 +119,9 @@ async fn volume_lifecycle_over_rest() {
 async fn leftover_image_over_rest() {
     let h = Harness::with(rest()).await;
     h.create(create_request(PVC, GIB)).await.unwrap();
-    let slot = routeros::Slot::try_from(PVC).unwrap();
-    h.rds.remove_disk(&slot).await.unwrap();
+    h.remove_disk_entry(PVC).await;
     h.create(create_request(PVC, GIB)).await.unwrap();
-    h.rds.remove_disk(&slot).await.unwrap();
+    h.remove_disk_entry(PVC).await;
     h.delete(PVC).await.unwrap();
     h.finish().await;
 }

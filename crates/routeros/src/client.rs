@@ -10,12 +10,16 @@ use tracing::Instrument as _;
 
 use crate::config::{ClientConfig, TlsPolicy, TransportConfig};
 use crate::error::{Error, Result};
-use crate::model::{CreateDisk, DiskSpec, FileDisk, FileEntry, Pool, SystemInfo, verify_grown};
+use crate::model::{
+    AddReport, CreateDisk, CreateOutcome, DiskItem, DiskSpec, FileDisk, FileEntry, Pool,
+    SystemInfo, VolumeFacts, verify_grown,
+};
+use crate::reply::ExecOutput;
 use crate::rest::{RestSettings, RestTransport};
 use crate::ssh::{SshSettings, SshTransport};
 use crate::tls::{TlsTrust, parse_cert_fingerprint};
 use crate::transport::Transport;
-use crate::validate::{FilePath, Slot, check_name, check_slot_prefix};
+use crate::validate::{DirPath, FilePath, ItemId, Slot, check_name, check_slot_prefix};
 use crate::version::RouterOsVersion;
 
 /// Limits applied to every command.
@@ -201,11 +205,13 @@ impl Client {
             .map(|(_, v)| v.clone())
     }
 
-    /// Creates an NVMe/TCP-exported file disk and verifies what the device reports.
+    /// Creates an NVMe/TCP-exported file disk, guarded: the device adds it only when no item
+    /// holds the slot and no file exists at the image path, and the outcome says which of
+    /// those facts it found (one round trip). Nothing here removes anything.
     ///
-    /// On RouterOS before 7.21 the NQN cannot be set: the disk is created without it and the
-    /// returned disk reports the slot as its NQN (`NqnSource::SlotName`).
-    pub async fn create_file_disk(&self, spec: &DiskSpec) -> Result<FileDisk> {
+    /// On RouterOS before 7.21 the NQN cannot be set: the disk is created without it and
+    /// reports the slot as its NQN (`NqnSource::SlotName`).
+    pub async fn create_file_disk(&self, spec: &DiskSpec) -> Result<CreateOutcome> {
         spec.validate()?;
         let version = self.version().await?;
         version.require_file_disks()?;
@@ -213,39 +219,71 @@ impl Client {
             spec,
             send_nqn: version.supports_server_nqn(),
         };
-        if !request.send_nqn {
-            tracing::info!(
-                slot = %spec.slot,
-                %version,
-                "RouterOS before 7.21 cannot set nvme-tcp-server-nqn; the subsystem NQN is the slot name"
-            );
-        }
         let transport = &self.inner.transport;
-        let disk = self
+        let report = self
             .run(
                 "create-disk",
                 spec.slot.as_str(),
                 transport.create_disk(request),
             )
             .await?;
-        request.verify(&disk)?;
-        Ok(disk)
+        judge_add(&request, report)
     }
 
-    pub async fn get_disk(&self, slot: &Slot) -> Result<Option<FileDisk>> {
+    /// Every item holding the slot: file disks and any other kind.
+    pub async fn slot_items(&self, slot: &Slot) -> Result<Vec<DiskItem>> {
         let transport = &self.inner.transport;
-        let disk = self
-            .run("get-disk", slot.as_str(), transport.get_disk(slot))
+        let items = self
+            .run("slot-items", slot.as_str(), transport.slot_items(slot))
             .await?;
-        if let Some(d) = &disk
-            && d.slot != slot.as_str()
-        {
+        check_slots(slot, &items)?;
+        Ok(items)
+    }
+
+    /// The file disk in the slot, if any; another kind of disk there, or several items, are
+    /// errors.
+    pub async fn get_disk(&self, slot: &Slot) -> Result<Option<FileDisk>> {
+        let mut items = self.slot_items(slot).await?;
+        if items.len() > 1 {
             return Err(Error::Protocol(format!(
-                "asked for disk {slot}, device returned {}",
-                d.slot
+                "{} items hold slot {slot}, expected at most one",
+                items.len()
             )));
         }
-        Ok(disk)
+        match items.pop() {
+            None => Ok(None),
+            Some(DiskItem::File(disk)) => Ok(Some(disk)),
+            Some(DiskItem::Other { kind, .. }) => Err(Error::Invalid(format!(
+                "disk {slot} is of type {kind}, not a file disk"
+            ))),
+        }
+    }
+
+    /// A volume's slot items, the files named `<slot>.img` under `dir`, and the file disks
+    /// backed by a file of that name (one round trip).
+    pub async fn volume_facts(&self, slot: &Slot, dir: &DirPath) -> Result<VolumeFacts> {
+        let transport = &self.inner.transport;
+        let facts = self
+            .run(
+                "volume-facts",
+                slot.as_str(),
+                transport.volume_facts(slot, dir),
+            )
+            .await?;
+        check_slots(slot, &facts.slot_items)?;
+        let image_name = format!("{slot}.img");
+        let prefix = format!("{dir}/");
+        if let Some(stray) = facts
+            .images
+            .iter()
+            .find(|f| !(f.name.starts_with(&prefix) && f.name.ends_with(&image_name)))
+        {
+            return Err(Error::Protocol(format!(
+                "looking for {image_name} under {dir}, the device returned {}",
+                stray.name
+            )));
+        }
+        Ok(facts)
     }
 
     /// File disks whose slot starts with `prefix` (slot characters only; empty = all).
@@ -279,24 +317,13 @@ impl Client {
         Ok(disk)
     }
 
-    /// Removes the disk entry; its backing file stays (see [`Client::remove_file`]).
-    /// Removing an absent disk succeeds.
-    pub async fn remove_disk(&self, slot: &Slot) -> Result<()> {
+    /// Removes the one disk `id`, then `image` when given, in one round trip. RouterOS keeps
+    /// a disk's file otherwise; a failing disk removal leaves the file in place. Removing an
+    /// absent disk succeeds.
+    pub async fn remove_disk(&self, id: &ItemId, image: Option<&FilePath>) -> Result<()> {
         let transport = &self.inner.transport;
-        self.run("remove-disk", slot.as_str(), transport.remove_disk(slot))
+        self.run("remove-disk", id.as_str(), transport.remove_disk(id, image))
             .await
-    }
-
-    /// Removes the disk entry and then its image file, in one round trip. Either may be
-    /// absent already; a failing disk removal leaves the file in place.
-    pub async fn remove_disk_and_file(&self, slot: &Slot, path: &FilePath) -> Result<()> {
-        let transport = &self.inner.transport;
-        self.run(
-            "remove-disk-and-file",
-            slot.as_str(),
-            transport.remove_disk_and_file(slot, path),
-        )
-        .await
     }
 
     pub async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>> {
@@ -322,6 +349,14 @@ impl Client {
             .await
     }
 
+    /// Runs a script and returns the device's raw answer (stdout or REST `ret`, exit status),
+    /// for diagnostics that record how the device words its answers. Volume operations never
+    /// go through here.
+    pub async fn run_script(&self, script: &str) -> Result<ExecOutput> {
+        let transport = &self.inner.transport;
+        self.run("script", "", transport.run_script(script)).await
+    }
+
     /// The pool mounted at `mount_point` (for example `storage-pool`).
     pub async fn pool(&self, mount_point: &str) -> Result<Pool> {
         check_name("pool name", mount_point)?;
@@ -329,6 +364,46 @@ impl Client {
         self.run("pool", mount_point, transport.pool(mount_point))
             .await
     }
+}
+
+/// Every item must be in the slot asked for; anything else means the device's filter did not
+/// do what we asked, and nothing may be decided on it.
+fn check_slots(slot: &Slot, items: &[DiskItem]) -> Result<()> {
+    match items.iter().find(|i| i.slot() != slot.as_str()) {
+        Some(stray) => Err(Error::Protocol(format!(
+            "asked for slot {slot}, device returned {}",
+            stray.slot()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// What a guarded add means. The disk counts as this call's only when the add returned its
+/// id; a read-back that differs from the request is then this call's to undo.
+fn judge_add(request: &CreateDisk<'_>, report: AddReport) -> Result<CreateOutcome> {
+    check_slots(&request.spec.slot, &report.slot_after)?;
+    let Some(added) = report.added else {
+        return Ok(if report.slot_before.is_empty() {
+            CreateOutcome::FileExists
+        } else {
+            CreateOutcome::SlotTaken(report.slot_after)
+        });
+    };
+    let id = ItemId::try_from(added.as_str())
+        .map_err(|_| Error::Protocol(format!("the add returned an unexpected id {added:?}")))?;
+    let created = report
+        .slot_after
+        .iter()
+        .find(|item| item.id() == id.as_str());
+    let reason = match created {
+        Some(DiskItem::File(disk)) => match request.verify(disk) {
+            Ok(()) => return Ok(CreateOutcome::Created(disk.clone())),
+            Err(mismatch) => mismatch.message().to_owned(),
+        },
+        Some(DiskItem::Other { kind, .. }) => format!("the new disk {id} is of type {kind}"),
+        None => format!("the new disk {id} is missing from the read-back of its slot"),
+    };
+    Ok(CreateOutcome::CreatedMismatch { id, reason })
 }
 
 #[cfg(test)]
@@ -397,27 +472,32 @@ mod tests {
                 free_memory: None,
             })
         }
-        async fn get_disk(&self, _: &Slot) -> Result<Option<FileDisk>> {
+        async fn slot_items(&self, _: &Slot) -> Result<Vec<DiskItem>> {
             self.busy().await;
-            Ok(None)
+            Ok(Vec::new())
         }
         async fn list_disks(&self, _: &str) -> Result<Vec<FileDisk>> {
             Ok(Vec::new())
         }
-        async fn create_disk(&self, request: CreateDisk<'_>) -> Result<FileDisk> {
+        async fn create_disk(&self, request: CreateDisk<'_>) -> Result<AddReport> {
             self.busy().await;
             self.created.lock().unwrap().push(request.send_nqn);
             let mut disk = request.faithful_disk("*1");
             (self.tamper)(&mut disk);
-            Ok(disk)
+            Ok(AddReport {
+                slot_before: Vec::new(),
+                files_before: Vec::new(),
+                added: Some("*1".into()),
+                slot_after: vec![DiskItem::File(disk)],
+            })
         }
         async fn grow_disk(&self, slot: &Slot, size: u64) -> Result<FileDisk> {
             Err(Error::NotFound(format!("{slot} {size}")))
         }
-        async fn remove_disk(&self, _: &Slot) -> Result<()> {
-            Ok(())
+        async fn volume_facts(&self, _: &Slot, _: &DirPath) -> Result<VolumeFacts> {
+            Ok(VolumeFacts::default())
         }
-        async fn remove_disk_and_file(&self, _: &Slot, _: &FilePath) -> Result<()> {
+        async fn remove_disk(&self, _: &ItemId, _: Option<&FilePath>) -> Result<()> {
             Ok(())
         }
         async fn get_file(&self, _: &FilePath) -> Result<Option<FileEntry>> {
@@ -476,7 +556,9 @@ mod tests {
     async fn old_versions_omit_the_nqn_or_refuse_file_disks() {
         let fake = Arc::new(Fake::new("7.20.8 (long-term)"));
         let c = client(fake.clone(), 4, Duration::from_secs(5));
-        let disk = c.create_file_disk(&spec(1)).await.unwrap();
+        let CreateOutcome::Created(disk) = c.create_file_disk(&spec(1)).await.unwrap() else {
+            panic!("not created")
+        };
         assert_eq!(disk.nqn, "pvc-1");
         assert_eq!(disk.nqn_source, NqnSource::SlotName);
         assert_eq!(*fake.created.lock().unwrap(), [false]);
@@ -499,12 +581,14 @@ mod tests {
         let mut fake = Fake::new("7.21.5");
         fake.tamper = |d| d.file_size -= 1;
         let c = client(Arc::new(fake), 4, Duration::from_secs(5));
-        let Err(Error::Protocol(msg)) = c.create_file_disk(&spec(1)).await else {
+        let Ok(CreateOutcome::CreatedMismatch { id, reason }) = c.create_file_disk(&spec(1)).await
+        else {
             panic!("accepted")
         };
+        assert_eq!(id.as_str(), "*1", "the disk this call created");
         assert!(
-            msg.contains("file-size: asked 1048576, device has 1048575"),
-            "{msg}"
+            reason.contains("file-size: asked 1048576, device has 1048575"),
+            "{reason}"
         );
     }
 

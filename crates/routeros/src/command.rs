@@ -5,7 +5,7 @@
 
 use crate::model::CreateDisk;
 use crate::quote::{quote, regex_escape};
-use crate::validate::{FilePath, Slot};
+use crate::validate::{DirPath, FilePath, ItemId, Slot};
 
 /// `:put` a value as one line of JSON.
 fn put_json(print: &str) -> String {
@@ -49,16 +49,18 @@ pub fn pool(pool: &str) -> String {
     ))
 }
 
-/// Add, then read back in the same exec; a failing add aborts the read-back.
+/// The guarded add (see [`crate::model::AddReport`]), in one exec: the ids holding the slot and
+/// the files at the image path, the add's new id only when both were empty, then the slot's
+/// items as read back. Four JSON values when it added, three when it did not; a failing add
+/// aborts the read-back.
 pub fn create_disk(req: &CreateDisk<'_>) -> String {
     let spec = req.spec;
+    let slot = quote(spec.slot.as_str());
+    let path = quote(spec.file_path.as_str());
     let mut add = format!(
-        "/disk add type=file slot={} file-path={} file-size={} mount-filesystem=no \
+        "/disk add type=file slot={slot} file-path={path} file-size={} mount-filesystem=no \
          nvme-tcp-export=yes nvme-tcp-server-port={}",
-        quote(spec.slot.as_str()),
-        quote(spec.file_path.as_str()),
-        spec.size,
-        spec.port,
+        spec.size, spec.port,
     );
     if req.send_nqn {
         add.push_str(" nvme-tcp-server-nqn=");
@@ -68,7 +70,35 @@ pub fn create_disk(req: &CreateDisk<'_>) -> String {
         add.push_str(" comment=");
         add.push_str(&quote(comment));
     }
-    format!("{add};{}", print_disk(&spec.slot))
+    format!(
+        ":local slotIds [/disk find where slot={slot}];\
+         :local fileIds [/file find where name={path}];\
+         :put [:serialize to=json $slotIds];:put [:serialize to=json $fileIds];\
+         :if (([:len $slotIds] = 0) && ([:len $fileIds] = 0)) do={{{}}};{}",
+        put_json(&add),
+        print_disk(&spec.slot)
+    )
+}
+
+/// A volume's facts (see [`crate::model::VolumeFacts`]) in one exec, three JSON values: the
+/// items in the slot, the files named `<slot>.img` anywhere under `dir`, and the file disks
+/// whose image has that name (filtered exactly by the caller).
+pub fn volume_facts(slot: &Slot, dir: &DirPath) -> String {
+    let image = regex_escape(&format!("{slot}.img"));
+    let files = format!("^{}/(.+/)?{image}$", regex_escape(dir.as_str()));
+    let users = format!("(^|/){image}$");
+    format!(
+        "{};{};{}",
+        print_disk(slot),
+        put_json(&format!(
+            "/file print detail as-value where name~{}",
+            quote(&files)
+        )),
+        put_json(&format!(
+            "/disk print detail as-value where type=file and file-path~{}",
+            quote(&users)
+        ))
+    )
 }
 
 pub fn grow_disk(slot: &Slot, size: u64) -> String {
@@ -79,14 +109,15 @@ pub fn grow_disk(slot: &Slot, size: u64) -> String {
     )
 }
 
-pub fn remove_disk(slot: &Slot) -> String {
-    format!("/disk remove [find where slot={}]", quote(slot.as_str()))
-}
-
-/// Disk, then its image, in one script: a failing `/disk remove` aborts the script, so the
-/// image is never removed from under a disk that still uses it.
-pub fn remove_disk_and_file(slot: &Slot, path: &FilePath) -> String {
-    format!("{};{}", remove_disk(slot), remove_file(path))
+/// Removes the one disk `id` (an id is never ambiguous, a slot may be), then its image when
+/// given: a failing `/disk remove` aborts the script, so the image is never removed from under
+/// a disk that still uses it. The id is validated (`*HEX`) and needs no quoting.
+pub fn remove_disk(id: &ItemId, image: Option<&FilePath>) -> String {
+    let disk = format!("/disk remove {id}");
+    match image {
+        Some(path) => format!("{disk};{}", remove_file(path)),
+        None => disk,
+    }
 }
 
 pub fn get_file(path: &FilePath) -> String {
@@ -159,10 +190,14 @@ mod tests {
                 spec: &s,
                 send_nqn: true
             }),
-            "/disk add type=file slot=\"pvc-1\" file-path=\"storage-pool/pvc-1.img\" \
-             file-size=10737418240 mount-filesystem=no nvme-tcp-export=yes \
-             nvme-tcp-server-port=4420 nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:pvc-1\" \
-             comment=\"pvc for ns/app\";\
+            ":local slotIds [/disk find where slot=\"pvc-1\"];\
+             :local fileIds [/file find where name=\"storage-pool/pvc-1.img\"];\
+             :put [:serialize to=json $slotIds];:put [:serialize to=json $fileIds];\
+             :if (([:len $slotIds] = 0) && ([:len $fileIds] = 0)) do={\
+             :put [:serialize to=json [/disk add type=file slot=\"pvc-1\" \
+             file-path=\"storage-pool/pvc-1.img\" file-size=10737418240 mount-filesystem=no \
+             nvme-tcp-export=yes nvme-tcp-server-port=4420 \
+             nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:pvc-1\" comment=\"pvc for ns/app\"]]};\
              :put [:serialize to=json [/disk print detail as-value where slot=\"pvc-1\"]]"
         );
         let plain = spec(None);
@@ -177,47 +212,49 @@ mod tests {
             "/disk set [find where slot=\"pvc-1\"] file-size=21474836480;\
              :put [:serialize to=json [/disk print detail as-value where slot=\"pvc-1\"]]"
         );
+        let id = ItemId::try_from("*1A").unwrap();
+        let image = FilePath::try_from("storage-pool/pvc-1.img").unwrap();
+        assert_eq!(remove_disk(&id, None), "/disk remove *1A");
         assert_eq!(
-            remove_disk(&slot("pvc-1")),
-            "/disk remove [find where slot=\"pvc-1\"]"
+            remove_disk(&id, Some(&image)),
+            "/disk remove *1A;/file remove [find where name=\"storage-pool/pvc-1.img\"]"
         );
         assert_eq!(
-            remove_file(&FilePath::try_from("storage-pool/pvc-1.img").unwrap()),
+            remove_file(&image),
             "/file remove [find where name=\"storage-pool/pvc-1.img\"]"
         );
+        for bad in ["1A", "*", "*1G", "*1;x", "*12345678901234567"] {
+            assert!(ItemId::try_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn volume_facts_look_for_the_image_by_name_under_the_base_path() {
+        let dir = DirPath::try_from("/storage-pool/k8s").unwrap();
         assert_eq!(
-            remove_disk_and_file(
-                &slot("pvc-1"),
-                &FilePath::try_from("storage-pool/pvc-1.img").unwrap()
-            ),
-            "/disk remove [find where slot=\"pvc-1\"];\
-             /file remove [find where name=\"storage-pool/pvc-1.img\"]"
+            volume_facts(&slot("pvc-1"), &dir),
+            ":put [:serialize to=json [/disk print detail as-value where slot=\"pvc-1\"]];\
+             :put [:serialize to=json [/file print detail as-value where \
+             name~\"\\5Estorage-pool/k8s/\\28.+/\\29\\3Fpvc-1\\5C.img\\24\"]];\
+             :put [:serialize to=json [/disk print detail as-value where type=file and \
+             file-path~\"\\28\\5E\\7C/\\29pvc-1\\5C.img\\24\"]]"
         );
     }
 
-    /// Splits script text into statements the way the device would: `;` outside strings.
-    /// Strings are consumed with the device's lexer, so a hostile value that escaped its quotes
-    /// would show up as an extra statement or a lex failure.
-    fn statements(script: &str) -> Vec<String> {
-        let mut out = vec![String::new()];
+    /// Everything outside quoted strings: what the device would parse as script structure.
+    /// Strings are consumed with the device's lexer, so a value that escaped its quotes would
+    /// change the skeleton.
+    fn skeleton(script: &str) -> String {
+        let mut out = String::new();
         let mut rest = script;
         while let Some(c) = rest.chars().next() {
             if c == '"' {
                 let (_, after) = lex_quoted(rest).expect("every string lexes");
-                let token_len = rest.len() - after.len();
-                out.last_mut().unwrap().push_str(&rest[..token_len]);
+                out.push_str("\"\"");
                 rest = after;
                 continue;
             }
-            assert!(
-                !matches!(c, '$' | '{' | '}' | '\n' | '\r'),
-                "raw {c:?} outside a string in {script}"
-            );
-            if c == ';' {
-                out.push(String::new());
-            } else {
-                out.last_mut().unwrap().push(c);
-            }
+            out.push(c);
             rest = &rest[c.len_utf8()..];
         }
         out
@@ -260,14 +297,19 @@ mod tests {
                 Ok(()) => {
                     for send_nqn in [true, false] {
                         let script = create_disk(&CreateDisk { spec: &s, send_nqn });
-                        let stmts = statements(&script);
-                        assert_eq!(stmts.len(), 2, "{script}");
-                        let add = &stmts[0];
-                        let at = add.find("comment=").unwrap() + "comment=".len();
-                        let (decoded, rest) = lex_quoted(&add[at..]).unwrap();
+                        let benign = spec(Some("x"));
+                        let expected = create_disk(&CreateDisk {
+                            spec: &benign,
+                            send_nqn,
+                        });
+                        assert_eq!(skeleton(&script), skeleton(&expected), "{script}");
+                        let at = script.find("comment=").unwrap() + "comment=".len();
+                        let (decoded, rest) = lex_quoted(&script[at..]).unwrap();
                         assert_eq!(decoded, h.as_bytes());
-                        assert_eq!(rest, "", "comment is the last token of the add");
-                        assert!(stmts[1].starts_with(":put [:serialize"));
+                        assert!(
+                            rest.starts_with("]]}"),
+                            "comment is the last token of the add"
+                        );
                     }
                 }
             }

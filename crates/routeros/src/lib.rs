@@ -53,9 +53,10 @@ pub use config::{
 pub use error::{Error, Result};
 pub use hostkey::sha256_fingerprint;
 pub use model::{
-    CreateDisk, DEFAULT_NVME_TCP_PORT, DiskSpec, FileDisk, FileEntry, NqnSource, Pool, SystemInfo,
+    AddReport, CreateDisk, CreateOutcome, DEFAULT_NVME_TCP_PORT, DiskItem, DiskSpec, FileDisk,
+    FileEntry, NqnSource, Pool, SystemInfo, VolumeFacts,
 };
 pub use tls::cert_fingerprint;
 pub use transport::Transport;
-pub use validate::{FilePath, Nqn, Slot};
+pub use validate::{DirPath, FilePath, ItemId, Nqn, Slot};
 pub use version::RouterOsVersion;

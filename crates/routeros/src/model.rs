@@ -1,7 +1,7 @@
 //! The typed view of what the driver needs from the device.
 
 use crate::error::Error;
-use crate::validate::{FilePath, Nqn, Slot, check_comment, check_port};
+use crate::validate::{FilePath, ItemId, Nqn, Slot, check_comment, check_port};
 use crate::version::RouterOsVersion;
 
 /// The default NVMe/TCP listener port.
@@ -33,6 +33,80 @@ pub struct FileDisk {
     pub nqn_source: NqnSource,
     pub mount_filesystem: bool,
     pub comment: Option<String>,
+}
+
+/// Whatever holds a slot: one of our kind (a file disk) or anything else (the pool, a RAID
+/// member, an NVMe or iSCSI client disk), which the driver must never touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskItem {
+    File(FileDisk),
+    Other {
+        id: String,
+        slot: String,
+        kind: String,
+    },
+}
+
+impl DiskItem {
+    pub fn id(&self) -> &str {
+        match self {
+            DiskItem::File(d) => &d.id,
+            DiskItem::Other { id, .. } => id,
+        }
+    }
+
+    pub fn slot(&self) -> &str {
+        match self {
+            DiskItem::File(d) => &d.slot,
+            DiskItem::Other { slot, .. } => slot,
+        }
+    }
+
+    pub fn as_file(&self) -> Option<&FileDisk> {
+        match self {
+            DiskItem::File(d) => Some(d),
+            DiskItem::Other { .. } => None,
+        }
+    }
+}
+
+/// What one guarded add saw and did, in one round trip: the add runs only when no item holds
+/// the slot and no file exists at the image path, so it never meets a duplicate or an existing
+/// file, whatever the device would do with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddReport {
+    /// Ids of the items holding the slot before the add.
+    pub slot_before: Vec<String>,
+    /// Ids of the files at the image path before the add.
+    pub files_before: Vec<String>,
+    /// The id the add returned: the disk this call created. `None` when it did not add.
+    pub added: Option<String>,
+    /// Every item holding the slot afterwards.
+    pub slot_after: Vec<DiskItem>,
+}
+
+/// The outcome of [`crate::Client::create_file_disk`], judged from an [`AddReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// This call created the disk and the device reports what was asked.
+    Created(FileDisk),
+    /// This call created disk `id` (its image did not exist before), but the device reports
+    /// something else; the reason lists the differences. The disk and its image are this
+    /// call's to remove.
+    CreatedMismatch { id: ItemId, reason: String },
+    /// Nothing was added: these items hold the slot.
+    SlotTaken(Vec<DiskItem>),
+    /// Nothing was added: the slot was free, but a file exists at the image path.
+    FileExists,
+}
+
+/// What the device holds for one volume: the items in its slot, the files named
+/// `<slot>.img` under a directory, and the file disks backed by any file of that name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumeFacts {
+    pub slot_items: Vec<DiskItem>,
+    pub images: Vec<FileEntry>,
+    pub image_users: Vec<FileDisk>,
 }
 
 /// A `/file` entry.

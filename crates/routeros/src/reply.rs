@@ -7,7 +7,9 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Error, device_text_error, truncate};
-use crate::model::{FileDisk, FileEntry, NqnSource, Pool, SystemInfo};
+use crate::model::{
+    AddReport, DiskItem, FileDisk, FileEntry, NqnSource, Pool, SystemInfo, VolumeFacts,
+};
 use crate::version::RouterOsVersion;
 
 pub type Object = Map<String, Value>;
@@ -243,6 +245,128 @@ pub fn file_disk(obj: &Object) -> Result<FileDisk, Error> {
         mount_filesystem: opt_bool(obj, "mount-filesystem")?.unwrap_or(true),
         comment: opt_str(obj, "comment").filter(|c| !c.is_empty()),
         slot,
+    })
+}
+
+/// Whatever holds a slot: a file disk (parsed strictly) or another kind of disk.
+pub fn disk_item(obj: &Object) -> Result<DiskItem, Error> {
+    let kind = opt_str(obj, "type").unwrap_or_default();
+    if kind == "file" {
+        return file_disk(obj).map(DiskItem::File);
+    }
+    Ok(DiskItem::Other {
+        id: req_str(obj, ".id")?,
+        slot: opt_str(obj, "slot").unwrap_or_default(),
+        kind: if kind.is_empty() {
+            "unknown".into()
+        } else {
+            kind
+        },
+    })
+}
+
+/// The file disks of a listing. An item that cannot be read as one (another kind of disk, or a
+/// file disk missing fields we need) is skipped with a warning: one odd disk on the device must
+/// not make every listing fail.
+pub fn file_disks_lenient(value: Value) -> Result<Vec<FileDisk>, Error> {
+    Ok(items(value)?
+        .iter()
+        .filter_map(|obj| match disk_item(obj) {
+            Ok(DiskItem::File(disk)) => Some(disk),
+            Ok(DiskItem::Other { .. }) => None,
+            Err(error) => {
+                let slot = opt_str(obj, "slot").unwrap_or_default();
+                tracing::warn!(%slot, %error, "skipping a disk the driver cannot read");
+                None
+            }
+        })
+        .collect())
+}
+
+/// The ids of a `find` (an array of ids, one id, or nothing).
+fn ids(value: Value, what: &str) -> Result<Vec<String>, Error> {
+    let list = match value {
+        Value::Array(list) => list,
+        Value::Null => Vec::new(),
+        Value::String(s) if s.is_empty() => Vec::new(),
+        other => vec![other],
+    };
+    list.into_iter()
+        .map(|v| match v {
+            Value::String(id) => Ok(id),
+            other => Err(Error::Protocol(format!(
+                "{what}: expected ids, got {other}"
+            ))),
+        })
+        .collect()
+}
+
+/// The values of a guarded add (see [`crate::command::create_disk`]): three without an add,
+/// four with one. An add that happened although the slot or the file was taken, or that did not
+/// happen although both were free, is a reply we do not understand.
+pub fn add_report(values: Vec<Value>) -> Result<AddReport, Error> {
+    let count = values.len();
+    let mut values = values.into_iter();
+    let (Some(slot), Some(files)) = (values.next(), values.next()) else {
+        return Err(Error::Protocol(format!(
+            "guarded add: expected 3 or 4 JSON values, got {count}"
+        )));
+    };
+    let slot_before = ids(slot, "slot look-up")?;
+    let files_before = ids(files, "file look-up")?;
+    let (added, after) = match (values.next(), values.next(), values.next()) {
+        (Some(after), None, None) => (None, after),
+        (Some(Value::String(id)), Some(after), None) => (Some(id), after),
+        _ => {
+            return Err(Error::Protocol(format!(
+                "guarded add: expected 3 or 4 JSON values of the right kinds, got {count}"
+            )));
+        }
+    };
+    let free = slot_before.is_empty() && files_before.is_empty();
+    if free != added.is_some() {
+        return Err(Error::Protocol(format!(
+            "guarded add: slot holders {slot_before:?}, files {files_before:?}, added {added:?}"
+        )));
+    }
+    let slot_after = items(after)?
+        .iter()
+        .map(disk_item)
+        .collect::<Result<_, _>>()?;
+    Ok(AddReport {
+        slot_before,
+        files_before,
+        added,
+        slot_after,
+    })
+}
+
+/// The three values of [`crate::command::volume_facts`]. Image users are kept only when
+/// their image is exactly one of the images found, or carries the slot's image name.
+pub fn volume_facts(values: Vec<Value>, image_name: &str) -> Result<VolumeFacts, Error> {
+    let [slot, files, users]: [Value; 3] = values.try_into().map_err(|v: Vec<Value>| {
+        Error::Protocol(format!(
+            "volume facts: expected 3 JSON values, got {}",
+            v.len()
+        ))
+    })?;
+    let slot_items = items(slot)?
+        .iter()
+        .map(disk_item)
+        .collect::<Result<_, _>>()?;
+    let images: Vec<FileEntry> = items(files)?
+        .iter()
+        .map(file_entry)
+        .collect::<Result<_, _>>()?;
+    let named = |path: &str| path == image_name || path.ends_with(&format!("/{image_name}"));
+    let image_users = file_disks_lenient(users)?
+        .into_iter()
+        .filter(|d| named(&d.file_path))
+        .collect();
+    Ok(VolumeFacts {
+        slot_items,
+        images: images.into_iter().filter(|f| named(&f.name)).collect(),
+        image_users,
     })
 }
 
@@ -573,5 +697,67 @@ mod tests {
         assert!(single_object(json!([{"name": "x"}]), "identity").is_ok());
         assert!(single_object(json!([]), "identity").is_err());
         assert!(single_object(json!("x"), "identity").is_err());
+    }
+
+    fn file_disk_json(id: &str, slot: &str, path: &str) -> Value {
+        json!({".id": id, "type": "file", "slot": slot, "file-path": format!("/{path}"),
+            "file-size": 1048576, "nvme-tcp-export": true, "nvme-tcp-server-port": 4420,
+            "nvme-tcp-server-nqn": format!("nqn.2000-02.com.mikrotik:{slot}"),
+            "mount-filesystem": false})
+    }
+
+    #[test]
+    fn a_guarded_add_report_is_read_strictly() {
+        let disk = file_disk_json("*A", "pvc-1", "storage-pool/pvc-1.img");
+        let added = add_report(vec![json!([]), json!([]), json!("*A"), json!([disk])]).unwrap();
+        assert_eq!(added.added.as_deref(), Some("*A"));
+        assert_eq!(added.slot_after.len(), 1);
+        // Nothing added: the reason is in the look-ups. A lone id (not a list) counts too.
+        let taken = add_report(vec![json!("*3"), json!(null), json!([disk])]).unwrap();
+        assert_eq!(
+            (taken.slot_before, taken.added),
+            (vec!["*3".to_owned()], None)
+        );
+        let file = add_report(vec![json!([]), json!(["*F1"]), json!([])]).unwrap();
+        assert_eq!(file.files_before, ["*F1"]);
+        // Replies that contradict themselves, or that we cannot read, are refused.
+        for bad in [
+            vec![json!([]), json!([]), json!([])],
+            vec![json!(["*3"]), json!([]), json!("*A"), json!([])],
+            vec![json!([]), json!([]), json!(7), json!([])],
+            vec![json!([]), json!([1]), json!([])],
+            vec![json!([])],
+            vec![json!([]), json!([]), json!("*A"), json!([]), json!([])],
+        ] {
+            assert!(
+                matches!(add_report(bad.clone()), Err(Error::Protocol(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn volume_facts_keep_only_exact_image_names_and_tolerate_odd_disks() {
+        let mine = file_disk_json("*1", "pvc-1", "storage-pool/k8s/pvc-1.img");
+        let longer = file_disk_json("*2", "x", "storage-pool/xpvc-1.img");
+        let broken =
+            json!({".id": "*3", "type": "file", "slot": "odd", "file-path": "/p/pvc-1.img"});
+        let raid = json!({".id": "*4", "type": "raid", "slot": "pvc-1"});
+        let files = json!([{".id": "*F", "name": "storage-pool/k8s/pvc-1.img", "size": 5},
+            {".id": "*G", "name": "storage-pool/xpvc-1.img", "size": 5}]);
+        let facts = volume_facts(
+            vec![
+                json!([mine.clone(), raid]),
+                files,
+                json!([mine, longer, broken]),
+            ],
+            "pvc-1.img",
+        )
+        .unwrap();
+        assert_eq!(facts.slot_items.len(), 2);
+        assert!(matches!(&facts.slot_items[1], DiskItem::Other { kind, .. } if kind == "raid"));
+        assert_eq!(facts.images.len(), 1, "xpvc-1.img is another name");
+        assert_eq!(facts.image_users.len(), 1, "the unreadable disk is skipped");
+        assert!(volume_facts(vec![json!([])], "pvc-1.img").is_err());
     }
 }

@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::config::Secret;
 use crate::error::{Error, Result, rest_error, truncate};
-use crate::model::{CreateDisk, FileDisk, FileEntry, Pool, SystemInfo};
-use crate::reply::{self, Object};
+use crate::model::{
+    AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, Pool, SystemInfo, VolumeFacts,
+};
+use crate::reply::{self, ExecOutput, Object};
 use crate::tls::{TlsTrust, client_config, find_tls_error};
 use crate::transport::Transport;
-use crate::validate::{FilePath, Slot};
+use crate::validate::{DirPath, FilePath, ItemId, Slot};
 
 /// Settings of a [`RestTransport`].
 pub struct RestSettings {
@@ -164,6 +166,17 @@ impl RestTransport {
         }
     }
 
+    /// Runs a script through `/execute`; its output (`ret`) comes back as exec output would.
+    async fn execute(&self, script: &str) -> Result<ExecOutput> {
+        let reply = self
+            .call(Method::POST, "/execute", &[], Some(execute_body(script)))
+            .await?;
+        Ok(ExecOutput {
+            stdout: execute_output(&reply)?.as_bytes().to_vec(),
+            ..ExecOutput::default()
+        })
+    }
+
     async fn single_object(&self, path: &str) -> Result<Object> {
         reply::single_object(self.call(Method::GET, path, &[], None).await?, path)
     }
@@ -195,53 +208,22 @@ fn item_id(item: &Object) -> Result<String> {
     Ok(id)
 }
 
-/// The PUT body of a create; every value a string, as RouterOS REST expects.
-pub fn create_body(request: &CreateDisk<'_>) -> Value {
-    let spec = request.spec;
-    let mut body = Map::new();
-    let mut put = |k: &str, v: String| {
-        body.insert(k.to_owned(), Value::String(v));
-    };
-    put("type", "file".into());
-    put("slot", spec.slot.to_string());
-    put("file-path", spec.file_path.to_string());
-    put("file-size", spec.size.to_string());
-    put("mount-filesystem", "no".into());
-    put("nvme-tcp-export", "yes".into());
-    put("nvme-tcp-server-port", spec.port.to_string());
-    if request.send_nqn {
-        put("nvme-tcp-server-nqn", spec.nqn.to_string());
-    }
-    if let Some(comment) = &spec.comment {
-        put("comment", comment.clone());
-    }
-    Value::Object(body)
-}
-
 /// `as-string` makes the device wait for the script and return its output, instead of
 /// starting a background job.
 fn execute_body(script: &str) -> Value {
     json!({ "script": script, "as-string": "" })
 }
 
-/// `/execute` answers 200 even when the script fails; the failure is the text in `ret`.
-/// A script that prints nothing succeeded.
-fn execute_outcome(reply: &Value) -> Result<()> {
-    let output = match reply.get("ret") {
-        Some(Value::String(text)) => text.as_str(),
-        None | Some(Value::Null) => "",
-        Some(other) => {
-            return Err(Error::Protocol(format!(
-                "execute: unexpected ret {}",
-                truncate(&other.to_string(), 256)
-            )));
-        }
-    };
-    let output = output.trim();
-    if output.is_empty() {
-        Ok(())
-    } else {
-        Err(crate::error::device_text_error(output))
+/// The text in `ret`: what the script printed, including the error that stopped it
+/// (`/execute` answers 200 even when the script fails).
+fn execute_output(reply: &Value) -> Result<&str> {
+    match reply.get("ret") {
+        Some(Value::String(text)) => Ok(text),
+        None | Some(Value::Null) => Ok(""),
+        Some(other) => Err(Error::Protocol(format!(
+            "execute: unexpected ret {}",
+            truncate(&other.to_string(), 256)
+        ))),
     }
 }
 
@@ -263,29 +245,29 @@ impl Transport for RestTransport {
         reply::system_info(&resource, &identity)
     }
 
-    async fn get_disk(&self, slot: &Slot) -> Result<Option<FileDisk>> {
-        self.find_one("/disk", "slot", slot.as_str())
+    async fn slot_items(&self, slot: &Slot) -> Result<Vec<DiskItem>> {
+        self.find_items("/disk", "slot", slot.as_str())
             .await?
-            .map(|obj| reply::file_disk(&obj))
-            .transpose()
+            .iter()
+            .map(reply::disk_item)
+            .collect()
     }
 
     async fn list_disks(&self, prefix: &str) -> Result<Vec<FileDisk>> {
         // REST filters by equality only; the prefix is applied here.
-        let mut disks = Vec::new();
-        for obj in self.find_items("/disk", "type", "file").await? {
-            if reply::opt_str(&obj, "slot").is_some_and(|s| s.starts_with(prefix)) {
-                disks.push(reply::file_disk(&obj)?);
-            }
-        }
+        let listed = self
+            .call(Method::GET, "/disk", &[("type", "file")], None)
+            .await?;
+        let mut disks = reply::file_disks_lenient(listed)?;
+        disks.retain(|d| d.slot.starts_with(prefix));
         Ok(disks)
     }
 
-    async fn create_disk(&self, request: CreateDisk<'_>) -> Result<FileDisk> {
-        let reply = self
-            .call(Method::PUT, "/disk", &[], Some(create_body(&request)))
-            .await?;
-        reply::file_disk(&reply::single_object(reply, "PUT /disk")?)
+    /// The same script as over SSH, through `/execute`: REST has no conditional add, and a
+    /// look-up before a PUT would cost a round trip and leave a gap between check and add.
+    async fn create_disk(&self, request: CreateDisk<'_>) -> Result<AddReport> {
+        let output = self.execute(&crate::command::create_disk(&request)).await?;
+        reply::add_report(reply::script_values(&output)?)
     }
 
     async fn grow_disk(&self, slot: &Slot, size: u64) -> Result<FileDisk> {
@@ -301,21 +283,21 @@ impl Transport for RestTransport {
         reply::file_disk(&reply::single_object(reply, "PATCH /disk")?)
     }
 
-    async fn remove_disk(&self, slot: &Slot) -> Result<()> {
-        match self.find_one("/disk", "slot", slot.as_str()).await? {
-            Some(disk) => self.delete("/disk", &disk).await,
-            None => Ok(()),
-        }
+    /// One `/execute` instead of three GETs.
+    async fn volume_facts(&self, slot: &Slot, dir: &DirPath) -> Result<VolumeFacts> {
+        let output = self
+            .execute(&crate::command::volume_facts(slot, dir))
+            .await?;
+        reply::volume_facts(reply::expect_values(&output, 3)?, &format!("{slot}.img"))
     }
 
-    /// One `/execute` of the same script the SSH transport runs: REST has no request that
-    /// removes by query, and the two look-ups plus two deletes would cost four round trips.
-    async fn remove_disk_and_file(&self, slot: &Slot, path: &FilePath) -> Result<()> {
-        let script = crate::command::remove_disk_and_file(slot, path);
-        let reply = self
-            .call(Method::POST, "/execute", &[], Some(execute_body(&script)))
+    /// One `/execute` of the same script the SSH transport runs: a DELETE by id plus a file
+    /// look-up and its DELETE would cost three round trips.
+    async fn remove_disk(&self, id: &ItemId, image: Option<&FilePath>) -> Result<()> {
+        let output = self
+            .execute(&crate::command::remove_disk(id, image))
             .await?;
-        execute_outcome(&reply)
+        reply::expect_values(&output, 0).map(drop)
     }
 
     async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>> {
@@ -339,65 +321,38 @@ impl Transport for RestTransport {
             .ok_or_else(|| Error::NotFound(format!("no disk is mounted at {mount_point}")))?;
         reply::pool(&obj)
     }
+
+    async fn run_script(&self, script: &str) -> Result<ExecOutput> {
+        self.execute(script).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::DiskSpec;
-    use crate::validate::Nqn;
-
-    fn spec(comment: Option<&str>) -> DiskSpec {
-        DiskSpec {
-            slot: Slot::try_from("pvc-1").unwrap(),
-            file_path: FilePath::try_from("/storage-pool/pvc-1.img").unwrap(),
-            size: 1 << 30,
-            port: 4420,
-            nqn: Nqn::try_from("nqn.2000-02.com.mikrotik:pvc-1").unwrap(),
-            comment: comment.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn create_body_is_string_valued_and_version_aware() {
-        let s = spec(Some("a \"quoted\" comment"));
-        let body = create_body(&CreateDisk {
-            spec: &s,
-            send_nqn: true,
-        });
-        assert_eq!(
-            body,
-            json!({"type": "file", "slot": "pvc-1", "file-path": "storage-pool/pvc-1.img",
-                   "file-size": "1073741824", "mount-filesystem": "no", "nvme-tcp-export": "yes",
-                   "nvme-tcp-server-port": "4420", "nvme-tcp-server-nqn": "nqn.2000-02.com.mikrotik:pvc-1",
-                   "comment": "a \"quoted\" comment"})
-        );
-        let plain = spec(None);
-        let old = create_body(&CreateDisk {
-            spec: &plain,
-            send_nqn: false,
-        });
-        assert!(old.get("nvme-tcp-server-nqn").is_none());
-        assert!(old.get("comment").is_none());
-    }
 
     #[test]
     fn execute_output_is_judged_by_its_text() {
-        assert!(execute_outcome(&json!({"ret": ""})).is_ok());
-        assert!(execute_outcome(&json!({"ret": "\r\n"})).is_ok());
-        assert!(execute_outcome(&json!({})).is_ok());
+        let judged = |reply: Value| {
+            let text = execute_output(&reply)?;
+            let output = ExecOutput {
+                stdout: text.as_bytes().to_vec(),
+                ..ExecOutput::default()
+            };
+            reply::expect_values(&output, 0).map(drop)
+        };
+        assert!(judged(json!({"ret": ""})).is_ok());
+        assert!(judged(json!({"ret": "\r\n"})).is_ok());
+        assert!(judged(json!({})).is_ok());
         assert!(matches!(
-            execute_outcome(&json!({"ret": "no such item (line 1 column 15)\r\n"})),
+            judged(json!({"ret": "no such item (line 1 column 15)\r\n"})),
             Err(Error::NotFound(_))
         ));
         assert!(matches!(
-            execute_outcome(&json!({"ret": "what is this"})),
+            judged(json!({"ret": "what is this"})),
             Err(Error::Protocol(_))
         ));
-        assert!(matches!(
-            execute_outcome(&json!({"ret": 3})),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(judged(json!({"ret": 3})), Err(Error::Protocol(_))));
         assert_eq!(
             execute_body("/disk remove 1"),
             json!({"script": "/disk remove 1", "as-string": ""})

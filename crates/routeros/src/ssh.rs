@@ -19,10 +19,12 @@ use crate::command;
 use crate::config::{Backoff, HostKeyPolicy, SshAuth};
 use crate::error::{Error, Result};
 use crate::hostkey::{HostKeyPins, HostKeyRejection, sha256_fingerprint};
-use crate::model::{CreateDisk, FileDisk, FileEntry, Pool, SystemInfo};
+use crate::model::{
+    AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, Pool, SystemInfo, VolumeFacts,
+};
 use crate::reply::{self, ExecOutput, expect_values};
 use crate::transport::Transport;
-use crate::validate::{FilePath, Slot};
+use crate::validate::{DirPath, FilePath, ItemId, Slot};
 
 /// Upper bound on one command's output; far above any real reply, it only stops a runaway.
 const MAX_OUTPUT: usize = 64 << 20;
@@ -449,22 +451,18 @@ impl Transport for SshTransport {
         )
     }
 
-    async fn get_disk(&self, slot: &Slot) -> Result<Option<FileDisk>> {
-        self.read_disk(&command::get_disk(slot), slot).await
+    async fn slot_items(&self, slot: &Slot) -> Result<Vec<DiskItem>> {
+        let value = self.query_one(&command::get_disk(slot)).await?;
+        reply::items(value)?.iter().map(reply::disk_item).collect()
     }
 
     async fn list_disks(&self, prefix: &str) -> Result<Vec<FileDisk>> {
-        let value = self.query_one(&command::list_disks(prefix)).await?;
-        reply::items(value)?.iter().map(reply::file_disk).collect()
+        reply::file_disks_lenient(self.query_one(&command::list_disks(prefix)).await?)
     }
 
-    async fn create_disk(&self, request: CreateDisk<'_>) -> Result<FileDisk> {
-        let slot = &request.spec.slot;
-        self.read_disk(&command::create_disk(&request), slot)
-            .await?
-            .ok_or_else(|| {
-                Error::Protocol(format!("disk {slot} not found right after it was added"))
-            })
+    async fn create_disk(&self, request: CreateDisk<'_>) -> Result<AddReport> {
+        let output = self.exec(&command::create_disk(&request)).await?;
+        reply::add_report(reply::script_values(&output)?)
     }
 
     async fn grow_disk(&self, slot: &Slot, size: u64) -> Result<FileDisk> {
@@ -474,12 +472,13 @@ impl Transport for SshTransport {
             .ok_or_else(|| Error::NotFound(format!("no disk with slot {slot}")))
     }
 
-    async fn remove_disk(&self, slot: &Slot) -> Result<()> {
-        self.query(&command::remove_disk(slot), 0).await.map(drop)
+    async fn volume_facts(&self, slot: &Slot, dir: &DirPath) -> Result<VolumeFacts> {
+        let values = self.query(&command::volume_facts(slot, dir), 3).await?;
+        reply::volume_facts(values, &format!("{slot}.img"))
     }
 
-    async fn remove_disk_and_file(&self, slot: &Slot, path: &FilePath) -> Result<()> {
-        self.query(&command::remove_disk_and_file(slot, path), 0)
+    async fn remove_disk(&self, id: &ItemId, image: Option<&FilePath>) -> Result<()> {
+        self.query(&command::remove_disk(id, image), 0)
             .await
             .map(drop)
     }
@@ -500,5 +499,9 @@ impl Transport for SshTransport {
         let obj = reply::at_most_one(value, &format!("mount-point {mount_point}"))?
             .ok_or_else(|| Error::NotFound(format!("no disk is mounted at {mount_point}")))?;
         reply::pool(&obj)
+    }
+
+    async fn run_script(&self, script: &str) -> Result<ExecOutput> {
+        self.exec(script).await
     }
 }

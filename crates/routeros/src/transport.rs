@@ -8,8 +8,11 @@
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::{CreateDisk, FileDisk, FileEntry, Pool, SystemInfo};
-use crate::validate::{FilePath, Slot};
+use crate::model::{
+    AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, Pool, SystemInfo, VolumeFacts,
+};
+use crate::reply::ExecOutput;
+use crate::validate::{DirPath, FilePath, ItemId, Slot};
 
 /// Device operations in their fewest round trips. Inputs are validated before they get here;
 /// concurrency limits, deadlines, version decisions and read-back checks live in the façade.
@@ -23,21 +26,33 @@ pub trait Transport: Send + Sync + 'static {
     fn connection_epoch(&self) -> u64;
 
     async fn system_info(&self) -> Result<SystemInfo>;
-    async fn get_disk(&self, slot: &Slot) -> Result<Option<FileDisk>>;
-    /// File disks whose slot starts with `prefix` (already validated; empty = all).
+    /// Every item holding the slot (file disks and any other kind).
+    async fn slot_items(&self, slot: &Slot) -> Result<Vec<DiskItem>>;
+    /// File disks whose slot starts with `prefix` (already validated; empty = all). Items that
+    /// cannot be read as file disks are skipped.
     async fn list_disks(&self, prefix: &str) -> Result<Vec<FileDisk>>;
-    /// Adds the disk and returns it as read back.
-    async fn create_disk(&self, request: CreateDisk<'_>) -> Result<FileDisk>;
+    /// The guarded add: adds only when neither the slot nor the image path is taken, and
+    /// reports what it saw, in one round trip.
+    async fn create_disk(&self, request: CreateDisk<'_>) -> Result<AddReport>;
     /// Sets `file-size` and returns the disk as read back; `NotFound` if the slot is absent.
     async fn grow_disk(&self, slot: &Slot, size: u64) -> Result<FileDisk>;
-    /// Removes the disk entry (not its file); absent is not an error.
-    async fn remove_disk(&self, slot: &Slot) -> Result<()>;
-    /// Removes the disk entry and then its image file in one round trip; each may be absent.
-    /// The file is left alone when the disk removal fails.
-    async fn remove_disk_and_file(&self, slot: &Slot, path: &FilePath) -> Result<()>;
+    /// A volume's slot items, its images named `<slot>.img` under `dir`, and their users.
+    async fn volume_facts(&self, slot: &Slot, dir: &DirPath) -> Result<VolumeFacts>;
+    /// Removes the disk `id` (absent is not an error), then `image` if given, in one round
+    /// trip. The image is left alone when the disk removal fails.
+    async fn remove_disk(&self, id: &ItemId, image: Option<&FilePath>) -> Result<()>;
     async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>>;
     /// Removes the file; absent is not an error.
     async fn remove_file(&self, path: &FilePath) -> Result<()>;
     /// The disk entry mounted at `mount_point` (already validated); `NotFound` if none.
     async fn pool(&self, mount_point: &str) -> Result<Pool>;
+    /// Runs a script and returns its raw output, for diagnostics that record exactly how the
+    /// device answers (`rds-csi doctor --probe-device`). Never used for volume operations.
+    async fn run_script(&self, script: &str) -> Result<ExecOutput> {
+        let _ = script;
+        Err(crate::Error::Unsupported(format!(
+            "the {} transport cannot run raw scripts",
+            self.kind()
+        )))
+    }
 }

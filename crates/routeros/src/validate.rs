@@ -91,6 +91,17 @@ string_newtype!(
     check_file_path
 );
 string_newtype!(
+    /// A directory on the device in canonical form (no leading `/`): `/`-separated components
+    /// of `[A-Za-z0-9._-]`, none empty, `.` or `..`. One leading `/` is accepted and dropped.
+    DirPath,
+    check_dir_path
+);
+string_newtype!(
+    /// A RouterOS internal item id (`*1A`): `*` and 1..=16 hex digits.
+    ItemId,
+    check_item_id
+);
+string_newtype!(
     /// An NVMe Qualified Name of the form `nqn.YYYY-MM.reverse.domain:suffix`, at most 223 bytes.
     Nqn,
     check_nqn
@@ -130,39 +141,63 @@ pub(crate) fn check_slot_prefix(prefix: &str) -> Result<(), Error> {
     check_name("slot prefix", prefix)
 }
 
-fn check_file_path(value: &str) -> Result<String, Error> {
-    const WHAT: &str = "file path";
+fn check_item_id(value: &str) -> Result<String, Error> {
+    let valid = value.strip_prefix('*').is_some_and(|hex| {
+        (1..=16).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    if !valid {
+        return Err(invalid(
+            "item id",
+            value,
+            "expected '*' and 1 to 16 hex digits",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn check_dir_path(value: &str) -> Result<String, Error> {
+    check_path_components("directory", value)
+}
+
+/// The grammar shared by directories and file paths; returns the canonical form.
+fn check_path_components(what: &str, value: &str) -> Result<String, Error> {
     let canonical = value.strip_prefix('/').unwrap_or(value);
     if canonical.is_empty() {
-        return Err(invalid(WHAT, value, "must not be empty"));
+        return Err(invalid(what, value, "must not be empty"));
     }
     if canonical.len() > MAX_FILE_PATH_LEN {
-        return Err(invalid(WHAT, value, "longer than 1024 bytes"));
+        return Err(invalid(what, value, "longer than 1024 bytes"));
     }
     for component in canonical.split('/') {
         if component.is_empty() {
-            return Err(invalid(WHAT, value, "empty path component"));
+            return Err(invalid(what, value, "empty path component"));
         }
         if component == "." || component == ".." {
             return Err(invalid(
-                WHAT,
+                what,
                 value,
                 "'.' and '..' components are not allowed",
             ));
         }
         if !component.bytes().all(is_name_byte) {
             return Err(invalid(
-                WHAT,
+                what,
                 value,
                 "allowed characters are A-Z a-z 0-9 . _ - and /",
             ));
         }
     }
-    let file_name = canonical.rsplit('/').next().unwrap_or(canonical);
+    Ok(canonical.to_owned())
+}
+
+fn check_file_path(value: &str) -> Result<String, Error> {
+    const WHAT: &str = "file path";
+    let canonical = check_path_components(WHAT, value)?;
+    let file_name = canonical.rsplit('/').next().unwrap_or(&canonical);
     if file_name.len() <= ".img".len() || !file_name.ends_with(".img") {
         return Err(invalid(WHAT, value, "must name a file ending in .img"));
     }
-    Ok(canonical.to_owned())
+    Ok(canonical)
 }
 
 fn check_nqn(value: &str) -> Result<String, Error> {

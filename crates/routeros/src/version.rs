@@ -112,6 +112,21 @@ impl RouterOsVersion {
             MIN_FILE_DISKS.0, MIN_FILE_DISKS.1
         )))
     }
+
+    /// `Unsupported` unless the subsystem NQN can be set (7.21+). Before that the NQN is the
+    /// slot name, which nodes refuse to attach: they only manage `<prefix>:<volume id>` NQNs,
+    /// so that nothing else exported by the same device can be touched.
+    pub fn require_server_nqn(&self) -> Result<(), Error> {
+        self.require_file_disks()?;
+        if self.supports_server_nqn() {
+            return Ok(());
+        }
+        Err(Error::Unsupported(format!(
+            "RouterOS {self} cannot set nvme-tcp-server-nqn, so its volumes would be exported \
+             under their slot name, which nodes do not attach; upgrade to {}.{} or newer",
+            MIN_SERVER_NQN.0, MIN_SERVER_NQN.1
+        )))
+    }
 }
 
 impl Ord for RouterOsVersion {
@@ -236,6 +251,21 @@ mod tests {
             panic!("7.16.2 accepted")
         };
         assert!(msg.contains("7.16.2") && msg.contains("7.17"), "{msg}");
+    }
+
+    #[test]
+    fn the_driver_needs_a_settable_nqn() {
+        let v = |t: &str| RouterOsVersion::parse(t).unwrap();
+        assert!(v("7.21.0").require_server_nqn().is_ok());
+        assert!(v("7.24beta2").require_server_nqn().is_ok());
+        let Err(Error::Unsupported(m)) = v("7.20.8").require_server_nqn() else {
+            panic!("7.20 accepted")
+        };
+        assert!(m.contains("7.20.8") && m.contains("7.21"), "{m}");
+        let Err(Error::Unsupported(m)) = v("7.16.2").require_server_nqn() else {
+            panic!("7.16 accepted")
+        };
+        assert!(m.contains("7.17"), "file disks come first: {m}");
     }
 
     #[test]

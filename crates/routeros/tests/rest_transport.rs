@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use routeros::{
-    Client, ClientConfig, DiskSpec, Error, FilePath, Nqn, NqnSource, Secret, Slot, TlsPolicy,
+    Client, ClientConfig, CreateOutcome, DiskItem, DiskSpec, Error, FilePath, ItemId, Nqn,
+    NqnSource, Secret, Slot, TlsPolicy,
 };
 use server::{RestServer, ServerOptions};
 
@@ -45,6 +46,13 @@ fn spec(s: &str, size: u64) -> DiskSpec {
     }
 }
 
+fn created(outcome: routeros::Result<CreateOutcome>) -> routeros::FileDisk {
+    match outcome {
+        Ok(CreateOutcome::Created(disk)) => disk,
+        other => panic!("not created: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn full_lifecycle_with_a_pinned_fingerprint_in_few_requests() {
     let server = RestServer::start(ServerOptions::default()).await;
@@ -52,16 +60,21 @@ async fn full_lifecycle_with_a_pinned_fingerprint_in_few_requests() {
     server.take_log();
 
     let s = spec("pvc-a", 1 << 30);
-    let disk = client.create_file_disk(&s).await.unwrap();
+    let disk = created(client.create_file_disk(&s).await);
     assert_eq!(disk.nqn, "nqn.2000-02.com.mikrotik:pvc-a");
     assert_eq!(disk.nqn_source, NqnSource::ServerNqn);
     assert_eq!(disk.comment.as_deref(), Some("ns/app \"x\""));
-    assert_eq!(server.take_log(), ["PUT /rest/disk"]);
+    assert_eq!(
+        server.take_log(),
+        ["POST /rest/execute"],
+        "the guarded add is one request"
+    );
+    assert_eq!(
+        client.create_file_disk(&s).await.unwrap(),
+        CreateOutcome::SlotTaken(vec![DiskItem::File(disk.clone())])
+    );
 
-    client
-        .create_file_disk(&spec("other-b", 1 << 20))
-        .await
-        .unwrap();
+    created(client.create_file_disk(&spec("other-b", 1 << 20)).await);
     assert_eq!(
         client.get_disk(&slot("pvc-a")).await.unwrap().unwrap(),
         disk
@@ -82,17 +95,12 @@ async fn full_lifecycle_with_a_pinned_fingerprint_in_few_requests() {
         ["GET /rest/disk?slot=pvc-a", "PATCH /rest/disk/*1"]
     );
 
-    client.remove_disk(&slot("pvc-a")).await.unwrap();
-    assert_eq!(
-        server.take_log(),
-        ["GET /rest/disk?slot=pvc-a", "DELETE /rest/disk/*1"]
-    );
-    client.remove_disk(&slot("pvc-a")).await.unwrap();
-    assert_eq!(
-        server.take_log(),
-        ["GET /rest/disk?slot=pvc-a"],
-        "absent: nothing to delete"
-    );
+    let id = ItemId::try_from(disk.id.as_str()).unwrap();
+    client.remove_disk(&id, None).await.unwrap();
+    assert_eq!(server.take_log(), ["POST /rest/execute"]);
+    client.remove_disk(&id, None).await.unwrap();
+    assert_eq!(client.get_disk(&slot("pvc-a")).await.unwrap(), None);
+    server.take_log();
 
     // The image outlives its disk, as on RouterOS.
     let file = client.get_file(&s.file_path).await.unwrap().unwrap();
@@ -192,18 +200,7 @@ async fn refused_credentials_are_unauthenticated() {
 async fn device_errors_are_typed() {
     let server = RestServer::start(ServerOptions::default()).await;
     let client = Client::new(pinned(&server)).unwrap();
-    client
-        .create_file_disk(&spec("dup", 1 << 20))
-        .await
-        .unwrap();
-    let err = client
-        .create_file_disk(&spec("dup", 1 << 20))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::AlreadyExists(m) if m.contains("failure: disk with slot dup already exists")),
-        "{err}"
-    );
+    created(client.create_file_disk(&spec("dup", 1 << 20)).await);
     let err = client
         .create_file_disk(&spec("huge", server::POOL_SIZE * 2))
         .await
@@ -231,17 +228,16 @@ async fn pre_7_21_creates_send_no_nqn() {
     })
     .await;
     let client = Client::new(pinned(&server)).unwrap();
-    let disk = client
-        .create_file_disk(&spec("pvc-old", 1 << 20))
-        .await
-        .unwrap();
+    let disk = created(client.create_file_disk(&spec("pvc-old", 1 << 20)).await);
     assert_eq!(
         (disk.nqn.as_str(), disk.nqn_source),
         ("pvc-old", NqnSource::SlotName)
     );
-    let body = server.last_put_body();
-    assert!(body.get("nvme-tcp-server-nqn").is_none(), "{body}");
-    assert_eq!(body["file-size"], "1048576", "numbers are sent as strings");
+    let script = server.last_put_body()["script"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!script.contains("nvme-tcp-server-nqn"), "{script}");
 }
 
 #[tokio::test]
@@ -446,6 +442,143 @@ mod server {
         (status, axum::Json(body)).into_response()
     }
 
+    /// The stand-in's `/disk add`: the disk, or the RouterOS error text.
+    fn add_disk(
+        dev: &mut Device,
+        version: &str,
+        req: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
+        let s = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let slot = s("slot");
+        if dev.disks.iter().any(|d| d["slot"] == slot.as_str()) {
+            return Err(format!("failure: disk with slot {slot} already exists"));
+        }
+        let size: u64 = s("file-size").parse().unwrap();
+        let free: u64 = dev.disks[0]["free"].as_str().unwrap().parse().unwrap();
+        if size > free {
+            return Err("failure: not enough free space on storage-pool".into());
+        }
+        dev.disks[0]["free"] = json!((free - size).to_string());
+        let id = format!("*{:X}", dev.next_id);
+        dev.next_id += 1;
+        let mut disk = obj(
+            json!({".id": id, "type": "file", "slot": slot, "file-path": format!("/{}", s("file-path")),
+            "file-size": size.to_string(), "size": size.to_string(),
+            "nvme-tcp-export": (s("nvme-tcp-export") == "yes").to_string(), "nvme-tcp-server-port": s("nvme-tcp-server-port")}),
+        );
+        disk.insert(
+            "mount-filesystem".into(),
+            json!(if s("mount-filesystem") == "yes" {
+                "true"
+            } else {
+                "false"
+            }),
+        );
+        if version.starts_with("7.2") && !version.starts_with("7.20") {
+            disk.insert(
+                "nvme-tcp-server-nqn".into(),
+                json!(s("nvme-tcp-server-nqn")),
+            );
+        } else if req.contains_key("nvme-tcp-server-nqn") {
+            return Err("expected end of command (line 1 column 200)".into());
+        }
+        if req.contains_key("comment") {
+            disk.insert("comment".into(), json!(s("comment")));
+        }
+        let file_id = format!("*F{:X}", dev.next_id);
+        dev.files.push(obj(json!({".id": file_id, "name": s("file-path"), "type": ".img file", "size": size.to_string()})));
+        dev.disks.push(disk.clone());
+        Ok(disk)
+    }
+
+    /// The two scripts the transport sends through `/execute` that this stand-in knows: the
+    /// guarded add and the removal of a disk by id (with its image). Values are unquoted as the
+    /// device would (hex escapes); anything else is a syntax error.
+    fn execute(dev: &mut Device, version: &str, script: &str) -> String {
+        if let Some(at) = script.find("/disk add ") {
+            let args = &script[at + "/disk add ".len()..];
+            let args = &args[..args.find("]]}").unwrap()];
+            let req = parse_args(args);
+            let s = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let slot_ids: Vec<Value> = dev
+                .disks
+                .iter()
+                .filter(|d| d["slot"] == s("slot").as_str())
+                .map(|d| d[".id"].clone())
+                .collect();
+            let file_ids: Vec<Value> = dev
+                .files
+                .iter()
+                .filter(|f| f["name"] == s("file-path").as_str())
+                .map(|f| f[".id"].clone())
+                .collect();
+            let mut out = format!("{}\r\n{}\r\n", json!(slot_ids), json!(file_ids));
+            if slot_ids.is_empty() && file_ids.is_empty() {
+                match add_disk(dev, version, &req) {
+                    Ok(disk) => out.push_str(&format!("{}\r\n", json!(disk[".id"]))),
+                    Err(text) => return out + &text + "\r\n",
+                }
+            }
+            let after: Vec<_> = dev
+                .disks
+                .iter()
+                .filter(|d| d["slot"] == s("slot").as_str())
+                .cloned()
+                .collect();
+            return out + &json!(after).to_string() + "\r\n";
+        }
+        if let Some(rest) = script.strip_prefix("/disk remove *") {
+            let (id, image) = rest.split_once(';').unwrap_or((rest, ""));
+            let id = format!("*{id}");
+            dev.disks.retain(|d| d[".id"] != id.as_str());
+            if let Some(at) = image.find("name=") {
+                let name = parse_args(&image[at..image.len() - 1]);
+                dev.files.retain(|f| Some(&f["name"]) != name.get("name"));
+            }
+            return String::new();
+        }
+        "bad command name (line 1 column 1)\r\n".into()
+    }
+
+    /// `key=value` pairs separated by spaces; quoted values decoded.
+    fn parse_args(text: &str) -> Map<String, Value> {
+        let mut out = Map::new();
+        let mut rest = text.trim();
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once('=').unwrap();
+            let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
+                let mut value = Vec::new();
+                let bytes = quoted.as_bytes();
+                let mut i = 0;
+                while bytes[i] != b'"' {
+                    if bytes[i] == b'\\' {
+                        let hex = &quoted[i + 1..i + 3];
+                        match u8::from_str_radix(hex, 16) {
+                            Ok(b) => {
+                                value.push(b);
+                                i += 3;
+                            }
+                            Err(_) => {
+                                value.push(bytes[i + 1]);
+                                i += 2;
+                            }
+                        }
+                    } else {
+                        value.push(bytes[i]);
+                        i += 1;
+                    }
+                }
+                (String::from_utf8(value).unwrap(), &quoted[i + 1..])
+            } else {
+                let end = after.find(' ').unwrap_or(after.len());
+                (after[..end].to_owned(), &after[end..])
+            };
+            out.insert(key.to_owned(), json!(value));
+            rest = after.trim_start();
+        }
+        out
+    }
+
     async fn handle(
         State(shared): State<Arc<Shared>>,
         method: Method,
@@ -529,59 +662,12 @@ mod server {
                     .collect::<Vec<_>>(),
             )
             .into_response(),
-            (Method::PUT, ["disk"]) => {
-                let req: Map<String, Value> = serde_json::from_slice(body).unwrap();
-                dev.last_put = Value::Object(req.clone());
-                let s = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-                let slot = s("slot");
-                if dev.disks.iter().any(|d| d["slot"] == slot.as_str()) {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        Some(&format!("failure: disk with slot {slot} already exists")),
-                    );
-                }
-                let size: u64 = s("file-size").parse().unwrap();
-                let free: u64 = dev.disks[0]["free"].as_str().unwrap().parse().unwrap();
-                if size > free {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        Some("failure: not enough free space on storage-pool"),
-                    );
-                }
-                dev.disks[0]["free"] = json!((free - size).to_string());
-                let id = format!("*{:X}", dev.next_id);
-                dev.next_id += 1;
-                let mut disk = obj(
-                    json!({".id": id, "type": "file", "slot": slot, "file-path": format!("/{}", s("file-path")),
-                    "file-size": size.to_string(), "size": size.to_string(), "mount-filesystem": s("mount-filesystem") == "yes",
-                    "nvme-tcp-export": (s("nvme-tcp-export") == "yes").to_string(), "nvme-tcp-server-port": s("nvme-tcp-server-port")}),
-                );
-                disk.insert(
-                    "mount-filesystem".into(),
-                    json!(if s("mount-filesystem") == "yes" {
-                        "true"
-                    } else {
-                        "false"
-                    }),
-                );
-                if version.starts_with("7.2") && !version.starts_with("7.20") {
-                    disk.insert(
-                        "nvme-tcp-server-nqn".into(),
-                        json!(s("nvme-tcp-server-nqn")),
-                    );
-                } else if req.contains_key("nvme-tcp-server-nqn") {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        Some("unknown parameter nvme-tcp-server-nqn"),
-                    );
-                }
-                if req.contains_key("comment") {
-                    disk.insert("comment".into(), json!(s("comment")));
-                }
-                let file_id = format!("*F{:X}", dev.next_id);
-                dev.files.push(obj(json!({".id": file_id, "name": s("file-path"), "type": ".img file", "size": size.to_string()})));
-                dev.disks.push(disk.clone());
-                (StatusCode::CREATED, axum::Json(Value::Object(disk))).into_response()
+            (Method::POST, ["execute"]) => {
+                let req: Value = serde_json::from_slice(body).unwrap();
+                let script = req["script"].as_str().unwrap_or("").to_owned();
+                dev.last_put = json!({ "script": script });
+                let ret = execute(&mut dev, version, &script);
+                axum::Json(json!({ "ret": ret })).into_response()
             }
             (Method::PATCH, ["disk", id]) => {
                 let req: Map<String, Value> = serde_json::from_slice(body).unwrap();

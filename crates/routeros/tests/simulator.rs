@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use rds_sim::{SimConfig, SimHandle, Simulator};
 use routeros::{
-    Client, ClientConfig, DiskSpec, Error, FilePath, HostKeyPolicy, Nqn, NqnSource, Secret, Slot,
-    SshAuth, TlsPolicy,
+    Client, ClientConfig, CreateOutcome, DirPath, DiskItem, DiskSpec, Error, FileDisk, FilePath,
+    HostKeyPolicy, ItemId, Nqn, NqnSource, Secret, Slot, SshAuth, TlsPolicy,
 };
 
 const PASSWORD: &str = "sim-pw";
@@ -92,6 +92,18 @@ fn spec(slot: &str, size: u64) -> DiskSpec {
     }
 }
 
+/// The disk of a create this call made.
+fn created(outcome: routeros::Result<CreateOutcome>) -> FileDisk {
+    match outcome {
+        Ok(CreateOutcome::Created(disk)) => disk,
+        other => panic!("not created: {other:?}"),
+    }
+}
+
+fn id_of(disk: &FileDisk) -> ItemId {
+    ItemId::try_from(disk.id.as_str()).unwrap()
+}
+
 #[tokio::test]
 async fn lifecycle_over_both_transports() {
     let device = Device::start("7.21.5", |_| {}).await;
@@ -107,7 +119,7 @@ async fn lifecycle_over_both_transports() {
 
         let name = format!("pvc-{transport:?}").to_lowercase();
         let s = spec(&name, (1 << 30) + 512);
-        let disk = client.create_file_disk(&s).await.unwrap();
+        let disk = created(client.create_file_disk(&s).await);
         assert_eq!(
             disk.file_size,
             (1 << 30) + 512,
@@ -127,8 +139,8 @@ async fn lifecycle_over_both_transports() {
         assert!(client.list_disks("nomatch").await.unwrap().is_empty());
         let pool = client.pool("storage-pool").await.unwrap();
         assert!(
-            pool.free < pool_before.free,
-            "{transport:?}: the image takes space"
+            pool_before.free - pool.free < 1 << 20,
+            "{transport:?}: a sparse image takes (almost) no space until written"
         );
 
         let grown = client.grow_disk(&s.slot, 2 << 30).await.unwrap();
@@ -140,8 +152,8 @@ async fn lifecycle_over_both_transports() {
             "real file grown"
         );
 
-        client.remove_disk(&s.slot).await.unwrap();
-        client.remove_disk(&s.slot).await.unwrap();
+        client.remove_disk(&id_of(&disk), None).await.unwrap();
+        client.remove_disk(&id_of(&disk), None).await.unwrap();
         assert_eq!(client.get_disk(&s.slot).await.unwrap(), None);
         let file = client
             .get_file(&s.file_path)
@@ -172,13 +184,13 @@ async fn a_disk_and_its_image_go_in_one_command_over_both_transports() {
         let name = format!("gone-{transport:?}").to_lowercase();
         let s = spec(&name, 1 << 20);
         let keep = spec(&format!("{name}-kept"), 1 << 20);
-        client.create_file_disk(&s).await.unwrap();
-        client.create_file_disk(&keep).await.unwrap();
+        let disk = created(client.create_file_disk(&s).await);
+        let kept = created(client.create_file_disk(&keep).await);
         let backing = device.sim().backing_file(s.file_path.as_str());
         assert!(backing.exists());
 
         client
-            .remove_disk_and_file(&s.slot, &s.file_path)
+            .remove_disk(&id_of(&disk), Some(&s.file_path))
             .await
             .unwrap();
         let state = device.sim().snapshot();
@@ -195,11 +207,11 @@ async fn a_disk_and_its_image_go_in_one_command_over_both_transports() {
         assert!(state.file_by_name(keep.file_path.as_str()).is_some());
         // Both already gone: still a success, as a retried delete needs.
         client
-            .remove_disk_and_file(&s.slot, &s.file_path)
+            .remove_disk(&id_of(&disk), Some(&s.file_path))
             .await
             .unwrap();
         client
-            .remove_disk_and_file(&keep.slot, &keep.file_path)
+            .remove_disk(&id_of(&kept), Some(&keep.file_path))
             .await
             .unwrap();
 
@@ -207,8 +219,91 @@ async fn a_disk_and_its_image_go_in_one_command_over_both_transports() {
             f.fail_next = 1;
             f.fail_message = "failure: simulated failure".into();
         });
-        let refused = client.remove_disk_and_file(&s.slot, &s.file_path).await;
+        let refused = client.remove_disk(&id_of(&disk), Some(&s.file_path)).await;
         assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+    }
+    device.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_guarded_add_never_meets_a_duplicate_or_an_existing_file() {
+    let device = Device::start("7.21.5", |_| {}).await;
+    for transport in BOTH {
+        let client = device.client(transport).await;
+        let name = format!("guard-{transport:?}").to_lowercase();
+        let first = created(client.create_file_disk(&spec(&name, 1 << 20)).await);
+        // The same slot again: nothing added, the holder reported as it is.
+        let again = client
+            .create_file_disk(&spec(&name, 2 << 20))
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            CreateOutcome::SlotTaken(vec![DiskItem::File(first.clone())]),
+            "{transport:?}"
+        );
+        // Another slot over the same image: nothing added.
+        let mut same_file = spec(&format!("{name}-2"), 1 << 20);
+        same_file.file_path = FilePath::try_from(format!("storage-pool/{name}.img")).unwrap();
+        assert_eq!(
+            client.create_file_disk(&same_file).await.unwrap(),
+            CreateOutcome::FileExists
+        );
+        // The pool's own slot is another kind of disk.
+        let pool_slot = spec("pool", 1 << 20);
+        let CreateOutcome::SlotTaken(items) = client.create_file_disk(&pool_slot).await.unwrap()
+        else {
+            panic!("the pool's slot was taken for a new disk")
+        };
+        assert!(matches!(&items[..], [DiskItem::Other { .. }]), "{items:?}");
+    }
+    let state = device.sim().snapshot();
+    assert_eq!(
+        state.file_disks().count(),
+        2,
+        "one disk per transport, nothing else"
+    );
+    device.shutdown().await;
+}
+
+#[tokio::test]
+async fn volume_facts_find_images_anywhere_under_the_base_and_their_users() {
+    let device = Device::start("7.21.5", |_| {}).await;
+    for transport in BOTH {
+        let client = device.client(transport).await;
+        let name = format!("facts-{transport:?}").to_lowercase();
+        let slot = Slot::try_from(name.as_str()).unwrap();
+        let mut nested = spec(&name, 1 << 20);
+        nested.file_path = FilePath::try_from(format!("storage-pool/k8s/{name}.img")).unwrap();
+        let disk = created(client.create_file_disk(&nested).await);
+        let base = DirPath::try_from("storage-pool").unwrap();
+        let facts = client.volume_facts(&slot, &base).await.unwrap();
+        assert_eq!(facts.slot_items, vec![DiskItem::File(disk.clone())]);
+        assert_eq!(
+            facts
+                .images
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>(),
+            [nested.file_path.as_str()]
+        );
+        assert_eq!(facts.image_users, vec![disk.clone()]);
+        // Disk gone, image left: still found, with no user.
+        client.remove_disk(&id_of(&disk), None).await.unwrap();
+        let facts = client.volume_facts(&slot, &base).await.unwrap();
+        assert!(facts.slot_items.is_empty() && facts.image_users.is_empty());
+        assert_eq!(facts.images.len(), 1, "{transport:?}");
+        // Not under another base.
+        let other = DirPath::try_from("storage-pool/vms").unwrap();
+        assert!(
+            client
+                .volume_facts(&slot, &other)
+                .await
+                .unwrap()
+                .images
+                .is_empty()
+        );
+        client.remove_file(&nested.file_path).await.unwrap();
     }
     device.shutdown().await;
 }
@@ -231,7 +326,7 @@ async fn hostile_comments_arrive_byte_for_byte() {
         let slot = format!("c{i}-{transport:?}").to_lowercase();
         let mut s = spec(&slot, 1 << 20);
         s.comment = Some(comments[i].to_owned());
-        let disk = client.create_file_disk(&s).await.unwrap();
+        let disk = created(client.create_file_disk(&s).await);
         assert_eq!(disk.comment.as_deref(), Some(comments[i]), "{transport:?}");
         let stored = device
             .sim()
@@ -259,25 +354,7 @@ async fn device_refusals_are_typed_over_both_transports() {
     for transport in BOTH {
         let client = device.client(transport).await;
         let name = format!("dup-{transport:?}").to_lowercase();
-        client
-            .create_file_disk(&spec(&name, 1 << 20))
-            .await
-            .unwrap();
-        let err = client
-            .create_file_disk(&spec(&name, 1 << 20))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, Error::AlreadyExists(_)),
-            "{transport:?}: {err}"
-        );
-        let mut same_file = spec(&format!("{name}-2"), 1 << 20);
-        same_file.file_path = FilePath::try_from(format!("storage-pool/{name}.img")).unwrap();
-        let err = client.create_file_disk(&same_file).await.unwrap_err();
-        assert!(
-            matches!(err, Error::AlreadyExists(_)),
-            "{transport:?}: {err}"
-        );
+        created(client.create_file_disk(&spec(&name, 1 << 20)).await);
         let err = client
             .create_file_disk(&spec(&format!("big-{name}"), 1 << 40))
             .await
@@ -314,10 +391,7 @@ async fn version_rules_over_both_transports() {
     for transport in BOTH {
         let client = old.client(transport).await;
         let name = format!("old-{transport:?}").to_lowercase();
-        let disk = client
-            .create_file_disk(&spec(&name, 1 << 20))
-            .await
-            .unwrap();
+        let disk = created(client.create_file_disk(&spec(&name, 1 << 20)).await);
         assert_eq!(
             (disk.nqn.as_str(), disk.nqn_source),
             (name.as_str(), NqnSource::SlotName)
@@ -345,17 +419,14 @@ async fn faults_floats_exit_status_failures_and_dropped_connections() {
         f.float_numbers = true;
         f.exit_status_on_error = true;
     });
-    let disk = client
-        .create_file_disk(&spec("floaty", 3 << 20))
-        .await
-        .unwrap();
+    let disk = created(client.create_file_disk(&spec("floaty", 3 << 20)).await);
     assert_eq!(disk.file_size, 3 << 20);
     let err = client
-        .create_file_disk(&spec("floaty", 3 << 20))
+        .grow_disk(&Slot::try_from("floaty").unwrap(), 1 << 20)
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::AlreadyExists(_)),
+        matches!(err, Error::Invalid(_)),
         "exit status 1 keeps the text: {err}"
     );
 
@@ -404,7 +475,7 @@ async fn the_session_cap_holds_with_a_matching_concurrency_limit() {
             async move { client.create_file_disk(&spec(&name, 1 << 20)).await }
         });
         for r in futures::future::join_all(creates).await {
-            r.unwrap();
+            created(r);
         }
         let gets = (0..96).map(|i| {
             let client = client.clone();

@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use routeros::{
-    Backoff, Client, ClientConfig, DiskSpec, Error, FilePath, HostKeyPolicy, Nqn, NqnSource, Slot,
-    SshAuth,
+    Backoff, Client, ClientConfig, CreateOutcome, DiskSpec, Error, FilePath, HostKeyPolicy, ItemId,
+    Nqn, NqnSource, Slot, SshAuth,
 };
 use serde_json::json;
 use server::{Reply, ServerOptions, SshServer};
@@ -302,18 +302,23 @@ async fn each_operation_is_one_exec_with_the_contract_text() {
     let size = 10u64 << 30;
     let grown = 20u64 << 30;
     let s = spec("pvc-1", size);
-    let add = format!(
-        "/disk add type=file slot=\"pvc-1\" file-path=\"storage-pool/pvc-1.img\" file-size={size} \
-         mount-filesystem=no nvme-tcp-export=yes nvme-tcp-server-port=4420 \
-         nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:pvc-1\" \
-         comment=\"ns/app\\3B \\22quoted\\22 \\5Bx\\5D \\24y\";\
-         :put [:serialize to=json [/disk print detail as-value where slot=\"pvc-1\"]]"
+    let add = routeros::command::create_disk(&routeros::CreateDisk {
+        spec: &s,
+        send_nqn: true,
+    });
+    assert!(
+        add.contains("comment=\"ns/app\\3B \\22quoted\\22 \\5Bx\\5D \\24y\""),
+        "{add}"
     );
     let get =
         ":put [:serialize to=json [/disk print detail as-value where slot=\"pvc-1\"]]".to_owned();
     let grow = format!("/disk set [find where slot=\"pvc-1\"] file-size={grown};{get}");
     let list = ":put [:serialize to=json [/disk print detail as-value where type=file and slot~\"\\5Epvc-\"]]".to_owned();
-    let remove = "/disk remove [find where slot=\"pvc-1\"]".to_owned();
+    let remove = "/disk remove *1A".to_owned();
+    let facts = routeros::command::volume_facts(
+        &slot("pvc-1"),
+        &routeros::DirPath::try_from("storage-pool").unwrap(),
+    );
     let file = ":put [:serialize to=json [/file print detail as-value where name=\"storage-pool/pvc-1.img\"]]".to_owned();
     let rmfile = "/file remove [find where name=\"storage-pool/pvc-1.img\"]".to_owned();
     let pool = ":put [:serialize to=json [/disk print detail as-value where mount-point=\"storage-pool\"]]".to_owned();
@@ -322,6 +327,7 @@ async fn each_operation_is_one_exec_with_the_contract_text() {
         get.clone(),
         grow.clone(),
         list.clone(),
+        facts.clone(),
         remove.clone(),
         file.clone(),
         rmfile.clone(),
@@ -331,7 +337,16 @@ async fn each_operation_is_one_exec_with_the_contract_text() {
         let json_reply = |v: serde_json::Value| Reply::ok(&format!("{}\r\n", wrap(&v.to_string())));
         match cmd {
             c if c == SYSTEM_INFO => system_info_reply("7.21.5 (stable)"),
-            c if c == add || c == get => json_reply(json!([disk_json("pvc-1", size, true)])),
+            c if c == add => Reply::ok(&format!(
+                "[]\r\n[]\r\n\"*1A\"\r\n{}\r\n",
+                wrap(&json!([disk_json("pvc-1", size, true)]).to_string())
+            )),
+            c if c == get => json_reply(json!([disk_json("pvc-1", size, true)])),
+            c if c == facts => Reply::ok(&format!(
+                "{}\r\n[]\r\n{}\r\n",
+                json!([disk_json("pvc-1", size, true)]),
+                json!([disk_json("pvc-1", size, true), disk_json("other", size, true)])
+            )),
             c if c == grow => json_reply(json!([disk_json("pvc-1", grown, true)])),
             c if c == list => json_reply(json!([disk_json("pvc-1", size, true), disk_json("pvc-2", size, true)])),
             c if c == remove || c == rmfile => Reply::ok(""),
@@ -344,7 +359,9 @@ async fn each_operation_is_one_exec_with_the_contract_text() {
     }))
     .await;
     let client = Client::new(pinned(&server)).unwrap();
-    let disk = client.create_file_disk(&s).await.unwrap();
+    let CreateOutcome::Created(disk) = client.create_file_disk(&s).await.unwrap() else {
+        panic!("not created")
+    };
     assert_eq!(
         (disk.file_size, disk.nqn.as_str(), disk.nqn_source),
         (size, "nqn.2000-02.com.mikrotik:pvc-1", NqnSource::ServerNqn)
@@ -363,7 +380,23 @@ async fn each_operation_is_one_exec_with_the_contract_text() {
         grown
     );
     assert_eq!(client.list_disks("pvc-").await.unwrap().len(), 2);
-    client.remove_disk(&slot("pvc-1")).await.unwrap();
+    let facts = client
+        .volume_facts(
+            &slot("pvc-1"),
+            &routeros::DirPath::try_from("storage-pool").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(facts.slot_items.len(), 1);
+    assert_eq!(
+        facts.image_users.len(),
+        1,
+        "only disks whose image is named <slot>.img"
+    );
+    client
+        .remove_disk(&ItemId::try_from("*1A").unwrap(), None)
+        .await
+        .unwrap();
     let f = client.get_file(&s.file_path).await.unwrap().unwrap();
     assert_eq!(f.size, size);
     client.remove_file(&s.file_path).await.unwrap();
@@ -384,16 +417,22 @@ async fn device_errors_and_bad_read_backs_are_typed() {
     let server = SshServer::start(ServerOptions::new(|cmd| {
         if cmd == SYSTEM_INFO {
             system_info_reply("7.21.5")
-        } else if cmd.starts_with("/disk add") && cmd.contains("slot=\"dup\"") {
-            Reply::ok("failure: disk with slot dup already exists\r\n")
-        } else if cmd.starts_with("/disk add") && cmd.contains("slot=\"full\"") {
+        } else if cmd.contains("/disk add") && cmd.contains("slot=\"dup\"") {
+            Reply::ok("[]\r\n[]\r\nfailure: disk with slot dup already exists\r\n")
+        } else if cmd.contains("/disk add") && cmd.contains("slot=\"full\"") {
             Reply {
                 exit: 1,
-                ..Reply::ok("failure: not enough free space on storage-pool\r\n")
+                ..Reply::ok("[]\r\n[]\r\nfailure: not enough free space on storage-pool\r\n")
             }
-        } else if cmd.starts_with("/disk add") {
+        } else if cmd.contains("/disk add") && cmd.contains("slot=\"odd\"") {
+            // Added although the slot was taken: a reply we cannot trust.
+            Reply::ok("[\"*3\"]\r\n[]\r\n\"*4\"\r\n[]\r\n")
+        } else if cmd.contains("/disk add") {
             // The device "rounded" the size: verification must catch it.
-            Reply::ok(&json!([disk_json("short", 4096, true)]).to_string())
+            Reply::ok(&format!(
+                "[][]\"*1A\"{}",
+                json!([disk_json("short", 4096, true)])
+            ))
         } else if cmd.starts_with("/disk set") {
             Reply::ok("[]\r\n")
         } else if cmd.starts_with("/file remove") {
@@ -414,13 +453,20 @@ async fn device_errors_and_bad_read_backs_are_typed() {
         client.create_file_disk(&spec("full", 1 << 20)).await,
         Err(Error::NoSpace(_))
     ));
-    let Err(Error::Protocol(msg)) = client.create_file_disk(&spec("short", 8192)).await else {
+    let Ok(CreateOutcome::CreatedMismatch { id, reason }) =
+        client.create_file_disk(&spec("short", 8192)).await
+    else {
         panic!("accepted")
     };
+    assert_eq!(id.as_str(), "*1A");
     assert!(
-        msg.contains("file-size: asked 8192, device has 4096"),
-        "{msg}"
+        reason.contains("file-size: asked 8192, device has 4096"),
+        "{reason}"
     );
+    assert!(matches!(
+        client.create_file_disk(&spec("odd", 8192)).await,
+        Err(Error::Protocol(_))
+    ));
     assert!(matches!(
         client.grow_disk(&slot("gone"), 1 << 30).await,
         Err(Error::NotFound(_))
@@ -445,15 +491,18 @@ async fn pre_7_21_devices_get_no_nqn_argument() {
         } else if cmd.contains("nvme-tcp-server-nqn") {
             Reply::ok("expected end of command (line 1 column 180)\r\n")
         } else {
-            Reply::ok(&json!([disk_json("pvc-7", 1 << 20, false)]).to_string())
+            Reply::ok(&format!(
+                "[][]\"*1A\"{}",
+                json!([disk_json("pvc-7", 1 << 20, false)])
+            ))
         }
     }))
     .await;
     let client = Client::new(pinned(&server)).unwrap();
-    let disk = client
-        .create_file_disk(&spec("pvc-7", 1 << 20))
-        .await
-        .unwrap();
+    let Ok(CreateOutcome::Created(disk)) = client.create_file_disk(&spec("pvc-7", 1 << 20)).await
+    else {
+        panic!("not created")
+    };
     assert_eq!(
         (disk.nqn.as_str(), disk.nqn_source),
         ("pvc-7", NqnSource::SlotName)

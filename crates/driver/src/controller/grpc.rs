@@ -295,8 +295,8 @@ impl Controller for CsiController {
         .await
     }
 
-    /// GetCapacity. Free space of the pool from a reading at most a few seconds old, and the
-    /// largest volume that fits. Capabilities the driver cannot provision have no capacity
+    /// GetCapacity. What the thin-provisioning budget still allows (see `budget`), from a
+    /// reading at most a few seconds old, and the largest volume that fits. Capabilities the driver cannot provision have no capacity
     /// (0); invalid parameters are INVALID_ARGUMENT.
     async fn get_capacity(
         &self,
@@ -320,10 +320,10 @@ impl Controller for CsiController {
                     minimum_volume_size: Some(bytes(sizes.granularity)),
                 });
             }
-            let pool = self.service.pool().await?;
+            let available = self.service.available_capacity().await?;
             Ok(GetCapacityResponse {
-                available_capacity: bytes(pool.free),
-                maximum_volume_size: Some(bytes(sizes.largest_within(pool.free))),
+                available_capacity: bytes(available),
+                maximum_volume_size: Some(bytes(sizes.largest_within(available))),
                 minimum_volume_size: Some(bytes(sizes.granularity)),
             })
         })

@@ -1,10 +1,14 @@
 //! The CSI Controller service: volume lifecycle on the RDS.
 //!
 //! - [`rules`]: the decisions, free of I/O (plans, idempotency, ownership, condition, paging);
+//! - [`judge`]: what the device showed means for a create or a delete (pure);
+//! - [`budget`]: thin provisioning (overcommit ratio, promised bytes);
 //! - [`service`]: the device work, one function per RPC;
 //! - [`grpc`]: the tonic handlers.
 
+pub mod budget;
 pub mod grpc;
+pub mod judge;
 pub mod rules;
 pub mod service;
 

@@ -2,22 +2,29 @@
 //! correctness allows. Inputs arrive validated (see [`super::rules`]); the gRPC layer holds
 //! the per-volume lock around the mutating calls.
 
-use routeros::{FileDisk, FilePath, Pool};
+use routeros::{CreateOutcome, DirPath, DiskItem, FileDisk, ItemId, Pool};
 
-use super::rules::{Page, VolumeId, VolumePlan, check_token, image_path, owned_image, page};
+use super::budget::{CapacityReading, Ledger, Reservation, available};
+use super::judge::{DeletePlan, SlotVerdict, judge_slot, plan_delete};
+use super::rules::{Page, VolumeId, VolumePlan, check_token, owned_image, page};
 use crate::cache::Cached;
 use crate::capacity::Expansion;
 use crate::config::ControllerConfig;
 use crate::error::{DriverError, Result};
 use crate::locks::VolumeLocks;
 
-/// The controller service: the RDS client, the configuration, the pool reading shared by
-/// Probe, GetCapacity and the free-space check, and the per-volume locks.
+/// The controller service: the RDS client, the configuration, the pool and capacity readings,
+/// the thin-provisioning ledger, and the per-volume locks.
 #[derive(Debug)]
 pub struct ControllerService {
     rds: routeros::Client,
     config: ControllerConfig,
+    /// The base path as the device-side directory type (validated with the configuration).
+    base_dir: DirPath,
     pool_reading: Cached<Pool, routeros::Error>,
+    capacity_reading: Cached<CapacityReading, routeros::Error>,
+    /// What this controller promised that the capacity reading may not show yet.
+    ledger: Ledger,
     locks: VolumeLocks,
 }
 
@@ -25,7 +32,11 @@ impl ControllerService {
     /// `config` must have been validated.
     pub fn new(rds: routeros::Client, config: ControllerConfig) -> Self {
         Self {
+            base_dir: DirPath::try_from(config.volume_base_path.as_str())
+                .expect("a validated base path is a valid directory"),
             pool_reading: Cached::new(config.cache_ttl),
+            capacity_reading: Cached::new(config.cache_ttl),
+            ledger: Ledger::default(),
             rds,
             config,
             locks: VolumeLocks::default(),
@@ -44,7 +55,7 @@ impl ControllerService {
     /// The pool, from a reading at most `cache_ttl` old (0 or 1 round trip).
     pub async fn pool(&self) -> Result<Pool> {
         let (reading, _) = self.pool_reading.get(|| self.read_pool()).await;
-        self.usable(reading)
+        self.usable(reading, |pool| pool)
     }
 
     async fn read_pool(&self) -> routeros::Result<Pool> {
@@ -52,7 +63,7 @@ impl ControllerService {
     }
 
     /// A pool that is missing or unmounted is the operator's to fix, not a transient fault.
-    fn usable(&self, reading: routeros::Result<Pool>) -> Result<Pool> {
+    fn usable<T>(&self, reading: routeros::Result<T>, pool: impl Fn(&T) -> &Pool) -> Result<T> {
         let unusable = |reason: &str| DriverError::PoolUnusable {
             pool: self.config.pool.clone(),
             reason: reason.to_owned(),
@@ -61,8 +72,8 @@ impl ControllerService {
             Err(routeros::Error::NotFound(_)) => {
                 Err(unusable("no /disk entry has this mount point"))
             }
-            Ok(pool) if !pool.mounted => Err(unusable("the pool is not mounted")),
-            Ok(pool) => Ok(pool),
+            Ok(value) if !pool(&value).mounted => Err(unusable("the pool is not mounted")),
+            Ok(value) => Ok(value),
             Err(e) => Err(e.into()),
         }
     }
@@ -72,8 +83,7 @@ impl ControllerService {
     pub async fn probe(&self) -> Result<bool> {
         let outcome = async {
             self.pool().await?;
-            self.rds.version().await?.require_file_disks()?;
-            Ok(())
+            self.require_server_nqn().await
         }
         .await;
         match outcome {
@@ -88,185 +98,279 @@ impl ControllerService {
 
     /// CreateVolume: a new disk, or the existing one if it matches the plan.
     ///
-    /// The add comes first, since a new volume is the common case: one round trip (the add
-    /// with its read-back), plus a pool reading when the cached one is stale. Whenever the
-    /// device refuses the add, the disk is read and judged (one more round trip), so
-    /// idempotency does not hang on how RouterOS words a duplicate. A repeat cannot create a
-    /// second disk: its image path is derived from the name, so the add finds that file.
-    /// A leftover image at the volume's exact path costs three more (file and user
-    /// look-ups, removal) and a second add, once.
+    /// One round trip for a new volume: the guarded add, which adds only when neither the
+    /// slot nor the image path is taken and reports what it found (plus a capacity reading
+    /// when the cached one is stale). Whatever holds the slot is judged against the plan and
+    /// never touched. Nothing is removed on the strength of an error text: the only disk this
+    /// call ever removes is one the add returned the id of, and only when its read-back
+    /// differs from the request.
     pub async fn create_volume(&self, plan: &VolumePlan) -> Result<FileDisk> {
-        match self.check_free_space(plan.size).await {
-            Ok(()) => {}
+        self.require_server_nqn().await?;
+        let reservation = match self.reserve(plan.size).await {
+            Ok(reservation) => reservation,
             // A repeat for an existing volume must succeed even on a full pool.
             Err(refusal @ DriverError::InsufficientSpace { .. }) => {
                 return self.existing_or(plan, refusal).await;
             }
             Err(e) => return Err(e),
+        };
+        let (disk, created) = self.add(plan).await?;
+        if created {
+            reservation.created(&disk.slot, disk.file_size);
         }
-        match self.add(plan).await {
-            Err(DriverError::Rds(refusal)) if refusal.is_device_refusal() => {
-                let leftover = matches!(refusal, routeros::Error::AlreadyExists(_));
-                match self.existing_or(plan, refusal.into()).await {
-                    Err(DriverError::Rds(routeros::Error::AlreadyExists(text))) if leftover => {
-                        self.clear_leftover_and_add(plan, text).await
-                    }
-                    outcome => outcome,
+        Ok(disk)
+    }
+
+    /// Volumes are exported under `<prefix>:<id>`, the only NQNs nodes attach; RouterOS before
+    /// 7.21 cannot set that.
+    async fn require_server_nqn(&self) -> Result<()> {
+        match self.rds.version().await?.require_server_nqn() {
+            Ok(()) => Ok(()),
+            Err(e) => Err(DriverError::Precondition(e.message().to_owned())),
+        }
+    }
+
+    /// The guarded add and what its facts mean; `true` when this call created the disk.
+    async fn add(&self, plan: &VolumePlan) -> Result<(FileDisk, bool)> {
+        let spec = plan.disk_spec();
+        let mut cleared_leftover = false;
+        loop {
+            let outcome = match self.rds.create_file_disk(&spec).await {
+                Ok(outcome) => outcome,
+                Err(error) => return self.after_failed_add(plan, error).await,
+            };
+            match outcome {
+                CreateOutcome::Created(disk) => {
+                    tracing::info!(size = disk.file_size, nqn = %disk.nqn, "created the volume");
+                    return Ok((disk, true));
+                }
+                CreateOutcome::CreatedMismatch { id, reason } => {
+                    self.undo_add(plan, &id, &reason).await;
+                    return Err(routeros::Error::Protocol(reason).into());
+                }
+                CreateOutcome::SlotTaken(items) => {
+                    return self.judged(plan, &items).map(|disk| (disk, false));
+                }
+                CreateOutcome::FileExists if !cleared_leftover => {
+                    self.clear_leftover(plan).await?;
+                    cleared_leftover = true;
+                }
+                CreateOutcome::FileExists => {
+                    return Err(DriverError::Internal(format!(
+                        "the image {} reappeared after its removal; retry",
+                        plan.file_path
+                    )));
                 }
             }
-            outcome => outcome,
         }
+    }
+
+    fn judged(&self, plan: &VolumePlan, items: &[DiskItem]) -> Result<FileDisk> {
+        match judge_slot(plan, items) {
+            SlotVerdict::Matches(disk) => Ok(disk),
+            SlotVerdict::Incompatible(reason) => Err(DriverError::Incompatible {
+                volume_id: plan.id.to_string(),
+                reason,
+            }),
+            SlotVerdict::Ambiguous(reason) => Err(DriverError::Precondition(format!(
+                "volume {}: {reason}",
+                plan.id
+            ))),
+            SlotVerdict::Vanished => Err(routeros::Error::Unavailable(format!(
+                "slot {} changed while the volume was being created; retry",
+                plan.id
+            ))
+            .into()),
+        }
+    }
+
+    /// The add failed, in transit or with any text: nothing is removed. If the volume exists
+    /// as requested (the failure hid a success, or a replay met a device that answers oddly),
+    /// that is the answer; otherwise the error stands and the retry judges again.
+    async fn after_failed_add(
+        &self,
+        plan: &VolumePlan,
+        error: routeros::Error,
+    ) -> Result<(FileDisk, bool)> {
+        if error.is_retryable() {
+            return Err(error.into());
+        }
+        tracing::warn!(%error, "the add failed; judging what the slot holds");
+        let items = self.rds.slot_items(plan.id.slot()).await?;
+        match judge_slot(plan, &items) {
+            SlotVerdict::Matches(disk) => Ok((disk, false)),
+            SlotVerdict::Vanished => Err(error.into()),
+            _ => self.judged(plan, &items).map(|disk| (disk, false)),
+        }
+    }
+
+    /// Removes the disk this call's add created (the device returned its id) whose read-back
+    /// differs from the request, with its image: the add ran only because no file existed at
+    /// that path, so the image is this call's too. A failure is logged and left for the retry.
+    async fn undo_add(&self, plan: &VolumePlan, id: &ItemId, reason: &str) {
+        match self.rds.remove_disk(id, Some(&plan.file_path)).await {
+            Ok(()) => tracing::warn!(
+                disk = %id, %reason,
+                "removed the disk this call created: the device reports something else than asked"
+            ),
+            Err(error) => tracing::warn!(
+                disk = %id, %error, %reason,
+                "could not remove the mismatching disk this call created; a retry will judge it"
+            ),
+        }
+    }
+
+    /// The slot is free but a file sits at this volume's image path. The path derives from the
+    /// CSI name, so the file is this volume's: the leftover of an add that failed half-way.
+    /// It is removed only when this call has seen that no disk uses it; it is never handed to
+    /// `/disk add`, which a device may reuse, truncate or refuse.
+    async fn clear_leftover(&self, plan: &VolumePlan) -> Result<()> {
+        let disks = self.rds.list_disks("").await?;
+        if let Some(user) = disks
+            .iter()
+            .find(|d| d.file_path == plan.file_path.as_str())
+        {
+            return Err(DriverError::Incompatible {
+                volume_id: plan.id.to_string(),
+                reason: format!("its image {} is used by disk {}", plan.file_path, user.slot),
+            });
+        }
+        self.rds.remove_file(&plan.file_path).await?;
+        tracing::warn!(image = %plan.file_path, "removed a leftover image of this volume that no disk uses");
+        Ok(())
     }
 
     /// The volume's disk judged against the plan if it exists, else `refusal`.
     async fn existing_or(&self, plan: &VolumePlan, refusal: DriverError) -> Result<FileDisk> {
-        match self.rds.get_disk(plan.id.slot()).await? {
-            Some(disk) => self.existing(plan, disk),
-            None => Err(refusal),
+        let items = self.rds.slot_items(plan.id.slot()).await?;
+        if items.is_empty() {
+            return Err(refusal);
         }
+        self.judged(plan, &items)
     }
 
-    fn existing(&self, plan: &VolumePlan, disk: FileDisk) -> Result<FileDisk> {
-        match plan.check_existing(&disk) {
-            Ok(()) => Ok(disk),
-            Err(reason) => Err(DriverError::Incompatible {
-                volume_id: plan.id.to_string(),
-                reason,
-            }),
-        }
-    }
-
-    /// Refuses early when the pool clearly lacks the space. The device's own answer to the
-    /// add stays the authority (and becomes RESOURCE_EXHAUSTED too); this check only spares
-    /// a doomed add. A cached reading that says "too little" is confirmed with a newer one
-    /// before refusing, since space may have been freed since it was taken.
-    async fn check_free_space(&self, wanted: u64) -> Result<()> {
-        let (reading, taken_at) = self.pool_reading.get(|| self.read_pool()).await;
-        match self.usable(reading) {
-            Ok(pool) if pool.free >= wanted => return Ok(()),
-            Ok(_) => {}
-            Err(DriverError::Rds(_)) => return Ok(()), // no reading: let the device decide
-            Err(e) => return Err(e),
-        }
-        let (reading, _) = self
-            .pool_reading
-            .get_newer_than(Some(taken_at), || self.read_pool())
-            .await;
-        match self.usable(reading) {
-            Ok(pool) if pool.free < wanted => Err(DriverError::InsufficientSpace {
-                pool: self.config.pool.clone(),
-                wanted,
-                free: pool.free,
-            }),
-            Err(e @ DriverError::PoolUnusable { .. }) => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    /// `/disk add` with read-back. A read-back that differs from the request leaves a disk
-    /// that is not what was asked for; it is removed again so that a retry starts clean.
-    async fn add(&self, plan: &VolumePlan) -> Result<FileDisk> {
-        match self.rds.create_file_disk(&plan.disk_spec()).await {
-            Err(routeros::Error::Protocol(text)) => {
-                self.roll_back(plan).await;
-                Err(routeros::Error::Protocol(text).into())
+    /// Holds `wanted` bytes of the thin-provisioning budget for a create. A cached reading
+    /// that says "too little" (or failed) is confirmed with a newer one before refusing, since
+    /// volumes may have been deleted, or the device come back, since it was taken.
+    async fn reserve(&self, wanted: u64) -> Result<Reservation<'_>> {
+        let ratio = self.config.overcommit_ratio;
+        let mut not_before = None;
+        loop {
+            let (reading, taken_at) = self
+                .capacity_reading
+                .get_newer_than(not_before, || self.read_capacity())
+                .await;
+            let last_try = not_before.is_some();
+            not_before = Some(taken_at);
+            let reading = match self.usable(reading, |r| &r.pool) {
+                Ok(reading) => reading,
+                Err(DriverError::Rds(_)) if !last_try => continue,
+                Err(e) => return Err(e),
+            };
+            let pool = &reading.pool;
+            let fits =
+                |promised: u64| promised <= ratio.of(pool.size) && wanted <= ratio.of(pool.free);
+            if let Some(reservation) = self.ledger.reserve(&reading, wanted, fits) {
+                return Ok(reservation);
             }
-            outcome => outcome.map_err(Into::into),
-        }
-    }
-
-    async fn roll_back(&self, plan: &VolumePlan) {
-        let outcome = async {
-            if let Some(disk) = self.rds.get_disk(plan.id.slot()).await?
-                && disk.file_path == plan.file_path.as_str()
-            {
-                self.rds
-                    .remove_disk_and_file(plan.id.slot(), &plan.file_path)
-                    .await?;
-                tracing::warn!("removed a disk whose read-back did not match the request");
+            if last_try {
+                let provisioned = self.ledger.provisioned(&reading);
+                return Err(DriverError::InsufficientSpace {
+                    pool: self.config.pool.clone(),
+                    wanted,
+                    available: available(pool, provisioned, ratio),
+                    size: pool.size,
+                    free: pool.free,
+                    provisioned,
+                    ratio: ratio.to_string(),
+                });
             }
-            Ok::<_, routeros::Error>(())
-        }
-        .await;
-        if let Err(error) = outcome {
-            tracing::warn!(%error, "could not roll back a mismatching disk; a retry will judge it");
         }
     }
 
-    /// The add said "already exists" but the volume has no disk: the image exists without
-    /// it (an interrupted delete, or a failed add). Such a leftover sits at this volume's own
-    /// path and, unless some disk uses it, is removed and the add repeated.
-    async fn clear_leftover_and_add(&self, plan: &VolumePlan, text: String) -> Result<FileDisk> {
-        if self.rds.get_file(&plan.file_path).await?.is_none() {
-            return Err(routeros::Error::AlreadyExists(text).into());
-        }
-        if let Some(user) = self.image_user(&plan.file_path).await? {
-            return Err(DriverError::Incompatible {
-                volume_id: plan.id.to_string(),
-                reason: format!("its image {} is used by disk {user}", plan.file_path),
-            });
-        }
-        self.rds.remove_file(&plan.file_path).await?;
-        tracing::warn!(image = %plan.file_path, "removed a leftover image of this volume");
-        self.add(plan).await
-    }
-
-    /// The slot of a disk backed by `image`, if any.
-    async fn image_user(&self, image: &FilePath) -> Result<Option<String>> {
+    /// The pool and the driver's volumes (2 round trips), for the capacity budget.
+    async fn read_capacity(&self) -> routeros::Result<CapacityReading> {
+        let pool = self.read_pool().await?;
         let disks = self.rds.list_disks("").await?;
-        Ok(disks
-            .into_iter()
-            .find(|d| d.file_path == image.as_str())
-            .map(|d| d.slot))
+        Ok(CapacityReading::new(
+            pool,
+            &disks,
+            &self.config.volume_base_path,
+        ))
+    }
+
+    /// GetCapacity: what the budget still allows, from a reading at most `cache_ttl` old.
+    pub async fn available_capacity(&self) -> Result<u64> {
+        let (reading, _) = self.capacity_reading.get(|| self.read_capacity()).await;
+        let reading = self.usable(reading, |r| &r.pool)?;
+        let provisioned = self.ledger.provisioned(&reading);
+        Ok(available(
+            &reading.pool,
+            provisioned,
+            self.config.overcommit_ratio,
+        ))
     }
 
     /// DeleteVolume: removes the disk and then its image (RouterOS keeps the file otherwise).
     ///
-    /// Round trips: `get_disk` (1), needed for the image path (a custom `volumePath` is
-    /// recorded only on the disk) and to leave foreign disks alone, + one script removing
-    /// both (1). With the disk already gone: `get_disk` + `get_file` (2), plus a user check
-    /// and the removal when an image was left behind.
+    /// Round trips: the volume's facts (1: its slot, the images named `<id>.img` anywhere
+    /// under the base path, and the disks using them) + one script removing the disk by id and
+    /// its image (1). With the disk already gone, each leftover image no disk uses is removed.
     pub async fn delete_volume(&self, id: &VolumeId) -> Result<()> {
-        let Some(disk) = self.rds.get_disk(id.slot()).await? else {
-            return self.remove_leftover_image(id).await;
-        };
-        let Some(image) = owned_image(&disk, &self.config.volume_base_path) else {
-            tracing::warn!(
-                file_path = %disk.file_path,
-                "a disk with this id exists but is not the driver's (image outside the base \
-                 path or differently named); leaving it alone"
-            );
-            return Ok(());
-        };
-        self.rds.remove_disk_and_file(id.slot(), &image).await?;
-        tracing::info!(image = %image, "deleted the disk and its image");
-        Ok(())
-    }
-
-    /// With the disk gone, the image can only be found at the default path: a volume's
-    /// custom `volumePath` is known from its disk alone.
-    async fn remove_leftover_image(&self, id: &VolumeId) -> Result<()> {
-        let image = image_path(&self.config.volume_base_path, id);
-        if self.rds.get_file(&image).await?.is_none() {
-            return Ok(());
+        let facts = self.rds.volume_facts(id.slot(), &self.base_dir).await?;
+        match plan_delete(&facts, &self.config.volume_base_path) {
+            DeletePlan::Nothing => Ok(()),
+            DeletePlan::NotOurs(reason) => {
+                tracing::warn!(%reason, "a disk holds this volume's slot but is not the driver's; leaving it alone");
+                Ok(())
+            }
+            DeletePlan::Ambiguous(reason) => {
+                Err(DriverError::Precondition(format!("volume {id}: {reason}")))
+            }
+            DeletePlan::RemoveDisk {
+                id: disk,
+                image,
+                other_users,
+            } => {
+                let keep_image = !other_users.is_empty();
+                if keep_image {
+                    tracing::warn!(image = %image, users = ?other_users, "other disks use this volume's image; removing the disk only");
+                }
+                self.rds
+                    .remove_disk(&disk, (!keep_image).then_some(&image))
+                    .await?;
+                tracing::info!(image = %image, "deleted the disk and its image");
+                Ok(())
+            }
+            DeletePlan::RemoveImages { images, in_use } => {
+                for (image, user) in in_use {
+                    tracing::warn!(%image, disk = %user, "an image named like this volume's is used by another disk; leaving it");
+                }
+                for image in images {
+                    self.rds.remove_file(&image).await?;
+                    tracing::info!(image = %image, "removed the image an interrupted delete left behind");
+                }
+                Ok(())
+            }
         }
-        if let Some(user) = self.image_user(&image).await? {
-            tracing::warn!(image = %image, disk = %user, "image is used by another disk; leaving it");
-            return Ok(());
-        }
-        self.rds.remove_file(&image).await?;
-        tracing::info!(image = %image, "removed the image an interrupted delete left behind");
-        Ok(())
     }
 
     /// The driver's disk for a volume id; NOT_FOUND when absent or not the driver's.
     /// One round trip.
     pub async fn volume(&self, id: &VolumeId) -> Result<FileDisk> {
-        self.rds
-            .get_disk(id.slot())
-            .await?
-            .filter(|disk| owned_image(disk, &self.config.volume_base_path).is_some())
-            .ok_or_else(|| DriverError::VolumeNotFound(id.to_string()))
+        let items = self.rds.slot_items(id.slot()).await?;
+        match items.as_slice() {
+            [DiskItem::File(disk)]
+                if owned_image(disk, &self.config.volume_base_path).is_some() =>
+            {
+                Ok(disk.clone())
+            }
+            [_, _, ..] => Err(DriverError::Precondition(format!(
+                "volume {id}: {} disks hold its slot; the driver will not choose between them",
+                items.len()
+            ))),
+            _ => Err(DriverError::VolumeNotFound(id.to_string())),
+        }
     }
 
     /// ControllerExpandVolume: grows the image to the exact (rounded-up) size and verifies it;

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use routeros::model::CreateDisk;
 use routeros::{
-    Client, Error, FileDisk, FileEntry, FilePath, Limits, NqnSource, Pool, RouterOsVersion, Slot,
-    SystemInfo, Transport,
+    AddReport, Client, DirPath, DiskItem, Error, FileDisk, FileEntry, FilePath, ItemId, Limits,
+    NqnSource, Pool, RouterOsVersion, Slot, SystemInfo, Transport, VolumeFacts,
 };
 
 use super::rules::{VolumeId, VolumePlan};
@@ -39,6 +39,17 @@ impl FakeRds {
 
     fn take_calls(&self) -> Vec<&'static str> {
         std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    fn in_slot(&self, slot: &str) -> Vec<DiskItem> {
+        self.disks
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|d| d.slot == slot)
+            .cloned()
+            .map(DiskItem::File)
+            .collect()
     }
 
     fn add_file(&self, name: &str) {
@@ -71,9 +82,9 @@ impl Transport for FakeRds {
         })
     }
 
-    async fn get_disk(&self, slot: &Slot) -> routeros::Result<Option<FileDisk>> {
-        self.record("get-disk");
-        Ok(self.disks.lock().unwrap().get(slot.as_str()).cloned())
+    async fn slot_items(&self, slot: &Slot) -> routeros::Result<Vec<DiskItem>> {
+        self.record("slot-items");
+        Ok(self.in_slot(slot.as_str()))
     }
 
     async fn list_disks(&self, prefix: &str) -> routeros::Result<Vec<FileDisk>> {
@@ -86,33 +97,57 @@ impl Transport for FakeRds {
             .collect())
     }
 
-    async fn create_disk(&self, request: CreateDisk<'_>) -> routeros::Result<FileDisk> {
+    /// The guarded add, as the scripts run it on the device.
+    async fn create_disk(&self, request: CreateDisk<'_>) -> routeros::Result<AddReport> {
         self.record("create-disk");
         let spec = request.spec;
-        let mut disks = self.disks.lock().unwrap();
-        let mut files = self.files.lock().unwrap();
-        if disks.contains_key(spec.slot.as_str()) || files.contains_key(spec.file_path.as_str()) {
-            return Err(Error::AlreadyExists("failure: file already exists".into()));
-        }
-        let disk = FileDisk {
-            id: format!("*{}", disks.len() + 1),
-            slot: spec.slot.to_string(),
-            file_path: spec.file_path.to_string(),
-            file_size: spec.size,
-            nvme_tcp_export: true,
-            nvme_tcp_port: spec.port,
-            nqn: request.expected_nqn().to_owned(),
-            nqn_source: NqnSource::ServerNqn,
-            mount_filesystem: false,
-            comment: spec.comment.clone(),
+        let slot_before: Vec<String> = self
+            .in_slot(spec.slot.as_str())
+            .iter()
+            .map(|d| d.id().to_owned())
+            .collect();
+        let file_taken = self
+            .files
+            .lock()
+            .unwrap()
+            .contains_key(spec.file_path.as_str());
+        let files_before = if file_taken {
+            vec!["*F".to_owned()]
+        } else {
+            vec![]
         };
-        files.insert(disk.file_path.clone(), spec.size);
-        disks.insert(disk.slot.clone(), disk.clone());
-        let mut reported = disk;
-        if self.tamper_next_create.swap(false, Ordering::SeqCst) {
-            reported.file_size -= 512;
+        let mut added = None;
+        if slot_before.is_empty() && !file_taken {
+            let mut disks = self.disks.lock().unwrap();
+            let id = format!("*{}", disks.len() + 1);
+            let mut disk = FileDisk {
+                id: id.clone(),
+                slot: spec.slot.to_string(),
+                file_path: spec.file_path.to_string(),
+                file_size: spec.size,
+                nvme_tcp_export: true,
+                nvme_tcp_port: spec.port,
+                nqn: request.expected_nqn().to_owned(),
+                nqn_source: NqnSource::ServerNqn,
+                mount_filesystem: false,
+                comment: spec.comment.clone(),
+            };
+            if self.tamper_next_create.swap(false, Ordering::SeqCst) {
+                disk.file_size -= 512;
+            }
+            self.files
+                .lock()
+                .unwrap()
+                .insert(disk.file_path.clone(), spec.size);
+            disks.insert(disk.slot.clone(), disk);
+            added = Some(id);
         }
-        Ok(reported)
+        Ok(AddReport {
+            slot_before,
+            files_before,
+            added,
+            slot_after: self.in_slot(spec.slot.as_str()),
+        })
     }
 
     async fn grow_disk(&self, slot: &Slot, size: u64) -> routeros::Result<FileDisk> {
@@ -129,16 +164,48 @@ impl Transport for FakeRds {
         Ok(disk.clone())
     }
 
-    async fn remove_disk(&self, slot: &Slot) -> routeros::Result<()> {
-        self.record("remove-disk");
-        self.disks.lock().unwrap().remove(slot.as_str());
-        Ok(())
+    async fn volume_facts(&self, slot: &Slot, dir: &DirPath) -> routeros::Result<VolumeFacts> {
+        self.record("volume-facts");
+        let image = format!("/{slot}.img");
+        let named = |path: &str| path.ends_with(&image);
+        let images = self
+            .files
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| named(name) && name.starts_with(&format!("{dir}/")))
+            .map(|(name, &size)| FileEntry {
+                id: "*F".into(),
+                name: name.clone(),
+                kind: ".img file".into(),
+                size,
+                last_modified: None,
+            })
+            .collect();
+        let image_users = self
+            .disks
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|d| named(&d.file_path))
+            .cloned()
+            .collect();
+        Ok(VolumeFacts {
+            slot_items: self.in_slot(slot.as_str()),
+            images,
+            image_users,
+        })
     }
 
-    async fn remove_disk_and_file(&self, slot: &Slot, path: &FilePath) -> routeros::Result<()> {
-        self.record("remove-disk-and-file");
-        self.disks.lock().unwrap().remove(slot.as_str());
-        self.files.lock().unwrap().remove(path.as_str());
+    async fn remove_disk(&self, id: &ItemId, image: Option<&FilePath>) -> routeros::Result<()> {
+        self.record("remove-disk");
+        self.disks
+            .lock()
+            .unwrap()
+            .retain(|_, d| d.id != id.as_str());
+        if let Some(path) = image {
+            self.files.lock().unwrap().remove(path.as_str());
+        }
         Ok(())
     }
 
@@ -194,6 +261,7 @@ async fn service() -> (ControllerService, Arc<FakeRds>) {
     config.cache_ttl = Duration::from_secs(600);
     let service = ControllerService::new(client, config.validate().unwrap());
     assert!(service.probe().await.unwrap());
+    service.available_capacity().await.unwrap();
     fake.take_calls();
     (service, fake)
 }
@@ -215,44 +283,45 @@ async fn round_trips_per_operation() {
     assert_eq!(
         fake.take_calls(),
         ["create-disk"],
-        "a new volume costs the add alone"
+        "a new volume costs the guarded add alone"
     );
     service.create_volume(&p).await.unwrap();
     assert_eq!(
         fake.take_calls(),
-        ["create-disk", "get-disk"],
-        "a repeat costs the refused add and one look"
+        ["create-disk"],
+        "a repeat is judged from what the guarded add reports"
     );
 
     service.volume(&id(PVC)).await.unwrap();
-    assert_eq!(fake.take_calls(), ["get-disk"]);
+    assert_eq!(fake.take_calls(), ["slot-items"]);
     service.list_volumes("", 0).await.unwrap();
     assert_eq!(fake.take_calls(), ["list-disks"]);
     service.pool().await.unwrap();
+    service.available_capacity().await.unwrap();
     assert!(
         fake.take_calls().is_empty(),
-        "a fresh pool reading is reused"
+        "fresh pool and capacity readings are reused"
     );
 
     service
         .expand_volume(&id(PVC), 2 * GIB as i64, 0)
         .await
         .unwrap();
-    assert_eq!(fake.take_calls(), ["get-disk", "grow-disk"]);
+    assert_eq!(fake.take_calls(), ["slot-items", "grow-disk"]);
     service
         .expand_volume(&id(PVC), GIB as i64, 0)
         .await
         .unwrap();
-    assert_eq!(fake.take_calls(), ["get-disk"]);
+    assert_eq!(fake.take_calls(), ["slot-items"]);
 
     service.delete_volume(&id(PVC)).await.unwrap();
-    assert_eq!(fake.take_calls(), ["get-disk", "remove-disk-and-file"]);
+    assert_eq!(fake.take_calls(), ["volume-facts", "remove-disk"]);
     service.delete_volume(&id(PVC)).await.unwrap();
-    assert_eq!(fake.take_calls(), ["get-disk", "get-file"]);
+    assert_eq!(fake.take_calls(), ["volume-facts"]);
 }
 
 #[tokio::test]
-async fn a_read_back_that_disagrees_is_rolled_back_and_the_retry_succeeds() {
+async fn a_read_back_that_disagrees_is_rolled_back_by_id_and_the_retry_succeeds() {
     let (service, fake) = service().await;
     let p = plan(&service, PVC);
     fake.tamper_next_create.store(true, Ordering::SeqCst);
@@ -263,10 +332,7 @@ async fn a_read_back_that_disagrees_is_rolled_back_and_the_retry_succeeds() {
     );
     assert!(fake.disks.lock().unwrap().is_empty(), "disk removed");
     assert!(fake.files.lock().unwrap().is_empty(), "image removed");
-    assert_eq!(
-        fake.take_calls(),
-        ["create-disk", "get-disk", "remove-disk-and-file"]
-    );
+    assert_eq!(fake.take_calls(), ["create-disk", "remove-disk"]);
     let disk = service.create_volume(&p).await.unwrap();
     assert_eq!(disk.file_size, GIB);
 }
@@ -279,14 +345,7 @@ async fn a_leftover_image_is_cleared_once_and_the_add_repeated() {
     service.create_volume(&p).await.unwrap();
     assert_eq!(
         fake.take_calls(),
-        [
-            "create-disk",
-            "get-disk",
-            "get-file",
-            "list-disks",
-            "remove-file",
-            "create-disk"
-        ]
+        ["create-disk", "list-disks", "remove-file", "create-disk"]
     );
     service.delete_volume(&p.id).await.unwrap();
     assert!(fake.files.lock().unwrap().is_empty());

@@ -278,6 +278,33 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// Adds a disk without the client's guard, as a person at the console would: for
+    /// arranging states (a disk over an existing image) the client refuses to make.
+    pub async fn add_disk_raw(&self, spec: &routeros::DiskSpec) {
+        use routeros::quote::quote;
+        self.device_exec(&format!(
+            "/disk add type=file slot={} file-path={} file-size={} mount-filesystem=no \
+             nvme-tcp-export=yes nvme-tcp-server-port={} nvme-tcp-server-nqn={}",
+            quote(spec.slot.as_str()),
+            quote(spec.file_path.as_str()),
+            spec.size,
+            spec.port,
+            quote(spec.nqn.as_str())
+        ))
+        .await;
+    }
+
+    /// Removes the disks in a slot but not their images: an interrupted delete.
+    pub async fn remove_disk_entry(&self, slot: &str) {
+        self.device_exec(&format!(
+            "/disk remove [find where slot={}]",
+            routeros::quote::quote(slot)
+        ))
+        .await;
+    }
+}
+
 /// A request with the test deadline (sent as `grpc-timeout`).
 pub fn timed<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
