@@ -1,0 +1,221 @@
+use super::*;
+use crate::script::ast::{CmpOp, Cond};
+
+fn v() -> RouterOsVersion {
+    RouterOsVersion::default()
+}
+
+fn ok(src: &str) -> Script {
+    parse(src, &v()).unwrap_or_else(|e| panic!("{src}: {e}"))
+}
+
+fn err(src: &str) -> String {
+    parse(src, &v()).unwrap_err().to_string()
+}
+
+#[test]
+fn the_client_statements_parse() {
+    let scripts = [
+        ":put [:serialize to=json [/system resource print as-value]];:put [:serialize to=json [/system identity print as-value]]",
+        ":put [:serialize to=json [/disk print detail as-value where slot=\"pvc-1\"]]",
+        ":put [:serialize to=json [/disk print detail as-value where type=file and slot~\"^pvc\\2D\"]]",
+        ":put [:serialize to=json [/disk print detail as-value where mount-point=\"storage-pool\"]]",
+        "/disk add type=file slot=\"pvc-1\" file-path=\"storage-pool/pvc-1.img\" file-size=1073741824 mount-filesystem=no nvme-tcp-export=yes nvme-tcp-server-port=4420 nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:pvc-1\" comment=\"x\";:put [:serialize to=json [/disk print detail as-value where slot=\"pvc-1\"]]",
+        "/disk set [find where slot=\"pvc-1\"] file-size=2147483648;:put 1",
+        "/disk remove [find where slot=\"pvc-1\"]",
+        ":put [:serialize to=json [/file print detail as-value where name=\"storage-pool/pvc-1.img\"]]",
+        "/file remove [find where name=\"storage-pool/pvc-1.img\"]",
+    ];
+    for s in scripts {
+        ok(s);
+    }
+    assert_eq!(ok(scripts[4]).commands.len(), 2);
+    assert_eq!(ok(scripts[4]).count_disk_adds(), 1);
+}
+
+#[test]
+fn path_spellings_and_menu_changes() {
+    assert!(matches!(
+        ok("/disk/add type=file").commands[0],
+        Command::Add {
+            menu: Menu::Disk,
+            ..
+        }
+    ));
+    assert!(matches!(
+        ok("/disk add type=file").commands[0],
+        Command::Add {
+            menu: Menu::Disk,
+            ..
+        }
+    ));
+    assert!(matches!(
+        ok("/system/resource/print").commands[0],
+        Command::Print {
+            menu: Menu::SystemResource,
+            ..
+        }
+    ));
+    assert!(matches!(
+        ok("/system resource print").commands[0],
+        Command::Print {
+            menu: Menu::SystemResource,
+            ..
+        }
+    ));
+    let script = ok("/disk\nprint\n:put [find]");
+    assert!(matches!(
+        script.commands[1],
+        Command::Print {
+            menu: Menu::Disk,
+            ..
+        }
+    ));
+    assert!(
+        matches!(&script.commands[2], Command::Put(Expr::Sub(c)) if matches!(**c, Command::Find { menu: Menu::Disk, .. }))
+    );
+    assert_eq!(ok("{ :put 1; :put 2 }\n:put 3").commands.len(), 3);
+}
+
+#[test]
+fn unknown_words_and_arguments() {
+    assert_eq!(err("/disk frob"), "bad command name frob (line 1 column 7)");
+    assert_eq!(err("frob"), "bad command name frob (line 1 column 1)");
+    assert_eq!(err(":frob 1"), "bad command name frob (line 1 column 2)");
+    assert_eq!(err("/disk/frob"), "syntax error (line 1 column 7)");
+    assert_eq!(
+        err("/disk add bogus=1"),
+        "expected end of command (line 1 column 11)"
+    );
+    assert_eq!(err(":put 1 2"), "expected end of command (line 1 column 8)");
+    assert_eq!(
+        err("/disk print where nosuch=1"),
+        "syntax error (line 1 column 19)"
+    );
+    assert_eq!(
+        err("/disk print sideways"),
+        "expected end of command (line 1 column 13)"
+    );
+    assert_eq!(
+        err(":put [/disk print"),
+        "expected end of command (line 1 column 18)"
+    );
+    assert_eq!(err(":put 1]"), "expected end of command (line 1 column 7)");
+    // An empty value followed by another argument.
+    assert_eq!(
+        err("/disk add comment= slot=x"),
+        "expected end of command (line 1 column 20)"
+    );
+    assert_eq!(err("/disk set"), "missing value(s) of argument(s) numbers");
+    assert_eq!(
+        err(":serialize to=xml 1"),
+        "input does not match any value of to"
+    );
+    assert_eq!(
+        err("/disk print where slot~\"(\""),
+        "syntax error (line 1 column 24)"
+    );
+}
+
+#[test]
+fn version_switch_hides_arguments() {
+    let src = "/disk add type=file slot=x nvme-tcp-server-nqn=\"q\"";
+    assert!(parse(src, &v()).is_ok());
+    let old: RouterOsVersion = "7.20.1".parse().unwrap();
+    assert_eq!(
+        parse(src, &old).unwrap_err().to_string(),
+        "expected end of command (line 1 column 28)"
+    );
+    let older: RouterOsVersion = "7.16".parse().unwrap();
+    assert_eq!(
+        parse("/disk add type=file file-size=1G", &older)
+            .unwrap_err()
+            .to_string(),
+        "expected end of command (line 1 column 21)"
+    );
+}
+
+#[test]
+fn conditions_and_or_not_and_juxtaposition() {
+    let script = ok("/disk print where slot=\"a\" and type=file or !(nvme-tcp-export)");
+    let Command::Print {
+        filter: Some(Cond::Or(left, right)),
+        ..
+    } = &script.commands[0]
+    else {
+        panic!("{script:?}")
+    };
+    assert!(matches!(**left, Cond::And(..)));
+    assert!(matches!(**right, Cond::Not(_)));
+    let script = ok(":put [/disk find slot=a type=file]");
+    let Command::Put(Expr::Sub(find)) = &script.commands[0] else {
+        panic!()
+    };
+    assert!(matches!(
+        **find,
+        Command::Find {
+            filter: Some(Cond::And(..)),
+            ..
+        }
+    ));
+    let script = ok("/disk print where slot~\"^pvc-\"");
+    let Command::Print {
+        filter:
+            Some(Cond::Cmp {
+                op: CmpOp::Match,
+                regex: Some(_),
+                ..
+            }),
+        ..
+    } = &script.commands[0]
+    else {
+        panic!()
+    };
+}
+
+#[test]
+fn statements_split_on_semicolons_and_newlines() {
+    assert_eq!(ok(":put 1;:put 2\n:put 3\r\n\n;").commands.len(), 3);
+    assert_eq!(
+        err(":put 1\n:put 2 3"),
+        "expected end of command (line 2 column 8)"
+    );
+}
+
+#[test]
+fn set_get_and_remove_shapes() {
+    let script = ok(
+        "/disk set pvc-1 comment=x; /disk get pvc-1 file-size; /system identity get name; /disk remove a,b",
+    );
+    assert!(
+        matches!(&script.commands[0], Command::Set { items: Some(Expr::Lit(s)), args, .. } if s == "pvc-1" && args.len() == 1)
+    );
+    assert!(matches!(
+        &script.commands[1],
+        Command::Get {
+            item: Some(_),
+            name: Some(_),
+            ..
+        }
+    ));
+    assert!(matches!(
+        &script.commands[2],
+        Command::Get {
+            item: None,
+            name: Some(_),
+            ..
+        }
+    ));
+    assert!(matches!(&script.commands[3], Command::Remove { items, .. } if items.len() == 1));
+    assert!(matches!(
+        &ok("/system identity set name=x").commands[0],
+        Command::Set {
+            menu: Menu::SystemIdentity,
+            ..
+        }
+    ));
+    assert_eq!(
+        err("/system identity set bogus=x"),
+        "expected end of command (line 1 column 22)"
+    );
+}
