@@ -65,8 +65,24 @@ impl Script {
                 Cond::Truthy(_) => 0,
             }
         }
+        fn in_test(t: &Test) -> usize {
+            match t {
+                Test::Value(e) => in_expr(e),
+                Test::Num(_) | Test::Bool(_) => 0,
+                Test::Not(a) => in_test(a),
+                Test::And(a, b) | Test::Or(a, b) | Test::Compare(a, _, b) => {
+                    in_test(a) + in_test(b)
+                }
+            }
+        }
         fn in_command(c: &Command) -> usize {
             match c {
+                // Both branches count: the delay is decided before the script runs.
+                Command::If {
+                    test,
+                    then,
+                    otherwise,
+                } => in_test(test) + then.iter().chain(otherwise).map(in_command).sum::<usize>(),
                 Command::Add { menu, args } => {
                     usize::from(*menu == Menu::Disk)
                         + args.iter().map(|a| in_expr(&a.value)).sum::<usize>()
@@ -146,6 +162,30 @@ pub enum Cond {
     Truthy(String),
 }
 
+/// A comparison of an `:if` condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelOp {
+    Eq,
+    NotEq,
+    Less,
+    Greater,
+    LessEq,
+    GreaterEq,
+}
+
+/// An `:if` condition, in RouterOS expression syntax.
+#[derive(Debug, Clone)]
+pub enum Test {
+    /// A `[command]`, `$variable` or quoted string.
+    Value(Expr),
+    Num(i64),
+    Bool(bool),
+    Not(Box<Test>),
+    And(Box<Test>, Box<Test>),
+    Or(Box<Test>, Box<Test>),
+    Compare(Box<Test>, RelOp, Box<Test>),
+}
+
 /// One command.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -155,9 +195,17 @@ pub enum Command {
         to: Option<Expr>,
     },
     Len(Expr),
+    /// `:local` (`global: false`) or `:global`.
     Local {
         name: String,
         value: Expr,
+        global: bool,
+    },
+    /// `:if (test) do={then} else={otherwise}`.
+    If {
+        test: Test,
+        then: Vec<Command>,
+        otherwise: Vec<Command>,
     },
     Add {
         menu: Menu,

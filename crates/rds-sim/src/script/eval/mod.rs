@@ -1,6 +1,7 @@
 //! Runs a parsed script against the device. Output is collected as lines;
 //! the first failing command stops the script (RouterOS semantics).
 
+mod conditional;
 mod print;
 mod select;
 #[cfg(test)]
@@ -38,7 +39,7 @@ pub fn run(script: &Script, device: &mut Device, ctx: &RunContext) -> RunOutput 
         device,
         ctx,
         lines: Vec::new(),
-        vars: HashMap::new(),
+        scopes: vec![HashMap::new()],
         listing: Vec::new(),
     };
     let mut error = None;
@@ -58,7 +59,8 @@ struct Interpreter<'a> {
     device: &'a mut Device,
     ctx: &'a RunContext,
     lines: Vec<String>,
-    vars: HashMap<String, Value>,
+    /// Variables: the script's scope, then one per `do`/`else` block being run.
+    scopes: Vec<HashMap<String, Value>>,
     /// Ids in the order of the last list printed, for numeric references.
     listing: Vec<(Table, u64)>,
 }
@@ -99,10 +101,34 @@ impl Interpreter<'_> {
                 Value::Nothing => 0,
                 other => other.to_text().chars().count() as i64,
             })),
-            Command::Local { name, value } => {
+            Command::Local {
+                name,
+                value,
+                global,
+            } => {
                 let value = self.eval(value)?;
-                self.vars.insert(name.clone(), value);
+                let scope = if *global {
+                    self.scopes.first_mut()
+                } else {
+                    self.scopes.last_mut()
+                };
+                scope
+                    .expect("the script scope is never left")
+                    .insert(name.clone(), value);
                 Ok(Value::Nothing)
+            }
+            Command::If {
+                test,
+                then,
+                otherwise,
+            } => {
+                let branch = if self.holds(test)? { then } else { otherwise };
+                self.scopes.push(HashMap::new());
+                let result = branch
+                    .iter()
+                    .try_for_each(|c| self.exec(c, false).map(drop));
+                self.scopes.pop();
+                result.map(|()| Value::Nothing)
             }
             Command::Add { args, .. } => {
                 let args = self.disk_args(args, DiskVerb::Add)?;
@@ -169,7 +195,13 @@ impl Interpreter<'_> {
     fn eval(&mut self, expr: &Expr) -> Result<Value, CmdError> {
         match expr {
             Expr::Lit(text) => Ok(Value::Str(text.clone())),
-            Expr::Var(name) => Ok(self.vars.get(name).cloned().unwrap_or(Value::Nothing)),
+            Expr::Var(name) => Ok(self
+                .scopes
+                .iter()
+                .rev()
+                .find_map(|scope| scope.get(name))
+                .cloned()
+                .unwrap_or(Value::Nothing)),
             Expr::Sub(command) => self.exec(command, true),
         }
     }

@@ -316,3 +316,191 @@ fn float_numbers_fault() {
         out.lines
     );
 }
+
+/// The controller's CreateVolume script: add only when neither slot nor file exists.
+fn create_if_free(slot: &str) -> String {
+    format!(
+        ":local slotIds [/disk find where slot=\"{slot}\"];:local fileIds [/file find where name=\"storage-pool/{slot}.img\"];\
+         :put [:serialize to=json $slotIds];:put [:serialize to=json $fileIds];\
+         :if (([:len $slotIds] = 0) && ([:len $fileIds] = 0)) do={{:put [:serialize to=json [/disk add type=file \
+         slot=\"{slot}\" file-path=\"storage-pool/{slot}.img\" file-size=1073741824 mount-filesystem=no nvme-tcp-export=yes \
+         nvme-tcp-server-port=4420 nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:{slot}\" comment=\"x\"]]}};\
+         :put [:serialize to=json [/disk print detail as-value where slot=\"{slot}\"]]"
+    )
+}
+
+#[test]
+fn create_if_free_adds_only_when_slot_and_file_are_free() {
+    let mut device = device_with(MemoryBackend::default());
+    let (lines, error) = run_text(&mut device, &create_if_free("pvc-1"));
+    assert_eq!(error, None);
+    assert_eq!(&lines[..3], ["[]", "[]", "\"*2\""]);
+    let disk: serde_json::Value = serde_json::from_str(&lines[3]).unwrap();
+    assert_eq!(disk[0][".id"], "*2");
+    assert_eq!(disk[0]["file-path"], "/storage-pool/pvc-1.img");
+    assert_eq!(lines.len(), 4);
+
+    // Again: both exist; the ids found, no add.
+    let file_id = device
+        .state()
+        .file_by_name("storage-pool/pvc-1.img")
+        .unwrap()
+        .id;
+    let (lines, error) = run_text(&mut device, &create_if_free("pvc-1"));
+    assert_eq!(error, None);
+    assert_eq!(lines[0], "[\"*2\"]");
+    assert_eq!(lines[1], format!("[\"*{file_id:X}\"]"));
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(device.state().disks.len(), 2);
+
+    // The disk gone, its image kept: the file alone blocks the add.
+    run_text(&mut device, "/disk remove *2");
+    let (lines, error) = run_text(&mut device, &create_if_free("pvc-1"));
+    assert_eq!(error, None);
+    assert_eq!(
+        lines,
+        ["[]".to_string(), format!("[\"*{file_id:X}\"]"), "[]".into()]
+    );
+    assert_eq!(device.state().disks.len(), 1);
+}
+
+#[test]
+fn if_truth_table_else_and_nesting() {
+    let mut device = device_with(MemoryBackend::default());
+    for a in [0, 1] {
+        for b in [0, 1] {
+            let src = format!(
+                ":local a {a}; :local b {b};\
+                 :if (($a = 1) && ($b = 1)) do={{:put and}} else={{:put nand}};\
+                 :if ($a = 1 || $b = 1) do={{:put or}} else={{:put nor}};\
+                 :if (!($a = 1)) do={{:put not}};\
+                 :if ($a < $b) do={{:put less}} else={{:if ($a >= $b) do={{:put \"not less\"}}}}"
+            );
+            let (lines, error) = run_text(&mut device, &src);
+            assert_eq!(error, None, "{src}");
+            let expected = [
+                if a == 1 && b == 1 { "and" } else { "nand" },
+                if a == 1 || b == 1 { "or" } else { "nor" },
+            ];
+            assert_eq!(lines[..2], expected, "a={a} b={b}");
+            assert_eq!(lines.contains(&"not".to_string()), a == 0);
+            assert_eq!(
+                lines.last().unwrap(),
+                if a < b { "less" } else { "not less" }
+            );
+        }
+    }
+    // Strings compare as text; a find's ids compare with their text.
+    let (lines, _) = run_text(
+        &mut device,
+        ":if (\"10\" < \"9\") do={:put text}; :if ([/disk find where slot=\"storage-pool\"] = \"*1\") do={:put id}",
+    );
+    assert_eq!(lines, ["text", "id"]);
+}
+
+#[test]
+fn branches_are_scopes_and_errors_in_them_stop_the_script() {
+    let mut device = device_with(MemoryBackend::default());
+    let (lines, error) = run_text(
+        &mut device,
+        ":local x outer; :if (true) do={:local x inner; :local y 1; :global g 2; :put $x}; :put $x; :put $y; :put $g",
+    );
+    assert_eq!(error, None);
+    assert_eq!(lines, ["inner", "outer", "", "2"]);
+
+    let (lines, error) = run_text(
+        &mut device,
+        ":put a; :if (true) do={:put b; /disk set nosuch comment=x; :put c}; :put d",
+    );
+    assert_eq!(lines, ["a", "b"]);
+    assert_eq!(error.as_deref(), Some("no such item"));
+
+    let (lines, error) = run_text(&mut device, ":put a; :if (1) do={:put b}");
+    assert_eq!(lines, ["a"]);
+    assert_eq!(error.as_deref(), Some("conditional not boolean"));
+    assert_eq!(
+        run_text(&mut device, ":if (true && [/disk find]) do={}")
+            .1
+            .as_deref(),
+        Some("conditional not boolean")
+    );
+    // Short circuit: the right side of a decided `&&` is not evaluated.
+    assert_eq!(
+        run_text(
+            &mut device,
+            ":if (false && [/disk find]) do={} else={:put no}"
+        )
+        .0,
+        ["no"]
+    );
+}
+
+#[test]
+fn the_delete_path_commands() {
+    let mut device = device_with(MemoryBackend::default());
+    run_text(&mut device, ADD);
+    let nested = ADD
+        .replace("pvc-1", "pvc-2")
+        .replace("storage-pool/pvc-2.img", "storage-pool/k8s/pvc-2.img");
+    assert_eq!(run_text(&mut device, &nested).1, None);
+    let files = |device: &mut Device, pattern: &str| -> Vec<String> {
+        json(
+            device,
+            &format!(
+                ":put [:serialize to=json [/file print detail as-value where name~\"{pattern}\"]]"
+            ),
+        )
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect()
+    };
+    // `/file` names have no leading `/`; the regex may allow a directory between.
+    assert_eq!(
+        files(&mut device, "^storage-pool/(.+/)?pvc-2\\\\.img\\$"),
+        ["storage-pool/k8s/pvc-2.img"]
+    );
+    assert_eq!(
+        files(&mut device, "^storage-pool/(.+/)?pvc-1\\\\.img\\$"),
+        ["storage-pool/pvc-1.img"]
+    );
+    assert!(files(&mut device, "^/storage-pool").is_empty());
+    // `file-path` prints with its leading `/`.
+    let disks = json(
+        &mut device,
+        ":put [:serialize to=json [/disk print detail as-value where file-path~\"/pvc-2\\\\.img\\$\"]]",
+    );
+    assert_eq!(disks.as_array().unwrap().len(), 1);
+    assert_eq!(disks[0]["slot"], "pvc-2");
+
+    let id = disks[0][".id"].as_str().unwrap().to_owned();
+    assert_eq!(run_text(&mut device, &format!("/disk remove {id}")).1, None);
+    assert!(device.state().disk_by_slot("pvc-2").is_none());
+    assert_eq!(
+        run_text(&mut device, &format!("/disk remove {id}"))
+            .1
+            .as_deref(),
+        Some("no such item")
+    );
+    assert_eq!(
+        run_text(
+            &mut device,
+            "/file remove [find where name=\"storage-pool/k8s/pvc-2.img\"]"
+        )
+        .1,
+        None
+    );
+    assert!(
+        device
+            .state()
+            .file_by_name("storage-pool/k8s/pvc-2.img")
+            .is_none()
+    );
+    // The pool is a disk with a slot too.
+    let pool = json(
+        &mut device,
+        ":put [:serialize to=json [/disk print detail as-value where slot=\"storage-pool\"]]",
+    );
+    assert_eq!(pool[0]["type"], "raid");
+}

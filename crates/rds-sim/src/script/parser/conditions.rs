@@ -1,11 +1,11 @@
-//! `where`/`find` conditions.
+//! `where`/`find` conditions, and the conditions of `:if`.
 
 use regex::Regex;
 
 use super::{Parser, ends_command};
 use crate::error::CmdError;
 use crate::records::{disk_property_names, file_property_names};
-use crate::script::ast::{CmpOp, Cond, Expr, Menu};
+use crate::script::ast::{CmpOp, Cond, Expr, Menu, RelOp, Test};
 use crate::script::lexer::Tok;
 
 impl Parser<'_> {
@@ -102,5 +102,94 @@ impl Parser<'_> {
             }
             _ => Err(CmdError::Syntax { pos: token.pos }),
         }
+    }
+
+    /// An `:if` condition up to its closing parenthesis: `||` (or `or`) binds loosest,
+    /// then `&&` (`and`), then the comparisons, then `!`.
+    pub(super) fn test(&mut self, menu: Menu) -> Result<Test, CmdError> {
+        let mut left = self.test_and(menu)?;
+        while self.at_word(&["||", "or"]) {
+            self.next();
+            let right = self.test_and(menu)?;
+            left = Test::Or(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn test_and(&mut self, menu: Menu) -> Result<Test, CmdError> {
+        let mut left = self.test_compare(menu)?;
+        while self.at_word(&["&&", "and"]) {
+            self.next();
+            let right = self.test_compare(menu)?;
+            left = Test::And(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn test_compare(&mut self, menu: Menu) -> Result<Test, CmdError> {
+        let mut left = self.test_unary(menu)?;
+        while let Some(op) = self.relation() {
+            let right = self.test_unary(menu)?;
+            left = Test::Compare(Box::new(left), op, Box::new(right));
+        }
+        Ok(left)
+    }
+
+    /// A comparison operator, consumed; `<=` and `>=` are two tokens without space between.
+    fn relation(&mut self) -> Option<RelOp> {
+        let op = match self.peek().tok {
+            Tok::Eq => RelOp::Eq,
+            Tok::NotEq => RelOp::NotEq,
+            Tok::Lt => RelOp::Less,
+            Tok::Gt => RelOp::Greater,
+            _ => return None,
+        };
+        self.next();
+        if self.peek().tok != Tok::Eq || self.peek().spaced {
+            return Some(op);
+        }
+        let with_eq = match op {
+            RelOp::Less => RelOp::LessEq,
+            RelOp::Greater => RelOp::GreaterEq,
+            _ => return Some(op),
+        };
+        self.next();
+        Some(with_eq)
+    }
+
+    fn test_unary(&mut self, menu: Menu) -> Result<Test, CmdError> {
+        let token = self.peek().clone();
+        match token.tok {
+            Tok::Bang => {
+                self.next();
+                Ok(Test::Not(Box::new(self.test_unary(menu)?)))
+            }
+            Tok::LParen => {
+                self.next();
+                let inner = self.test(menu)?;
+                let close = self.next();
+                if close.tok != Tok::RParen {
+                    return Err(CmdError::Syntax { pos: close.pos });
+                }
+                Ok(inner)
+            }
+            Tok::LBracket | Tok::Var(_) | Tok::Str(_) => Ok(Test::Value(self.value(menu)?)),
+            Tok::Word(word) => {
+                self.next();
+                match word.as_str() {
+                    "true" => Ok(Test::Bool(true)),
+                    "false" => Ok(Test::Bool(false)),
+                    _ => word
+                        .parse()
+                        .map(Test::Num)
+                        .map_err(|_| CmdError::Syntax { pos: token.pos }),
+                }
+            }
+            _ => Err(CmdError::Syntax { pos: token.pos }),
+        }
+    }
+
+    fn at_word(&self, words: &[&str]) -> bool {
+        matches!(&self.peek().tok, Tok::Word(w) if words.contains(&w.as_str()))
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::script::ast::{CmpOp, Cond};
+use crate::script::ast::{CmpOp, Cond, RelOp, Test};
 
 fn v() -> RouterOsVersion {
     RouterOsVersion::default()
@@ -217,5 +217,151 @@ fn set_get_and_remove_shapes() {
     assert_eq!(
         err("/system identity set bogus=x"),
         "expected end of command (line 1 column 22)"
+    );
+}
+
+/// The controller's CreateVolume script (one line).
+const CREATE_IF_FREE: &str = ":local slotIds [/disk find where slot=\"pvc-1\"];:local fileIds [/file find where name=\"storage-pool/pvc-1.img\"];:put [:serialize to=json $slotIds];:put [:serialize to=json $fileIds];:if (([:len $slotIds] = 0) && ([:len $fileIds] = 0)) do={:put [:serialize to=json [/disk add type=file slot=\"pvc-1\" file-path=\"storage-pool/pvc-1.img\" file-size=1073741824 mount-filesystem=no nvme-tcp-export=yes nvme-tcp-server-port=4420 nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:pvc-1\" comment=\"x\"]]};:put [:serialize to=json [/disk print detail as-value where slot=\"pvc-1\"]]";
+
+fn only_if(script: &Script) -> (&Test, &[Command], &[Command]) {
+    match script.commands.as_slice() {
+        [
+            Command::If {
+                test,
+                then,
+                otherwise,
+            },
+        ] => (test, then, otherwise),
+        other => panic!("not one :if: {other:?}"),
+    }
+}
+
+#[test]
+fn the_create_if_free_script_parses_and_counts_its_add() {
+    let script = ok(CREATE_IF_FREE);
+    assert_eq!(script.commands.len(), 6);
+    let Command::If { test, then, .. } = &script.commands[4] else {
+        panic!("{:?}", script.commands[4])
+    };
+    let Test::And(left, right) = test else {
+        panic!("{test:?}")
+    };
+    for side in [left, right] {
+        assert!(
+            matches!(&**side, Test::Compare(len, RelOp::Eq, zero)
+                if matches!(**len, Test::Value(Expr::Sub(_))) && matches!(**zero, Test::Num(0))),
+            "{side:?}"
+        );
+    }
+    assert_eq!(then.len(), 1);
+    assert_eq!(script.count_disk_adds(), 1);
+    // Adds count in either branch and in the condition, whichever would run.
+    let script = ok(
+        ":if ([/disk add type=file] = 1) do={:if (true) do={} else={/disk add type=file}} else={/disk add type=file}",
+    );
+    assert_eq!(script.count_disk_adds(), 3);
+}
+
+#[test]
+fn if_operators_and_their_precedence() {
+    let script = ok(":if ($a = 1 || $b != \"x\" && !$c) do={:put y}");
+    let (test, then, otherwise) = only_if(&script);
+    let Test::Or(left, right) = test else {
+        panic!("{test:?}")
+    };
+    assert!(matches!(**left, Test::Compare(_, RelOp::Eq, _)));
+    let Test::And(b, c) = &**right else {
+        panic!("{right:?}")
+    };
+    assert!(matches!(**b, Test::Compare(_, RelOp::NotEq, _)));
+    assert!(matches!(**c, Test::Not(_)));
+    assert_eq!((then.len(), otherwise.len()), (1, 0));
+
+    for (src, expected) in [
+        ("1 < 2", RelOp::Less),
+        ("1 > 2", RelOp::Greater),
+        ("1 <= 2", RelOp::LessEq),
+        ("1 >= 2", RelOp::GreaterEq),
+        ("1<=2", RelOp::LessEq),
+        ("\"a\"=\"b\"", RelOp::Eq),
+    ] {
+        let script = ok(&format!(":if ({src}) do={{}}"));
+        let (test, ..) = only_if(&script);
+        assert!(
+            matches!(test, Test::Compare(_, op, _) if *op == expected),
+            "{src}: {test:?}"
+        );
+    }
+    let script = ok(":if (($a = 1) and (true or false)) do={} else={:put n}");
+    let (test, _, otherwise) = only_if(&script);
+    assert!(matches!(test, Test::And(_, b) if matches!(**b, Test::Or(..))));
+    assert_eq!(otherwise.len(), 1);
+}
+
+#[test]
+fn if_branches_nest_and_come_in_either_order() {
+    let script = ok(
+        ":if (true) else={:put b} do={\n:put a\n:if (false) do={:put c} else={:put d; :put e}\n}",
+    );
+    let (_, then, otherwise) = only_if(&script);
+    assert_eq!(otherwise.len(), 1);
+    assert_eq!(then.len(), 2);
+    let Command::If {
+        then: inner_then,
+        otherwise: inner_else,
+        ..
+    } = &then[1]
+    else {
+        panic!("{:?}", then[1])
+    };
+    assert_eq!((inner_then.len(), inner_else.len()), (1, 2));
+    // A menu change inside a branch stays there.
+    let script = ok("/disk\n:if (true) do={/file\nprint}\nprint");
+    assert!(matches!(
+        script.commands.last(),
+        Some(Command::Print {
+            menu: Menu::Disk,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn if_syntax_errors_reject_the_whole_script() {
+    assert_eq!(
+        err(":put a; :if ($a = 1 do={:put b}"),
+        "syntax error (line 1 column 21)"
+    );
+    assert_eq!(err(":if ($a = ) do={}"), "syntax error (line 1 column 11)");
+    assert_eq!(err(":if (abc = 1) do={}"), "syntax error (line 1 column 6)");
+    assert_eq!(err(":if 1 do={}"), "syntax error (line 1 column 5)");
+    assert_eq!(
+        err(":if (1 < = 2) do={}"),
+        "syntax error (line 1 column 10)"
+    );
+    assert_eq!(
+        err(":if (true) else={:put x}"),
+        "missing value(s) of argument(s) do"
+    );
+    assert_eq!(
+        err(":if (true) then={}"),
+        "expected end of command (line 1 column 12)"
+    );
+    assert_eq!(
+        err(":if (true) do= {:put x}"),
+        "expected end of command (line 1 column 16)"
+    );
+    assert_eq!(
+        err(":if (true) do={:put x} do={:put y}"),
+        "expected end of command (line 1 column 24)"
+    );
+    // An error inside a branch, even one never taken, fails the parse.
+    assert_eq!(
+        err(":put a; :if (false) do={/disk frob}"),
+        "bad command name frob (line 1 column 31)"
+    );
+    assert_eq!(
+        err(":if (true) do={:put a"),
+        "syntax error (line 1 column 22)"
     );
 }
