@@ -39,6 +39,9 @@ pub enum CmdError {
     /// A referenced item does not exist.
     #[error("no such item")]
     NoSuchItem,
+    /// An `:if` condition (or `!`, `&&`, `||` operand) that is not a boolean.
+    #[error("conditional not boolean")]
+    NotBoolean,
     /// A runtime failure; printed as `failure: <reason>`.
     #[error("failure: {0}")]
     Failure(String),

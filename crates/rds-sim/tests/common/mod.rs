@@ -158,3 +158,31 @@ pub fn https_client(sim: &SimHandle) -> reqwest::Client {
         .build()
         .expect("https client")
 }
+
+/// The controller's CreateVolume script (one line): reports the ids in the slot and of the
+/// image file, adds the disk only when both are free, then prints the slot's disks.
+pub fn create_if_free_script(slot: &str, size: u64) -> String {
+    format!(
+        ":local slotIds [/disk find where slot=\"{slot}\"];\
+         :local fileIds [/file find where name=\"storage-pool/{slot}.img\"];\
+         :put [:serialize to=json $slotIds];:put [:serialize to=json $fileIds];\
+         :if (([:len $slotIds] = 0) && ([:len $fileIds] = 0)) do={{:put [:serialize to=json [/disk add type=file \
+         slot=\"{slot}\" file-path=\"storage-pool/{slot}.img\" file-size={size} mount-filesystem=no nvme-tcp-export=yes \
+         nvme-tcp-server-port=4420 nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:{slot}\" comment=\"x\"]]}};\
+         :put [:serialize to=json [/disk print detail as-value where slot=\"{slot}\"]]"
+    )
+}
+
+/// `POST /rest/execute` with `script`; the `ret` text.
+pub async fn rest_execute(sim: &SimHandle, script: &str) -> String {
+    let reply = https_client(sim)
+        .post(format!("{}/rest/execute", sim.rest_url()))
+        .basic_auth(USER, Some(PASSWORD))
+        .json(&serde_json::json!({ "script": script }))
+        .send()
+        .await
+        .expect("execute request");
+    assert_eq!(reply.status(), 200);
+    let body: serde_json::Value = reply.json().await.expect("JSON reply");
+    body["ret"].as_str().expect("ret is text").to_string()
+}

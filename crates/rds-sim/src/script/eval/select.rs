@@ -1,0 +1,187 @@
+//! `where`/`find` conditions and item references.
+
+use regex::Regex;
+
+use super::Interpreter;
+use crate::error::CmdError;
+use crate::records::{Record, Val, matches_text, parse_id};
+use crate::script::ast::{CmpOp, Cond, Menu};
+use crate::script::value::{Table, Value};
+use crate::units::parse_size;
+
+/// A condition with its values evaluated.
+enum Resolved {
+    And(Box<Resolved>, Box<Resolved>),
+    Or(Box<Resolved>, Box<Resolved>),
+    Not(Box<Resolved>),
+    Cmp {
+        prop: String,
+        op: CmpOp,
+        text: String,
+        regex: Option<Regex>,
+    },
+    Truthy(String),
+}
+
+impl Interpreter<'_> {
+    pub(super) fn filtered(
+        &mut self,
+        menu: Menu,
+        filter: Option<&Cond>,
+    ) -> Result<Vec<Record>, CmdError> {
+        let Some(cond) = filter else {
+            return Ok(self.records(menu));
+        };
+        let resolved = self.resolve(cond)?;
+        // The condition is still applied below; this only skips rendering the disks it
+        // cannot match.
+        let records = match (menu, required_slot(&resolved)) {
+            (Menu::Disk, Some(slot)) => self.device.disk_records_in_slot(Some(slot)),
+            _ => self.records(menu),
+        };
+        Ok(records
+            .into_iter()
+            .filter(|r| matches(&resolved, r))
+            .collect())
+    }
+
+    fn resolve(&mut self, cond: &Cond) -> Result<Resolved, CmdError> {
+        Ok(match cond {
+            Cond::And(a, b) => {
+                Resolved::And(Box::new(self.resolve(a)?), Box::new(self.resolve(b)?))
+            }
+            Cond::Or(a, b) => Resolved::Or(Box::new(self.resolve(a)?), Box::new(self.resolve(b)?)),
+            Cond::Not(a) => Resolved::Not(Box::new(self.resolve(a)?)),
+            Cond::Truthy(prop) => Resolved::Truthy(prop.clone()),
+            Cond::Cmp {
+                prop,
+                op,
+                value,
+                regex,
+            } => {
+                let text = self.eval(value)?.to_text();
+                let regex = match (regex, op) {
+                    (Some(re), _) => Some(re.clone()),
+                    (None, CmpOp::Match) => Some(
+                        Regex::new(&text)
+                            .map_err(|_| CmdError::failure("invalid regular expression"))?,
+                    ),
+                    _ => None,
+                };
+                Resolved::Cmp {
+                    prop: prop.clone(),
+                    op: *op,
+                    text,
+                    regex,
+                }
+            }
+        })
+    }
+
+    /// Item references: ids (`*1A`), print positions, names (slot / file
+    /// name), comma-separated lists, arrays from `find`.
+    pub(super) fn resolve_items(&self, table: Table, value: &Value) -> Result<Vec<u64>, CmdError> {
+        let state = self.device.state();
+        let exists = |id: u64| match table {
+            Table::Disk => state.disk(id).is_some(),
+            Table::File => state.file(id).is_some(),
+        };
+        let by_position = |n: usize| -> Result<u64, CmdError> {
+            match self.listing.get(n) {
+                Some((t, id)) if *t == table && exists(*id) => Ok(*id),
+                _ => Err(CmdError::NoSuchItem),
+            }
+        };
+        match value {
+            Value::Nothing => Ok(Vec::new()),
+            Value::Id(t, id) if *t == table && exists(*id) => Ok(vec![*id]),
+            Value::Id(..) | Value::Bool(_) | Value::Map(_) => Err(CmdError::NoSuchItem),
+            Value::Num(n) => usize::try_from(*n)
+                .map_err(|_| CmdError::NoSuchItem)
+                .and_then(by_position)
+                .map(|id| vec![id]),
+            Value::Array(items) => {
+                let mut ids = Vec::new();
+                for item in items {
+                    ids.extend(self.resolve_items(table, item)?);
+                }
+                Ok(ids)
+            }
+            Value::Str(text) => {
+                let mut ids = Vec::new();
+                for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let id = if let Some(id) = parse_id(part) {
+                        exists(id).then_some(id).ok_or(CmdError::NoSuchItem)?
+                    } else if part.bytes().all(|b| b.is_ascii_digit()) {
+                        by_position(part.parse().map_err(|_| CmdError::NoSuchItem)?)?
+                    } else {
+                        match table {
+                            Table::Disk => state.disk_by_slot(part).map(|d| d.id),
+                            Table::File => state.file_by_name(part).map(|f| f.id),
+                        }
+                        .ok_or(CmdError::NoSuchItem)?
+                    };
+                    ids.push(id);
+                }
+                Ok(ids)
+            }
+        }
+    }
+}
+
+/// The slot a condition requires by equality (`slot=X`, alone or in a conjunction): no
+/// disk in another slot can match it.
+fn required_slot(cond: &Resolved) -> Option<&str> {
+    match cond {
+        Resolved::And(a, b) => required_slot(a).or_else(|| required_slot(b)),
+        Resolved::Cmp {
+            prop,
+            op: CmpOp::Eq,
+            text,
+            ..
+        } if prop == "slot" => Some(text),
+        _ => None,
+    }
+}
+
+fn matches(cond: &Resolved, record: &Record) -> bool {
+    match cond {
+        Resolved::And(a, b) => matches(a, record) && matches(b, record),
+        Resolved::Or(a, b) => matches(a, record) || matches(b, record),
+        Resolved::Not(a) => !matches(a, record),
+        Resolved::Truthy(prop) => match record.get(prop) {
+            Some(Val::Bool(b)) => b,
+            Some(other) => !other.raw().is_empty(),
+            None => false,
+        },
+        Resolved::Cmp {
+            prop,
+            op,
+            text,
+            regex,
+        } => {
+            let value = record.get(prop);
+            match op {
+                CmpOp::Eq => matches_text(prop, value.as_ref(), text),
+                CmpOp::NotEq => !matches_text(prop, value.as_ref(), text),
+                CmpOp::Match => {
+                    let subject = value.map(|v| v.raw()).unwrap_or_default();
+                    regex.as_ref().is_some_and(|re| re.is_match(&subject))
+                }
+                CmpOp::Less | CmpOp::Greater => {
+                    let Some(value) = value else { return false };
+                    let ordering = match (parse_size(&value.raw()), parse_size(text)) {
+                        (Some(a), Some(b)) => a.cmp(&b),
+                        _ => value.raw().as_str().cmp(text.as_str()),
+                    };
+                    ordering
+                        == if *op == CmpOp::Less {
+                            std::cmp::Ordering::Less
+                        } else {
+                            std::cmp::Ordering::Greater
+                        }
+                }
+            }
+        }
+    }
+}

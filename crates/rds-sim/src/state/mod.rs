@@ -1,0 +1,293 @@
+//! The device's state model and the operations on it.
+//!
+//! Everything here is pure: an operation validates, changes the in-memory
+//! state and returns the side effects (backing files, NVMe exports) it
+//! needs. [`crate::device::Device`] performs those effects, rolls back on
+//! failure and persists the result.
+
+mod disks;
+mod files;
+mod pool;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CmdError;
+use crate::version::RouterOsVersion;
+
+/// Version of the persisted `state.json` layout.
+pub const STATE_FORMAT: u32 = 1;
+
+/// Default `nvme-tcp-server-port`.
+pub const DEFAULT_NVME_PORT: u16 = 4420;
+
+/// Longest NQN the NVMe specification (and Linux nvmet) accepts.
+const MAX_NQN_BYTES: usize = 223;
+
+/// Everything the device remembers across restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub format: u32,
+    /// `/system identity` name.
+    pub identity: String,
+    pub pool: PoolSettings,
+    /// The next `/disk` internal id; ids are never reused.
+    pub next_disk_id: u64,
+    /// The next `/file` internal id; ids are never reused.
+    pub next_file_id: u64,
+    /// `/disk` items in id order; the pool's RAID entry is one of them. Shared so that the
+    /// copies every mutation takes (for rollback and for the save) cost a reference count
+    /// per item, not a deep copy.
+    pub disks: Vec<Arc<Disk>>,
+    /// `/file` items in id order.
+    pub files: Vec<Arc<FileEntry>>,
+}
+
+/// The storage pool: a RAID disk mounted at `/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSettings {
+    /// Slot and mount point of the pool, e.g. `storage-pool`.
+    pub name: String,
+    /// Pool size in bytes.
+    pub capacity: u64,
+}
+
+/// One `/disk` item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    pub id: u64,
+    pub slot: String,
+    #[serde(default)]
+    pub comment: String,
+    pub kind: DiskKind,
+    pub mount_filesystem: bool,
+    pub mount_read_only: bool,
+    pub nvme_tcp_export: bool,
+    pub nvme_tcp_server_port: u16,
+    /// Empty when not set; only meaningful from 7.21.
+    #[serde(default)]
+    pub nvme_tcp_server_nqn: String,
+    #[serde(default)]
+    pub nvme_tcp_server_allow_host_name: String,
+    pub iscsi_export: bool,
+    pub nfs_sharing: bool,
+    pub smb_sharing: bool,
+    pub media_sharing: bool,
+    pub swap: bool,
+}
+
+/// What a `/disk` item is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum DiskKind {
+    /// The pool's RAID array (mounted, btrfs).
+    Raid,
+    /// A block device backed by a file in the pool.
+    File {
+        /// Path without leading `/`, e.g. `storage-pool/pvc-1.img`.
+        path: String,
+        /// Logical size of the backing file in bytes.
+        size: u64,
+        /// Offset of the block device inside the file.
+        offset: u64,
+    },
+}
+
+/// One `/file` item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub id: u64,
+    /// Path without leading `/`, e.g. `storage-pool/pvc-1.img`.
+    pub name: String,
+    pub kind: FileKind,
+    /// Logical size in bytes (0 for directories).
+    pub size: u64,
+    /// Unix seconds of the last change.
+    pub modified: u64,
+}
+
+/// The type of a `/file` item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    /// The mount point of a disk (the pool's root).
+    Disk,
+    Directory,
+    File,
+}
+
+/// Typed arguments of `/disk add` and `/disk set`; `None` = not given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskArgs {
+    pub disk_type: Option<String>,
+    pub slot: Option<String>,
+    pub comment: Option<String>,
+    pub file_path: Option<String>,
+    pub file_size: Option<u64>,
+    pub file_offset: Option<u64>,
+    pub mount_filesystem: Option<bool>,
+    pub mount_read_only: Option<bool>,
+    pub nvme_tcp_export: Option<bool>,
+    pub nvme_tcp_server_port: Option<u16>,
+    pub nvme_tcp_server_nqn: Option<String>,
+    pub nvme_tcp_server_allow_host_name: Option<String>,
+    pub iscsi_export: Option<bool>,
+    pub nfs_sharing: Option<bool>,
+    pub smb_sharing: Option<bool>,
+    pub media_sharing: Option<bool>,
+    pub swap: Option<bool>,
+}
+
+/// Inputs an operation needs besides the state.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub version: RouterOsVersion,
+    /// Unix seconds, for `last-modified`.
+    pub now: u64,
+    /// Fault: report no free space in the pool.
+    pub pool_full: bool,
+}
+
+/// An NVMe/TCP export as the outside world sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportSpec {
+    pub slot: String,
+    /// Subsystem NQN: `nvme-tcp-server-nqn` on 7.21+ when set, else the slot.
+    pub nqn: String,
+    pub port: u16,
+    /// Backing file path without leading `/`.
+    pub file_path: String,
+    pub size: u64,
+}
+
+/// A side effect an operation needs, in the order it must happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    CreateDir {
+        path: String,
+    },
+    RemoveDir {
+        path: String,
+    },
+    CreateFile {
+        path: String,
+        size: u64,
+    },
+    ResizeFile {
+        path: String,
+        from: u64,
+        to: u64,
+    },
+    RemoveFile {
+        path: String,
+    },
+    Export(ExportSpec),
+    Unexport(ExportSpec),
+    /// Tell NVMe hosts the namespace changed size.
+    Revalidate(ExportSpec),
+}
+
+impl Effect {
+    /// The effect that undoes this one, when there is one.
+    pub fn inverse(&self) -> Option<Effect> {
+        Some(match self {
+            Effect::CreateDir { path } => Effect::RemoveDir { path: path.clone() },
+            Effect::CreateFile { path, .. } => Effect::RemoveFile { path: path.clone() },
+            Effect::ResizeFile { path, from, to } => Effect::ResizeFile {
+                path: path.clone(),
+                from: *to,
+                to: *from,
+            },
+            Effect::Export(spec) => Effect::Unexport(spec.clone()),
+            Effect::Unexport(spec) => Effect::Export(spec.clone()),
+            Effect::RemoveDir { .. } | Effect::RemoveFile { .. } | Effect::Revalidate(_) => {
+                return None;
+            }
+        })
+    }
+}
+
+type Outcome<T> = Result<(T, Vec<Effect>), CmdError>;
+
+impl State {
+    /// A fresh device: the pool's RAID disk and its mount point.
+    pub fn new(pool: PoolSettings, identity: &str, now: u64) -> Self {
+        let mut state = State {
+            format: STATE_FORMAT,
+            identity: identity.to_string(),
+            next_disk_id: 1,
+            next_file_id: 1,
+            disks: Vec::new(),
+            files: Vec::new(),
+            pool: pool.clone(),
+        };
+        let id = state.take_disk_id();
+        state.disks.push(Arc::new(Disk {
+            id,
+            slot: pool.name.clone(),
+            comment: String::new(),
+            kind: DiskKind::Raid,
+            mount_filesystem: true,
+            mount_read_only: false,
+            nvme_tcp_export: false,
+            nvme_tcp_server_port: DEFAULT_NVME_PORT,
+            nvme_tcp_server_nqn: String::new(),
+            nvme_tcp_server_allow_host_name: String::new(),
+            iscsi_export: false,
+            nfs_sharing: false,
+            smb_sharing: false,
+            media_sharing: false,
+            swap: false,
+        }));
+        state.push_file(&pool.name, FileKind::Disk, 0, now);
+        state
+    }
+
+    fn take_disk_id(&mut self) -> u64 {
+        let id = self.next_disk_id;
+        self.next_disk_id += 1;
+        id
+    }
+
+    fn push_file(&mut self, name: &str, kind: FileKind, size: u64, now: u64) {
+        let id = self.next_file_id;
+        self.next_file_id += 1;
+        self.files.push(Arc::new(FileEntry {
+            id,
+            name: name.to_string(),
+            kind,
+            size,
+            modified: now,
+        }));
+    }
+
+    pub fn disk(&self, id: u64) -> Option<&Disk> {
+        self.disks.iter().map(Arc::as_ref).find(|d| d.id == id)
+    }
+
+    pub fn disk_by_slot(&self, slot: &str) -> Option<&Disk> {
+        self.disks.iter().map(Arc::as_ref).find(|d| d.slot == slot)
+    }
+
+    pub fn file(&self, id: u64) -> Option<&FileEntry> {
+        self.files.iter().map(Arc::as_ref).find(|f| f.id == id)
+    }
+
+    /// A `/file` item by name, with or without leading `/`.
+    pub fn file_by_name(&self, name: &str) -> Option<&FileEntry> {
+        let name = name.strip_prefix('/').unwrap_or(name);
+        self.files.iter().map(Arc::as_ref).find(|f| f.name == name)
+    }
+
+    /// `/system identity set name=`.
+    pub fn set_identity(&mut self, name: &str) -> Outcome<()> {
+        if name.is_empty() {
+            return Err(CmdError::InvalidValue("name".into()));
+        }
+        self.identity = name.to_string();
+        Ok(((), Vec::new()))
+    }
+}
