@@ -1384,36 +1384,27 @@ async fn the_device_session_cap_ends_in_unavailable_then_retries_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn older_routeros_uses_the_slot_as_nqn() {
+async fn routeros_before_7_21_is_refused_clearly_and_changes_nothing() {
     let h = Harness::with(Options {
         routeros_version: Some("7.20.4"),
         ..Options::default()
     })
     .await;
-    let v = h
-        .create(create_request(PVC, GIB))
-        .await
-        .unwrap()
-        .volume
-        .unwrap();
-    assert_eq!(
-        v.volume_context["nqn"], PVC,
-        "before 7.21 the subsystem NQN is the slot"
+    let message = expect_code(
+        h.create(create_request(PVC, GIB)).await,
+        Code::FailedPrecondition,
     );
-    let condition = h
-        .controller
+    assert!(
+        message.contains("7.20.4") && message.contains("7.21"),
+        "{message}"
+    );
+    let probe = h
+        .identity
         .clone()
-        .controller_get_volume(timed(ControllerGetVolumeRequest {
-            volume_id: PVC.into(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .volume_condition
-        .unwrap();
-    assert!(!condition.abnormal, "{}", condition.message);
-    h.delete(PVC).await.unwrap();
+        .probe(timed(ProbeRequest::default()))
+        .await;
+    let message = expect_code(probe, Code::FailedPrecondition);
+    assert!(message.contains("nvme-tcp-server-nqn"), "{message}");
+    assert_eq!(h.sim.snapshot().file_disks().count(), 0, "nothing was made");
     h.finish().await;
 }

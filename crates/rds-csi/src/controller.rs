@@ -14,6 +14,7 @@ use driver::capacity::{SizePolicy, parse_size};
 use driver::config::{
     ControllerConfig, DEFAULT_CACHE_TTL, DEFAULT_DRIVER_NAME, DEFAULT_NQN_PREFIX, DEFAULT_POOL,
 };
+use driver::controller::budget::OvercommitRatio;
 use driver::controller::{self, ControllerService};
 use driver::server::{self, Endpoint};
 use routeros::{ClientConfig, HostKeyPolicy, Secret, SshAuth, TlsPolicy};
@@ -149,6 +150,16 @@ pub struct ControllerArgs {
     /// Seconds a pool reading (free space, reachability) is reused by Probe and GetCapacity.
     #[arg(long, env = "RDS_CSI_CACHE_SECONDS", default_value_t = DEFAULT_CACHE_TTL.as_secs())]
     pub cache_seconds: u64,
+
+    /// Thin provisioning: the driver promises at most pool size x this ratio in volumes (and
+    /// no more than free space x the ratio). 1 never promises more than the pool holds.
+    #[arg(
+        long,
+        env = "RDS_CSI_OVERCOMMIT_RATIO",
+        default_value = "1",
+        value_parser = OvercommitRatio::parse
+    )]
+    pub overcommit_ratio: OvercommitRatio,
 }
 
 /// Why the connection flags do not make a usable RouterOS client configuration.
@@ -392,6 +403,7 @@ impl ControllerArgs {
                 default_size: self.default_volume_size,
             },
             cache_ttl: Duration::from_secs(self.cache_seconds),
+            overcommit_ratio: self.overcommit_ratio,
             ..self
                 .layout
                 .controller_config(self.nvme_address.as_deref().unwrap_or(self.rds.address()?))
@@ -495,7 +507,16 @@ mod tests {
         );
         assert_eq!(c.nvme_port, 4420);
         assert_eq!(c.sizes.granularity, 1 << 20);
+        assert_eq!(c.overcommit_ratio, OvercommitRatio::ONE);
         assert_eq!(args.endpoint, Endpoint::Unix("/csi/csi.sock".into()));
+        let thin = parse(&["--rds-insecure", "--overcommit-ratio", "2.5"]);
+        assert_eq!(
+            thin.controller_config()
+                .unwrap()
+                .overcommit_ratio
+                .to_string(),
+            "2.5"
+        );
     }
 
     #[test]

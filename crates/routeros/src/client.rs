@@ -318,8 +318,8 @@ impl Client {
     }
 
     /// Removes the one disk `id`, then `image` when given, in one round trip. RouterOS keeps
-    /// a disk's file otherwise; a failing disk removal leaves the file in place. Removing an
-    /// absent disk succeeds.
+    /// a disk's file otherwise; a failing disk removal leaves the file in place. An id that is
+    /// gone fails as the device says (`no such item`), with the image untouched.
     pub async fn remove_disk(&self, id: &ItemId, image: Option<&FilePath>) -> Result<()> {
         let transport = &self.inner.transport;
         self.run("remove-disk", id.as_str(), transport.remove_disk(id, image))

@@ -38,8 +38,8 @@ pub trait Transport: Send + Sync + 'static {
     async fn grow_disk(&self, slot: &Slot, size: u64) -> Result<FileDisk>;
     /// A volume's slot items, its images named `<slot>.img` under `dir`, and their users.
     async fn volume_facts(&self, slot: &Slot, dir: &DirPath) -> Result<VolumeFacts>;
-    /// Removes the disk `id` (absent is not an error), then `image` if given, in one round
-    /// trip. The image is left alone when the disk removal fails.
+    /// Removes the disk `id`, then `image` if given, in one round trip. The image is left
+    /// alone when the disk removal fails (an absent id included).
     async fn remove_disk(&self, id: &ItemId, image: Option<&FilePath>) -> Result<()>;
     async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>>;
     /// Removes the file; absent is not an error.

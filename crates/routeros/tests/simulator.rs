@@ -205,11 +205,21 @@ async fn a_disk_and_its_image_go_in_one_command_over_both_transports() {
             "others stay"
         );
         assert!(state.file_by_name(keep.file_path.as_str()).is_some());
-        // Both already gone: still a success, as a retried delete needs.
-        client
-            .remove_disk(&id_of(&disk), Some(&s.file_path))
-            .await
-            .unwrap();
+        // An id that is gone is the device's "no such item", and the image is not touched:
+        // a retried delete reads the facts again and finds what is left.
+        assert!(matches!(
+            client
+                .remove_disk(&id_of(&disk), Some(&keep.file_path))
+                .await,
+            Err(Error::NotFound(_))
+        ));
+        assert!(
+            device
+                .sim()
+                .snapshot()
+                .file_by_name(keep.file_path.as_str())
+                .is_some()
+        );
         client
             .remove_disk(&id_of(&kept), Some(&keep.file_path))
             .await
@@ -250,7 +260,8 @@ async fn the_guarded_add_never_meets_a_duplicate_or_an_existing_file() {
             CreateOutcome::FileExists
         );
         // The pool's own slot is another kind of disk.
-        let pool_slot = spec("pool", 1 << 20);
+        let pool = client.pool("storage-pool").await.unwrap();
+        let pool_slot = spec(&pool.slot, 1 << 20);
         let CreateOutcome::SlotTaken(items) = client.create_file_disk(&pool_slot).await.unwrap()
         else {
             panic!("the pool's slot was taken for a new disk")

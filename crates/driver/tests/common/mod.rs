@@ -126,9 +126,9 @@ impl Harness {
         Self::with(Options::default()).await
     }
 
-    /// A harness whose controller has read the pool (kept for ten minutes; this replaces
-    /// `options.configure`) and the version, so that the next device command of a
-    /// CreateVolume is its add: faults injected for "the next command" land there.
+    /// A harness whose controller has read the pool, the capacity budget (kept for ten
+    /// minutes; this replaces `options.configure`) and the version, so that the next device
+    /// command of a CreateVolume is its add: faults injected for "the next command" land there.
     pub async fn warmed_up(options: Options) -> Self {
         let h = Self::with(Options {
             configure: |c| c.cache_ttl = Duration::from_secs(600),
@@ -142,6 +142,11 @@ impl Harness {
             .await
             .expect("probe");
         assert_eq!(probe.into_inner().ready, Some(true));
+        h.controller
+            .clone()
+            .get_capacity(timed(csi::v1::GetCapacityRequest::default()))
+            .await
+            .expect("capacity reading");
         h
     }
 
