@@ -78,7 +78,7 @@ async fn identity_reports_name_capabilities_and_readiness() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_probes_share_one_device_session() {
+async fn field_lesson_20_concurrent_probes_share_one_device_session() {
     // The device allows a single session and answers slowly: probes that each opened their
     // own session would be refused; shared, they all see the RDS as ready.
     let h = Harness::with(Options {
@@ -570,7 +570,7 @@ async fn capabilities_and_sources_are_checked_on_create() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn capacity_ranges_are_honoured_in_exact_bytes() {
+async fn field_lesson_17_capacity_ranges_are_honoured_in_exact_bytes() {
     let h = Harness::start().await;
     let ranged = |required: i64, limit: i64| {
         let mut r = create_request(PVC, 0);
@@ -700,7 +700,7 @@ async fn delete_ignores_foreign_ids_and_never_touches_foreign_disks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leftover_images_are_recovered_by_create_and_delete() {
+async fn field_lesson_03_leftover_images_are_recovered_by_create_and_delete() {
     let h = Harness::start().await;
     // A crash between `/disk remove` and `/file remove`: the image stays, the disk is gone.
     let spec = go_style_spec(PVC, "storage-pool", 8 * MIB);
@@ -1257,6 +1257,47 @@ async fn a_dropped_connection_is_unavailable_then_a_retry_completes() {
     assert_eq!(h.sim.snapshot().file_disks().count(), 1);
     h.sim.faults().update(|f| f.drop_next = 1);
     expect_code(h.delete(PVC).await, Code::Unavailable);
+    h.delete(PVC).await.unwrap();
+    h.finish().await;
+}
+
+/// An outage must never look like a missing volume: every RPC that reads the volume answers
+/// UNAVAILABLE while the device does not, and DeleteVolume does not claim success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_lesson_19_an_outage_is_unavailable_never_not_found() {
+    let h = Harness::warmed_up(Options::default()).await;
+    h.create(create_request(PVC, GIB)).await.unwrap();
+    let mut controller = h.controller.clone();
+    h.sim.faults().update(|f| f.drop_next = 1);
+    expect_code(
+        controller
+            .controller_get_volume(timed(ControllerGetVolumeRequest {
+                volume_id: PVC.into(),
+            }))
+            .await,
+        Code::Unavailable,
+    );
+    h.sim.faults().update(|f| f.drop_next = 1);
+    expect_code(
+        controller
+            .validate_volume_capabilities(timed(ValidateVolumeCapabilitiesRequest {
+                volume_id: PVC.into(),
+                volume_capabilities: vec![mount_capability(Mode::SingleNodeWriter)],
+                ..Default::default()
+            }))
+            .await,
+        Code::Unavailable,
+    );
+    h.sim.faults().update(|f| f.drop_next = 1);
+    expect_code(
+        controller
+            .controller_expand_volume(timed(expand(PVC, 2 * GIB, 0)))
+            .await,
+        Code::Unavailable,
+    );
+    h.sim.faults().update(|f| f.drop_next = 1);
+    expect_code(h.delete(PVC).await, Code::Unavailable);
+    assert_eq!(h.sim.snapshot().file_disks().count(), 1, "still there");
     h.delete(PVC).await.unwrap();
     h.finish().await;
 }

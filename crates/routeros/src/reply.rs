@@ -449,7 +449,7 @@ mod tests {
     }
 
     #[test]
-    fn wrapped_crlf_output_with_a_split_json_string_parses() {
+    fn field_lesson_18_wrapped_crlf_output_with_a_split_json_string_parses() {
         let line = Value::Array(vec![disk_json()]).to_string();
         let wrapped = wrap(&line, 80);
         assert!(wrapped.matches("\r\n").count() > 3);

@@ -78,9 +78,42 @@ pub struct Harness {
     pub config: ControllerConfig,
     pub service: Arc<ControllerService>,
     pub socket: PathBuf,
+    /// The controller's RouterOS client settings, for a restart.
+    rds_config: ClientConfig,
     stop: oneshot::Sender<()>,
     server: JoinHandle<Result<(), ServerError>>,
     _dir: tempfile::TempDir,
+}
+
+/// A controller serving on a socket.
+struct Running {
+    identity: IdentityClient<Channel>,
+    controller: ControllerClient<Channel>,
+    service: Arc<ControllerService>,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<Result<(), ServerError>>,
+}
+
+impl Running {
+    async fn start(rds_config: &ClientConfig, config: &ControllerConfig, socket: &Path) -> Self {
+        let client = routeros::Client::new(rds_config.clone()).expect("client");
+        let service = Arc::new(ControllerService::new(client, config.clone()));
+        let listener = server::bind(&Endpoint::Unix(socket.to_owned()))
+            .await
+            .expect("bind");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(listener.serve(controller::routes(service.clone()), async {
+            let _ = stopped.await;
+        }));
+        let channel = unix_channel(socket).await;
+        Self {
+            identity: IdentityClient::new(channel.clone()),
+            controller: ControllerClient::new(channel),
+            service,
+            stop,
+            server,
+        }
+    }
 }
 
 /// RouterOS client settings for the simulator.
@@ -165,35 +198,44 @@ impl Harness {
         let mut rds_config = client_config(&sim, options.transport, PASSWORD);
         rds_config.max_concurrency = options.client_sessions;
         rds_config.command_timeout = options.command_timeout;
-        let controller_rds = routeros::Client::new(rds_config.clone()).expect("client");
-        let rds = routeros::Client::new(rds_config).expect("client");
+        let rds = routeros::Client::new(rds_config.clone()).expect("client");
 
         let mut config = ControllerConfig::new("192.0.2.10");
         (options.configure)(&mut config);
         let config = config.validate().expect("valid controller config");
-        let service = Arc::new(ControllerService::new(controller_rds, config.clone()));
-
         let socket = dir.path().join("csi").join("csi.sock");
-        let listener = server::bind(&Endpoint::Unix(socket.clone()))
-            .await
-            .expect("bind");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(listener.serve(controller::routes(service.clone()), async {
-            let _ = stopped.await;
-        }));
-        let channel = unix_channel(&socket).await;
+        let running = Running::start(&rds_config, &config, &socket).await;
         Self {
             sim,
-            identity: IdentityClient::new(channel.clone()),
-            controller: ControllerClient::new(channel),
+            identity: running.identity,
+            controller: running.controller,
             rds,
             config,
-            service,
+            service: running.service,
             socket,
-            stop,
-            server,
+            rds_config,
+            stop: running.stop,
+            server: running.server,
             _dir: dir,
         }
+    }
+
+    /// Stops the controller (its server, its connection to the device, everything it held in
+    /// memory) and starts a new one on the same socket and device, as a pod restart would.
+    pub async fn restart_controller(&mut self) {
+        let (stop, _) = oneshot::channel();
+        let _ = std::mem::replace(&mut self.stop, stop).send(());
+        let finished = tokio::spawn(async { Ok(()) });
+        std::mem::replace(&mut self.server, finished)
+            .await
+            .expect("server task")
+            .expect("server stops cleanly");
+        let running = Running::start(&self.rds_config, &self.config, &self.socket).await;
+        self.identity = running.identity;
+        self.controller = running.controller;
+        self.service = running.service;
+        self.stop = running.stop;
+        self.server = running.server;
     }
 
     /// What the device holds that no test should leave behind: file disks other than
