@@ -9,6 +9,7 @@ use russh::keys::PublicKey;
 use crate::faults::Faults;
 use crate::keys::{KeyError, read_authorized_keys};
 use crate::nvmet::DEFAULT_NVMET_ROOT;
+use crate::quirks::Quirk;
 use crate::units::parse_size;
 use crate::version::RouterOsVersion;
 
@@ -188,6 +189,9 @@ pub struct SimArgs {
     /// Fault: `:serialize` prints numbers as floats.
     #[arg(long)]
     pub float_numbers: bool,
+    /// Behave like a device that differs from our facts: comma-separated quirk names.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    pub quirks: Vec<Quirk>,
 }
 
 fn parse_capacity(text: &str) -> Result<u64, String> {
@@ -265,6 +269,7 @@ impl SimArgs {
                 pool_full: self.pool_full,
                 exit_status_on_error: self.exit_status_on_error,
                 float_numbers: self.float_numbers,
+                quirks: self.quirks.into_iter().collect(),
                 ..Faults::default()
             },
         })
@@ -324,6 +329,38 @@ mod tests {
         assert!(
             Cli::try_parse_from(["sim", "--data-dir", "d", "--routeros-version", "6.49"]).is_err()
         );
+    }
+
+    #[test]
+    fn quirks_are_a_comma_separated_list_of_known_names() {
+        let cli = Cli::try_parse_from([
+            "sim",
+            "--data-dir",
+            "d",
+            "--quirks",
+            "generic-errors,reuse-existing-file",
+        ])
+        .unwrap();
+        let quirks = cli.args.into_config().unwrap().faults.quirks;
+        assert_eq!(
+            quirks.iter().collect::<Vec<_>>(),
+            [Quirk::GenericErrors, Quirk::ReuseExistingFile]
+        );
+        let none = Cli::try_parse_from(["sim", "--data-dir", "d"]).unwrap();
+        assert_eq!(
+            none.args.into_config().unwrap().faults.quirks,
+            Default::default()
+        );
+        assert!(
+            Cli::try_parse_from(["sim", "--data-dir", "d", "--quirks", "generic-errors,nope"])
+                .is_err()
+        );
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for quirk in ["generic-errors", "duplicate-slots", "reuse-existing-file"] {
+            assert!(help.contains(quirk), "{quirk} missing from:\n{help}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! job of a [`Persist`] outside the device lock (see [`crate::engine`]).
 
 use crate::error::CmdError;
+use crate::quirks::Quirks;
 use crate::records::{Record, disk_record, file_record};
 use crate::state::{DiskArgs, Effect, Env, ExportSpec, State};
 
@@ -77,10 +78,11 @@ impl Device {
         &self.env
     }
 
-    /// Updates the clock and the pool-full fault before a command runs.
-    pub fn set_conditions(&mut self, now: u64, pool_full: bool) {
+    /// Updates the clock, the pool-full fault and the quirks before a command runs.
+    pub fn set_conditions(&mut self, now: u64, pool_full: bool, quirks: Quirks) {
         self.env.now = now;
         self.env.pool_full = pool_full;
+        self.env.quirks = quirks;
     }
 
     /// Active exports.

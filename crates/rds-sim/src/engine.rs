@@ -114,7 +114,7 @@ impl Engine {
         f: impl FnOnce(&mut Device, &RunContext) -> T + Send + 'static,
     ) -> T {
         let engine = Arc::clone(self);
-        let pool_full = faults.pool_full;
+        let (pool_full, quirks) = (faults.pool_full, faults.quirks);
         let ctx = RunContext {
             float_numbers: faults.float_numbers,
             uptime_seconds: self.uptime_seconds(),
@@ -123,7 +123,7 @@ impl Engine {
             delay.finish_blocking();
             let (result, generation) = {
                 let mut device = engine.lock();
-                device.set_conditions(unix_now(), pool_full);
+                device.set_conditions(unix_now(), pool_full, quirks);
                 let result = f(&mut device, &ctx);
                 (result, device.generation())
             };

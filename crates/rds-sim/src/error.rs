@@ -54,6 +54,23 @@ impl CmdError {
     pub fn failure(reason: impl Into<String>) -> Self {
         Self::Failure(reason.into())
     }
+
+    /// A command that was understood but refused (as opposed to a script that does not
+    /// parse, or an injected text).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            CmdError::NoMatchingValue(_)
+            | CmdError::InvalidValue(_)
+            | CmdError::MissingArguments(_)
+            | CmdError::NoSuchItem
+            | CmdError::NotBoolean
+            | CmdError::Failure(_) => true,
+            CmdError::BadCommandName { .. }
+            | CmdError::ExpectedEndOfCommand { .. }
+            | CmdError::Syntax { .. }
+            | CmdError::Injected(_) => false,
+        }
+    }
 }
 
 #[cfg(test)]

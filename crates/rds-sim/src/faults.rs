@@ -1,5 +1,5 @@
 //! Fault injection: latency, a session cap, failed and dropped commands,
-//! a full pool, slow adds, exit status 1 on errors, float numbers.
+//! a full pool, slow adds, exit status 1 on errors, float numbers, and quirks.
 //!
 //! Faults come from the command-line flags (the base), the in-process API,
 //! and the control file `<data-dir>/faults.json`: whenever that file's
@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+
+use crate::quirks::Quirks;
 
 /// Name of the control file in the data directory.
 pub const FAULTS_FILE: &str = "faults.json";
@@ -42,6 +44,8 @@ pub struct Faults {
     pub exit_status_on_error: bool,
     /// `:serialize` prints numbers as floats (`1073741824.000000`).
     pub float_numbers: bool,
+    /// Ways the device differs from the facts (see [`crate::quirks`]).
+    pub quirks: Quirks,
 }
 
 impl Default for Faults {
@@ -57,6 +61,7 @@ impl Default for Faults {
             slow_add_ms: 0,
             exit_status_on_error: false,
             float_numbers: false,
+            quirks: Quirks::default(),
         }
     }
 }
@@ -73,6 +78,7 @@ pub struct CommandFaults {
     pub pool_full: bool,
     pub exit_status_on_error: bool,
     pub float_numbers: bool,
+    pub quirks: Quirks,
 }
 
 /// Identity of a version of the control file.
@@ -172,6 +178,7 @@ impl FaultControl {
             pool_full: f.pool_full,
             exit_status_on_error: f.exit_status_on_error,
             float_numbers: f.float_numbers,
+            quirks: f.quirks,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod format;
 pub mod keys;
 pub mod kill;
 pub mod nvmet;
+pub mod quirks;
 pub mod records;
 pub mod rest;
 pub mod script;
@@ -43,6 +44,7 @@ use tokio::task::JoinHandle;
 
 pub use crate::config::{NvmetMode, Secret, SimArgs, SimConfig};
 pub use crate::faults::{FaultControl, Faults};
+pub use crate::quirks::{Quirk, Quirks};
 pub use crate::state::{Disk, DiskKind, ExportSpec, FileEntry, FileKind, PoolSettings};
 pub use crate::storage::{EXPORTS_FILE, ExportRecord, ExportsFile};
 pub use crate::version::RouterOsVersion;
@@ -200,6 +202,7 @@ impl Simulator {
             version: config.routeros_version.clone(),
             now,
             pool_full: config.faults.pool_full,
+            quirks: config.faults.quirks,
         };
         let exports = state.exports(&env.version);
         let mut store = FileStore::new(&data_dir, nvmet);

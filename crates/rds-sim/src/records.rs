@@ -424,6 +424,7 @@ pub fn disk_property_names(version: &RouterOsVersion) -> Vec<&'static str> {
         version: version.clone(),
         now: 0,
         pool_full: false,
+        quirks: Default::default(),
     };
     let mut state = State::new(
         PoolSettings {

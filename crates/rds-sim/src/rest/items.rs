@@ -81,7 +81,7 @@ pub(super) fn typed_args(
     )
     .map_err(|e| match e {
         ArgsError::Unknown(name) => RestReply::bad_request(format!("unknown parameter {name}")),
-        ArgsError::Invalid(e) => RestReply::from_cmd(&e),
+        ArgsError::Invalid(e) => RestReply::refused(e, device.env().quirks),
     })
 }
 
@@ -92,7 +92,7 @@ pub(super) fn add_disk(
     let args = typed_args(device, pairs, DiskVerb::Add)?;
     let id = device
         .add_disk(&args)
-        .map_err(|e| RestReply::from_cmd(&e))?;
+        .map_err(|e| RestReply::refused(e, device.env().quirks))?;
     find(device, Menu::Disk, &crate::records::format_id(id))
         .ok_or_else(|| RestReply::error(500, Some("created item vanished")))
 }
@@ -107,6 +107,6 @@ pub(super) fn set_disk(device: &mut Device, id: u64, pairs: &[(String, String)])
             Some(record) => RestReply::ok(to_json(&record, None)),
             None => RestReply::not_found(),
         },
-        Err(e) => RestReply::from_cmd(&e),
+        Err(e) => RestReply::refused(e, device.env().quirks),
     }
 }

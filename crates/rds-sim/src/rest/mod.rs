@@ -13,6 +13,7 @@ use serde_json::{Value as Json, json};
 
 use crate::device::Device;
 use crate::error::CmdError;
+use crate::quirks::{Quirk, Quirks};
 use crate::records::{ResourceInfo, identity_record, matches_text, resource_record};
 use crate::script::RunContext;
 
@@ -71,10 +72,21 @@ impl RestReply {
         Self::error(400, Some(detail.as_ref()))
     }
 
-    fn from_cmd(error: &CmdError) -> Self {
-        match error {
-            CmdError::NoSuchItem => Self::error(404, Some(&error.to_string())),
-            _ => Self::bad_request(error.to_string()),
+    /// A command's refusal, worded as `quirks` make the device word it.
+    fn refused(error: CmdError, quirks: Quirks) -> Self {
+        match quirks.refusal(error) {
+            error @ CmdError::NoSuchItem => Self::error(404, Some(&error.to_string())),
+            error => Self::bad_request(error.to_string()),
+        }
+    }
+
+    /// The item a command names does not exist: 404 without detail, or the one generic
+    /// refusal under `generic-errors`.
+    fn missing(quirks: Quirks) -> Self {
+        if quirks.has(Quirk::GenericErrors) {
+            Self::refused(CmdError::NoSuchItem, quirks)
+        } else {
+            Self::not_found()
         }
     }
 }
@@ -96,6 +108,7 @@ enum Menu {
 
 /// Serves one request against the device.
 pub fn handle(device: &mut Device, ctx: &RunContext, req: &RestRequest) -> RestReply {
+    let quirks = device.env().quirks;
     let path: Vec<&str> = req.path.iter().map(String::as_str).collect();
     let menu = match path.first() {
         Some(&"disk") => Some(Menu::Disk),
@@ -147,7 +160,7 @@ pub fn handle(device: &mut Device, ctx: &RunContext, req: &RestRequest) -> RestR
         },
         (&Method::PATCH, Some(Menu::Disk), [_, item]) => {
             let Some(id) = find(device, Menu::Disk, item).and_then(|r| r.id) else {
-                return RestReply::not_found();
+                return RestReply::missing(quirks);
             };
             match body_pairs(req.body.as_ref()) {
                 Ok(pairs) => set_disk(device, id, &pairs),
@@ -156,7 +169,7 @@ pub fn handle(device: &mut Device, ctx: &RunContext, req: &RestRequest) -> RestR
         }
         (&Method::DELETE, Some(menu), [_, item]) => {
             let Some(id) = find(device, menu, item).and_then(|r| r.id) else {
-                return RestReply::not_found();
+                return RestReply::missing(quirks);
             };
             let result = match menu {
                 Menu::Disk => device.remove_disk(id),
@@ -167,7 +180,7 @@ pub fn handle(device: &mut Device, ctx: &RunContext, req: &RestRequest) -> RestR
                     status: 204,
                     body: None,
                 },
-                Err(e) => RestReply::from_cmd(&e),
+                Err(e) => RestReply::refused(e, quirks),
             }
         }
         (&Method::POST, Some(menu), [_, "print"]) => print(device, menu, req.body.as_ref()),
@@ -190,16 +203,18 @@ pub fn handle(device: &mut Device, ctx: &RunContext, req: &RestRequest) -> RestR
             };
             let (_, item) = pairs.remove(index);
             let Some(id) = find(device, menu, &item).and_then(|r| r.id) else {
-                return RestReply::from_cmd(&CmdError::NoSuchItem);
+                return RestReply::refused(CmdError::NoSuchItem, quirks);
             };
             let reply = match (menu, *command) {
                 (Menu::Disk, "set") => set_disk(device, id, &pairs),
-                (Menu::Disk, _) => device
-                    .remove_disk(id)
-                    .map_or_else(|e| RestReply::from_cmd(&e), |()| RestReply::ok(json!([]))),
-                (Menu::File, "remove") => device
-                    .remove_file(id)
-                    .map_or_else(|e| RestReply::from_cmd(&e), |()| RestReply::ok(json!([]))),
+                (Menu::Disk, _) => device.remove_disk(id).map_or_else(
+                    |e| RestReply::refused(e, quirks),
+                    |()| RestReply::ok(json!([])),
+                ),
+                (Menu::File, "remove") => device.remove_file(id).map_or_else(
+                    |e| RestReply::refused(e, quirks),
+                    |()| RestReply::ok(json!([])),
+                ),
                 (Menu::File, _) => return no_such_command(command),
             };
             if reply.status == 200 && *command == "set" {

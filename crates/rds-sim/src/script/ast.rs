@@ -108,6 +108,26 @@ impl Script {
     }
 }
 
+impl Command {
+    /// The menu of a menu command (`/disk add` → `/disk`); `None` for `:` commands.
+    pub fn menu(&self) -> Option<Menu> {
+        match self {
+            Command::Add { menu, .. }
+            | Command::Set { menu, .. }
+            | Command::Remove { menu, .. }
+            | Command::Print { menu, .. }
+            | Command::Find { menu, .. }
+            | Command::Get { menu, .. } => Some(*menu),
+            Command::Put(_)
+            | Command::Serialize { .. }
+            | Command::Len(_)
+            | Command::Local { .. }
+            | Command::If { .. }
+            | Command::Nop => None,
+        }
+    }
+}
+
 /// A value expression.
 #[derive(Debug, Clone)]
 pub enum Expr {

@@ -1,45 +1,19 @@
-//! `/disk` operations and NVMe/TCP exports.
+//! `/disk` operations.
 
 use std::sync::Arc;
 
-use super::{
-    DEFAULT_NVME_PORT, Disk, DiskArgs, DiskKind, Effect, Env, ExportSpec, FileKind, MAX_NQN_BYTES,
-    Outcome, State,
-};
+use super::{DEFAULT_NVME_PORT, Disk, DiskArgs, DiskKind, Effect, Env, FileKind, Outcome, State};
 use crate::error::CmdError;
-use crate::version::RouterOsVersion;
+use crate::quirks::Quirk;
 
 impl State {
-    /// The export a disk has when `nvme-tcp-export=yes`, whether or not it is on.
-    pub fn export_of(&self, disk: &Disk, version: &RouterOsVersion) -> Option<ExportSpec> {
-        let DiskKind::File { path, size, offset } = &disk.kind else {
-            return None;
-        };
-        let nqn = if version.has_server_nqn() && !disk.nvme_tcp_server_nqn.is_empty() {
-            disk.nvme_tcp_server_nqn.clone()
-        } else {
-            disk.slot.clone()
-        };
-        Some(ExportSpec {
-            slot: disk.slot.clone(),
-            nqn,
-            port: disk.nvme_tcp_server_port,
-            file_path: path.clone(),
-            size: size.saturating_sub(*offset),
-        })
-    }
-
-    /// All active exports, in disk order.
-    pub fn exports(&self, version: &RouterOsVersion) -> Vec<ExportSpec> {
-        self.disks
-            .iter()
-            .filter(|d| d.nvme_tcp_export)
-            .filter_map(|d| self.export_of(d, version))
-            .collect()
-    }
-
     /// `/disk add`. Returns the new item's id.
     pub fn add_disk(&mut self, args: &DiskArgs, env: &Env) -> Outcome<u64> {
+        let id = self.next_disk_id;
+        self.with_export_changes(id, env, |state| state.add_file_disk(args, env))
+    }
+
+    fn add_file_disk(&mut self, args: &DiskArgs, env: &Env) -> Outcome<u64> {
         let disk_type = args
             .disk_type
             .as_deref()
@@ -61,22 +35,20 @@ impl State {
         if slot.is_empty() {
             return Err(CmdError::InvalidValue("slot".into()));
         }
-        if self.disk_by_slot(&slot).is_some() {
-            return Err(CmdError::failure(format!(
-                "disk with slot {slot} already exists"
-            )));
-        }
+        self.check_slot_free(&slot, None, env)?;
 
         let (size, new_file) = match self.file_by_name(&path) {
             Some(existing) => {
-                let in_use = self.disk_using_file(&path).is_some();
                 if existing.kind != FileKind::File {
                     return Err(CmdError::failure("invalid file path"));
                 }
-                if args.file_size.is_some() || in_use {
+                let adopt = env.quirks.has(Quirk::ReuseExistingFile);
+                let in_use = self.disk_using_file(&path).is_some();
+                if !adopt && (args.file_size.is_some() || in_use) {
                     return Err(CmdError::failure("file already exists"));
                 }
-                // Re-attaching a kept image (e.g. after `/disk remove`).
+                // Re-attaching a kept image (e.g. after `/disk remove`), or adopting any
+                // existing file as it is: its size, its data.
                 (existing.size, false)
             }
             None => {
@@ -119,7 +91,7 @@ impl State {
             swap: false,
         };
         apply_settings(&mut disk, args);
-        let export = self.checked_export(&disk, env)?;
+        self.checked_export(&disk, env)?;
 
         // Validation is over; from here on the state changes.
         let mut effects = Vec::new();
@@ -131,7 +103,6 @@ impl State {
             });
             self.push_file(&path, FileKind::File, size, env.now);
         }
-        effects.extend(export.map(Effect::Export));
         let id = self.take_disk_id();
         self.disks.push(Arc::new(disk));
         Ok((id, effects))
@@ -139,6 +110,10 @@ impl State {
 
     /// `/disk set` on one item.
     pub fn set_disk(&mut self, id: u64, args: &DiskArgs, env: &Env) -> Outcome<()> {
+        self.with_export_changes(id, env, |state| state.set_disk_settings(id, args, env))
+    }
+
+    fn set_disk_settings(&mut self, id: u64, args: &DiskArgs, env: &Env) -> Outcome<()> {
         let index = self.disk_index(id)?;
         let old = Arc::clone(&self.disks[index]);
         if old.kind == DiskKind::Raid && !only_comment(args) {
@@ -150,17 +125,13 @@ impl State {
             if slot.is_empty() {
                 return Err(CmdError::InvalidValue("slot".into()));
             }
-            if self.disks.iter().any(|d| d.slot == *slot && d.id != id) {
-                return Err(CmdError::failure(format!(
-                    "disk with slot {slot} already exists"
-                )));
-            }
+            self.check_slot_free(slot, Some(id), env)?;
         }
 
         let mut new = Disk::clone(&old);
         apply_settings(&mut new, args);
         let mut effects = Vec::new();
-        let mut grown_file = None;
+        let mut grown = false;
         if let (Some(wanted), DiskKind::File { path, size, .. }) = (args.file_size, &mut new.kind) {
             if wanted < *size {
                 return Err(CmdError::failure("file-size can not be reduced"));
@@ -175,39 +146,17 @@ impl State {
                     to: wanted,
                 });
                 *size = wanted;
-                grown_file = Some(path.clone());
+                grown = true;
             }
         }
-
-        let before = old
-            .nvme_tcp_export
-            .then(|| self.export_of(&old, &env.version))
-            .flatten();
-        // The new settings are checked against the other disks only.
-        self.disks.remove(index);
-        let after = self.checked_export(&new, env);
-        self.disks.insert(index, old);
-        let after = after?;
+        self.checked_export(&new, env)?;
 
         // Validation is over; from here on the state changes.
-        match (before, after) {
-            (Some(b), Some(a))
-                if b.nqn == a.nqn && b.port == a.port && b.file_path == a.file_path =>
-            {
-                if grown_file.is_some() {
-                    effects.push(Effect::Revalidate(a));
-                }
-            }
-            (before, after) => {
-                effects.extend(before.map(Effect::Unexport));
-                effects.extend(after.map(Effect::Export));
-            }
-        }
-        if let (Some(path), Some(size)) = (grown_file, args.file_size)
-            && let Some(file) = self.files.iter_mut().find(|f| f.name == path)
+        if let (true, DiskKind::File { path, size, .. }) = (grown, &new.kind)
+            && let Some(file) = self.files.iter_mut().find(|f| f.name == *path)
         {
             let file = Arc::make_mut(file);
-            file.size = size;
+            file.size = *size;
             file.modified = env.now;
         }
         self.disks[index] = Arc::new(new);
@@ -216,17 +165,28 @@ impl State {
 
     /// `/disk remove` on one item. The backing file stays (as on RouterOS).
     pub fn remove_disk(&mut self, id: u64, env: &Env) -> Outcome<()> {
-        let index = self.disk_index(id)?;
-        let disk = &self.disks[index];
-        if disk.kind == DiskKind::Raid {
-            return Err(CmdError::failure("disk is in use"));
+        self.with_export_changes(id, env, |state| {
+            let index = state.disk_index(id)?;
+            if state.disks[index].kind == DiskKind::Raid {
+                return Err(CmdError::failure("disk is in use"));
+            }
+            state.disks.remove(index);
+            Ok(((), Vec::new()))
+        })
+    }
+
+    /// Refuses a slot another disk (not `id`) has, unless slots may repeat (quirk).
+    fn check_slot_free(&self, slot: &str, id: Option<u64>, env: &Env) -> Result<(), CmdError> {
+        let taken = self
+            .disks
+            .iter()
+            .any(|d| d.slot == slot && Some(d.id) != id);
+        if taken && !env.quirks.has(Quirk::DuplicateSlots) {
+            return Err(CmdError::failure(format!(
+                "disk with slot {slot} already exists"
+            )));
         }
-        let mut effects = Vec::new();
-        if disk.nvme_tcp_export {
-            effects.extend(self.export_of(disk, &env.version).map(Effect::Unexport));
-        }
-        self.disks.remove(index);
-        Ok(((), effects))
+        Ok(())
     }
 
     pub(super) fn disk_index(&self, id: u64) -> Result<usize, CmdError> {
@@ -241,38 +201,6 @@ impl State {
             .iter()
             .map(Arc::as_ref)
             .find(|d| matches!(&d.kind, DiskKind::File { path: p, .. } if p == path))
-    }
-
-    /// The export `disk` would have, after checking that its NQN is usable
-    /// and not exported by another disk. `None` when not exported.
-    pub(super) fn checked_export(
-        &self,
-        disk: &Disk,
-        env: &Env,
-    ) -> Result<Option<ExportSpec>, CmdError> {
-        if !disk.nvme_tcp_export {
-            return Ok(None);
-        }
-        let spec = self
-            .export_of(disk, &env.version)
-            .ok_or_else(|| CmdError::failure("only file disks can be exported by the simulator"))?;
-        if spec.nqn.len() > MAX_NQN_BYTES
-            || spec.nqn.contains('/')
-            || spec.nqn.chars().any(char::is_control)
-        {
-            return Err(CmdError::InvalidValue("nvme-tcp-server-nqn".into()));
-        }
-        let taken = self
-            .exports(&env.version)
-            .into_iter()
-            .any(|other| other.slot != disk.slot && other.nqn == spec.nqn);
-        if taken {
-            return Err(CmdError::failure(format!(
-                "nqn {} is already exported by another disk",
-                spec.nqn
-            )));
-        }
-        Ok(Some(spec))
     }
 }
 

@@ -6,8 +6,11 @@
 //! failure and persists the result.
 
 mod disks;
+mod exports;
 mod files;
 mod pool;
+#[cfg(test)]
+mod quirk_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CmdError;
+use crate::quirks::Quirks;
 use crate::version::RouterOsVersion;
 
 /// Version of the persisted `state.json` layout.
@@ -149,6 +153,8 @@ pub struct Env {
     pub now: u64,
     /// Fault: report no free space in the pool.
     pub pool_full: bool,
+    /// How this device differs from the facts (see [`crate::quirks`]).
+    pub quirks: Quirks,
 }
 
 /// An NVMe/TCP export as the outside world sees it.

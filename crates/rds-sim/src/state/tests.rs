@@ -7,6 +7,7 @@ pub(crate) fn env() -> Env {
         version: RouterOsVersion::default(),
         now: 1_762_871_561,
         pool_full: false,
+        quirks: Default::default(),
     }
 }
 

@@ -79,6 +79,14 @@ impl Interpreter<'_> {
     }
 
     fn exec(&mut self, command: &Command, nested: bool) -> Result<Value, CmdError> {
+        let result = self.exec_command(command, nested);
+        match command.menu() {
+            Some(menu) if menu.is_list() => result.map_err(|e| self.device.env().quirks.refusal(e)),
+            _ => result,
+        }
+    }
+
+    fn exec_command(&mut self, command: &Command, nested: bool) -> Result<Value, CmdError> {
         match command {
             Command::Nop => Ok(Value::Nothing),
             Command::Put(expr) => {

@@ -1,0 +1,136 @@
+//! NVMe/TCP exports: which disk serves which NQN, and the export effects a disk change
+//! implies.
+//!
+//! An NQN is served by one disk: the first (in id order) that exports it. Two disks share
+//! an NQN only when they share a slot, which only the `duplicate-slots` quirk allows; the
+//! later one then waits, unserved, until the first stops exporting.
+
+use std::collections::HashSet;
+
+use super::{Disk, DiskKind, Effect, Env, ExportSpec, MAX_NQN_BYTES, Outcome, State};
+use crate::error::CmdError;
+use crate::version::RouterOsVersion;
+
+impl State {
+    /// The export a disk has when `nvme-tcp-export=yes`, whether or not it is on.
+    pub fn export_of(&self, disk: &Disk, version: &RouterOsVersion) -> Option<ExportSpec> {
+        let DiskKind::File { path, size, offset } = &disk.kind else {
+            return None;
+        };
+        Some(ExportSpec {
+            slot: disk.slot.clone(),
+            nqn: nqn_of(disk, version).to_string(),
+            port: disk.nvme_tcp_server_port,
+            file_path: path.clone(),
+            size: size.saturating_sub(*offset),
+        })
+    }
+
+    /// All active exports, in disk order, one per NQN.
+    pub fn exports(&self, version: &RouterOsVersion) -> Vec<ExportSpec> {
+        let mut served = HashSet::new();
+        self.disks
+            .iter()
+            .filter(|d| exported(d) && served.insert(nqn_of(d, version)))
+            .filter_map(|d| self.export_of(d, version))
+            .collect()
+    }
+
+    /// The export serving `nqn`, if any.
+    fn serving(&self, nqn: &str, version: &RouterOsVersion) -> Option<ExportSpec> {
+        self.disks
+            .iter()
+            .find(|d| exported(d) && nqn_of(d, version) == nqn)
+            .and_then(|d| self.export_of(d, version))
+    }
+
+    /// Runs `op`, a change of disk `id` that returns its file effects, and adds the export
+    /// effects the change implies, in a safe order: exports that end first, then the file
+    /// effects, then new exports and revalidations of grown ones.
+    pub(super) fn with_export_changes<T>(
+        &mut self,
+        id: u64,
+        env: &Env,
+        op: impl FnOnce(&mut State) -> Outcome<T>,
+    ) -> Outcome<T> {
+        let version = &env.version;
+        let before = self.clone();
+        let (value, files) = op(self)?;
+        let mut nqns: Vec<&str> = Vec::with_capacity(2);
+        for state in [&before, &*self] {
+            if let Some(disk) = state.disk(id).filter(|d| exported(d)) {
+                let nqn = nqn_of(disk, version);
+                if !nqns.contains(&nqn) {
+                    nqns.push(nqn);
+                }
+            }
+        }
+        let (mut ending, mut starting) = (Vec::new(), Vec::new());
+        for nqn in nqns {
+            match (before.serving(nqn, version), self.serving(nqn, version)) {
+                (Some(old), Some(new))
+                    if old.port == new.port && old.file_path == new.file_path =>
+                {
+                    if new.size != old.size {
+                        starting.push(Effect::Revalidate(new));
+                    }
+                }
+                (old, new) => {
+                    ending.extend(old.map(Effect::Unexport));
+                    starting.extend(new.map(Effect::Export));
+                }
+            }
+        }
+        ending.extend(files);
+        ending.extend(starting);
+        Ok((value, ending))
+    }
+
+    /// The export `disk` would have, after checking that its NQN is usable and not
+    /// exported by a disk in another slot. `None` when not exported.
+    pub(super) fn checked_export(
+        &self,
+        disk: &Disk,
+        env: &Env,
+    ) -> Result<Option<ExportSpec>, CmdError> {
+        if !disk.nvme_tcp_export {
+            return Ok(None);
+        }
+        let spec = self
+            .export_of(disk, &env.version)
+            .ok_or_else(|| CmdError::failure("only file disks can be exported by the simulator"))?;
+        if spec.nqn.len() > MAX_NQN_BYTES
+            || spec.nqn.contains('/')
+            || spec.nqn.chars().any(char::is_control)
+        {
+            return Err(CmdError::InvalidValue("nvme-tcp-server-nqn".into()));
+        }
+        let taken = self.disks.iter().any(|other| {
+            other.id != disk.id
+                && other.slot != disk.slot
+                && exported(other)
+                && nqn_of(other, &env.version) == spec.nqn
+        });
+        if taken {
+            return Err(CmdError::failure(format!(
+                "nqn {} is already exported by another disk",
+                spec.nqn
+            )));
+        }
+        Ok(Some(spec))
+    }
+}
+
+/// A file disk with `nvme-tcp-export=yes`.
+fn exported(disk: &Disk) -> bool {
+    disk.nvme_tcp_export && matches!(disk.kind, DiskKind::File { .. })
+}
+
+/// Subsystem NQN: `nvme-tcp-server-nqn` on 7.21+ when set, else the slot.
+fn nqn_of<'d>(disk: &'d Disk, version: &RouterOsVersion) -> &'d str {
+    if version.has_server_nqn() && !disk.nvme_tcp_server_nqn.is_empty() {
+        &disk.nvme_tcp_server_nqn
+    } else {
+        &disk.slot
+    }
+}
