@@ -19,6 +19,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
 
+# The controller suite once more against each device personality the simulator can play:
+# the controller must be safe whatever RouterOS answers (docs/controller.md, "The rule").
+for quirk in generic-errors duplicate-slots reuse-existing-file; do
+  step "controller suite with the simulator quirk $quirk"
+  RDS_CSI_TEST_QUIRKS=$quirk cargo test -p driver --locked --test controller --test rest --test device_quirks
+done
+
 step "NVMe/TCP tests in the QEMU lab"
 scripts/vm-e2e.sh
 

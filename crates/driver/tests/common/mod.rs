@@ -55,12 +55,26 @@ pub struct Options {
     pub configure: fn(&mut ControllerConfig),
 }
 
+/// Faults with the quirks named in `RDS_CSI_TEST_QUIRKS` (comma-separated), so that the whole
+/// controller suite can be run against each device personality (`scripts/test.sh` does).
+pub fn quirks_from_env() -> Faults {
+    let mut faults = Faults::default();
+    if let Ok(names) = std::env::var("RDS_CSI_TEST_QUIRKS") {
+        for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let quirk = <rds_sim::Quirk as clap::ValueEnum>::from_str(name, true)
+                .unwrap_or_else(|e| panic!("RDS_CSI_TEST_QUIRKS: {name}: {e}"));
+            faults.quirks.insert(quirk);
+        }
+    }
+    faults
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {
             transport: Transport::Ssh,
             capacity: 64 * GIB,
-            faults: Faults::default(),
+            faults: quirks_from_env(),
             client_sessions: 8,
             command_timeout: Duration::from_secs(10),
             routeros_version: None,
