@@ -19,8 +19,9 @@ const VOLUMES: usize = 100;
 const SESSIONS: usize = 16;
 const LATENCY: Duration = Duration::from_millis(20);
 /// Device round trips per operation, as the controller is built (and as its unit tests pin
-/// down): CreateVolume = the add with its read-back; DeleteVolume = look up the disk (for
-/// its image path) + one script removing the disk and its image.
+/// down): CreateVolume = the guarded add (look-ups, add, read-back in one script);
+/// DeleteVolume = the volume's facts (its disk, images, their users) + one script removing the
+/// disk by id and its image.
 const CREATE_ROUND_TRIPS: u32 = 1;
 const DELETE_ROUND_TRIPS: u32 = 2;
 

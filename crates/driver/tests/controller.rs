@@ -1052,6 +1052,46 @@ async fn get_capacity_reports_pool_free_space() {
     h.finish().await;
 }
 
+/// Thin provisioning: with an overcommit ratio of 2 the driver may promise twice the pool in
+/// volumes (their images are sparse), and refuses beyond that; GetCapacity tells the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overcommit_lets_sparse_volumes_promise_more_than_the_pool_and_no_more() {
+    let h = Harness::with(Options {
+        capacity: 10 * GIB,
+        configure: |c| {
+            c.cache_ttl = Duration::from_secs(600);
+            c.overcommit_ratio = driver::controller::budget::OvercommitRatio::parse("2").unwrap();
+        },
+        ..Options::default()
+    })
+    .await;
+    let big = hashed_id("big");
+    h.create(create_request("big", 12 * GIB)).await.unwrap();
+    let available = |h: &Harness| {
+        let mut controller = h.controller.clone();
+        async move {
+            controller
+                .get_capacity(timed(GetCapacityRequest::default()))
+                .await
+                .unwrap()
+                .into_inner()
+                .available_capacity
+        }
+    };
+    // 20 GiB may be promised, 12 are: 8 left (the cached reading plus what was created since).
+    assert_eq!(available(&h).await, (8 * GIB) as i64);
+    let message = expect_code(
+        h.create(create_request("more", 9 * GIB)).await,
+        Code::ResourceExhausted,
+    );
+    assert!(message.contains("overcommit ratio 2"), "{message}");
+    h.create(create_request("fits", 8 * GIB)).await.unwrap();
+    assert_eq!(available(&h).await, 0);
+    h.delete(&big).await.unwrap();
+    h.delete(&hashed_id("fits")).await.unwrap();
+    h.finish().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // ControllerExpandVolume
 
