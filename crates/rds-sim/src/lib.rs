@@ -28,6 +28,7 @@ pub mod ssh;
 pub mod state;
 pub mod storage;
 pub mod units;
+pub mod usage;
 pub mod version;
 
 use std::fs;
@@ -203,6 +204,8 @@ impl Simulator {
             now,
             pool_full: config.faults.pool_full,
             quirks: config.faults.quirks,
+            // Read off the backing files when the device is made.
+            pool_used: 0,
         };
         let exports = state.exports(&env.version);
         let mut store = FileStore::new(&data_dir, nvmet);
@@ -402,9 +405,10 @@ impl SimHandle {
         self.engine.active_sessions()
     }
 
-    /// A copy of the state as it is now.
+    /// A copy of the state as it is now (the pool usage read off the files just now).
     pub fn snapshot(&self) -> StateSnapshot {
-        let device = self.engine.lock();
+        let mut device = self.engine.lock();
+        device.refresh_pool_usage();
         let state = device.state();
         StateSnapshot {
             pool: state.pool.clone(),

@@ -425,6 +425,7 @@ pub fn disk_property_names(version: &RouterOsVersion) -> Vec<&'static str> {
         now: 0,
         pool_full: false,
         quirks: Default::default(),
+        pool_used: 0,
     };
     let mut state = State::new(
         PoolSettings {
@@ -533,11 +534,12 @@ mod tests {
 
     #[test]
     fn pool_record_reports_space() {
-        let mut state = fresh();
-        state
-            .add_disk(&file_args("pvc-1", 25 * GIB), &env())
-            .unwrap();
-        let rec = disk_record(&state, &state.disks[0], &env());
+        let state = fresh();
+        let env = Env {
+            pool_used: 25 * GIB,
+            ..env()
+        };
+        let rec = disk_record(&state, &state.disks[0], &env);
         assert_eq!(rec.get("type"), Some(Val::Bare("raid".into())));
         assert_eq!(
             rec.get("mount-point"),
