@@ -7,8 +7,9 @@
 //! ([`run`]). Module map: [`state`] (model and operations, pure),
 //! [`records`] and [`format`] (how items print, pure), [`script`] (lexer,
 //! parser, evaluator, pure over [`device::Device`]), [`device`] (effects
-//! with rollback), [`storage`] and [`nvmet`] (the side effects), [`ssh`]
-//! and [`rest`] (the servers), [`faults`].
+//! with rollback), [`usage`] (the pool's allocated bytes), [`storage`] and
+//! [`nvmet`] (the side effects), [`ssh`] and [`rest`] (the servers),
+//! [`faults`] and [`quirks`].
 
 pub mod args;
 pub mod config;
