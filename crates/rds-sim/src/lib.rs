@@ -47,7 +47,9 @@ use tokio::task::JoinHandle;
 pub use crate::config::{NvmetMode, Secret, SimArgs, SimConfig};
 pub use crate::faults::{FaultControl, Faults};
 pub use crate::quirks::{Quirk, Quirks};
-pub use crate::state::{Disk, DiskKind, ExportSpec, FileEntry, FileKind, PoolSettings};
+pub use crate::state::{
+    Disk, DiskKind, ExportSpec, FILE_METADATA_BYTES, FileEntry, FileKind, PoolSettings,
+};
 pub use crate::storage::{EXPORTS_FILE, ExportRecord, ExportsFile};
 pub use crate::version::RouterOsVersion;
 
