@@ -8,11 +8,15 @@ use crate::error::CmdError;
 use crate::quirks::Quirks;
 use crate::records::{Record, disk_record, file_record};
 use crate::state::{DiskArgs, Effect, Env, ExportSpec, State};
+use crate::usage::PoolUsage;
 
 /// Performs effects. One real implementation
 /// ([`crate::storage::FileStore`]); tests use an in-memory one.
 pub trait Backend: Send {
     fn apply(&mut self, effect: &Effect) -> std::io::Result<()>;
+
+    /// Bytes allocated to the backing file of `/file` item `path` (0 when it is missing).
+    fn allocated(&self, path: &str) -> std::io::Result<u64>;
 }
 
 /// Saves the state; `exports` are the active exports it implies. One real
@@ -33,6 +37,8 @@ pub struct Device {
     state: State,
     backend: Box<dyn Backend>,
     env: Env,
+    /// What the backing files occupy; its figure is `env.pool_used`.
+    usage: PoolUsage,
     /// Count of successful mutations.
     generation: u64,
 }
@@ -47,11 +53,15 @@ impl std::fmt::Debug for Device {
 }
 
 impl Device {
-    pub fn new(state: State, backend: Box<dyn Backend>, env: Env) -> Self {
+    /// `env.pool_used` is read off the backing files here.
+    pub fn new(state: State, backend: Box<dyn Backend>, mut env: Env) -> Self {
+        let usage = PoolUsage::look(&state, &*backend);
+        env.pool_used = usage.used();
         Self {
             state,
             backend,
             env,
+            usage,
             generation: 0,
         }
     }
@@ -78,11 +88,20 @@ impl Device {
         &self.env
     }
 
-    /// Updates the clock, the pool-full fault and the quirks before a command runs.
+    /// Updates the clock, the pool-full fault and the quirks before a command runs, and
+    /// the pool usage when a look at the files is due.
     pub fn set_conditions(&mut self, now: u64, pool_full: bool, quirks: Quirks) {
         self.env.now = now;
         self.env.pool_full = pool_full;
         self.env.quirks = quirks;
+        self.usage.look_if_due(&self.state, &*self.backend);
+        self.env.pool_used = self.usage.used();
+    }
+
+    /// Reads the pool usage off every backing file now.
+    pub fn refresh_pool_usage(&mut self) {
+        self.usage.look_again(&self.state, &*self.backend);
+        self.env.pool_used = self.usage.used();
     }
 
     /// Active exports.
@@ -155,9 +174,23 @@ impl Device {
                 return Err(e);
             }
         };
+        let result = self.apply_or_undo(&effects, before);
+        let files = effects.iter().filter_map(|e| match e {
+            Effect::CreateFile { path, .. }
+            | Effect::ResizeFile { path, .. }
+            | Effect::RemoveFile { path } => Some(path.as_str()),
+            _ => None,
+        });
+        self.usage.update(files, &self.state, &*self.backend);
+        self.env.pool_used = self.usage.used();
+        result.map(|()| value)
+    }
+
+    /// Applies `effects`; if one fails, undoes those done and restores `before`.
+    fn apply_or_undo(&mut self, effects: &[Effect], before: State) -> Result<(), CmdError> {
         let mut done: Vec<&Effect> = Vec::with_capacity(effects.len());
         let mut failure = None;
-        for effect in &effects {
+        for effect in effects {
             match self.backend.apply(effect) {
                 Ok(()) => done.push(effect),
                 Err(e) => {
@@ -169,7 +202,7 @@ impl Device {
         }
         let Some(error) = failure else {
             self.generation += 1;
-            return Ok(value);
+            return Ok(());
         };
         for effect in done.iter().rev() {
             if let Some(undo) = effect.inverse()
@@ -185,16 +218,21 @@ impl Device {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::records::Val;
+    use crate::state::FILE_METADATA_BYTES;
     use crate::state::tests::{GIB, env, file_args, fresh};
 
-    /// Records effects; fails exports when told to.
+    /// Records effects; fails exports when told to. Files allocate nothing until a test
+    /// says so in `allocated` (as if data had been written).
     #[derive(Clone, Default)]
     pub(crate) struct MemoryBackend {
         pub log: Arc<Mutex<Vec<Effect>>>,
         pub fail_exports: bool,
+        pub allocated: Arc<Mutex<HashMap<String, u64>>>,
     }
 
     impl Backend for MemoryBackend {
@@ -202,8 +240,21 @@ pub(crate) mod tests {
             if self.fail_exports && matches!(effect, Effect::Export(_)) {
                 return Err(std::io::Error::other("export refused"));
             }
+            if let Effect::RemoveFile { path } = effect {
+                self.allocated.lock().unwrap().remove(path);
+            }
             self.log.lock().unwrap().push(effect.clone());
             Ok(())
+        }
+
+        fn allocated(&self, path: &str) -> std::io::Result<u64> {
+            Ok(self
+                .allocated
+                .lock()
+                .unwrap()
+                .get(path)
+                .copied()
+                .unwrap_or(0))
         }
     }
 
@@ -241,6 +292,63 @@ pub(crate) mod tests {
             [Effect::CreateFile { .. }, Effect::RemoveFile { .. }]
         ));
         assert_eq!(device.generation(), 0);
+    }
+
+    #[test]
+    fn the_pool_reports_allocated_bytes_and_refuses_only_when_nothing_is_left() {
+        let backend = MemoryBackend::default();
+        let mut device = device_with(backend.clone());
+        let free = |device: &Device| device.state().pool_free(device.env());
+        assert_eq!(free(&device), 100 * GIB);
+        // A new image is sparse: its metadata block is all it takes, whatever its size.
+        device.add_disk(&file_args("pvc-1", 10 * GIB)).unwrap();
+        device.add_disk(&file_args("big", 200 * GIB)).unwrap();
+        assert_eq!(free(&device), 100 * GIB - 2 * FILE_METADATA_BYTES);
+        let pool = device.disk_records_in_slot(Some("storage-pool")).remove(0);
+        assert_eq!(pool.get("size"), Some(Val::Bytes(100 * GIB)));
+        assert_eq!(pool.get("use"), Some(Val::Percent(0)));
+
+        // Data written from outside shows at the next look.
+        let written = |path: &str, bytes: u64| {
+            backend
+                .allocated
+                .lock()
+                .unwrap()
+                .insert(format!("storage-pool/{path}.img"), bytes);
+        };
+        written("pvc-1", 30 * GIB);
+        device.refresh_pool_usage();
+        assert_eq!(free(&device), 70 * GIB - 2 * FILE_METADATA_BYTES);
+        let pool = device.disk_records_in_slot(Some("storage-pool")).remove(0);
+        assert_eq!(pool.get("use"), Some(Val::Percent(30)));
+
+        // Full up to less than a metadata block: adds and grows are refused.
+        written("big", 70 * GIB - 2 * FILE_METADATA_BYTES - 1);
+        device.refresh_pool_usage();
+        assert_eq!(free(&device), 1);
+        let no_space = CmdError::failure("not enough free space on storage-pool");
+        assert_eq!(
+            device.add_disk(&file_args("pvc-2", GIB)),
+            Err(no_space.clone())
+        );
+        let grow = DiskArgs {
+            file_size: Some(11 * GIB),
+            ..DiskArgs::default()
+        };
+        assert_eq!(device.set_disk(2, &grow), Err(no_space));
+
+        // The simulator's own removals count at once: a kept image still takes its
+        // blocks, a removed file none.
+        device.remove_disk(3).unwrap();
+        assert_eq!(free(&device), 1);
+        let big = device
+            .state()
+            .file_by_name("storage-pool/big.img")
+            .unwrap()
+            .id;
+        device.remove_file(big).unwrap();
+        assert_eq!(free(&device), 70 * GIB - FILE_METADATA_BYTES);
+        device.add_disk(&file_args("pvc-2", GIB)).unwrap();
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! ([`run`]). Module map: [`state`] (model and operations, pure),
 //! [`records`] and [`format`] (how items print, pure), [`script`] (lexer,
 //! parser, evaluator, pure over [`device::Device`]), [`device`] (effects
-//! with rollback), [`storage`] and [`nvmet`] (the side effects), [`ssh`]
-//! and [`rest`] (the servers), [`faults`].
+//! with rollback), [`usage`] (the pool's allocated bytes), [`storage`] and
+//! [`nvmet`] (the side effects), [`ssh`] and [`rest`] (the servers),
+//! [`faults`] and [`quirks`].
 
 pub mod args;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod ssh;
 pub mod state;
 pub mod storage;
 pub mod units;
+pub mod usage;
 pub mod version;
 
 use std::fs;
@@ -45,7 +47,9 @@ use tokio::task::JoinHandle;
 pub use crate::config::{NvmetMode, Secret, SimArgs, SimConfig};
 pub use crate::faults::{FaultControl, Faults};
 pub use crate::quirks::{Quirk, Quirks};
-pub use crate::state::{Disk, DiskKind, ExportSpec, FileEntry, FileKind, PoolSettings};
+pub use crate::state::{
+    Disk, DiskKind, ExportSpec, FILE_METADATA_BYTES, FileEntry, FileKind, PoolSettings,
+};
 pub use crate::storage::{EXPORTS_FILE, ExportRecord, ExportsFile};
 pub use crate::version::RouterOsVersion;
 
@@ -203,6 +207,8 @@ impl Simulator {
             now,
             pool_full: config.faults.pool_full,
             quirks: config.faults.quirks,
+            // Read off the backing files when the device is made.
+            pool_used: 0,
         };
         let exports = state.exports(&env.version);
         let mut store = FileStore::new(&data_dir, nvmet);
@@ -402,9 +408,10 @@ impl SimHandle {
         self.engine.active_sessions()
     }
 
-    /// A copy of the state as it is now.
+    /// A copy of the state as it is now (the pool usage read off the files just now).
     pub fn snapshot(&self) -> StateSnapshot {
-        let device = self.engine.lock();
+        let mut device = self.engine.lock();
+        device.refresh_pool_usage();
         let state = device.state();
         StateSnapshot {
             pool: state.pool.clone(),

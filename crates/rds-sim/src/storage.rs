@@ -190,6 +190,15 @@ impl Backend for FileStore {
             },
         }
     }
+
+    fn allocated(&self, path: &str) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        match fs::metadata(self.backing_path(path)) {
+            Ok(meta) => Ok(meta.blocks() * 512),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// The real [`Persist`]: `state.json` and `exports.json`, each replaced
@@ -355,6 +364,35 @@ mod tests {
             .id;
         device.remove_file(file_id).unwrap();
         assert!(!backing.exists());
+    }
+
+    #[test]
+    fn pool_usage_is_the_allocated_blocks_of_the_backing_files() {
+        use std::io::{Seek, SeekFrom};
+        let dir = tempfile::tempdir().unwrap();
+        let mut device = Device::new(fresh(), Box::new(store(dir.path())), env());
+        let free = |device: &Device| device.state().pool_free(device.env());
+        let capacity = 100 * GIB;
+        device.add_disk(&file_args("pvc-1", 10 * GIB)).unwrap();
+        let fresh_free = free(&device);
+        assert!(
+            fresh_free > capacity - (1 << 20),
+            "a new 10 GiB image barely moves free: {}",
+            capacity - fresh_free
+        );
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("files/storage-pool/pvc-1.img"))
+            .unwrap();
+        file.seek(SeekFrom::Start(GIB)).unwrap();
+        file.write_all(&vec![0x5a; 8 << 20]).unwrap();
+        file.sync_all().unwrap();
+        device.refresh_pool_usage();
+        let taken = fresh_free - free(&device);
+        assert!(
+            (8 << 20..=9 << 20).contains(&taken),
+            "8 MiB written took {taken} bytes"
+        );
     }
 
     #[test]

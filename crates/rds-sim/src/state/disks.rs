@@ -58,9 +58,7 @@ impl State {
                 if size == 0 {
                     return Err(CmdError::InvalidValue("file-size".into()));
                 }
-                if size > self.pool_free(env) {
-                    return Err(self.no_space());
-                }
+                self.check_room(env)?;
                 (size, true)
             }
         };
@@ -137,9 +135,7 @@ impl State {
                 return Err(CmdError::failure("file-size can not be reduced"));
             }
             if wanted > *size {
-                if wanted - *size > self.pool_free(env) {
-                    return Err(self.no_space());
-                }
+                self.check_room(env)?;
                 effects.push(Effect::ResizeFile {
                     path: path.clone(),
                     from: *size,

@@ -14,6 +14,8 @@ mod quirk_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use pool::{FILE_METADATA_BYTES, pool_used};
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -155,6 +157,9 @@ pub struct Env {
     pub pool_full: bool,
     /// How this device differs from the facts (see [`crate::quirks`]).
     pub quirks: Quirks,
+    /// Bytes the pool's files occupy, as the device last observed them (see
+    /// [`crate::usage`]).
+    pub pool_used: u64,
 }
 
 /// An NVMe/TCP export as the outside world sees it.
