@@ -15,7 +15,7 @@
 //!     HostKeyPolicy::Fingerprints(vec!["SHA256:...".into()]),
 //! );
 //! let client = Client::connect(config).await?;
-//! let disk = client
+//! let outcome = client
 //!     .create_file_disk(&DiskSpec {
 //!         slot: "pvc-1".try_into()?,
 //!         file_path: "storage-pool/pvc-1.img".try_into()?,
@@ -25,7 +25,10 @@
 //!         comment: None,
 //!     })
 //!     .await?;
-//! println!("{} exported as {}", disk.slot, disk.nqn);
+//! // The add ran only if neither the slot nor the image existed; the outcome says which.
+//! if let routeros::CreateOutcome::Created(disk) = outcome {
+//!     println!("{} exported as {}", disk.slot, disk.nqn);
+//! }
 //! # Ok(()) }
 //! ```
 

@@ -153,7 +153,6 @@ async fn lifecycle_over_both_transports() {
         );
 
         client.remove_disk(&id_of(&disk), None).await.unwrap();
-        client.remove_disk(&id_of(&disk), None).await.unwrap();
         assert_eq!(client.get_disk(&s.slot).await.unwrap(), None);
         let file = client
             .get_file(&s.file_path)
@@ -366,10 +365,13 @@ async fn device_refusals_are_typed_over_both_transports() {
         let client = device.client(transport).await;
         let name = format!("dup-{transport:?}").to_lowercase();
         created(client.create_file_disk(&spec(&name, 1 << 20)).await);
+        // A sparse pool takes any size while it has room; a full one refuses.
+        device.sim().faults().update(|f| f.pool_full = true);
         let err = client
             .create_file_disk(&spec(&format!("big-{name}"), 1 << 40))
             .await
             .unwrap_err();
+        device.sim().faults().update(|f| f.pool_full = false);
         assert!(matches!(err, Error::NoSpace(_)), "{transport:?}: {err}");
         let mut outside = spec(&format!("out-{name}"), 1 << 20);
         outside.file_path = FilePath::try_from("elsewhere/x.img").unwrap();
