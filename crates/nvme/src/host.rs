@@ -467,12 +467,12 @@ impl<K: Kernel> NvmeHost<K> {
     ) -> Result<u64> {
         self.prefix.authorize(nqn)?;
         let topology = self.scan_nqn(nqn, deadline).await?;
-        let live: Vec<PathBuf> = topology
+        let live: Vec<String> = topology
             .view(nqn)
             .controllers
             .iter()
             .filter(|c| c.state == ControllerState::Live)
-            .map(|c| self.sysfs.controller_dir(&c.name))
+            .map(|c| c.name.clone())
             .collect();
         if live.is_empty() {
             return Err(Error::Stuck {
@@ -480,15 +480,26 @@ impl<K: Kernel> NvmeHost<K> {
                 reason: "no live controller to rescan".into(),
             });
         }
-        for dir in live {
+        for name in live {
             let kernel = Arc::clone(&self.kernel);
-            let op = format!("rescanning {}", dir.display());
-            let path = dir.clone();
-            run_blocking(&op, deadline, move || {
-                Ok::<_, Error>(kernel.rescan_controller(&path))
+            let (prefix, sysfs, owned) = (self.prefix.clone(), self.sysfs.clone(), name.clone());
+            let op = format!("rescanning controller {name}");
+            // Authorized from sysfs right before the write, as for a deletion.
+            let written = run_blocking(&op, deadline, move || {
+                Ok::<_, Error>(
+                    prefix
+                        .authorize_controller(&sysfs, &owned)?
+                        .map(|managed| kernel.rescan_controller(&managed)),
+                )
             })
-            .await?
-            .map_err(|error| Error::sysfs("rescan", dir, error))?;
+            .await?;
+            if let Some(Err(error)) = written {
+                return Err(Error::sysfs(
+                    "rescan",
+                    self.sysfs.controller_dir(&name),
+                    error,
+                ));
+            }
         }
         let waiting_for = format!("namespace {nsid} of {nqn} to reach {min_size_bytes} bytes");
         // A new size changes nothing under /dev: polling alone.

@@ -225,7 +225,7 @@ fn sysfs_writes_go_to_existing_attributes_only() {
         .authorize_controller(&fake.sysfs(), "nvme3")
         .unwrap()
         .unwrap();
-    kernel.rescan_controller(managed.dir()).unwrap();
+    kernel.rescan_controller(&managed).unwrap();
     assert_eq!(
         fake.controller_attribute(3, "rescan_controller").as_deref(),
         Some("1")
@@ -237,7 +237,7 @@ fn sysfs_writes_go_to_existing_attributes_only() {
     );
 
     std::fs::remove_file(managed.dir().join("rescan_controller")).unwrap();
-    let missing = kernel.rescan_controller(managed.dir()).unwrap_err();
+    let missing = kernel.rescan_controller(&managed).unwrap_err();
     assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
     assert!(!managed.dir().join("rescan_controller").exists());
 }
