@@ -9,10 +9,10 @@
 
 use sha2::{Digest, Sha256};
 
-/// Slot prefix of volumes whose CSI name was not a `pvc-<uuid>`.
-pub const HASHED_PREFIX: &str = "csi-";
-/// Slot prefix of volumes named by external-provisioner.
-pub const PVC_PREFIX: &str = "pvc-";
+/// The volume-id shape (`pvc-<uuid>`, `csi-<hex>`) lives in the `nvme` crate, whose guard on
+/// connects and disconnects needs it too: one rule for both.
+pub use nvme::volume_id::{HASHED_PREFIX, PVC_PREFIX, is_managed_volume_id, is_pvc_name};
+
 /// Slot prefixes the driver owns; nothing else is listed or deleted.
 pub const MANAGED_SLOT_PREFIXES: [&str; 2] = [PVC_PREFIX, HASHED_PREFIX];
 /// CSI's limit on names (bytes).
@@ -50,21 +50,6 @@ fn is_banned(c: char) -> bool {
     matches!(c as u32, 0x00..=0x08 | 0x0B | 0x0C | 0x0E..=0x1F | 0x7F..=0x9F)
 }
 
-/// True for `pvc-` followed by a lowercase canonical UUID, the form external-provisioner uses.
-pub fn is_pvc_name(name: &str) -> bool {
-    let Some(uuid) = name.strip_prefix(PVC_PREFIX) else {
-        return false;
-    };
-    let groups: Vec<&str> = uuid.split('-').collect();
-    let lens = [8, 4, 4, 4, 12];
-    groups.len() == lens.len()
-        && groups.iter().zip(lens).all(|(g, len)| {
-            g.len() == len
-                && g.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })
-}
-
 /// The volume id (= RDS slot) for a validated CSI name.
 pub fn volume_id_for_name(name: &str) -> String {
     if is_pvc_name(name) {
@@ -73,20 +58,6 @@ pub fn volume_id_for_name(name: &str) -> String {
     let digest = Sha256::digest(name.as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("{HASHED_PREFIX}{hex}")
-}
-
-/// True if a volume id has the shape of one the driver creates. Anything else is not ours:
-/// DeleteVolume treats it as already gone and listing skips it.
-pub fn is_managed_volume_id(id: &str) -> bool {
-    if is_pvc_name(id) {
-        return true;
-    }
-    id.strip_prefix(HASHED_PREFIX).is_some_and(|hex| {
-        hex.len() == 32
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 /// What the driver records in the comment of a disk it creates:

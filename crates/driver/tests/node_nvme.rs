@@ -1,6 +1,7 @@
 //! The node service over the NVMe/TCP fabric, against the `nvme` crate's fake kernel (a
 //! sysfs-shaped tree and a fabrics device in a scratch directory; device nodes need root):
-//! connect reuse, disconnect only of managed NQNs and only when nothing uses them.
+//! connect reuse, disconnect only of the driver's own NQNs and only when nothing uses them, and
+//! the connect tunables the node sends.
 
 mod node_common;
 
@@ -21,7 +22,10 @@ use tonic::Code;
 
 /// A documentation address (TEST-NET-1): the fake kernel never sends anything anywhere.
 const TARGET_ADDRESS: &str = "192.0.2.10";
-const BOOT_NQN: &str = "nqn.2014-08.org.nvmexpress:boot-root";
+/// A diskless node's root, exported by the same RDS under the vendor's naming authority.
+const BOOT_NQN: &str = "nqn.2000-02.com.mikrotik:nixos-root";
+/// Under the prefix, but not an id the driver creates.
+const NEAR_NQN: &str = "nqn.2000-02.com.mikrotik:pvc-1";
 const GIB: u64 = 1 << 30;
 
 struct NvmeLab {
@@ -34,14 +38,19 @@ impl NvmeLab {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kernel = FakeKernel::new(&dir.path().join("host"));
-        // A diskless node's own root, behind an NQN this driver does not manage.
+        // A diskless node's root and a look-alike, behind NQNs this driver does not manage,
+        // on the volumes' own target.
         let fake = kernel.fake_sysfs();
-        fake.add_subsystem(9, BOOT_NQN);
-        fake.add_controller(7, 9, BOOT_NQN, "live", "traddr=192.0.2.99,trsvcid=4420");
-        fake.add_head(9, 1, 1, DeviceNumber::new(259, 1), 20 * GIB);
-        kernel
-            .make_device_node("nvme9n1", DeviceNumber::new(259, 1))
-            .unwrap();
+        for (nqn, number) in [(BOOT_NQN, 7), (NEAR_NQN, 8)] {
+            let address = format!("traddr={TARGET_ADDRESS},trsvcid=4420");
+            fake.add_subsystem(number + 2, nqn);
+            fake.add_controller(number, number + 2, nqn, "live", &address);
+            let device = DeviceNumber::new(259, number);
+            fake.add_head(number + 2, 1, 1, device, 20 * GIB);
+            kernel
+                .make_device_node(&format!("nvme{}n1", number + 2), device)
+                .unwrap();
+        }
         let identity = HostIdentity {
             nqn: "nqn.2014-08.org.nvmexpress:uuid:6f1e2d3c-4b5a-4697-8877-665544332211".into(),
             id: "6f1e2d3c-4b5a-4697-8877-665544332211".into(),
@@ -95,10 +104,19 @@ impl NvmeLab {
     }
 
     fn boot_volume_untouched(&self) {
-        assert!(self.kernel().fake_sysfs().has_controller(7));
+        for number in [7, 8] {
+            let controller = format!("nvme{number}");
+            assert!(self.kernel().fake_sysfs().has_controller(number));
+            assert!(
+                !self.kernel().deletes().contains(&controller),
+                "foreign controller {controller} must never be deleted"
+            );
+        }
         assert!(
-            !self.kernel().deletes().contains(&"nvme7".to_owned()),
-            "the boot controller must never be deleted"
+            self.kernel()
+                .connects()
+                .iter()
+                .all(|c| !c.contains(BOOT_NQN) && !c.contains(NEAR_NQN))
         );
     }
 }
@@ -217,26 +235,71 @@ async fn a_held_namespace_is_not_disconnected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_context_naming_another_nqn_connects_nothing() {
-    if !root_or_skip("a_context_naming_another_nqn_connects_nothing") {
+async fn field_lesson_04_foreign_nqn_is_never_connected_or_disconnected_by_the_node() {
+    if !root_or_skip("field_lesson_04_foreign_nqn_is_never_connected_or_disconnected_by_the_node") {
         return;
     }
     let lab = NvmeLab::start().await;
     let mut client = lab.plugin.client.clone();
     let id = volume_id(3);
     let staging = lab.staging(&id);
-    let mut context = nvme_context(&id);
-    context.insert("nqn".into(), BOOT_NQN.into());
-    let request = stage_request(&id, &staging, block_capability(), context);
-    let status = client.node_stage_volume(request).await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
+    for foreign in [BOOT_NQN, NEAR_NQN] {
+        let mut context = nvme_context(&id);
+        context.insert("nqn".into(), foreign.into());
+        let request = stage_request(&id, &staging, block_capability(), context);
+        let status = client.node_stage_volume(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+    }
     assert!(lab.kernel().connects().is_empty());
-    // And an id that is not this driver's is never connected or disconnected.
-    let request = unstage_request("boot-root", &staging);
+    // Ids that are not this driver's map to no NQN at all: nothing is looked at for them.
+    for foreign_id in ["nixos-root", "pvc-1"] {
+        let request = unstage_request(foreign_id, &staging);
+        expect_code(client.node_unstage_volume(request).await, Code::NotFound);
+    }
+    // A volume of ours staged and unstaged beside them.
+    lab.export(&id);
+    let request = stage_request(&id, &staging, block_capability(), nvme_context(&id));
+    expect_code(client.node_stage_volume(request).await, Code::Ok);
+    let request = unstage_request(&id, &staging);
     expect_code(client.node_unstage_volume(request).await, Code::Ok);
-    assert!(lab.kernel().deletes().is_empty());
-    // Even asked directly, the fabric refuses to disconnect the foreign NQN.
-    assert!(lab.fabric.detach(BOOT_NQN, soon()).await.is_err());
+    assert_eq!(lab.kernel().deletes(), vec!["nvme1".to_owned()]);
+    // Even asked directly, the fabric refuses to disconnect the foreign NQNs.
+    for foreign in [BOOT_NQN, NEAR_NQN] {
+        assert!(lab.fabric.detach(foreign, soon()).await.is_err());
+    }
+    lab.boot_volume_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_lesson_12_connects_outlast_an_rds_reboot_unless_the_storage_class_says_otherwise() {
+    if !root_or_skip("field_lesson_12_connects_outlast_an_rds_reboot") {
+        return;
+    }
+    let lab = NvmeLab::start().await;
+    let mut client = lab.plugin.client.clone();
+    let (plain, tuned) = (volume_id(5), volume_id(6));
+    let mut plain_context = nvme_context(&plain);
+    plain_context.remove("ctrlLossTmo");
+    let mut tuned_context = nvme_context(&tuned);
+    tuned_context.insert("ctrlLossTmo".into(), "-1".into());
+    tuned_context.insert("reconnectDelay".into(), "2".into());
+    for (id, context) in [(&plain, plain_context), (&tuned, tuned_context)] {
+        lab.export(id);
+        let request = stage_request(id, &lab.staging(id), block_capability(), context);
+        expect_code(client.node_stage_volume(request).await, Code::Ok);
+    }
+    let connects = lab.kernel().connects();
+    let tunables = |id: &str| {
+        let nqn = format!("nqn={},", nqn_of(id));
+        let line = connects.iter().find(|c| c.contains(&nqn)).unwrap();
+        line.split(',')
+            .filter(|kv| kv.starts_with("ctrl_loss_tmo=") || kv.starts_with("reconnect_delay="))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    // The kernel's 600 s would drop every mount during a slow RDS firmware update.
+    assert_eq!(tunables(&plain), "ctrl_loss_tmo=1800,reconnect_delay=5");
+    assert_eq!(tunables(&tuned), "ctrl_loss_tmo=-1,reconnect_delay=2");
     lab.boot_volume_untouched();
 }
 

@@ -185,6 +185,47 @@ pub async fn remove_device_node(
     .await
 }
 
+/// Removes the empty regular file at `path` (what a bind mount of a device node leaves
+/// behind) after verifying that it is not a mount point. A file with content, or anything
+/// else, is an error and left alone.
+pub async fn remove_empty_file(
+    path: &Path,
+    table: &MountTable,
+    deadline: Instant,
+) -> Result<Removed> {
+    if !require_unmounted(path, table, deadline).await? {
+        return Ok(Removed::AlreadyAbsent);
+    }
+    let path = path.to_path_buf();
+    let op = format!("removing empty file {}", path.display());
+    run_blocking(&op, deadline, move || {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Ok(Removed::AlreadyAbsent);
+            }
+            Err(error) => return Err(Error::io("lstat", &path, error)),
+            Ok(meta) => meta,
+        };
+        if !meta.file_type().is_file() || meta.len() != 0 {
+            return Err(Error::UnexpectedNode {
+                path: path.clone(),
+                expected: "an empty file".into(),
+                found: if meta.file_type().is_file() {
+                    format!("a file of {} bytes", meta.len())
+                } else {
+                    describe(&meta.file_type()).into()
+                },
+            });
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(Removed::Removed),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Removed::AlreadyAbsent),
+            Err(error) => Err(Error::io("unlink", &path, error)),
+        }
+    })
+    .await
+}
+
 /// Removes the directory at `path` if it is empty and not a mount point. A non-empty directory
 /// is an error: its content may be a volume's data that an unmount failed to hide.
 pub async fn remove_empty_dir(
@@ -281,6 +322,31 @@ mod tests {
             "{result:?}"
         );
         assert!(file.exists());
+    }
+
+    #[tokio::test]
+    async fn only_an_empty_file_is_removed_as_one() {
+        let parent = tempfile::tempdir().unwrap();
+        let (empty, full) = (parent.path().join("empty"), parent.path().join("full"));
+        std::fs::write(&empty, b"").unwrap();
+        std::fs::write(&full, b"data").unwrap();
+        let table = table().await;
+        assert_eq!(
+            remove_empty_file(&empty, &table, soon()).await.unwrap(),
+            Removed::Removed
+        );
+        assert!(!empty.exists());
+        let result = remove_empty_file(&full, &table, soon()).await;
+        assert!(
+            matches!(result, Err(Error::UnexpectedNode { .. })),
+            "{result:?}"
+        );
+        assert_eq!(std::fs::read(&full).unwrap(), b"data");
+        let result = remove_empty_file(parent.path(), &table, soon()).await;
+        assert!(
+            matches!(result, Err(Error::UnexpectedNode { .. })),
+            "{result:?}"
+        );
     }
 
     #[tokio::test]

@@ -500,7 +500,7 @@ mod tests {
     }
 
     #[test]
-    fn mkfs_arguments_are_lazy_and_nodiscard() {
+    fn field_lesson_16_mkfs_is_lazy_and_skips_discard() {
         let extra = MkfsOptions::parse("-L 'my vol' -m 0").unwrap();
         let device = Path::new("/dev/nvme1n1");
         assert_eq!(
@@ -576,7 +576,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn blkid_exit_one_never_leads_to_mkfs() {
+    async fn field_lesson_01_blkid_exit_one_never_leads_to_mkfs() {
         let fakes = Fakes::new("echo 'device not ready' >&2; exit 1");
         let result = fakes.format().await;
         assert!(
@@ -602,7 +602,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_hung_blkid_times_out_without_mkfs() {
+    async fn field_lesson_15_a_hung_blkid_times_out_without_mkfs() {
         let fakes = Fakes::new("sleep 30");
         let result = fakes
             .tools

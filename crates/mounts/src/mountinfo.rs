@@ -508,7 +508,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn parses_a_large_table_quickly() {
+    async fn field_lesson_09_a_storm_sized_table_parses_fast_and_is_flagged() {
         let mut text = String::new();
         for index in 0..200_000 {
             text.push_str(&format!(
@@ -530,7 +530,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_table_that_never_arrives_times_out() {
+    async fn field_lesson_09_a_table_that_never_arrives_times_out() {
         // Opening a FIFO without a writer blocks, like a mountinfo read stuck in the kernel.
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("mountinfo");

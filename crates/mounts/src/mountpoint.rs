@@ -83,13 +83,22 @@ fn classify(
 
 /// The path as the mount table spells it: the parent's symlinks resolved (the table holds real
 /// paths), the last component kept as is (it may be a dead mount that cannot be resolved).
-fn table_spelling(path: &Path) -> PathBuf {
+fn spelling(path: &Path) -> PathBuf {
     match (path.parent(), path.file_name()) {
         (Some(parent), Some(name)) => std::fs::canonicalize(parent)
             .map(|real| real.join(name))
             .unwrap_or_else(|_| normalize(path)),
         _ => normalize(path),
     }
+}
+
+/// `path` as the mount table spells it (its parent's symlinks resolved, the last component as
+/// is), worked out on a blocking thread under `deadline`: resolving the parent stats each of
+/// its components, which hangs below a dead mount.
+pub async fn table_spelling(path: &Path, deadline: Instant) -> Result<PathBuf> {
+    let path = path.to_path_buf();
+    let op = format!("resolving {}", path.display());
+    run_blocking(&op, deadline, move || Ok(spelling(&path))).await
 }
 
 /// The mount state of `path` (absolute), judged against `table` (read by the caller, usually
@@ -115,7 +124,7 @@ pub async fn mount_state(path: &Path, table: &MountTable, deadline: Instant) -> 
                 .parent()
                 .map(|parent| std::fs::metadata(parent).map(|meta| meta.dev()))
                 .unwrap_or_else(|| Err(io::ErrorKind::NotFound.into()));
-            Ok((table_spelling(&path), own, parent))
+            Ok((spelling(&path), own, parent))
         }
     })
     .await?;
@@ -195,6 +204,25 @@ mod tests {
             false,
         );
         assert!(matches!(result, Err(Error::StaleMount { .. })));
+    }
+
+    #[tokio::test]
+    async fn spelling_resolves_the_parent_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let alias = dir.path().join("alias");
+        std::os::unix::fs::symlink(&real, &alias).unwrap();
+        let canonical = std::fs::canonicalize(&real).unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        assert_eq!(
+            table_spelling(&alias.join("mnt"), deadline).await.unwrap(),
+            canonical.join("mnt")
+        );
+        assert_eq!(
+            table_spelling(Path::new("/"), deadline).await.unwrap(),
+            PathBuf::from("/")
+        );
     }
 
     #[tokio::test]

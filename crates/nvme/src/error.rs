@@ -75,7 +75,10 @@ pub enum Error {
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
     /// The NQN is not ours to touch.
-    #[error("NQN {nqn:?} is outside the managed prefix {prefix:?}; refusing to touch it")]
+    #[error(
+        "NQN {nqn:?} is not <{prefix}><volume id> of a volume this driver creates; refusing to \
+         touch it"
+    )]
     ForeignNqn { nqn: String, prefix: String },
     #[error("connecting {nqn} at {target}: {failure}")]
     Connect {

@@ -533,10 +533,9 @@ impl Kernel for FakeKernel {
         Ok(())
     }
 
-    fn rescan_controller(&self, controller_dir: &Path) -> io::Result<()> {
-        std::fs::write(controller_dir.join("rescan_controller"), "1")?;
-        let nqn = std::fs::read_to_string(controller_dir.join("subsysnqn"))?;
-        let nqn = nqn.trim();
+    fn rescan_controller(&self, controller: &ManagedController) -> io::Result<()> {
+        std::fs::write(controller.dir().join("rescan_controller"), "1")?;
+        let nqn = controller.nqn().as_str();
         if let Some(size) = self.lock().pending_sizes.remove(nqn)
             && let Some(subsystem) = self.sysfs.subsystem_of(nqn)
         {

@@ -1,5 +1,8 @@
 //! Attach, detach and rescan of managed NVMe/TCP volumes: the sysfs model, the pure plan and
 //! the kernel writes put together, every wait bounded by the caller's deadline.
+//!
+//! Sysfs and `/dev` are read on blocking threads ([`run_blocking`]), never on the async
+//! runtime: a scan walks many directories, and a lookup below a dying device can stall.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use crate::poll::{Check, DirChanges, DirEvents, wait_for};
 use crate::prefix::ManagedPrefix;
 use crate::sysfs::{ControllerState, Namespace, Sysfs, Topology};
 use crate::{ConnectFailure, Error, Result};
+use mounts::DeviceNumber;
 
 /// How an attachment came about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,20 +107,58 @@ impl<K: Kernel> NvmeHost<K> {
         &self.dev_root
     }
 
-    /// Subsystems and controllers under the managed prefix, for reconcilers and metrics.
-    pub fn managed_topology(&self) -> Result<Topology> {
-        let mut topology = self.sysfs.scan()?;
-        topology.subsystems.retain(|s| self.prefix.covers(&s.nqn));
-        topology
-            .controllers
-            .retain(|c| self.prefix.covers(&c.subsystem_nqn));
-        Ok(topology)
+    /// Subsystems and controllers of the driver's own volumes (see [`ManagedPrefix::covers`]),
+    /// for reconcilers and metrics.
+    pub async fn managed_topology(&self, deadline: Instant) -> Result<Topology> {
+        let sysfs = self.sysfs.clone();
+        let prefix = self.prefix.clone();
+        run_blocking(
+            "scanning sysfs for managed NVMe objects",
+            deadline,
+            move || {
+                let mut topology = sysfs.scan_where(|nqn| prefix.covers(nqn))?;
+                topology.subsystems.retain(|s| prefix.covers(&s.nqn));
+                topology
+                    .controllers
+                    .retain(|c| prefix.covers(&c.subsystem_nqn));
+                Ok(topology)
+            },
+        )
+        .await
+    }
+
+    /// The objects of `nqn` as sysfs shows them now, read on a blocking thread.
+    pub async fn scan_nqn(&self, nqn: &str, deadline: Instant) -> Result<Topology> {
+        let sysfs = self.sysfs.clone();
+        let wanted = nqn.to_owned();
+        let op = format!("scanning sysfs for {nqn}");
+        run_blocking(&op, deadline, move || sysfs.scan_nqn(&wanted)).await
     }
 
     /// The namespace `nsid` of `nqn` if the kernel shows it, without connecting anything.
-    pub fn find_namespace(&self, nqn: &str, nsid: u32) -> Result<Option<Namespace>> {
-        let topology = self.sysfs.scan_nqn(nqn)?;
+    pub async fn find_namespace(
+        &self,
+        nqn: &str,
+        nsid: u32,
+        deadline: Instant,
+    ) -> Result<Option<Namespace>> {
+        let topology = self.scan_nqn(nqn, deadline).await?;
         Ok(topology.view(nqn).namespace(nsid).cloned())
+    }
+
+    /// What is at the device node `path`, read on a blocking thread.
+    async fn inspect_node(
+        &self,
+        path: &Path,
+        device: DeviceNumber,
+        deadline: Instant,
+    ) -> Result<NodeState> {
+        let path = path.to_path_buf();
+        let op = format!("inspecting {}", path.display());
+        run_blocking(&op, deadline, move || {
+            Ok::<_, Error>(inspect_block_node(&path, device)?)
+        })
+        .await
     }
 
     /// Makes namespace `nsid` of `request.nqn` available through a live controller at
@@ -137,10 +179,11 @@ impl<K: Kernel> NvmeHost<K> {
         let mut recycled = false;
         // Each step is a phase of NodeStageVolume's breakdown (see `mounts::phase`).
         for _ in 0..MAX_STEPS {
-            let step = phase::timed_sync("sysfs scan", || {
-                let topology = self.sysfs.scan_nqn(nqn)?;
+            let step = phase::timed("sysfs scan", async {
+                let topology = self.scan_nqn(nqn, deadline).await?;
                 Ok::<_, Error>(plan_attach(&topology.view(nqn), &request.target, nsid))
-            })?;
+            })
+            .await?;
             tracing::debug!(nqn, ?step, "attach step");
             match step {
                 AttachStep::Reuse { controller, .. } => {
@@ -247,10 +290,11 @@ impl<K: Kernel> NvmeHost<K> {
     ) -> Result<Attachment> {
         let nqn = request.nqn.as_str();
         let waiting_for = format!("namespace {nsid} of {nqn} at {}", request.target);
-        wait_for(&waiting_for, deadline, dev_changes, || {
-            let topology = self.sysfs.scan_nqn(nqn)?;
+        let controller = &controller;
+        wait_for(&waiting_for, deadline, dev_changes, move || async move {
+            let topology = self.scan_nqn(nqn, deadline).await?;
             let view = topology.view(nqn);
-            if let Some(name) = &controller {
+            if let Some(name) = controller {
                 match view.controllers.iter().find(|c| &c.name == name) {
                     None => {
                         return Err(Error::Stuck {
@@ -277,7 +321,10 @@ impl<K: Kernel> NvmeHost<K> {
                 return Ok(Check::Pending(view.describe()));
             };
             let device_path = namespace.device_path(&self.dev_root);
-            match inspect_block_node(&device_path, namespace.device)? {
+            match self
+                .inspect_node(&device_path, namespace.device, deadline)
+                .await?
+            {
                 NodeState::Matches => Ok(Check::Ready(Attachment {
                     nqn: nqn.to_owned(),
                     controller: live.name.clone(),
@@ -299,8 +346,8 @@ impl<K: Kernel> NvmeHost<K> {
     async fn await_settled(&self, nqn: &str, controller: &str, deadline: Instant) -> Result<()> {
         let waiting_for = format!("controller {controller} of {nqn} to settle");
         // A controller's state changes nothing under /dev: polling alone.
-        wait_for(&waiting_for, deadline, None, || {
-            let topology = self.sysfs.scan_nqn(nqn)?;
+        wait_for(&waiting_for, deadline, None, move || async move {
+            let topology = self.scan_nqn(nqn, deadline).await?;
             Ok(
                 match topology.controllers.iter().find(|c| c.name == controller) {
                     Some(c) if c.state.is_settling() || c.state.is_going_away() => {
@@ -318,23 +365,27 @@ impl<K: Kernel> NvmeHost<K> {
     async fn delete_controllers(&self, names: &[String], deadline: Instant) -> Result<()> {
         let mut dev_changes = self.dev_events.subscribe();
         for name in names {
-            let Some(managed) = self.prefix.authorize_controller(&self.sysfs, name)? else {
-                continue; // already gone
-            };
             let kernel = Arc::clone(&self.kernel);
+            let (prefix, sysfs, owned) = (self.prefix.clone(), self.sysfs.clone(), name.clone());
             let op = format!("deleting controller {name}");
+            // Authorized from what sysfs says right before the write, on the same thread.
             let written = run_blocking(&op, deadline, move || {
-                Ok::<_, Error>(kernel.delete_controller(&managed))
+                Ok::<_, Error>(
+                    prefix
+                        .authorize_controller(&sysfs, &owned)?
+                        .map(|managed| kernel.delete_controller(&managed)),
+                )
             })
             .await?;
             match written {
-                Ok(()) => tracing::info!(controller = %name, "controller deleted"),
+                None => {} // already gone
+                Some(Ok(())) => tracing::info!(controller = %name, "controller deleted"),
                 // Vanished meanwhile, or already being deleted by the kernel.
-                Err(error)
+                Some(Err(error))
                     if error.kind() == std::io::ErrorKind::NotFound
                         || error.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     return Err(Error::sysfs(
                         "delete",
                         self.sysfs.controller_dir(name),
@@ -344,11 +395,21 @@ impl<K: Kernel> NvmeHost<K> {
             }
         }
         let waiting_for = format!("controllers {} to go away", names.join(", "));
-        wait_for(&waiting_for, deadline, dev_changes.as_mut(), || {
-            let remaining: Vec<&String> = names
+        let op = waiting_for.as_str();
+        wait_for(op, deadline, dev_changes.as_mut(), move || async move {
+            let dirs: Vec<(String, PathBuf)> = names
                 .iter()
-                .filter(|name| self.sysfs.controller_dir(name).exists())
+                .map(|name| (name.clone(), self.sysfs.controller_dir(name)))
                 .collect();
+            let remaining = run_blocking(op, deadline, move || {
+                Ok::<_, Error>(
+                    dirs.into_iter()
+                        .filter(|(_, dir)| dir.exists())
+                        .map(|(name, _)| name)
+                        .collect::<Vec<String>>(),
+                )
+            })
+            .await?;
             Ok(if remaining.is_empty() {
                 Check::Ready(())
             } else {
@@ -363,7 +424,7 @@ impl<K: Kernel> NvmeHost<K> {
     /// filesystem). Returns the controllers deleted; none when nothing was connected.
     pub async fn detach(&self, nqn: &str, deadline: Instant) -> Result<Vec<String>> {
         self.prefix.authorize(nqn)?;
-        let topology = self.sysfs.scan_nqn(nqn)?;
+        let topology = self.scan_nqn(nqn, deadline).await?;
         let view = topology.view(nqn);
         for namespace in view.namespaces() {
             if !namespace.holders.is_empty() {
@@ -373,7 +434,10 @@ impl<K: Kernel> NvmeHost<K> {
                 });
             }
             let device_path = namespace.device_path(&self.dev_root);
-            if inspect_block_node(&device_path, namespace.device)? == NodeState::Matches
+            if self
+                .inspect_node(&device_path, namespace.device, deadline)
+                .await?
+                == NodeState::Matches
                 && mounts::stats::is_claimed_exclusively(&device_path, deadline).await?
             {
                 return Err(Error::InUse {
@@ -402,13 +466,13 @@ impl<K: Kernel> NvmeHost<K> {
         deadline: Instant,
     ) -> Result<u64> {
         self.prefix.authorize(nqn)?;
-        let topology = self.sysfs.scan_nqn(nqn)?;
-        let live: Vec<PathBuf> = topology
+        let topology = self.scan_nqn(nqn, deadline).await?;
+        let live: Vec<String> = topology
             .view(nqn)
             .controllers
             .iter()
             .filter(|c| c.state == ControllerState::Live)
-            .map(|c| self.sysfs.controller_dir(&c.name))
+            .map(|c| c.name.clone())
             .collect();
         if live.is_empty() {
             return Err(Error::Stuck {
@@ -416,20 +480,31 @@ impl<K: Kernel> NvmeHost<K> {
                 reason: "no live controller to rescan".into(),
             });
         }
-        for dir in live {
+        for name in live {
             let kernel = Arc::clone(&self.kernel);
-            let op = format!("rescanning {}", dir.display());
-            let path = dir.clone();
-            run_blocking(&op, deadline, move || {
-                Ok::<_, Error>(kernel.rescan_controller(&path))
+            let (prefix, sysfs, owned) = (self.prefix.clone(), self.sysfs.clone(), name.clone());
+            let op = format!("rescanning controller {name}");
+            // Authorized from sysfs right before the write, as for a deletion.
+            let written = run_blocking(&op, deadline, move || {
+                Ok::<_, Error>(
+                    prefix
+                        .authorize_controller(&sysfs, &owned)?
+                        .map(|managed| kernel.rescan_controller(&managed)),
+                )
             })
-            .await?
-            .map_err(|error| Error::sysfs("rescan", dir, error))?;
+            .await?;
+            if let Some(Err(error)) = written {
+                return Err(Error::sysfs(
+                    "rescan",
+                    self.sysfs.controller_dir(&name),
+                    error,
+                ));
+            }
         }
         let waiting_for = format!("namespace {nsid} of {nqn} to reach {min_size_bytes} bytes");
         // A new size changes nothing under /dev: polling alone.
-        wait_for(&waiting_for, deadline, None, || {
-            Ok(match self.find_namespace(nqn, nsid)? {
+        wait_for(&waiting_for, deadline, None, move || async move {
+            Ok(match self.find_namespace(nqn, nsid, deadline).await? {
                 Some(ns) if ns.size_bytes >= min_size_bytes => Check::Ready(ns.size_bytes),
                 Some(ns) => Check::Pending(format!("{} has {} bytes", ns.name, ns.size_bytes)),
                 None => Check::Pending("namespace not visible".into()),

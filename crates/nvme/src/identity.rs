@@ -393,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_files_derive_a_stable_identity_from_the_machine_id() {
+    fn field_lesson_13_without_a_host_nqn_file_each_machine_derives_its_own_and_is_warned() {
         let files = Files::new();
         files.write("machine-id", MACHINE_ID);
         let first = resolve_host_identity(&files.paths(), &IdentityOverride::default()).unwrap();
@@ -423,7 +423,7 @@ mod tests {
     }
 
     #[test]
-    fn a_placeholder_host_nqn_is_not_used() {
+    fn field_lesson_13_a_placeholder_host_nqn_from_an_image_is_not_used() {
         let files = Files::new();
         files
             .write(

@@ -15,8 +15,9 @@ pub trait Kernel: Send + Sync + 'static {
     fn connect(&self, options: &FabricsOptions) -> io::Result<String>;
     /// Deletes a controller. Only a [`ManagedController`] can be passed: see [`crate::prefix`].
     fn delete_controller(&self, controller: &ManagedController) -> io::Result<()>;
-    /// Asks a controller to rescan its namespaces (sizes included).
-    fn rescan_controller(&self, controller_dir: &Path) -> io::Result<()>;
+    /// Asks a controller to rescan its namespaces (sizes included). Only a
+    /// [`ManagedController`] can be passed, as for deletion.
+    fn rescan_controller(&self, controller: &ManagedController) -> io::Result<()>;
 }
 
 /// The Linux kernel's NVMe-oF host interface.
@@ -71,7 +72,7 @@ impl Kernel for LinuxKernel {
         poke(&controller.dir().join("delete_controller"))
     }
 
-    fn rescan_controller(&self, controller_dir: &Path) -> io::Result<()> {
-        poke(&controller_dir.join("rescan_controller"))
+    fn rescan_controller(&self, controller: &ManagedController) -> io::Result<()> {
+        poke(&controller.dir().join("rescan_controller"))
     }
 }

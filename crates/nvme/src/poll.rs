@@ -144,29 +144,46 @@ fn drain(fd: &OwnedFd) -> rustix::io::Result<bool> {
 }
 
 /// Calls `check` until it is ready, it fails, or `deadline` passes (checking once more at the
-/// deadline itself). Each of `changes` triggers a check at once.
-pub(crate) async fn wait_for<T>(
+/// deadline itself). Each of `changes` triggers a check at once. `check` is async so that its
+/// sysfs and `/dev` reads can run on blocking threads.
+pub(crate) async fn wait_for<T, F>(
     waiting_for: &str,
     deadline: Instant,
     changes: Option<&mut DirChanges>,
-    check: impl FnMut() -> Result<Check<T>>,
-) -> Result<T> {
+    check: impl FnMut() -> F,
+) -> Result<T>
+where
+    F: Future<Output = Result<Check<T>>>,
+{
     wait_with(POLL, waiting_for, deadline, changes, check).await
 }
 
-async fn wait_with<T>(
+async fn wait_with<T, F>(
     backoff: Backoff,
     waiting_for: &str,
     deadline: Instant,
     mut changes: Option<&mut DirChanges>,
-    mut check: impl FnMut() -> Result<Check<T>>,
-) -> Result<T> {
+    mut check: impl FnMut() -> F,
+) -> Result<T>
+where
+    F: Future<Output = Result<Check<T>>>,
+{
     let mut step = backoff.first;
+    let mut last_seen = String::from("nothing yet");
     loop {
-        let last_seen = match check()? {
-            Check::Ready(value) => return Ok(value),
-            Check::Pending(seen) => seen,
-        };
+        match check().await {
+            Ok(Check::Ready(value)) => return Ok(value),
+            Ok(Check::Pending(seen)) => last_seen = seen,
+            // The look itself ran into the deadline (its blocking read has no time left at
+            // the last check): what the previous look saw is the news.
+            Err(Error::TimedOut { .. }) if Instant::now() >= deadline => {
+                return Err(Error::TimedOut {
+                    waiting_for: waiting_for.to_owned(),
+                    last_seen,
+                });
+            }
+            Err(error) => return Err(error),
+        }
         let now = Instant::now();
         if now >= deadline {
             return Err(Error::TimedOut {
@@ -210,11 +227,14 @@ mod tests {
             None,
             || {
                 calls += 1;
-                Ok(if calls == 3 {
-                    Check::Ready(calls)
-                } else {
-                    Check::Pending(format!("call {calls}"))
-                })
+                let calls = calls;
+                async move {
+                    Ok(if calls == 3 {
+                        Check::Ready(calls)
+                    } else {
+                        Check::Pending(format!("call {calls}"))
+                    })
+                }
             },
         )
         .await
@@ -226,11 +246,13 @@ mod tests {
     #[tokio::test]
     async fn times_out_with_the_last_observation() {
         let started = Instant::now();
-        let result: Result<()> =
-            wait_for("never", started + Duration::from_millis(60), None, || {
-                Ok(Check::Pending("still nothing".into()))
-            })
-            .await;
+        let result: Result<()> = wait_for(
+            "never",
+            started + Duration::from_millis(60),
+            None,
+            || async { Ok(Check::Pending("still nothing".into())) },
+        )
+        .await;
         match result {
             Err(Error::TimedOut {
                 waiting_for,
@@ -246,12 +268,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_look_cut_off_by_the_deadline_reports_what_was_seen_before() {
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let result: Result<()> = wait_for("a slow look", deadline, None, || async move {
+            if Instant::now() >= deadline {
+                Err(Error::TimedOut {
+                    waiting_for: "sysfs scan".into(),
+                    last_seen: "still running".into(),
+                })
+            } else {
+                Ok(Check::Pending("controller connecting".into()))
+            }
+        })
+        .await;
+        match result {
+            Err(Error::TimedOut {
+                waiting_for,
+                last_seen,
+            }) => {
+                assert_eq!(waiting_for, "a slow look");
+                assert_eq!(last_seen, "controller connecting");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
     async fn errors_stop_the_wait() {
         let result: Result<()> = wait_for(
             "broken",
             Instant::now() + Duration::from_secs(5),
             None,
-            || Err(Error::BadReply("x".into())),
+            || async { Err(Error::BadReply("x".into())) },
         )
         .await;
         assert!(matches!(result, Err(Error::BadReply(_))));
@@ -282,7 +330,7 @@ mod tests {
             "a node",
             started + Duration::from_secs(60),
             Some(&mut changes),
-            || {
+            || async {
                 Ok(if node.exists() {
                     Check::Ready(())
                 } else {
@@ -316,7 +364,8 @@ mod tests {
             Some(&mut changes),
             || {
                 checks += 1;
-                Ok(Check::Pending(format!("check {checks}")))
+                let checks = checks;
+                async move { Ok(Check::Pending(format!("check {checks}"))) }
             },
         )
         .await;

@@ -1,22 +1,27 @@
-//! Which NQNs this driver may connect and disconnect.
+//! Which NQNs this driver may connect and disconnect: `<prefix><volume id>`, where the volume
+//! id has the shape the driver creates ([`crate::volume_id`]) and nothing follows it.
 //!
-//! Nodes can boot from NVMe-oF (a diskless node's root or `/var` behind a foreign NQN); a
-//! cleanup that disconnects by pattern or by mistake takes the node down. So the ability to
-//! delete a controller is a value: [`ManagedController`] can only be obtained from
-//! [`ManagedPrefix::authorize_controller`], which re-reads the controller's NQN from sysfs and
-//! checks it against the prefix, and the kernel interface deletes nothing else.
+//! Nodes can boot from NVMe-oF (a diskless node's root or `/var` behind a foreign NQN), often
+//! exported by the very same RDS under the vendor's naming authority
+//! (`nqn.2000-02.com.mikrotik:nixos-root`). A prefix alone covers that whole namespace, so the
+//! volume id's shape is part of the check. A cleanup that disconnects by pattern or by mistake
+//! takes the node down; so the ability to delete a controller is a value: [`ManagedController`]
+//! can only be obtained from [`ManagedPrefix::authorize_controller`], which re-reads the
+//! controller's NQN from sysfs and checks it, and the kernel interface deletes nothing else.
 
 use std::path::{Path, PathBuf};
 
 use crate::identity::validate_nqn;
 use crate::sysfs::{NodeName, Sysfs, parse_node_name};
+use crate::volume_id::is_managed_volume_id;
 use crate::{Error, Result};
 
 /// The NVMe standard's own naming authority (UUID host NQNs, the discovery NQN); a prefix in it
 /// would cover other software's subsystems.
 const STANDARD_AUTHORITY: &str = "nqn.2014-08.org.nvmexpress";
 
-/// The NQN prefix of the volumes this driver manages.
+/// The NQN prefix of the volumes this driver manages, with its separator: a volume's NQN is
+/// this prefix followed directly by the volume id (the node passes `<--nqn-prefix>:`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagedPrefix(String);
 
@@ -48,11 +53,12 @@ impl ManagedPrefix {
         &self.0
     }
 
+    /// True only for `<prefix><id>` with an id of the driver's own shape.
     pub fn covers(&self, nqn: &str) -> bool {
-        nqn.starts_with(&self.0) && nqn.len() > self.0.len()
+        nqn.strip_prefix(&self.0).is_some_and(is_managed_volume_id)
     }
 
-    /// Authorizes an NQN, or refuses with [`Error::ForeignNqn`].
+    /// Authorizes an NQN of one of the driver's volumes, or refuses with [`Error::ForeignNqn`].
     pub fn authorize(&self, nqn: &str) -> Result<ManagedNqn> {
         if self.covers(nqn) {
             Ok(ManagedNqn(nqn.to_owned()))
@@ -127,13 +133,12 @@ impl ManagedController {
 mod tests {
     use super::*;
 
+    const PREFIX: &str = "nqn.2000-02.com.mikrotik:";
+    const PVC: &str = "pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60";
+
     #[test]
     fn specific_prefixes_are_accepted() {
-        for prefix in [
-            "nqn.2000-02.com.mikrotik:pvc-",
-            "nqn.2026-01.io.example:",
-            "pvc-",
-        ] {
+        for prefix in [PREFIX, "nqn.2026-01.io.example:", "pvc-"] {
             assert!(ManagedPrefix::new(prefix).is_ok(), "{prefix}");
         }
     }
@@ -155,21 +160,28 @@ mod tests {
     }
 
     #[test]
-    fn authorization_is_by_prefix_and_never_the_bare_prefix() {
-        let prefix = ManagedPrefix::new("nqn.2000-02.com.mikrotik:pvc-").unwrap();
-        assert_eq!(
-            prefix
-                .authorize("nqn.2000-02.com.mikrotik:pvc-1")
-                .unwrap()
-                .as_str(),
-            "nqn.2000-02.com.mikrotik:pvc-1"
-        );
-        for foreign in [
-            "nqn.2014-08.org.nvmexpress:boot-root",
-            "nqn.2000-02.com.mikrotik:pvc-",
-            "nqn.2000-02.com.mikrotik:other",
-            "NQN.2000-02.com.mikrotik:pvc-1",
+    fn field_lesson_04_only_the_drivers_volume_ids_under_the_prefix_are_authorized() {
+        let prefix = ManagedPrefix::new(PREFIX).unwrap();
+        for ours in [
+            format!("{PREFIX}{PVC}"),
+            format!("{PREFIX}csi-0123456789abcdef0123456789abcdef"),
         ] {
+            assert_eq!(prefix.authorize(&ours).unwrap().as_str(), ours);
+        }
+        for foreign in [
+            // A diskless node's root, exported by the same RDS under the vendor's authority.
+            "nqn.2000-02.com.mikrotik:nixos-root",
+            // Under the prefix, but not an id this driver creates.
+            "nqn.2000-02.com.mikrotik:pvc-1",
+            "nqn.2000-02.com.mikrotik:pvc-",
+            "nqn.2000-02.com.mikrotik:",
+            &format!("{PREFIX}{PVC}:extra"),
+            &format!("{PREFIX}{PVC}0"),
+            &format!("{PREFIX}{}", PVC.to_uppercase()),
+            "nqn.2014-08.org.nvmexpress:boot-root",
+            &format!("NQN.2000-02.com.mikrotik:{PVC}"),
+        ] {
+            assert!(!prefix.covers(foreign), "{foreign}");
             assert!(
                 matches!(prefix.authorize(foreign), Err(Error::ForeignNqn { .. })),
                 "{foreign}"
@@ -181,19 +193,19 @@ mod tests {
     fn controller_authorization_reads_sysfs_now() {
         let root = tempfile::tempdir().unwrap();
         let sysfs = Sysfs::new(root.path());
-        let prefix = ManagedPrefix::new("nqn.2000-02.com.mikrotik:pvc-").unwrap();
+        let prefix = ManagedPrefix::new(PREFIX).unwrap();
         let dir = root.path().join("class/nvme/nvme0");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("subsysnqn"),
-            "nqn.2014-08.org.nvmexpress:boot-root\n",
+            "nqn.2000-02.com.mikrotik:nixos-root\n",
         )
         .unwrap();
         assert!(matches!(
             prefix.authorize_controller(&sysfs, "nvme0"),
             Err(Error::ForeignNqn { .. })
         ));
-        std::fs::write(dir.join("subsysnqn"), "nqn.2000-02.com.mikrotik:pvc-9\n").unwrap();
+        std::fs::write(dir.join("subsysnqn"), format!("{PREFIX}{PVC}\n")).unwrap();
         let managed = prefix
             .authorize_controller(&sysfs, "nvme0")
             .unwrap()

@@ -362,7 +362,8 @@ impl Sysfs {
         self.scan_where(|candidate| candidate == nqn)
     }
 
-    fn scan_where(&self, wanted: impl Fn(&str) -> bool) -> Result<Topology> {
+    /// The objects whose NQN `wanted` accepts (the others are skipped after reading their NQN).
+    pub fn scan_where(&self, wanted: impl Fn(&str) -> bool) -> Result<Topology> {
         let mut topology = Topology::default();
         for name in list(&self.root.join("class/nvme-subsystem"))? {
             if !name.starts_with("nvme-subsys") {

@@ -1,94 +1,16 @@
 //! Attach, detach and rescan against the fake kernel: a sysfs tree like Linux's, device nodes
 //! made with mknod (hence root), and a fabrics device that creates controllers.
 
+mod common;
+
 use std::time::Duration;
 
+use common::*;
 use mounts::DeviceNumber;
-use mounts::fixtures::{LoopDevice, root_or_skip};
-use nvme::fixtures::{FakeKernel, TargetBehavior};
-use nvme::identity::IdentitySource;
-use nvme::{
-    AttachKind, ConnectFailure, ConnectParams, ConnectRequest, CtrlLossTimeout, Error,
-    HostIdentity, ManagedPrefix, NvmeHost, Target,
-};
+use nvme::fixtures::TargetBehavior;
+use nvme::{AttachKind, ConnectFailure, Error, Target};
 use rustix::io::Errno;
 use tokio::time::Instant;
-
-const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-0a1b";
-const BOOT: &str = "nqn.2014-08.org.nvmexpress:boot-root";
-const HOST_NQN: &str = "nqn.2014-08.org.nvmexpress:uuid:6f1e2d3c-4b5a-4697-8877-665544332211";
-const HOST_ID: &str = "6f1e2d3c-4b5a-4697-8877-665544332211";
-const GIB: u64 = 1 << 30;
-
-fn target() -> Target {
-    Target::new("10.0.0.1".parse().unwrap(), 4420)
-}
-
-fn request(nqn: &str) -> ConnectRequest {
-    ConnectRequest {
-        nqn: nqn.into(),
-        target: target(),
-        params: ConnectParams {
-            ctrl_loss_tmo: Some(CtrlLossTimeout::Unlimited),
-            reconnect_delay: Some(2),
-            ..ConnectParams::default()
-        },
-    }
-}
-
-fn soon() -> Instant {
-    Instant::now() + Duration::from_secs(10)
-}
-
-struct Lab {
-    _dir: tempfile::TempDir,
-    host: NvmeHost<FakeKernel>,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let kernel = FakeKernel::new(dir.path());
-        let identity = HostIdentity {
-            nqn: HOST_NQN.into(),
-            id: HOST_ID.into(),
-            source: IdentitySource::Configured,
-            warnings: vec![],
-        };
-        let prefix = ManagedPrefix::new("nqn.2000-02.com.mikrotik:pvc-").unwrap();
-        let host = NvmeHost::new(
-            kernel.sysfs(),
-            kernel.dev_root().to_path_buf(),
-            kernel,
-            identity,
-            prefix,
-        );
-        Self { _dir: dir, host }
-    }
-
-    fn kernel(&self) -> &FakeKernel {
-        self.host.kernel()
-    }
-
-    /// A volume connected before this process started: subsystem 9, controller `controller` in
-    /// `state`, head nvme9n1 with a device node.
-    fn preexisting(&self, nqn: &str, controller: u32, state: &str, device: DeviceNumber) {
-        let fake = self.kernel().fake_sysfs();
-        fake.add_subsystem(9, nqn);
-        fake.add_controller(controller, 9, nqn, state, "traddr=10.0.0.1,trsvcid=4420");
-        fake.add_head(9, 1, 1, device, GIB);
-        fake.add_path(9, controller, 1, 1, GIB);
-        self.kernel().make_device_node("nvme9n1", device).unwrap();
-    }
-}
-
-macro_rules! root_test {
-    ($name:ident) => {
-        if !root_or_skip(stringify!($name)) {
-            return;
-        }
-    };
-}
 
 #[tokio::test]
 async fn fresh_attach_connects_once_and_resolves_the_device_by_nqn() {
@@ -118,7 +40,7 @@ async fn fresh_attach_connects_once_and_resolves_the_device_by_nqn() {
     assert_eq!(again.device_path, attached.device_path);
     assert_eq!(lab.kernel().connects().len(), 1);
     assert_eq!(
-        lab.host.find_namespace(NQN, 1).unwrap(),
+        lab.host.find_namespace(NQN, 1, soon()).await.unwrap(),
         Some(attached.namespace)
     );
 }
@@ -186,8 +108,7 @@ async fn connect_failures_are_typed() {
         ConnectFailure::Refused
     );
     // Something listens, but not for this NQN.
-    lab.kernel()
-        .export("nqn.2000-02.com.mikrotik:pvc-other", target(), GIB);
+    lab.kernel().export(OTHER_NQN, target(), GIB);
     assert_eq!(
         failure(lab.host.attach(&request(NQN), 1, soon()).await),
         ConnectFailure::Rejected
@@ -233,21 +154,6 @@ async fn ealready_means_use_the_controller_that_won_the_race() {
     assert_eq!(attached.controller, "nvme5");
     assert_eq!(attached.namespace.name, "nvme9n1");
     assert!(lab.kernel().deletes().is_empty());
-}
-
-#[tokio::test]
-async fn a_live_controller_without_namespace_is_recycled() {
-    root_test!(a_live_controller_without_namespace_is_recycled);
-    let lab = Lab::new();
-    let fake = lab.kernel().fake_sysfs();
-    fake.add_subsystem(9, NQN);
-    fake.add_controller(8, 9, NQN, "live", "traddr=10.0.0.1,trsvcid=4420");
-    lab.kernel().export(NQN, target(), GIB);
-    let attached = lab.host.attach(&request(NQN), 1, soon()).await.unwrap();
-    assert_eq!(lab.kernel().deletes(), vec!["nvme8"]);
-    assert_eq!(attached.kind, AttachKind::Connected);
-    assert_eq!(attached.controller, "nvme1");
-    assert!(!lab.kernel().fake_sysfs().has_controller(8));
 }
 
 #[tokio::test]
@@ -341,83 +247,15 @@ async fn detach_deletes_every_controller_and_is_idempotent() {
     let mut deleted = lab.host.detach(NQN, soon()).await.unwrap();
     deleted.sort();
     assert_eq!(deleted, vec!["nvme1", "nvme2"]);
-    assert!(lab.host.find_namespace(NQN, 1).unwrap().is_none());
+    assert!(
+        lab.host
+            .find_namespace(NQN, 1, soon())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(!attached.device_path.exists());
     assert!(lab.host.detach(NQN, soon()).await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn a_foreign_nqn_is_never_touched_even_when_asked() {
-    root_test!(a_foreign_nqn_is_never_touched_even_when_asked);
-    let lab = Lab::new();
-    // A diskless node's root volume, on the same target even.
-    let fake = lab.kernel().fake_sysfs();
-    fake.add_subsystem(0, BOOT);
-    fake.add_controller(0, 0, BOOT, "live", "traddr=10.0.0.1,trsvcid=4420");
-    fake.add_head(0, 1, 1, DeviceNumber::new(259, 0), 8 * GIB);
-    lab.kernel().export(NQN, target(), GIB);
-    lab.host.attach(&request(NQN), 1, soon()).await.unwrap();
-
-    assert!(matches!(
-        lab.host.detach(BOOT, soon()).await,
-        Err(Error::ForeignNqn { .. })
-    ));
-    assert!(matches!(
-        lab.host.attach(&request(BOOT), 1, soon()).await,
-        Err(Error::ForeignNqn { .. })
-    ));
-    assert!(matches!(
-        lab.host.rescan(BOOT, 1, 0, soon()).await,
-        Err(Error::ForeignNqn { .. })
-    ));
-    lab.host.detach(NQN, soon()).await.unwrap();
-
-    assert!(fake.has_controller(0));
-    assert_eq!(
-        fake.controller_attribute(0, "delete_controller").as_deref(),
-        Some("")
-    );
-    assert!(lab.kernel().deletes().iter().all(|name| name != "nvme0"));
-    assert_eq!(lab.kernel().connects().len(), 1);
-    // The managed view never lists it.
-    let managed = lab.host.managed_topology().unwrap();
-    assert!(managed.controllers.iter().all(|c| c.subsystem_nqn != BOOT));
-}
-
-#[tokio::test]
-async fn detach_refuses_while_a_namespace_is_held() {
-    root_test!(detach_refuses_while_a_namespace_is_held);
-    let lab = Lab::new();
-    lab.kernel().export(NQN, target(), GIB);
-    lab.host.attach(&request(NQN), 1, soon()).await.unwrap();
-    lab.kernel().fake_sysfs().add_holder(3, 1, "dm-0");
-    assert!(matches!(
-        lab.host.detach(NQN, soon()).await,
-        Err(Error::InUse { .. })
-    ));
-    assert!(lab.kernel().deletes().is_empty());
-}
-
-#[tokio::test]
-async fn detach_refuses_while_the_device_is_claimed_exclusively() {
-    root_test!(detach_refuses_while_the_device_is_claimed_exclusively);
-    let lab = Lab::new();
-    // Back the namespace by a real block device so the kernel can answer the O_EXCL question.
-    let scratch = tempfile::tempdir().unwrap();
-    let disk = LoopDevice::attach(scratch.path(), 4 << 20).await;
-    let device = mounts::stats::device_number_of_node(&disk.device).unwrap();
-    lab.preexisting(NQN, 2, "live", device);
-    let claim = rustix::fs::open(
-        &disk.device,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::EXCL,
-        rustix::fs::Mode::empty(),
-    )
-    .unwrap();
-    let refused = lab.host.detach(NQN, soon()).await;
-    assert!(matches!(refused, Err(Error::InUse { .. })), "{refused:?}");
-    assert!(lab.kernel().deletes().is_empty());
-    drop(claim);
-    assert_eq!(lab.host.detach(NQN, soon()).await.unwrap(), vec!["nvme2"]);
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use nvme::{
 };
 use tokio::time::Instant;
 
-const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-77";
+const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-77777777-0000-4000-8000-000000000077";
 
 fn identity() -> HostIdentity {
     HostIdentity {
@@ -115,7 +115,7 @@ fn host(
         dev_root,
         kernel,
         identity(),
-        ManagedPrefix::new("nqn.2000-02.com.mikrotik:pvc-").unwrap(),
+        ManagedPrefix::new("nqn.2000-02.com.mikrotik:").unwrap(),
     )
 }
 
@@ -220,12 +220,12 @@ fn sysfs_writes_go_to_existing_attributes_only() {
     fake.add_subsystem(0, NQN);
     fake.add_controller(3, 0, NQN, "live", "traddr=10.0.0.1,trsvcid=4420");
     let kernel = LinuxKernel::new(dir.path().join("unused"));
-    let prefix = ManagedPrefix::new("nqn.2000-02.com.mikrotik:pvc-").unwrap();
+    let prefix = ManagedPrefix::new("nqn.2000-02.com.mikrotik:").unwrap();
     let managed = prefix
         .authorize_controller(&fake.sysfs(), "nvme3")
         .unwrap()
         .unwrap();
-    kernel.rescan_controller(managed.dir()).unwrap();
+    kernel.rescan_controller(&managed).unwrap();
     assert_eq!(
         fake.controller_attribute(3, "rescan_controller").as_deref(),
         Some("1")
@@ -237,7 +237,7 @@ fn sysfs_writes_go_to_existing_attributes_only() {
     );
 
     std::fs::remove_file(managed.dir().join("rescan_controller")).unwrap();
-    let missing = kernel.rescan_controller(managed.dir()).unwrap_err();
+    let missing = kernel.rescan_controller(&managed).unwrap_err();
     assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
     assert!(!managed.dir().join("rescan_controller").exists());
 }

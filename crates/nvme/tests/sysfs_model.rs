@@ -7,8 +7,8 @@ use nvme::plan::{AttachStep, plan_attach};
 use nvme::sysfs::ControllerState;
 use nvme::{ManagedPrefix, Target};
 
-const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-a";
-const OTHER: &str = "nqn.2000-02.com.mikrotik:pvc-b";
+const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-aaaaaaaa-0000-4000-8000-00000000000a";
+const OTHER: &str = "nqn.2000-02.com.mikrotik:pvc-bbbbbbbb-0000-4000-8000-00000000000b";
 const BOOT: &str = "nqn.2014-08.org.nvmexpress:boot-root";
 const GIB: u64 = 1 << 30;
 
@@ -157,7 +157,7 @@ fn foreign_subsystems_are_listed_but_not_managed() {
     fake.add_head(0, 1, 1, DeviceNumber::new(259, 0), 8 * GIB);
     fake.add_subsystem(1, NQN);
     fake.add_controller(1, 1, NQN, "live", at_target());
-    let prefix = ManagedPrefix::new("nqn.2000-02.com.mikrotik:pvc-").unwrap();
+    let prefix = ManagedPrefix::new("nqn.2000-02.com.mikrotik:").unwrap();
     let topology = fake.sysfs().scan().unwrap();
     assert_eq!(topology.subsystems.len(), 2);
     let managed: Vec<_> = topology

@@ -141,7 +141,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Runs the node plugin until SIGTERM or SIGINT, then lets running operations finish.
 pub async fn run(args: NodeArgs) -> Result<(), SetupError> {
-    let service = build(&args)?;
+    // Resolving the host identity reads files: off the runtime, like every other file read.
+    let service = tokio::task::spawn_blocking({
+        let args = args.clone();
+        move || build(&args)
+    })
+    .await
+    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
     tracing::info!(node_id = %args.node_id, fabric = ?args.fabric, driver = %args.driver_name,
         "starting the node plugin");
     let listener = server::bind(&args.endpoint).await?;

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use csi::v1::CapacityRange;
 use mounts::format::FsType;
 use mounts::mountinfo::read_self_mount_table;
-use mounts::mountpoint::{MountState, mount_state};
+use mounts::mountpoint::{MountState, mount_state, table_spelling};
 use mounts::stats::block_device_size;
 use tokio::time::Instant;
 
 use super::NodeCore;
 use super::error::{NodeError, Result};
 use super::fabric::FabricError;
-use super::probe::{kind_unless_mounted, table_spelling};
+use super::probe::kind_unless_mounted;
 use super::request::{Access, Volume};
 use super::rules::PathKind;
 
@@ -84,15 +84,17 @@ impl NodeCore {
             return Ok(size);
         }
         // The filesystem grows online, through whichever of the paths shows it mounted.
-        let mounted = std::iter::once(&request.path)
-            .chain(request.staging.as_ref())
-            .map(|path| table_spelling(path))
-            .find_map(|spelled| {
-                table
-                    .top_at(&spelled)
-                    .filter(|entry| entry.device == device.device)
-                    .map(|entry| (spelled.clone(), entry.fs_type.clone()))
-            });
+        let mut mounted = None;
+        for path in std::iter::once(&request.path).chain(request.staging.as_ref()) {
+            let spelled = table_spelling(path, deadline).await?;
+            if let Some(entry) = table
+                .top_at(&spelled)
+                .filter(|entry| entry.device == device.device)
+            {
+                mounted = Some((spelled.clone(), entry.fs_type.clone()));
+                break;
+            }
+        }
         let Some((mount_point, fs_type)) = mounted else {
             return Err(NodeError::precondition(format!(
                 "volume {} is not mounted at {}; cannot grow its filesystem",

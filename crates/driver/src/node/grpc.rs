@@ -23,7 +23,9 @@ use tracing::Instrument as _;
 use super::error::{NodeError, Result};
 use super::expand::{ExpandRequest, required_bytes};
 use super::publish::PublishRequest;
-use super::request::{Capability, Volume, absolute_path, grpc_timeout, operation_time};
+use super::request::{
+    Capability, Volume, absolute_path, grpc_timeout, operation_time, volume_path,
+};
 use super::stage::StageRequest;
 use super::stats::stats_response;
 use super::{NodeCore, NodeService};
@@ -139,9 +141,11 @@ impl Node for NodeService {
         let request = request.into_inner();
         let volume = self.volume(&request.volume_id)?;
         let staging = absolute_path("staging_target_path", &request.staging_target_path)?;
-        let unstaged = volume.clone();
+        // An id this driver never creates was never staged here: the spec's "volume does not
+        // exist", and nothing on the node is looked at for it.
+        let nqn = volume.require_nqn()?.to_owned();
         self.exclusive("NodeUnstageVolume", &volume, move |core| async move {
-            core.unstage(&unstaged, &staging, deadline).await
+            core.unstage(&nqn, &staging, deadline).await
         })
         .await?;
         Ok(Response::new(NodeUnstageVolumeResponse {}))
@@ -187,6 +191,8 @@ impl Node for NodeService {
         let request = request.into_inner();
         let volume = self.volume(&request.volume_id)?;
         let target = absolute_path("target_path", &request.target_path)?;
+        // As for unstage: never published here, so nothing is looked at or removed for it.
+        volume.require_nqn()?;
         self.exclusive("NodeUnpublishVolume", &volume, move |core| async move {
             core.unpublish(&target, deadline).await
         })
@@ -203,7 +209,7 @@ impl Node for NodeService {
         let deadline = self.deadline_of(&request);
         let request = request.into_inner();
         let volume = self.volume(&request.volume_id)?;
-        let path = absolute_path("volume_path", &request.volume_path)?;
+        let path = volume_path(&volume, &request.volume_path)?;
         let (usage, condition) = self.core.stats(&volume, &path, deadline).await?;
         Ok(Response::new(stats_response(&usage, &condition)))
     }
@@ -215,7 +221,7 @@ impl Node for NodeService {
         let deadline = self.deadline_of(&request);
         let request = request.into_inner();
         let volume = self.volume(&request.volume_id)?;
-        let path = absolute_path("volume_path", &request.volume_path)?;
+        let path = volume_path(&volume, &request.volume_path)?;
         let staging = match request.staging_target_path.as_str() {
             "" => None,
             staging => Some(absolute_path("staging_target_path", staging)?),

@@ -1,5 +1,5 @@
-//! Looking at paths on the node: what `lstat` shows, how the mount table spells a path, and
-//! which published block device nodes point at a device. Every look has a deadline, since a
+//! Looking at paths on the node: what `lstat` shows, and which published block device nodes
+//! point at a device. Every look has a deadline, since a
 //! path below a dead mount can block `stat` for as long as the mount is dead.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -110,17 +110,6 @@ pub async fn kind_unless_mounted(
     }
 }
 
-/// `path` as the mount table spells it: symlinks in the parent resolved, the last component
-/// kept (it may be a dead mount that cannot be resolved).
-pub fn table_spelling(path: &Path) -> PathBuf {
-    match (path.parent(), path.file_name()) {
-        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
-            .map(|real| real.join(name))
-            .unwrap_or_else(|_| path.to_path_buf()),
-        _ => path.to_path_buf(),
-    }
-}
-
 /// How deep below the publish directory block device nodes are looked for. Kubernetes puts
 /// them at `<dir>/publish/<volume>/<pod>` and bind-mounts them at `<dir>/<volume>/dev/<pod>`.
 const MAX_DEPTH: usize = 6;
@@ -225,18 +214,6 @@ mod tests {
             path_kind(Path::new("/dev/null"), soon()).await.unwrap(),
             PathKind::CharNode
         );
-    }
-
-    #[test]
-    fn spelling_resolves_the_parent_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("real");
-        std::fs::create_dir(&real).unwrap();
-        let alias = dir.path().join("alias");
-        std::os::unix::fs::symlink(&real, &alias).unwrap();
-        let canonical = std::fs::canonicalize(&real).unwrap();
-        assert_eq!(table_spelling(&alias.join("mnt")), canonical.join("mnt"));
-        assert_eq!(table_spelling(Path::new("/")), PathBuf::from("/"));
     }
 
     fn mknod(path: &Path, device: DeviceNumber) {

@@ -4,16 +4,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use mounts::blocking::run_blocking;
-use mounts::devnode::{NodeState, create_block_node, remove_device_node, remove_empty_dir};
+use mounts::devnode::{
+    NodeState, create_block_node, remove_device_node, remove_empty_dir, remove_empty_file,
+};
 use mounts::mount::{MountOptions, bind_mount};
 use mounts::mountinfo::read_self_mount_table;
-use mounts::mountpoint::{MountState, mount_state};
+use mounts::mountpoint::{MountState, mount_state, table_spelling};
 use tokio::time::Instant;
 
 use super::NodeCore;
 use super::error::{NodeError, Result};
 use super::fabric::AttachedDevice;
-use super::probe::{block_node, kind_unless_mounted, make_dirs, path_kind, table_spelling};
+use super::probe::{block_node, kind_unless_mounted, make_dirs, path_kind};
 use super::request::{Access, Capability, Volume};
 use super::rules::{AtPath, PathKind, block_node_mode, judge_mount_path, publish_options};
 
@@ -32,14 +34,6 @@ impl PublishRequest {
     fn read_only(&self) -> bool {
         self.readonly || self.capability.reader_only
     }
-}
-
-fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> NodeError {
-    NodeError::Mount(mounts::Error::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 impl NodeCore {
@@ -70,6 +64,18 @@ impl NodeCore {
     ) -> Result<()> {
         let target = &request.target;
         let mode = block_node_mode(request.read_only());
+        // A device with a mounted filesystem (staged as one) handed raw to a pod would have
+        // two writers that know nothing of each other.
+        let table = read_self_mount_table(deadline).await?;
+        if let Some(entry) = table.mounts_of_device(device.device).next() {
+            return Err(NodeError::precondition(format!(
+                "volume {} is staged as a {} filesystem (mounted at {}); it cannot be published \
+                 as a block device",
+                request.volume.id,
+                entry.fs_type,
+                entry.mount_point.display()
+            )));
+        }
         if let Some(parent) = target.parent() {
             make_dirs(parent, deadline).await?;
         }
@@ -108,7 +114,7 @@ impl NodeCore {
         let (staging, target) = (&request.staging, &request.target);
         let table = read_self_mount_table(deadline).await?;
         let staged = table
-            .top_at(&table_spelling(staging))
+            .top_at(&table_spelling(staging, deadline).await?)
             .is_some_and(|entry| entry.device == device.device);
         if !staged {
             return Err(NodeError::precondition(format!(
@@ -122,7 +128,7 @@ impl NodeCore {
         let read_only = request.read_only();
         match judge_mount_path(
             state,
-            table.top_at(&table_spelling(target)),
+            table.top_at(&table_spelling(target, deadline).await?),
             kind,
             Some(device.device),
         ) {
@@ -192,13 +198,7 @@ impl NodeCore {
             }
             // An empty file is what a bind mount of a device node leaves behind.
             PathKind::File(0) => {
-                if mount_state(target, &table, deadline).await? != MountState::NotMounted {
-                    return Err(NodeError::precondition(format!(
-                        "{} became a mount point again; left in place",
-                        target.display()
-                    )));
-                }
-                std::fs::remove_file(target).map_err(|e| io_error("unlink", target, e))?;
+                remove_empty_file(target, &table, deadline).await?;
             }
             other => {
                 return Err(NodeError::precondition(format!(

@@ -87,6 +87,19 @@ pub fn absolute_path(field: &'static str, value: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The `volume_path` of NodeGetVolumeStats and NodeExpandVolume: required, but a path that
+/// cannot hold the volume (not absolute) means the volume does not exist there, which the spec
+/// answers with NOT_FOUND rather than a malformed request.
+pub fn volume_path(volume: &Volume, value: &str) -> Result<PathBuf> {
+    match absolute_path("volume_path", value) {
+        Err(NodeError::Invalid { reason, .. }) => Err(NodeError::NotFound {
+            volume_id: volume.id.clone(),
+            reason: format!("not at volume_path: {reason}"),
+        }),
+        other => other,
+    }
+}
+
 /// How the volume is consumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
@@ -254,6 +267,25 @@ mod tests {
             absolute_path("target_path", "/a\0"),
             Err(NodeError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn a_volume_path_that_cannot_hold_the_volume_is_not_found() {
+        let volume = Volume::parse(PVC, PREFIX).unwrap();
+        assert_eq!(volume_path(&volume, "/a/b").unwrap(), PathBuf::from("/a/b"));
+        assert!(matches!(
+            volume_path(&volume, ""),
+            Err(NodeError::Missing("volume_path"))
+        ));
+        for elsewhere in ["some/path", "/a\0"] {
+            assert!(
+                matches!(
+                    volume_path(&volume, elsewhere),
+                    Err(NodeError::NotFound { .. })
+                ),
+                "{elsewhere:?}"
+            );
+        }
     }
 
     #[test]

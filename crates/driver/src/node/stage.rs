@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 use mounts::format::{FormatOutcome, FsType, MkfsOptions};
 use mounts::mount::{MountOptions, mount_filesystem};
 use mounts::mountinfo::read_self_mount_table;
-use mounts::mountpoint::{MountState, mount_state};
+use mounts::mountpoint::{MountState, mount_state, table_spelling};
 use mounts::phase;
 use tokio::time::Instant;
 
 use super::NodeCore;
 use super::error::{NodeError, Result};
 use super::fabric::AttachedDevice;
-use super::probe::{kind_unless_mounted, make_dirs, table_spelling};
-use super::request::{Access, Capability, Volume};
+use super::probe::{self, kind_unless_mounted, make_dirs};
+use super::request::{Access, Capability};
 use super::rules::{AtPath, PathKind, judge_mount_path, other_mounts};
 use crate::params::VolumeContext;
 
@@ -46,6 +46,18 @@ impl NodeCore {
         )
         .await?
         {
+            // This volume staged there as a filesystem is the spec's "staged, but incompatible".
+            let spelled = table_spelling(&request.staging, deadline).await?;
+            let attached = self.fabric.find(&request.context.nqn, deadline).await?;
+            if let (Some(entry), Some(device)) = (table.top_at(&spelled), attached)
+                && entry.device == device.device
+            {
+                return Err(NodeError::Incompatible(format!(
+                    "already staged at {} as a {} filesystem, not as a block volume",
+                    request.staging.display(),
+                    entry.fs_type
+                )));
+            }
             return Err(NodeError::precondition(format!(
                 "staging path {} holds a mount; a block volume stages nothing there",
                 request.staging.display()
@@ -69,7 +81,8 @@ impl NodeCore {
         let (state, kind, spelled) = phase::timed("path checks", async {
             let state = mount_state(staging, &table, deadline).await?;
             let kind = kind_unless_mounted(staging, state, deadline).await?;
-            Ok::<_, NodeError>((state, kind, table_spelling(staging)))
+            let spelled = table_spelling(staging, deadline).await?;
+            Ok::<_, NodeError>((state, kind, spelled))
         })
         .await?;
         // A mount already there is judged before anything is attached: a retry of a stage
@@ -123,6 +136,20 @@ impl NodeCore {
             phase::timed("path checks", make_dirs(staging, deadline)).await?;
         }
         let device = self.fabric.attach(&request.context, deadline).await?;
+        if !device.newly_attached {
+            // Raw data of a pod using the volume as a block device has no filesystem signature
+            // for blkid to find: it must never reach format_if_empty.
+            let nodes =
+                probe::published_nodes(&self.config.block_publish_dir, device.device, deadline)
+                    .await?;
+            if !nodes.is_empty() {
+                return Err(NodeError::precondition(format!(
+                    "{} is published as a block device at {nodes:?}; it cannot be staged as a \
+                     filesystem",
+                    device.path.display()
+                )));
+            }
+        }
         let result = self
             .format_and_mount(request, &device, fs, options, deadline)
             .await;
@@ -183,21 +210,13 @@ impl NodeCore {
     /// Unmounts the staging path (refusing while the filesystem is bind-mounted elsewhere),
     /// then detaches the device once nothing uses it. Without a volume context, the device is
     /// found by the volume's NQN.
-    pub(crate) async fn unstage(
-        &self,
-        volume: &Volume,
-        staging: &Path,
-        deadline: Instant,
-    ) -> Result<()> {
-        let attached = match &volume.nqn {
-            Some(nqn) => self.fabric.find(nqn, deadline).await?,
-            None => None,
-        };
+    pub(crate) async fn unstage(&self, nqn: &str, staging: &Path, deadline: Instant) -> Result<()> {
+        let attached = self.fabric.find(nqn, deadline).await?;
         let table = read_self_mount_table(deadline).await?;
         if let MountState::Mounted | MountState::Stale { .. } =
             mount_state(staging, &table, deadline).await?
         {
-            let spelled = table_spelling(staging);
+            let spelled = table_spelling(staging, deadline).await?;
             if let Some(entry) = table.top_at(&spelled) {
                 if let Some(device) = &attached
                     && device.device != entry.device
@@ -218,9 +237,6 @@ impl NodeCore {
             }
             self.unmount_all(staging, deadline).await?;
         }
-        let Some(nqn) = &volume.nqn else {
-            return Ok(());
-        };
         if let Some(device) = &attached {
             let users = self.users_of(device.device, deadline).await?;
             if !users.is_empty() {

@@ -4,8 +4,9 @@ use std::path::Path;
 
 use csi::v1::volume_usage::Unit;
 use csi::v1::{NodeGetVolumeStatsResponse, VolumeCondition, VolumeUsage};
+use mounts::DeviceNumber;
 use mounts::mountinfo::read_self_mount_table;
-use mounts::mountpoint::{MountState, mount_state};
+use mounts::mountpoint::{MountState, mount_state, table_spelling};
 use mounts::stats::{FsStats, block_device_size, filesystem_stats};
 use tokio::time::Instant;
 
@@ -86,8 +87,29 @@ impl NodeCore {
         path: &Path,
         deadline: Instant,
     ) -> Result<(Usage, Condition)> {
+        let nqn = volume.require_nqn()?;
+        // When the volume is attached, what is at the path must be its device; when it is not
+        // (its controller lost), the condition below says so.
+        let attached = self.fabric.find(nqn, deadline).await?;
+        let not_here = |found: DeviceNumber| match &attached {
+            Some(device) if device.device != found => Err(NodeError::NotFound {
+                volume_id: volume.id.clone(),
+                reason: format!(
+                    "{} holds device {found}, not this volume's {}",
+                    path.display(),
+                    device.device
+                ),
+            }),
+            _ => Ok(()),
+        };
         let table = read_self_mount_table(deadline).await?;
-        let (usage, at_path) = match mount_state(path, &table, deadline).await? {
+        let state = mount_state(path, &table, deadline).await?;
+        if state == MountState::Mounted
+            && let Some(entry) = table.top_at(&table_spelling(path, deadline).await?)
+        {
+            not_here(entry.device)?;
+        }
+        let (usage, at_path) = match state {
             MountState::Missing => return Err(NodeError::PathNotFound(path.to_path_buf())),
             MountState::Stale { errno } => (
                 Usage::Unknown,
@@ -105,7 +127,10 @@ impl NodeCore {
                 ),
             },
             MountState::NotMounted => match path_kind(path, deadline).await? {
-                PathKind::BlockNode(_) => match block_device_size(path, deadline).await {
+                PathKind::BlockNode(found) => match not_here(found)
+                    .map(|()| block_device_size(path, deadline))?
+                    .await
+                {
                     Ok(size_bytes) => (Usage::Block { size_bytes }, Condition::Healthy),
                     Err(error) => (
                         Usage::Unknown,
@@ -124,10 +149,7 @@ impl NodeCore {
                 }
             },
         };
-        let fabric = match &volume.nqn {
-            Some(nqn) => self.fabric.condition(nqn, deadline).await?,
-            None => Condition::Healthy,
-        };
+        let fabric = self.fabric.condition(nqn, deadline).await?;
         Ok((usage, worse(at_path, fabric)))
     }
 }

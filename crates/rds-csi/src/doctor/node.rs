@@ -1347,9 +1347,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sysfs = FakeSysfs::new(dir.path());
         let address = "traddr=10.0.0.5,trsvcid=4420";
+        // Managed means `<prefix>:<volume id>` with an id of the driver's own shape.
+        const PVC_1: &str = "pvc-00000000-0000-4000-8000-000000000001";
+        const PVC_2: &str = "pvc-00000000-0000-4000-8000-000000000002";
         sysfs.add_controller(0, 0, "nqn.2014-08.org.example:boot-disk", "live", address);
-        sysfs.add_controller(1, 1, &format!("{PREFIX}:pvc-1"), "live", address);
-        sysfs.add_controller(2, 2, &format!("{PREFIX}:pvc-2"), "live", address);
+        sysfs.add_controller(1, 1, &format!("{PREFIX}:{PVC_1}"), "live", address);
+        sysfs.add_controller(2, 2, &format!("{PREFIX}:{PVC_2}"), "live", address);
         let prefix = ManagedPrefix::new(format!("{PREFIX}:")).map_err(|e| e.to_string());
         let scan = || {
             sysfs

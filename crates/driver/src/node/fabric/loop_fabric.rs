@@ -69,15 +69,29 @@ impl LoopFabric {
         self.attached.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn export_of(&self, nqn: &str) -> Result<Option<ExportEntry>, FabricError> {
-        Ok(read_exports(&self.sim_data_dir)?
-            .into_iter()
-            .find(|entry| entry.nqn == nqn))
+    /// The export record's entry for `nqn`, read on a blocking thread.
+    async fn export_of(
+        &self,
+        nqn: &str,
+        deadline: Instant,
+    ) -> Result<Option<ExportEntry>, FabricError> {
+        let dir = self.sim_data_dir.clone();
+        let wanted = nqn.to_owned();
+        run_blocking("reading the export record", deadline, move || {
+            Ok(read_exports(&dir)?
+                .into_iter()
+                .find(|entry| entry.nqn == wanted))
+        })
+        .await
     }
 
     /// The backing file of `nqn`: from the export record, else from this process's memory.
-    fn backing_of(&self, nqn: &str) -> Result<Option<PathBuf>, FabricError> {
-        Ok(match self.export_of(nqn)? {
+    async fn backing_of(
+        &self,
+        nqn: &str,
+        deadline: Instant,
+    ) -> Result<Option<PathBuf>, FabricError> {
+        Ok(match self.export_of(nqn, deadline).await? {
             Some(entry) => Some(entry.backing_file),
             None => self.attached().get(nqn).cloned(),
         })
@@ -157,17 +171,16 @@ impl Fabric for LoopFabric {
         // Timed in the phases of the real fabric (see `mounts::phase`): looking for an
         // attachment, making one (losetup), finding its device.
         let nqn = volume.nqn.as_str();
-        let export =
-            phase::timed_sync("export record", || self.export_of(nqn))?.ok_or_else(|| {
-                FabricError::NotExported {
-                    nqn: nqn.to_owned(),
-                    reason: format!(
-                        "not in {}",
-                        self.sim_data_dir
-                            .join(super::exports::EXPORTS_FILE)
-                            .display()
-                    ),
-                }
+        let export = phase::timed("export record", self.export_of(nqn, deadline))
+            .await?
+            .ok_or_else(|| FabricError::NotExported {
+                nqn: nqn.to_owned(),
+                reason: format!(
+                    "not in {}",
+                    self.sim_data_dir
+                        .join(super::exports::EXPORTS_FILE)
+                        .display()
+                ),
             })?;
         if export.port != volume.nvme_port {
             return Err(FabricError::NotExported {
@@ -219,7 +232,13 @@ impl Fabric for LoopFabric {
                     ))
                 })?;
             let attached = self.attached_device(&bound, true);
-            match inspect_block_node(&attached.path, bound.device)? {
+            let (path, device) = (attached.path.clone(), bound.device);
+            let op = format!("inspecting {}", path.display());
+            let state = run_blocking(&op, deadline, move || {
+                Ok::<_, FabricError>(inspect_block_node(&path, device)?)
+            })
+            .await?;
+            match state {
                 NodeState::Matches => Ok(attached),
                 other => Err(FabricError::Unexpected(format!(
                     "{} is {other:?}, expected block device {}",
@@ -241,7 +260,7 @@ impl Fabric for LoopFabric {
         nqn: &str,
         deadline: Instant,
     ) -> Result<Option<AttachedDevice>, FabricError> {
-        let Some(backing) = self.backing_of(nqn)? else {
+        let Some(backing) = self.backing_of(nqn, deadline).await? else {
             return Ok(None);
         };
         Ok(self
@@ -252,7 +271,7 @@ impl Fabric for LoopFabric {
     }
 
     async fn detach(&self, nqn: &str, deadline: Instant) -> Result<(), FabricError> {
-        let Some(backing) = self.backing_of(nqn)? else {
+        let Some(backing) = self.backing_of(nqn, deadline).await? else {
             return Ok(());
         };
         for bound in self.loops_backed_by(&backing, deadline).await? {
@@ -320,7 +339,7 @@ impl Fabric for LoopFabric {
     }
 
     async fn condition(&self, nqn: &str, deadline: Instant) -> Result<Condition, FabricError> {
-        if self.export_of(nqn)?.is_none() {
+        if self.export_of(nqn, deadline).await?.is_none() {
             return Ok(Condition::Abnormal(format!(
                 "{nqn} is no longer exported by the simulator"
             )));

@@ -31,17 +31,33 @@ impl<K: Kernel> NvmeTcpFabric<K> {
     }
 }
 
-/// The connect tunables of a volume context, in the `nvme` crate's terms.
+/// How long the kernel keeps reconnecting a lost controller when the StorageClass does not
+/// say (`ctrlLossTmo`). The kernel's own 600 s is shorter than an RDS firmware update with a
+/// slow boot; past it the controller is deleted and every mount on it is dead until the pod is
+/// restarted. 30 minutes rides out such a reboot, while a target that never returns still
+/// fails I/O (and lets the workload move) within the hour instead of hanging forever.
+pub const DEFAULT_CTRL_LOSS_TMO: CtrlLossTimeout = CtrlLossTimeout::Seconds(1800);
+/// Seconds between reconnect attempts when the StorageClass does not say (`reconnectDelay`):
+/// I/O resumes within 5 s of the target's return (the kernel's 10 s doubles that), for one
+/// TCP connect attempt every 5 s per lost controller.
+pub const DEFAULT_RECONNECT_DELAY: u32 = 5;
+
+/// The connect tunables of a volume context, in the `nvme` crate's terms, with the node's
+/// defaults for the loss timeout and reconnect delay where the context has none.
 pub fn connect_params(options: &ConnectOptions) -> ConnectParams {
     ConnectParams {
-        ctrl_loss_tmo: options
-            .ctrl_loss_tmo
-            .map(|seconds| match u32::try_from(seconds) {
-                Ok(seconds) => CtrlLossTimeout::Seconds(seconds),
-                // The context accepts -1 only below zero.
-                Err(_) => CtrlLossTimeout::Unlimited,
-            }),
-        reconnect_delay: options.reconnect_delay,
+        ctrl_loss_tmo: Some(
+            options
+                .ctrl_loss_tmo
+                .map_or(DEFAULT_CTRL_LOSS_TMO, |seconds| {
+                    match u32::try_from(seconds) {
+                        Ok(seconds) => CtrlLossTimeout::Seconds(seconds),
+                        // The context accepts -1 only below zero.
+                        Err(_) => CtrlLossTimeout::Unlimited,
+                    }
+                }),
+        ),
+        reconnect_delay: Some(options.reconnect_delay.unwrap_or(DEFAULT_RECONNECT_DELAY)),
         keep_alive_tmo: options.keep_alive_tmo,
         nr_io_queues: options.nr_io_queues,
     }
@@ -132,11 +148,12 @@ impl<K: Kernel> Fabric for NvmeTcpFabric<K> {
     async fn find(
         &self,
         nqn: &str,
-        _deadline: Instant,
+        deadline: Instant,
     ) -> Result<Option<AttachedDevice>, FabricError> {
         Ok(self
             .host
-            .find_namespace(nqn, NSID)?
+            .find_namespace(nqn, NSID, deadline)
+            .await?
             .map(|namespace| AttachedDevice {
                 path: namespace.device_path(self.host.dev_root()),
                 device: namespace.device,
@@ -164,8 +181,8 @@ impl<K: Kernel> Fabric for NvmeTcpFabric<K> {
             .await?)
     }
 
-    async fn condition(&self, nqn: &str, _deadline: Instant) -> Result<Condition, FabricError> {
-        let topology = self.host.sysfs().scan_nqn(nqn)?;
+    async fn condition(&self, nqn: &str, deadline: Instant) -> Result<Condition, FabricError> {
+        let topology = self.host.scan_nqn(nqn, deadline).await?;
         Ok(judge_condition(&topology.view(nqn), NSID))
     }
 }
@@ -177,6 +194,22 @@ mod tests {
     use nvme::fixtures::FakeSysfs;
 
     const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-1";
+
+    #[test]
+    fn field_lesson_12_without_a_storage_class_value_the_node_outlasts_an_rds_reboot() {
+        let params = connect_params(&ConnectOptions::default());
+        assert_eq!(params.ctrl_loss_tmo, Some(CtrlLossTimeout::Seconds(1800)));
+        assert_eq!(params.reconnect_delay, Some(5));
+        assert_eq!(params.keep_alive_tmo, None);
+        assert_eq!(params.nr_io_queues, None);
+        // Each value of the StorageClass overrides its default alone.
+        let only_delay = connect_params(&ConnectOptions {
+            reconnect_delay: Some(2),
+            ..ConnectOptions::default()
+        });
+        assert_eq!(only_delay.ctrl_loss_tmo, Some(DEFAULT_CTRL_LOSS_TMO));
+        assert_eq!(only_delay.reconnect_delay, Some(2));
+    }
 
     #[test]
     fn connect_tunables_carry_over_with_unlimited_loss_timeout() {
@@ -195,10 +228,7 @@ mod tests {
             ..ConnectOptions::default()
         });
         assert_eq!(params.ctrl_loss_tmo, Some(CtrlLossTimeout::Seconds(600)));
-        assert_eq!(
-            connect_params(&ConnectOptions::default()),
-            ConnectParams::default()
-        );
+        assert_eq!(params.reconnect_delay, Some(DEFAULT_RECONNECT_DELAY));
     }
 
     #[tokio::test]
