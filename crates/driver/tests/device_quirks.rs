@@ -176,9 +176,10 @@ async fn two_disks_in_one_slot_are_refused_and_left_alone() {
     expect_code(h.delete(PVC).await, Code::FailedPrecondition);
     assert_eq!(disks_in_slot(&h), 2, "neither was touched");
     assert_eq!(checksum(&h), Some(written));
-    h.device_exec(&format!(
-        "/disk remove [find where file-path=\"/storage-pool/twin.img\"];/file remove [find where name=\"storage-pool/twin.img\"]"
-    ))
+    h.device_exec(
+        "/disk remove [find where file-path=\"/storage-pool/twin.img\"];\
+         /file remove [find where name=\"storage-pool/twin.img\"]",
+    )
     .await;
     h.delete(PVC).await.unwrap();
     h.finish().await;
