@@ -11,8 +11,8 @@ use tracing::Instrument as _;
 use crate::config::{ClientConfig, TlsPolicy, TransportConfig};
 use crate::error::{Error, Result};
 use crate::model::{
-    AddReport, CreateDisk, CreateOutcome, DiskItem, DiskSpec, FileDisk, FileEntry, Pool,
-    SystemInfo, VolumeFacts, verify_grown,
+    AddReport, CreateDisk, CreateOutcome, DiskItem, DiskSpec, FileDisk, FileEntry, ImageRemoval,
+    Pool, SystemInfo, VolumeFacts, verify_grown,
 };
 use crate::reply::ExecOutput;
 use crate::rest::{RestSettings, RestTransport};
@@ -318,12 +318,29 @@ impl Client {
     }
 
     /// Removes the one disk `id`, then `image` when given, in one round trip. RouterOS keeps
-    /// a disk's file otherwise; a failing disk removal leaves the file in place. An id that is
-    /// gone fails as the device says (`no such item`), with the image untouched.
-    pub async fn remove_disk(&self, id: &ItemId, image: Option<&FilePath>) -> Result<()> {
+    /// a disk's file otherwise. The image goes only if, in that same command, no disk is backed
+    /// by a file of its name (else `InUse`); a failing disk removal leaves it in place. An id
+    /// that is gone fails as the device says (`no such item`), with the image untouched.
+    pub async fn remove_disk(
+        &self,
+        id: &ItemId,
+        image: Option<&FilePath>,
+    ) -> Result<Option<ImageRemoval>> {
         let transport = &self.inner.transport;
         self.run("remove-disk", id.as_str(), transport.remove_disk(id, image))
             .await
+    }
+
+    /// Removes an image unless a disk is backed by a file of its name, checked in the same
+    /// command (one round trip).
+    pub async fn remove_unused_image(&self, path: &FilePath) -> Result<ImageRemoval> {
+        let transport = &self.inner.transport;
+        self.run(
+            "remove-unused-image",
+            path.as_str(),
+            transport.remove_unused_image(path),
+        )
+        .await
     }
 
     pub async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>> {
@@ -497,8 +514,15 @@ mod tests {
         async fn volume_facts(&self, _: &Slot, _: &DirPath) -> Result<VolumeFacts> {
             Ok(VolumeFacts::default())
         }
-        async fn remove_disk(&self, _: &ItemId, _: Option<&FilePath>) -> Result<()> {
-            Ok(())
+        async fn remove_disk(
+            &self,
+            _: &ItemId,
+            image: Option<&FilePath>,
+        ) -> Result<Option<ImageRemoval>> {
+            Ok(image.map(|_| ImageRemoval::Removed))
+        }
+        async fn remove_unused_image(&self, _: &FilePath) -> Result<ImageRemoval> {
+            Ok(ImageRemoval::Removed)
         }
         async fn get_file(&self, _: &FilePath) -> Result<Option<FileEntry>> {
             Ok(None)

@@ -49,10 +49,44 @@ pub fn pool(pool: &str) -> String {
     ))
 }
 
+/// `[/disk find where slot="..."]`.
+fn find_slot(slot: &Slot) -> String {
+    format!("[/disk find where slot={}]", quote(slot.as_str()))
+}
+
+/// The file at `path`, whether the device names files with or without a leading `/`.
+fn find_file(path: &FilePath) -> String {
+    let pattern = format!("^/?{}$", regex_escape(path.as_str()));
+    format!("[/file find where name~{}]", quote(&pattern))
+}
+
+/// Every disk backed by a file with the same name as `path`, in any directory and in either
+/// spelling of `file-path`: wider than needed, so a check on it can only err on keeping.
+fn find_image_users(path: &FilePath) -> String {
+    let name = path.as_str().rsplit('/').next().unwrap_or(path.as_str());
+    let pattern = format!("(^|/){}$", regex_escape(name));
+    format!("[/disk find where file-path~{}]", quote(&pattern))
+}
+
+/// Printed by [`remove_unused_image`] when a disk still uses the image.
+pub const IMAGE_IN_USE: &str = "image-in-use";
+
+/// Removes the image only if, at that moment, no disk is backed by a file of its name;
+/// otherwise prints [`IMAGE_IN_USE`] as a JSON string. The check runs in the same script as the
+/// removal, so no disk made since the caller looked can lose its image.
+pub fn remove_unused_image(path: &FilePath) -> String {
+    format!(
+        ":if ([:len {}] = 0) do={{/file remove {}}} else={{:put [:serialize to=json \"{IMAGE_IN_USE}\"]}}",
+        find_image_users(path),
+        find_file(path)
+    )
+}
+
 /// The guarded add (see [`crate::model::AddReport`]), in one exec: the ids holding the slot and
 /// the files at the image path, the add's new id only when both were empty, then the slot's
 /// items as read back. Four JSON values when it added, three when it did not; a failing add
-/// aborts the read-back.
+/// aborts the read-back. The look-ups are repeated inside the condition rather than kept in
+/// variables, so the guard cannot fail open on a device that scopes variables differently.
 pub fn create_disk(req: &CreateDisk<'_>) -> String {
     let spec = req.spec;
     let slot = quote(spec.slot.as_str());
@@ -70,11 +104,10 @@ pub fn create_disk(req: &CreateDisk<'_>) -> String {
         add.push_str(" comment=");
         add.push_str(&quote(comment));
     }
+    let (in_slot, at_path) = (find_slot(&spec.slot), find_file(&spec.file_path));
     format!(
-        ":local slotIds [/disk find where slot={slot}];\
-         :local fileIds [/file find where name={path}];\
-         :put [:serialize to=json $slotIds];:put [:serialize to=json $fileIds];\
-         :if (([:len $slotIds] = 0) && ([:len $fileIds] = 0)) do={{{}}};{}",
+        ":put [:serialize to=json {in_slot}];:put [:serialize to=json {at_path}];\
+         :if (([:len {in_slot}] = 0) && ([:len {at_path}] = 0)) do={{{}}};{}",
         put_json(&add),
         print_disk(&spec.slot)
     )
@@ -110,12 +143,13 @@ pub fn grow_disk(slot: &Slot, size: u64) -> String {
 }
 
 /// Removes the one disk `id` (an id is never ambiguous, a slot may be), then its image when
-/// given: a failing `/disk remove` aborts the script, so the image is never removed from under
-/// a disk that still uses it. The id is validated (`*HEX`) and needs no quoting.
+/// given and no other disk uses it ([`remove_unused_image`]). A failing `/disk remove` aborts
+/// the script, so the image is never removed from under a disk that still uses it. The id is
+/// validated (`*HEX`) and needs no quoting.
 pub fn remove_disk(id: &ItemId, image: Option<&FilePath>) -> String {
     let disk = format!("/disk remove {id}");
     match image {
-        Some(path) => format!("{disk};{}", remove_file(path)),
+        Some(path) => format!("{disk};{}", remove_unused_image(path)),
         None => disk,
     }
 }
@@ -190,10 +224,10 @@ mod tests {
                 spec: &s,
                 send_nqn: true
             }),
-            ":local slotIds [/disk find where slot=\"pvc-1\"];\
-             :local fileIds [/file find where name=\"storage-pool/pvc-1.img\"];\
-             :put [:serialize to=json $slotIds];:put [:serialize to=json $fileIds];\
-             :if (([:len $slotIds] = 0) && ([:len $fileIds] = 0)) do={\
+            ":put [:serialize to=json [/disk find where slot=\"pvc-1\"]];\
+             :put [:serialize to=json [/file find where name~\"\\5E/\\3Fstorage-pool/pvc-1\\5C.img\\24\"]];\
+             :if (([:len [/disk find where slot=\"pvc-1\"]] = 0) && \
+             ([:len [/file find where name~\"\\5E/\\3Fstorage-pool/pvc-1\\5C.img\\24\"]] = 0)) do={\
              :put [:serialize to=json [/disk add type=file slot=\"pvc-1\" \
              file-path=\"storage-pool/pvc-1.img\" file-size=10737418240 mount-filesystem=no \
              nvme-tcp-export=yes nvme-tcp-server-port=4420 \
@@ -217,7 +251,10 @@ mod tests {
         assert_eq!(remove_disk(&id, None), "/disk remove *1A");
         assert_eq!(
             remove_disk(&id, Some(&image)),
-            "/disk remove *1A;/file remove [find where name=\"storage-pool/pvc-1.img\"]"
+            "/disk remove *1A;\
+             :if ([:len [/disk find where file-path~\"\\28\\5E\\7C/\\29pvc-1\\5C.img\\24\"]] = 0) \
+             do={/file remove [/file find where name~\"\\5E/\\3Fstorage-pool/pvc-1\\5C.img\\24\"]} \
+             else={:put [:serialize to=json \"image-in-use\"]}"
         );
         assert_eq!(
             remove_file(&image),

@@ -57,7 +57,7 @@ pub use error::{Error, Result};
 pub use hostkey::sha256_fingerprint;
 pub use model::{
     AddReport, CreateDisk, CreateOutcome, DEFAULT_NVME_TCP_PORT, DiskItem, DiskSpec, FileDisk,
-    FileEntry, NqnSource, Pool, SystemInfo, VolumeFacts,
+    FileEntry, ImageRemoval, ImageUser, NqnSource, Pool, SystemInfo, VolumeFacts,
 };
 pub use tls::cert_fingerprint;
 pub use transport::Transport;

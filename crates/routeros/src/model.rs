@@ -101,12 +101,31 @@ pub enum CreateOutcome {
 }
 
 /// What the device holds for one volume: the items in its slot, the files named
-/// `<slot>.img` under a directory, and the file disks backed by any file of that name.
+/// `<slot>.img` under a directory, and the disks backed by any file of that name.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VolumeFacts {
     pub slot_items: Vec<DiskItem>,
     pub images: Vec<FileEntry>,
-    pub image_users: Vec<FileDisk>,
+    pub image_users: Vec<ImageUser>,
+}
+
+/// A disk backed by a file: only what a "is this image used?" check needs, read strictly
+/// (a disk whose id or file path cannot be read fails the whole reading, never hides a user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUser {
+    pub id: String,
+    pub slot: String,
+    /// Canonical (no leading `/`).
+    pub file_path: String,
+}
+
+/// What became of an image the driver asked to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRemoval {
+    /// Removed, or already absent.
+    Removed,
+    /// A disk was backed by a file of its name when the removal ran: kept.
+    InUse,
 }
 
 /// A `/file` entry.

@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, device_text_error, truncate};
 use crate::model::{
-    AddReport, DiskItem, FileDisk, FileEntry, NqnSource, Pool, SystemInfo, VolumeFacts,
+    AddReport, DiskItem, FileDisk, FileEntry, ImageRemoval, ImageUser, NqnSource, Pool, SystemInfo,
+    VolumeFacts,
 };
 use crate::version::RouterOsVersion;
 
@@ -283,6 +284,31 @@ pub fn file_disks_lenient(value: Value) -> Result<Vec<FileDisk>, Error> {
         .collect())
 }
 
+/// A disk as a user of an image: id and file path are required, so that no user is ever
+/// overlooked because some other field was missing.
+pub fn image_user(obj: &Object) -> Result<ImageUser, Error> {
+    let file_path = req_str(obj, "file-path")?;
+    Ok(ImageUser {
+        id: req_str(obj, ".id")?,
+        slot: opt_str(obj, "slot").unwrap_or_default(),
+        file_path: file_path.strip_prefix('/').unwrap_or(&file_path).to_owned(),
+    })
+}
+
+/// The outcome of [`crate::command::remove_unused_image`] (possibly after a disk removal): no
+/// value when the image went (or was absent), the in-use marker when it was kept.
+pub fn image_removal(values: Vec<Value>) -> Result<ImageRemoval, Error> {
+    match values.as_slice() {
+        [] => Ok(ImageRemoval::Removed),
+        [Value::String(marker)] if marker == crate::command::IMAGE_IN_USE => {
+            Ok(ImageRemoval::InUse)
+        }
+        other => Err(Error::Protocol(format!(
+            "image removal: unexpected reply {other:?}"
+        ))),
+    }
+}
+
 /// The ids of a `find` (an array of ids, one id, or nothing).
 fn ids(value: Value, what: &str) -> Result<Vec<String>, Error> {
     let list = match value {
@@ -359,10 +385,11 @@ pub fn volume_facts(values: Vec<Value>, image_name: &str) -> Result<VolumeFacts,
         .map(file_entry)
         .collect::<Result<_, _>>()?;
     let named = |path: &str| path == image_name || path.ends_with(&format!("/{image_name}"));
-    let image_users = file_disks_lenient(users)?
-        .into_iter()
-        .filter(|d| named(&d.file_path))
-        .collect();
+    let image_users = items(users)?
+        .iter()
+        .map(image_user)
+        .filter(|user| user.as_ref().map_or(true, |u| named(&u.file_path)))
+        .collect::<Result<_, _>>()?;
     Ok(VolumeFacts {
         slot_items,
         images: images.into_iter().filter(|f| named(&f.name)).collect(),
@@ -737,10 +764,10 @@ mod tests {
     }
 
     #[test]
-    fn volume_facts_keep_only_exact_image_names_and_tolerate_odd_disks() {
+    fn volume_facts_keep_only_exact_image_names_and_never_overlook_a_user() {
         let mine = file_disk_json("*1", "pvc-1", "storage-pool/k8s/pvc-1.img");
         let longer = file_disk_json("*2", "x", "storage-pool/xpvc-1.img");
-        let broken =
+        let portless =
             json!({".id": "*3", "type": "file", "slot": "odd", "file-path": "/p/pvc-1.img"});
         let raid = json!({".id": "*4", "type": "raid", "slot": "pvc-1"});
         let files = json!([{".id": "*F", "name": "storage-pool/k8s/pvc-1.img", "size": 5},
@@ -748,8 +775,8 @@ mod tests {
         let facts = volume_facts(
             vec![
                 json!([mine.clone(), raid]),
-                files,
-                json!([mine, longer, broken]),
+                files.clone(),
+                json!([mine.clone(), longer, portless]),
             ],
             "pvc-1.img",
         )
@@ -757,7 +784,34 @@ mod tests {
         assert_eq!(facts.slot_items.len(), 2);
         assert!(matches!(&facts.slot_items[1], DiskItem::Other { kind, .. } if kind == "raid"));
         assert_eq!(facts.images.len(), 1, "xpvc-1.img is another name");
-        assert_eq!(facts.image_users.len(), 1, "the unreadable disk is skipped");
+        assert_eq!(
+            facts
+                .image_users
+                .iter()
+                .map(|u| (u.slot.as_str(), u.file_path.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("pvc-1", "storage-pool/k8s/pvc-1.img"),
+                ("odd", "p/pvc-1.img")
+            ],
+            "a user missing fields a file disk needs is still a user"
+        );
+        // A user whose file path cannot be read fails the reading: it may be a user.
+        let pathless = json!({".id": "*5", "type": "file", "slot": "x"});
+        assert!(
+            volume_facts(vec![json!([]), files, json!([mine, pathless])], "pvc-1.img").is_err()
+        );
         assert!(volume_facts(vec![json!([])], "pvc-1.img").is_err());
+    }
+
+    #[test]
+    fn an_image_removal_says_whether_the_image_was_kept() {
+        assert_eq!(image_removal(vec![]), Ok(ImageRemoval::Removed));
+        assert_eq!(
+            image_removal(vec![json!("image-in-use")]),
+            Ok(ImageRemoval::InUse)
+        );
+        assert!(image_removal(vec![json!("x")]).is_err());
+        assert!(image_removal(vec![json!([]), json!([])]).is_err());
     }
 }

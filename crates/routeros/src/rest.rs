@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use crate::config::Secret;
 use crate::error::{Error, Result, rest_error, truncate};
 use crate::model::{
-    AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, Pool, SystemInfo, VolumeFacts,
+    AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, ImageRemoval, Pool, SystemInfo,
+    VolumeFacts,
 };
 use crate::reply::{self, ExecOutput, Object};
 use crate::tls::{TlsTrust, client_config, find_tls_error};
@@ -199,13 +200,9 @@ fn percent_encode(value: &str) -> String {
 /// An item's `.id`, checked to be RouterOS's `*HEX` form before it goes into a URL path.
 fn item_id(item: &Object) -> Result<String> {
     let id = reply::req_str(item, ".id")?;
-    let valid = id
-        .strip_prefix('*')
-        .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !valid {
-        return Err(Error::Protocol(format!("unexpected item id {id:?}")));
-    }
-    Ok(id)
+    ItemId::try_from(id.as_str())
+        .map(|id| id.as_str().to_owned())
+        .map_err(|_| Error::Protocol(format!("unexpected item id {id:?}")))
 }
 
 /// `as-string` makes the device wait for the script and return its output, instead of
@@ -293,11 +290,23 @@ impl Transport for RestTransport {
 
     /// One `/execute` of the same script the SSH transport runs: a DELETE by id plus a file
     /// look-up and its DELETE would cost three round trips.
-    async fn remove_disk(&self, id: &ItemId, image: Option<&FilePath>) -> Result<()> {
+    async fn remove_disk(
+        &self,
+        id: &ItemId,
+        image: Option<&FilePath>,
+    ) -> Result<Option<ImageRemoval>> {
         let output = self
             .execute(&crate::command::remove_disk(id, image))
             .await?;
-        reply::expect_values(&output, 0).map(drop)
+        let removal = reply::image_removal(reply::script_values(&output)?)?;
+        Ok(image.map(|_| removal))
+    }
+
+    async fn remove_unused_image(&self, path: &FilePath) -> Result<ImageRemoval> {
+        let output = self
+            .execute(&crate::command::remove_unused_image(path))
+            .await?;
+        reply::image_removal(reply::script_values(&output)?)
     }
 
     async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>> {

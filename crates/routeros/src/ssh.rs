@@ -20,7 +20,8 @@ use crate::config::{Backoff, HostKeyPolicy, SshAuth};
 use crate::error::{Error, Result};
 use crate::hostkey::{HostKeyPins, HostKeyRejection, sha256_fingerprint};
 use crate::model::{
-    AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, Pool, SystemInfo, VolumeFacts,
+    AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, ImageRemoval, Pool, SystemInfo,
+    VolumeFacts,
 };
 use crate::reply::{self, ExecOutput, expect_values};
 use crate::transport::Transport;
@@ -477,10 +478,19 @@ impl Transport for SshTransport {
         reply::volume_facts(values, &format!("{slot}.img"))
     }
 
-    async fn remove_disk(&self, id: &ItemId, image: Option<&FilePath>) -> Result<()> {
-        self.query(&command::remove_disk(id, image), 0)
-            .await
-            .map(drop)
+    async fn remove_disk(
+        &self,
+        id: &ItemId,
+        image: Option<&FilePath>,
+    ) -> Result<Option<ImageRemoval>> {
+        let output = self.exec(&command::remove_disk(id, image)).await?;
+        let removal = reply::image_removal(reply::script_values(&output)?)?;
+        Ok(image.map(|_| removal))
+    }
+
+    async fn remove_unused_image(&self, path: &FilePath) -> Result<ImageRemoval> {
+        let output = self.exec(&command::remove_unused_image(path)).await?;
+        reply::image_removal(reply::script_values(&output)?)
     }
 
     async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>> {

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{
-    AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, Pool, SystemInfo, VolumeFacts,
+    AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, ImageRemoval, Pool, SystemInfo,
+    VolumeFacts,
 };
 use crate::reply::ExecOutput;
 use crate::validate::{DirPath, FilePath, ItemId, Slot};
@@ -38,9 +39,16 @@ pub trait Transport: Send + Sync + 'static {
     async fn grow_disk(&self, slot: &Slot, size: u64) -> Result<FileDisk>;
     /// A volume's slot items, its images named `<slot>.img` under `dir`, and their users.
     async fn volume_facts(&self, slot: &Slot, dir: &DirPath) -> Result<VolumeFacts>;
-    /// Removes the disk `id`, then `image` if given, in one round trip. The image is left
-    /// alone when the disk removal fails (an absent id included).
-    async fn remove_disk(&self, id: &ItemId, image: Option<&FilePath>) -> Result<()>;
+    /// Removes the disk `id`, then `image` if given and no disk uses a file of its name, in
+    /// one round trip. The image is left alone when the disk removal fails (an absent id
+    /// included). `None` when no image was asked for.
+    async fn remove_disk(
+        &self,
+        id: &ItemId,
+        image: Option<&FilePath>,
+    ) -> Result<Option<ImageRemoval>>;
+    /// Removes the image if no disk uses a file of its name, checked in the same command.
+    async fn remove_unused_image(&self, path: &FilePath) -> Result<ImageRemoval>;
     async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>>;
     /// Removes the file; absent is not an error.
     async fn remove_file(&self, path: &FilePath) -> Result<()>;

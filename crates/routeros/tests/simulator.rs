@@ -297,7 +297,14 @@ async fn volume_facts_find_images_anywhere_under_the_base_and_their_users() {
                 .collect::<Vec<_>>(),
             [nested.file_path.as_str()]
         );
-        assert_eq!(facts.image_users, vec![disk.clone()]);
+        assert_eq!(
+            facts
+                .image_users
+                .iter()
+                .map(|u| (u.id.as_str(), u.file_path.as_str()))
+                .collect::<Vec<_>>(),
+            [(disk.id.as_str(), nested.file_path.as_str())]
+        );
         // Disk gone, image left: still found, with no user.
         client.remove_disk(&id_of(&disk), None).await.unwrap();
         let facts = client.volume_facts(&slot, &base).await.unwrap();

@@ -96,7 +96,9 @@ impl CapacityReading {
             .collect();
         Self {
             pool,
-            provisioned: ours.iter().map(|d| d.file_size).sum(),
+            provisioned: ours
+                .iter()
+                .fold(0u64, |sum, d| sum.saturating_add(d.file_size)),
             volumes: ours.iter().map(|d| d.slot.clone()).collect(),
         }
     }
@@ -125,6 +127,16 @@ struct LedgerState {
     created: HashMap<String, u64>,
 }
 
+impl LedgerState {
+    /// Sizes come from the device: added saturating, so an absurd one cannot wrap around.
+    fn promised(&self, reading: &CapacityReading) -> u64 {
+        self.created.values().fold(
+            reading.provisioned.saturating_add(self.in_flight),
+            |sum, size| sum.saturating_add(*size),
+        )
+    }
+}
+
 impl Ledger {
     /// Provisioned bytes as the reading shows them plus what this controller added since.
     /// Volumes the reading already lists are forgotten here.
@@ -133,7 +145,12 @@ impl Ledger {
         state
             .created
             .retain(|slot, _| !reading.volumes.contains(slot));
-        reading.provisioned + state.in_flight + state.created.values().sum::<u64>()
+        state.promised(reading)
+    }
+
+    /// A volume deleted: no longer promised, even before a reading shows it gone.
+    pub fn forget(&self, slot: &str) {
+        self.lock().created.remove(slot);
     }
 
     /// Reserves `bytes` if `fits` says the total with them is within budget. The
@@ -148,11 +165,10 @@ impl Ledger {
         state
             .created
             .retain(|slot, _| !reading.volumes.contains(slot));
-        let promised = reading.provisioned + state.in_flight + state.created.values().sum::<u64>();
-        if !fits(promised.saturating_add(bytes)) {
+        if !fits(state.promised(reading).saturating_add(bytes)) {
             return None;
         }
-        state.in_flight += bytes;
+        state.in_flight = state.in_flight.saturating_add(bytes);
         Some(Reservation {
             ledger: self,
             bytes,
@@ -274,5 +290,23 @@ mod tests {
         let after = reading(30 * GIB, &["a", "b"]);
         assert_eq!(ledger.provisioned(&after), 30 * GIB);
         assert!(ledger.reserve(&after, 10 * GIB, fits).is_some());
+        // A volume deleted before any reading shows it is no longer counted.
+        let r = ledger.reserve(&after, 5 * GIB, fits).unwrap();
+        r.created("c", 5 * GIB);
+        assert_eq!(ledger.provisioned(&after), 35 * GIB);
+        ledger.forget("c");
+        assert_eq!(ledger.provisioned(&after), 30 * GIB);
+        // Absurd sizes saturate instead of wrapping.
+        let huge = reading(u64::MAX - 1, &[]);
+        let held = ledger.reserve(&huge, 10, |_| true).unwrap();
+        assert_eq!(ledger.provisioned(&huge), u64::MAX);
+        let mut seen = 0;
+        let refused = ledger.reserve(&huge, 10, |total| {
+            seen = total;
+            false
+        });
+        assert!(refused.is_none());
+        assert_eq!(seen, u64::MAX);
+        drop(held);
     }
 }

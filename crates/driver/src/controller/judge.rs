@@ -54,10 +54,16 @@ pub enum DeletePlan {
         /// Disks other than this one that use the image; the image stays when there are any.
         other_users: Vec<String>,
     },
-    /// The disk is gone; remove the images an interrupted delete left (no disk uses them).
-    RemoveImages {
-        images: Vec<FilePath>,
+    /// The disk is gone; remove the image an interrupted delete left (no disk uses it).
+    RemoveImage {
+        image: FilePath,
         /// Images named like this volume's that some disk uses: left alone.
+        in_use: Vec<(String, String)>,
+    },
+    /// The disk is gone and several unused files carry the volume's image name (a copy an
+    /// operator made, say): which one was the volume's cannot be told, so none is removed.
+    LeaveImages {
+        images: Vec<String>,
         in_use: Vec<(String, String)>,
     },
 }
@@ -108,20 +114,26 @@ pub fn plan_delete(facts: &VolumeFacts, base_path: &str) -> DeletePlan {
             .find(|u| u.file_path == name)
             .map(|u| u.slot.clone())
     };
-    let mut images = Vec::new();
+    let mut unused = Vec::new();
     let mut in_use = Vec::new();
     for file in &facts.images {
         match (user_of(&file.name), FilePath::try_from(file.name.as_str())) {
             (Some(user), _) => in_use.push((file.name.clone(), user)),
-            (None, Ok(path)) => images.push(path),
+            (None, Ok(path)) => unused.push(path),
             // A name our grammar refuses cannot have been made by the driver.
             (None, Err(_)) => {}
         }
     }
-    if images.is_empty() && in_use.is_empty() {
-        DeletePlan::Nothing
-    } else {
-        DeletePlan::RemoveImages { images, in_use }
+    match unused.len() {
+        0 if in_use.is_empty() => DeletePlan::Nothing,
+        1 => DeletePlan::RemoveImage {
+            image: unused.remove(0),
+            in_use,
+        },
+        _ => DeletePlan::LeaveImages {
+            images: unused.iter().map(ToString::to_string).collect(),
+            in_use,
+        },
     }
 }
 
@@ -137,7 +149,7 @@ fn ids(items: &[DiskItem]) -> String {
 mod tests {
     use super::*;
     use crate::config::ControllerConfig;
-    use routeros::{FileEntry, NqnSource};
+    use routeros::{FileEntry, ImageUser, NqnSource};
     use std::collections::HashMap;
 
     const PVC: &str = "pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60";
@@ -159,6 +171,14 @@ mod tests {
             nqn_source: NqnSource::ServerNqn,
             mount_filesystem: false,
             comment: None,
+        }
+    }
+
+    fn user(disk: &FileDisk) -> ImageUser {
+        ImageUser {
+            id: disk.id.clone(),
+            slot: disk.slot.clone(),
+            file_path: disk.file_path.clone(),
         }
     }
 
@@ -215,7 +235,7 @@ mod tests {
         let facts = VolumeFacts {
             slot_items: vec![DiskItem::File(mine.clone())],
             images: vec![file(&image())],
-            image_users: vec![mine.clone()],
+            image_users: vec![user(&mine)],
         };
         assert_eq!(
             plan_delete(&facts, "storage-pool"),
@@ -228,7 +248,7 @@ mod tests {
         // Another disk also uses the image: the disk goes, the image stays.
         let squatter = disk("*5", "vm-disk", &image());
         let shared = VolumeFacts {
-            image_users: vec![mine.clone(), squatter],
+            image_users: vec![user(&mine), user(&squatter)],
             ..facts.clone()
         };
         assert!(matches!(
@@ -269,19 +289,33 @@ mod tests {
     }
 
     #[test]
-    fn delete_after_the_disk_is_gone_removes_unused_leftovers_anywhere_under_the_base() {
+    fn delete_after_the_disk_is_gone_removes_an_unused_leftover_anywhere_under_the_base() {
         let custom = format!("storage-pool/k8s/{PVC}.img");
         let used = format!("storage-pool/vms/{PVC}.img");
         let facts = VolumeFacts {
             slot_items: vec![],
             images: vec![file(&custom), file(&used)],
-            image_users: vec![disk("*7", "vm-1", &used)],
+            image_users: vec![user(&disk("*7", "vm-1", &used))],
         };
         assert_eq!(
             plan_delete(&facts, "storage-pool"),
-            DeletePlan::RemoveImages {
-                images: vec![FilePath::try_from(custom).unwrap()],
+            DeletePlan::RemoveImage {
+                image: FilePath::try_from(custom.clone()).unwrap(),
                 in_use: vec![(used, "vm-1".into())],
+            }
+        );
+        // Two unused files of that name: one may be a copy someone keeps. Neither goes.
+        let copy = format!("storage-pool/backup/{PVC}.img");
+        let two = VolumeFacts {
+            slot_items: vec![],
+            images: vec![file(&custom), file(&copy)],
+            image_users: vec![],
+        };
+        assert_eq!(
+            plan_delete(&two, "storage-pool"),
+            DeletePlan::LeaveImages {
+                images: vec![custom, copy],
+                in_use: vec![],
             }
         );
         assert_eq!(

@@ -183,6 +183,18 @@ impl VolumePlan {
                 disk.nvme_tcp_port, self.port
             ));
         }
+        if !disk.nvme_tcp_export {
+            return Err("it is not exported over NVMe/TCP".into());
+        }
+        if disk.nqn != self.nqn.as_str() {
+            return Err(format!("it is exported as {}, not {}", disk.nqn, self.nqn));
+        }
+        if disk.mount_filesystem {
+            return Err(
+                "mount-filesystem is on: RouterOS could mount its filesystem while a node writes"
+                    .into(),
+            );
+        }
         if !SizePolicy::satisfies(disk.file_size, self.required_bytes, self.limit_bytes) {
             return Err(format!(
                 "its size {} bytes is outside the requested range (required {}, limit {})",
@@ -504,6 +516,27 @@ mod tests {
                     ..disk_for(&p)
                 },
                 "does not record",
+            ),
+            (
+                FileDisk {
+                    nvme_tcp_export: false,
+                    ..disk_for(&p)
+                },
+                "not exported",
+            ),
+            (
+                FileDisk {
+                    nqn: "nqn.2000-02.com.other:x".into(),
+                    ..disk_for(&p)
+                },
+                "exported as nqn.2000-02.com.other:x",
+            ),
+            (
+                FileDisk {
+                    mount_filesystem: true,
+                    ..disk_for(&p)
+                },
+                "mount-filesystem",
             ),
         ];
         for (disk, needle) in cases {

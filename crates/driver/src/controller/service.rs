@@ -2,7 +2,7 @@
 //! correctness allows. Inputs arrive validated (see [`super::rules`]); the gRPC layer holds
 //! the per-volume lock around the mutating calls.
 
-use routeros::{CreateOutcome, DirPath, DiskItem, FileDisk, ItemId, Pool};
+use routeros::{CreateOutcome, DirPath, DiskItem, FileDisk, ImageRemoval, ItemId, Pool};
 
 use super::budget::{CapacityReading, Ledger, Reservation, available};
 use super::judge::{DeletePlan, SlotVerdict, judge_slot, plan_delete};
@@ -12,6 +12,12 @@ use crate::capacity::Expansion;
 use crate::config::ControllerConfig;
 use crate::error::{DriverError, Result};
 use crate::locks::VolumeLocks;
+
+fn warn_in_use(in_use: &[(String, String)]) {
+    for (image, user) in in_use {
+        tracing::warn!(%image, disk = %user, "an image named like this volume's is used by another disk; leaving it");
+    }
+}
 
 /// The controller service: the RDS client, the configuration, the pool and capacity readings,
 /// the thin-provisioning ledger, and the per-volume locks.
@@ -199,7 +205,15 @@ impl ControllerService {
         let items = self.rds.slot_items(plan.id.slot()).await?;
         match judge_slot(plan, &items) {
             SlotVerdict::Matches(disk) => Ok((disk, false)),
-            SlotVerdict::Vanished => Err(error.into()),
+            // Nothing holds the slot: the refusal stands. "No space" is worth passing on; a
+            // text that says "no such item" or "already exists" about a volume that is absent
+            // means nothing CSI's NOT_FOUND or ALREADY_EXISTS would.
+            SlotVerdict::Vanished => Err(match error {
+                routeros::Error::NotFound(text) | routeros::Error::AlreadyExists(text) => {
+                    routeros::Error::Protocol(format!("the add failed: {text}")).into()
+                }
+                other => other.into(),
+            }),
             _ => self.judged(plan, &items).map(|disk| (disk, false)),
         }
     }
@@ -209,7 +223,8 @@ impl ControllerService {
     /// that path, so the image is this call's too. A failure is logged and left for the retry.
     async fn undo_add(&self, plan: &VolumePlan, id: &ItemId, reason: &str) {
         match self.rds.remove_disk(id, Some(&plan.file_path)).await {
-            Ok(()) => tracing::warn!(
+            Ok(removal) => tracing::warn!(
+                disk = %id, %reason, image = ?removal,
                 disk = %id, %reason,
                 "removed the disk this call created: the device reports something else than asked"
             ),
@@ -221,23 +236,40 @@ impl ControllerService {
     }
 
     /// The slot is free but a file sits at this volume's image path. The path derives from the
-    /// CSI name, so the file is this volume's: the leftover of an add that failed half-way.
-    /// It is removed only when this call has seen that no disk uses it; it is never handed to
-    /// `/disk add`, which a device may reuse, truncate or refuse.
+    /// CSI name, and the CO calls CreateVolume only until a volume is handed out, so the file is
+    /// the leftover of an earlier attempt for this same volume that no pod can have used. It is
+    /// removed only when this call has read that no disk uses a file of its name, and the
+    /// removal checks that again in the same command; it is never handed to `/disk add`, which a
+    /// device may reuse, truncate or refuse.
     async fn clear_leftover(&self, plan: &VolumePlan) -> Result<()> {
-        let disks = self.rds.list_disks("").await?;
-        if let Some(user) = disks
+        let facts = self
+            .rds
+            .volume_facts(plan.id.slot(), &self.base_dir)
+            .await?;
+        let incompatible = |reason: String| DriverError::Incompatible {
+            volume_id: plan.id.to_string(),
+            reason,
+        };
+        if let Some(user) = facts
+            .image_users
             .iter()
-            .find(|d| d.file_path == plan.file_path.as_str())
+            .find(|u| u.file_path == plan.file_path.as_str())
         {
-            return Err(DriverError::Incompatible {
-                volume_id: plan.id.to_string(),
-                reason: format!("its image {} is used by disk {}", plan.file_path, user.slot),
-            });
+            return Err(incompatible(format!(
+                "its image {} is used by disk {}",
+                plan.file_path, user.slot
+            )));
         }
-        self.rds.remove_file(&plan.file_path).await?;
-        tracing::warn!(image = %plan.file_path, "removed a leftover image of this volume that no disk uses");
-        Ok(())
+        match self.rds.remove_unused_image(&plan.file_path).await? {
+            ImageRemoval::Removed => {
+                tracing::warn!(image = %plan.file_path, "removed a leftover image of this volume that no disk uses");
+                Ok(())
+            }
+            ImageRemoval::InUse => Err(incompatible(format!(
+                "its image {} is used by a disk",
+                plan.file_path
+            ))),
+        }
     }
 
     /// The volume's disk judged against the plan if it exists, else `refusal`.
@@ -336,20 +368,48 @@ impl ControllerService {
                 if keep_image {
                     tracing::warn!(image = %image, users = ?other_users, "other disks use this volume's image; removing the disk only");
                 }
-                self.rds
+                let removal = match self
+                    .rds
                     .remove_disk(&disk, (!keep_image).then_some(&image))
-                    .await?;
-                tracing::info!(image = %image, "deleted the disk and its image");
+                    .await
+                {
+                    Ok(removal) => removal,
+                    // It went between our look and the removal: read again on the retry.
+                    Err(routeros::Error::NotFound(text)) => {
+                        return Err(routeros::Error::Unavailable(format!(
+                            "the disk changed while it was being deleted ({text}); retry"
+                        ))
+                        .into());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                self.ledger.forget(id.as_str());
+                match removal {
+                    Some(ImageRemoval::InUse) => {
+                        tracing::warn!(image = %image, "deleted the disk; its image came into use by another disk and was kept")
+                    }
+                    _ => tracing::info!(image = %image, kept = keep_image, "deleted the disk"),
+                }
                 Ok(())
             }
-            DeletePlan::RemoveImages { images, in_use } => {
-                for (image, user) in in_use {
-                    tracing::warn!(%image, disk = %user, "an image named like this volume's is used by another disk; leaving it");
+            DeletePlan::RemoveImage { image, in_use } => {
+                warn_in_use(&in_use);
+                match self.rds.remove_unused_image(&image).await? {
+                    ImageRemoval::Removed => {
+                        tracing::info!(image = %image, "removed the image an interrupted delete left behind")
+                    }
+                    ImageRemoval::InUse => {
+                        tracing::warn!(image = %image, "the leftover image came into use by another disk; kept")
+                    }
                 }
-                for image in images {
-                    self.rds.remove_file(&image).await?;
-                    tracing::info!(image = %image, "removed the image an interrupted delete left behind");
-                }
+                Ok(())
+            }
+            DeletePlan::LeaveImages { images, in_use } => {
+                warn_in_use(&in_use);
+                tracing::warn!(
+                    ?images,
+                    "several files carry this volume's image name and no disk uses them; which was the volume's cannot be told, so none is removed"
+                );
                 Ok(())
             }
         }

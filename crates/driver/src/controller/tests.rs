@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use routeros::model::CreateDisk;
 use routeros::{
-    AddReport, Client, DirPath, DiskItem, Error, FileDisk, FileEntry, FilePath, ItemId, Limits,
-    NqnSource, Pool, RouterOsVersion, Slot, SystemInfo, Transport, VolumeFacts,
+    AddReport, Client, DirPath, DiskItem, Error, FileDisk, FileEntry, FilePath, ImageRemoval,
+    ImageUser, ItemId, Limits, NqnSource, Pool, RouterOsVersion, Slot, SystemInfo, Transport,
+    VolumeFacts,
 };
 
 use super::rules::{VolumeId, VolumePlan};
@@ -50,6 +51,20 @@ impl FakeRds {
             .cloned()
             .map(DiskItem::File)
             .collect()
+    }
+
+    fn remove_if_unused(&self, path: &FilePath) -> ImageRemoval {
+        let used = self
+            .disks
+            .lock()
+            .unwrap()
+            .values()
+            .any(|d| d.file_path == path.as_str());
+        if used {
+            return ImageRemoval::InUse;
+        }
+        self.files.lock().unwrap().remove(path.as_str());
+        ImageRemoval::Removed
     }
 
     fn add_file(&self, name: &str) {
@@ -188,7 +203,11 @@ impl Transport for FakeRds {
             .unwrap()
             .values()
             .filter(|d| named(&d.file_path))
-            .cloned()
+            .map(|d| ImageUser {
+                id: d.id.clone(),
+                slot: d.slot.clone(),
+                file_path: d.file_path.clone(),
+            })
             .collect();
         Ok(VolumeFacts {
             slot_items: self.in_slot(slot.as_str()),
@@ -197,16 +216,22 @@ impl Transport for FakeRds {
         })
     }
 
-    async fn remove_disk(&self, id: &ItemId, image: Option<&FilePath>) -> routeros::Result<()> {
+    async fn remove_disk(
+        &self,
+        id: &ItemId,
+        image: Option<&FilePath>,
+    ) -> routeros::Result<Option<ImageRemoval>> {
         self.record("remove-disk");
         self.disks
             .lock()
             .unwrap()
             .retain(|_, d| d.id != id.as_str());
-        if let Some(path) = image {
-            self.files.lock().unwrap().remove(path.as_str());
-        }
-        Ok(())
+        Ok(image.map(|path| self.remove_if_unused(path)))
+    }
+
+    async fn remove_unused_image(&self, path: &FilePath) -> routeros::Result<ImageRemoval> {
+        self.record("remove-unused-image");
+        Ok(self.remove_if_unused(path))
     }
 
     async fn get_file(&self, path: &FilePath) -> routeros::Result<Option<FileEntry>> {
@@ -345,7 +370,12 @@ async fn a_leftover_image_is_cleared_once_and_the_add_repeated() {
     service.create_volume(&p).await.unwrap();
     assert_eq!(
         fake.take_calls(),
-        ["create-disk", "list-disks", "remove-file", "create-disk"]
+        [
+            "create-disk",
+            "volume-facts",
+            "remove-unused-image",
+            "create-disk"
+        ]
     );
     service.delete_volume(&p.id).await.unwrap();
     assert!(fake.files.lock().unwrap().is_empty());
