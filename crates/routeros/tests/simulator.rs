@@ -6,7 +6,7 @@ use std::time::Duration;
 use rds_sim::{SimConfig, SimHandle, Simulator};
 use routeros::{
     Client, ClientConfig, CreateOutcome, DirPath, DiskItem, DiskSpec, Error, FileDisk, FilePath,
-    HostKeyPolicy, ItemId, Nqn, NqnSource, Secret, Slot, SshAuth, TlsPolicy,
+    HostKeyPolicy, ImageRemoval, ItemId, Nqn, NqnSource, Secret, Slot, SshAuth, TlsPolicy,
 };
 
 const PASSWORD: &str = "sim-pw";
@@ -230,6 +230,73 @@ async fn a_disk_and_its_image_go_in_one_command_over_both_transports() {
         });
         let refused = client.remove_disk(&id_of(&disk), Some(&s.file_path)).await;
         assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+    }
+    device.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_image_is_removed_only_while_no_disk_uses_a_file_of_its_name() {
+    let device = Device::start("7.21.5", |_| {}).await;
+    for transport in BOTH {
+        let client = device.client(transport).await;
+        let name = format!("img-{transport:?}").to_lowercase();
+        let s = spec(&name, 1 << 20);
+        let disk = created(client.create_file_disk(&s).await);
+        assert_eq!(
+            client.remove_unused_image(&s.file_path).await.unwrap(),
+            ImageRemoval::InUse,
+            "{transport:?}: its disk uses it"
+        );
+        assert!(
+            device
+                .sim()
+                .snapshot()
+                .file_by_name(s.file_path.as_str())
+                .is_some()
+        );
+        // A disk elsewhere backed by a file of the same name also keeps it: the check errs on
+        // keeping.
+        let mut twin = spec(&format!("{name}-twin"), 1 << 20);
+        twin.file_path = FilePath::try_from(format!("storage-pool/other/{name}.img")).unwrap();
+        let twin_disk = created(client.create_file_disk(&twin).await);
+        assert_eq!(
+            client
+                .remove_disk(&id_of(&disk), Some(&s.file_path))
+                .await
+                .unwrap(),
+            Some(ImageRemoval::InUse)
+        );
+        assert!(
+            device.sim().snapshot().disk_by_slot(&name).is_none(),
+            "the disk went"
+        );
+        assert!(
+            device
+                .sim()
+                .snapshot()
+                .file_by_name(s.file_path.as_str())
+                .is_some()
+        );
+        client
+            .remove_disk(&id_of(&twin_disk), Some(&twin.file_path))
+            .await
+            .unwrap();
+        assert_eq!(
+            client.remove_unused_image(&s.file_path).await.unwrap(),
+            ImageRemoval::Removed
+        );
+        assert!(
+            device
+                .sim()
+                .snapshot()
+                .file_by_name(s.file_path.as_str())
+                .is_none()
+        );
+        assert_eq!(
+            client.remove_unused_image(&s.file_path).await.unwrap(),
+            ImageRemoval::Removed,
+            "absent is removed"
+        );
     }
     device.shutdown().await;
 }
