@@ -84,6 +84,8 @@ pub enum Reply {
     },
     /// REST answered the request itself with an error, as the client reads it.
     Rejected { kind: &'static str, message: String },
+    /// Nothing came back (lost connection, deadline): the command may or may not have run.
+    NoAnswer { error: String },
 }
 
 impl Reply {
@@ -110,6 +112,7 @@ impl Reply {
                 text => text,
             },
             Reply::Rejected { message, .. } => message.trim(),
+            Reply::NoAnswer { .. } => "",
         }
     }
 

@@ -137,10 +137,7 @@ fn judge_step(plan: &Plan, baseline: Option<&str>, before: &DeviceState, step: &
         unmatched: None,
     };
     let Some(after) = &step.after else {
-        return judged(format!(
-            "unknown: the state afterwards could not be read (reply: {})",
-            reply.words()
-        ));
+        return judged("unknown: the state afterwards could not be read".into());
     };
     let refused = |expected: &'static str| {
         let reading = read(reply, expected);
@@ -240,7 +237,7 @@ fn judge_step(plan: &Plan, baseline: Option<&str>, before: &DeviceState, step: &
 fn read(reply: &Reply, expected: &'static str) -> Reading {
     let client_reads = match reply {
         Reply::Rejected { kind, .. } => kind,
-        Reply::Answer { .. } => classify_device_text(reply.words())
+        Reply::Answer { .. } | Reply::NoAnswer { .. } => classify_device_text(reply.words())
             .as_ref()
             .map_or("unrecognised", kind_name),
     };

@@ -17,7 +17,7 @@ pub enum Stop {
         "the device already holds items named {0}*; nothing was changed (run again for a new name)"
     )]
     Collision(String),
-    #[error("no answer while {doing}: {error} (the command may or may not have run)")]
+    #[error("no answer while {doing}: {error}")]
     NoAnswer { doing: String, error: String },
     #[error("could not read {what}: {error}")]
     Unreadable { what: String, error: String },
@@ -130,20 +130,28 @@ impl Run<'_> {
 
     /// Sends one probe's command, records its reply, and reads back the run's items.
     async fn probe(&mut self, probe: Probe, command: String) -> Result<(), Stop> {
-        let reply = match self.client.run_script(&command).await {
-            Ok(output) => Reply::from_output(&output),
-            Err(error) if is_fault(&error) => {
-                return Err(Stop::NoAnswer {
+        let (reply, fault) = match self.client.run_script(&command).await {
+            Ok(output) => (Reply::from_output(&output), None),
+            Err(error) if is_fault(&error) => (
+                Reply::NoAnswer {
+                    error: error.to_string(),
+                },
+                Some(Stop::NoAnswer {
                     doing: format!("sending the {} probe", probe.id()),
                     error: error.to_string(),
-                });
-            }
-            Err(error) => Reply::from_error(&error),
+                }),
+            ),
+            Err(error) => (Reply::from_error(&error), None),
         };
         let exchange = Exchange { command, reply };
-        let after = self
-            .read_state(&format!("the state after {}", probe.id()))
-            .await;
+        let after = match fault {
+            // Its state is for the cleanup to find out.
+            Some(stop) => Err(stop),
+            None => {
+                self.read_state(&format!("the state after {}", probe.id()))
+                    .await
+            }
+        };
         // The reply is kept even when the state is not: it is what the run is for.
         self.findings.steps.push(Step {
             probe,

@@ -179,11 +179,15 @@ impl ProbeReport {
             let _ = writeln!(out, "stopped:   {stopped}");
         }
         let _ = writeln!(out, "cleanup:   {}", self.cleanup.describe());
-        let _ = writeln!(
-            out,
-            "matching quirks: {}",
-            quirk_list(&self.matching_quirks)
-        );
+        let quirks = quirk_list(&self.matching_quirks);
+        if self.completed {
+            let _ = writeln!(out, "matching quirks: {quirks}");
+        } else {
+            let _ = writeln!(
+                out,
+                "matching quirks: {quirks} (in what ran before the stop)"
+            );
+        }
         if !self.unmatched.is_empty() {
             let _ = writeln!(out, "not played by any quirk:");
             for line in &self.unmatched {
@@ -228,6 +232,9 @@ fn render_probe(out: &mut String, probe: &ProbeEntry, previous: Option<&DeviceSt
                     }
                     Reply::Rejected { kind, message } => {
                         let _ = writeln!(out, "{FIELD}reply:   REST error {message:?} ({kind})");
+                    }
+                    Reply::NoAnswer { error } => {
+                        let _ = writeln!(out, "{FIELD}reply:   none: {error}");
                     }
                 }
             }
@@ -311,8 +318,17 @@ impl CleanupReport {
                 self.left.join(", ")
             )
         };
-        for error in &self.errors {
+        // A device that stopped answering fails every round the same way: say it once.
+        let mut errors = self.errors.iter().peekable();
+        while let Some(error) = errors.next() {
+            let mut times = 1;
+            while errors.next_if_eq(&error).is_some() {
+                times += 1;
+            }
             let _ = write!(text, "\n           {error}");
+            if times > 1 {
+                let _ = write!(text, " ({times} times)");
+            }
         }
         text
     }

@@ -83,7 +83,7 @@ fn quirks_skips_stops_and_leftovers_are_shown() {
     findings.stopped = Some("interrupted by SIGINT".into());
     let cleanup = CleanupReport {
         removed: Vec::new(),
-        errors: vec!["reading what is left: unavailable: no answer".into()],
+        errors: vec!["reading what is left: unavailable: no answer".into(); 3],
         left: vec!["disk rds-csi-probe-00005eed-a (*1)".into()],
         clean: false,
     };
@@ -94,7 +94,10 @@ fn quirks_skips_stops_and_leftovers_are_shown() {
         text.contains("NOT the meaning the driver relies on"),
         "{text}"
     );
-    assert!(text.contains("matching quirks: generic-errors\n"), "{text}");
+    assert!(
+        text.contains("matching quirks: generic-errors (in what ran before the stop)\n"),
+        "{text}"
+    );
     assert!(text.contains("   skipped: a reason\n"), "{text}");
     assert!(
         text.contains(
@@ -107,7 +110,30 @@ fn quirks_skips_stops_and_leftovers_are_shown() {
         text.contains("INCOMPLETE: removed 0 item(s); left or possibly left on the device: disk rds-csi-probe-00005eed-a (*1)"),
         "{text}"
     );
-    assert!(text.contains("no answer"), "{text}");
+    assert!(
+        text.contains("reading what is left: unavailable: no answer (3 times)\n"),
+        "the same failure is said once: {text}"
+    );
+}
+
+#[test]
+fn a_command_without_an_answer_is_shown_with_the_error() {
+    let plan = plan();
+    let mut findings = faithful(&plan);
+    findings.steps.truncate(2);
+    findings.steps[1].exchange.reply = Reply::NoAnswer {
+        error: "unavailable: connection lost".into(),
+    };
+    findings.steps[1].after = None;
+    findings.stopped = Some("no answer while sending the duplicate-slot probe".into());
+    let text = report(findings, clean()).render();
+    assert!(
+        text.contains(
+            "   reply:   none: unavailable: connection lost\n   after:   could not be read\n   \
+             outcome: unknown"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
