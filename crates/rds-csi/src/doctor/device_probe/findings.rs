@@ -104,16 +104,17 @@ impl Reply {
         }
     }
 
-    /// The words of the reply, trimmed: stdout, else stderr, else the rejection's message.
-    pub fn words(&self) -> &str {
-        match self {
-            Reply::Answer { text, stderr, .. } => match text.trim() {
-                "" => stderr.trim(),
-                text => text,
-            },
-            Reply::Rejected { message, .. } => message.trim(),
+    /// The words of the reply as the client reads them: stdout (else stderr, else the
+    /// rejection's message) with every CR and LF dropped, since the terminal wraps long lines
+    /// anywhere, and trimmed.
+    pub fn words(&self) -> String {
+        let text = match self {
+            Reply::Answer { text, stderr, .. } if text.trim().is_empty() => stderr,
+            Reply::Answer { text, .. } => text,
+            Reply::Rejected { message, .. } => message,
             Reply::NoAnswer { .. } => "",
-        }
+        };
+        text.replace(['\r', '\n'], "").trim().to_owned()
     }
 
     /// No words and no failing exit status: the device did it without comment.
@@ -271,7 +272,7 @@ pub fn parse_state(plan: &Plan, output: &ExecOutput) -> Result<DeviceState, Erro
 }
 
 /// A probe that ran.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub probe: Probe,
     pub exchange: Exchange,
@@ -280,7 +281,7 @@ pub struct Step {
 }
 
 /// Removals made by the probe itself, outside the final cleanup.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Removal {
     pub removed: Vec<String>,
     /// What could not be removed, with the reason.
@@ -288,7 +289,7 @@ pub struct Removal {
 }
 
 /// Everything one run recorded.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Findings {
     /// The pool's size in bytes, read before the first change.
     pub pool_size: u64,
@@ -396,6 +397,8 @@ mod tests {
         assert!(!failed.is_silent_success());
         let said = Reply::from_output(&output("no such item\r\n"));
         assert_eq!(said.words(), "no such item");
+        let wrapped = Reply::from_output(&output("failure: not enough free sp\r\nace on pool\r\n"));
+        assert_eq!(wrapped.words(), "failure: not enough free space on pool");
         let rejected = Reply::from_error(&Error::Invalid("Bad Request: no such item".into()));
         assert_eq!(rejected.words(), "Bad Request: no such item");
         assert!(!rejected.is_silent_success());

@@ -141,7 +141,7 @@ fn judge_step(plan: &Plan, baseline: Option<&str>, before: &DeviceState, step: &
     };
     let refused = |expected: &'static str| {
         let reading = read(reply, expected);
-        let outcome = match reply.words() {
+        let outcome = match reply.words().as_str() {
             "" => "refused without a word".to_owned(),
             words => format!("refused: {words}"),
         };
@@ -237,7 +237,7 @@ fn judge_step(plan: &Plan, baseline: Option<&str>, before: &DeviceState, step: &
 fn read(reply: &Reply, expected: &'static str) -> Reading {
     let client_reads = match reply {
         Reply::Rejected { kind, .. } => kind,
-        Reply::Answer { .. } | Reply::NoAnswer { .. } => classify_device_text(reply.words())
+        Reply::Answer { .. } | Reply::NoAnswer { .. } => classify_device_text(&reply.words())
             .as_ref()
             .map_or("unrecognised", kind_name),
     };

@@ -238,3 +238,19 @@ fn allocation_is_judged_from_free_space_with_room_for_noise() {
         Allocation::Inconclusive
     );
 }
+
+#[test]
+fn a_refusal_wrapped_by_the_terminal_reads_as_the_client_reads_it() {
+    let plan = plan();
+    let findings = altered(faithful(&plan), Probe::NoSpace, |step| {
+        step.exchange.reply = said("failure: not enough fr\r\nee space on storage-pool\r\n");
+    });
+    let verdict = judge(&plan, &findings);
+    assert_eq!(verdict.quirks, []);
+    let no_space = judged(&verdict, Probe::NoSpace);
+    assert_eq!(no_space.reading.as_ref().unwrap().client_reads, "NoSpace");
+    assert_eq!(
+        no_space.outcome,
+        "refused: failure: not enough free space on storage-pool"
+    );
+}
