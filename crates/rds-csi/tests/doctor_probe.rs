@@ -8,7 +8,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use clap::ValueEnum as _;
-use common::{Lab, RUN_BOUND, doctor, doctor_command, doctor_json};
+use common::{Lab, RUN_BOUND, doctor, doctor_command, doctor_json, json_report};
 use rds_sim::{Quirk, Quirks};
 use serde_json::{Value, json};
 
@@ -216,13 +216,7 @@ async fn finish(child: tokio::process::Child) -> (Output, Value) {
         .await
         .expect("the run ends within its bound")
         .unwrap();
-    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}):\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
+    let report = json_report(&output);
     (output, report)
 }
 

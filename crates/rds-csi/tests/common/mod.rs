@@ -115,12 +115,17 @@ pub async fn doctor_json(args: &[String]) -> (Output, Value) {
     let mut args = args.to_vec();
     args.push("--json".into());
     let output = doctor(&args).await;
-    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+    let report = json_report(&output);
+    (output, report)
+}
+
+/// The JSON report a `--json` run printed.
+pub fn json_report(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "not JSON ({e}):\n{}\n{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         )
-    });
-    (output, report)
+    })
 }
