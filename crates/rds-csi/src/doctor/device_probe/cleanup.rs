@@ -13,7 +13,8 @@ use super::probes::read_state;
 
 /// Rounds of read-back and removal before giving up.
 const ROUNDS: usize = 3;
-/// Pause between rounds (a device that dropped a connection may need a moment).
+/// Pause before a round that follows a failure (a device that dropped a connection may need
+/// a moment).
 const PAUSE: Duration = Duration::from_secs(1);
 
 /// What the final cleanup did.
@@ -32,14 +33,16 @@ pub struct CleanupReport {
 pub async fn clean(client: &Client, plan: &Plan) -> CleanupReport {
     let mut report = CleanupReport::default();
     let mut last_seen: Option<DeviceState> = None;
+    let mut failed = false;
     for round in 0..=ROUNDS {
-        if round > 0 {
+        if failed {
             tokio::time::sleep(PAUSE).await;
         }
         let state = match read_state(client, plan).await {
             Ok(state) => state,
             Err(error) => {
                 report.errors.push(format!("reading what is left: {error}"));
+                failed = true;
                 continue;
             }
         };
@@ -52,6 +55,7 @@ pub async fn clean(client: &Client, plan: &Plan) -> CleanupReport {
             break;
         }
         let removal = remove(client, &state.disks, &state.files).await;
+        failed = !removal.failed.is_empty();
         report.removed.extend(removal.removed);
         report.errors.extend(removal.failed);
         last_seen = Some(state);
