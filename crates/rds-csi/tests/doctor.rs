@@ -3,102 +3,14 @@
 //! This machine has no NVMe/TCP initiator, so the node part is asserted to tell the truth
 //! about it rather than to pass.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use rds_sim::{SimConfig, SimHandle, Simulator};
+use common::{Lab, PASSWORD, doctor, doctor_json};
 use serde_json::Value;
-use tokio::process::Command;
-
-const PASSWORD: &str = "doctor-secret-pw";
-/// Every run must end well within this, whatever the RDS does.
-const RUN_BOUND: Duration = Duration::from_secs(60);
-
-struct Lab {
-    sim: SimHandle,
-    password_file: PathBuf,
-    kubelet_dir: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Lab {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Simulator::start(SimConfig::new(dir.path().join("rds")).with_password(PASSWORD))
-            .await
-            .expect("simulator starts");
-        let password_file = dir.path().join("password");
-        std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
-        let kubelet_dir = dir.path().join("kubelet");
-        std::fs::create_dir(&kubelet_dir).unwrap();
-        Self {
-            sim,
-            password_file,
-            kubelet_dir,
-            _dir: dir,
-        }
-    }
-
-    /// Flags for SSH to the simulator, with the password file (pins are up to the test).
-    fn ssh(&self) -> Vec<String> {
-        vec![
-            "--rds-address".into(),
-            "127.0.0.1".into(),
-            "--rds-port".into(),
-            self.sim.ssh_addr().port().to_string(),
-            "--rds-password-file".into(),
-            self.password_file.display().to_string(),
-            "--kubelet-dir".into(),
-            self.kubelet_dir.display().to_string(),
-        ]
-    }
-
-    fn rest(&self) -> Vec<String> {
-        vec![
-            "--rds-address".into(),
-            "127.0.0.1".into(),
-            "--rds-transport".into(),
-            "rest".into(),
-            "--rds-port".into(),
-            self.sim.rest_addr().port().to_string(),
-            "--rds-password-file".into(),
-            self.password_file.display().to_string(),
-            "--kubelet-dir".into(),
-            self.kubelet_dir.display().to_string(),
-        ]
-    }
-}
-
-/// Runs the binary with `args`, free of any `RDS_CSI_*` setting of the test's environment.
-async fn doctor(args: &[String]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rds-csi"));
-    command.arg("doctor").args(args).kill_on_drop(true);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("RDS_CSI_") || name == "NO_COLOR" {
-            command.env_remove(name);
-        }
-    }
-    tokio::time::timeout(RUN_BOUND, command.output())
-        .await
-        .expect("doctor finishes within its bound")
-        .unwrap()
-}
-
-/// Runs with `--json` and returns the report.
-async fn doctor_json(args: &[String]) -> (Output, Value) {
-    let mut args = args.to_vec();
-    args.push("--json".into());
-    let output = doctor(&args).await;
-    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}):\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output, report)
-}
 
 fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["checks"]
@@ -175,12 +87,7 @@ fn assert_all_rds_ok(report: &Value, identity: &str) {
 #[tokio::test]
 async fn over_ssh_every_rds_check_passes_and_the_json_report_is_complete() {
     let lab = Lab::start().await;
-    let mut args = lab.ssh();
-    args.extend([
-        "--rds-host-key-fingerprint".into(),
-        lab.sim.host_key_fingerprint(),
-    ]);
-    let (output, report) = doctor_json(&args).await;
+    let (output, report) = doctor_json(&lab.ssh_pinned()).await;
     assert_all_rds_ok(&report, "rds.host-key");
     assert_eq!(report["rds_checked"], true);
     assert_node_truth(&report, &lab.kubelet_dir);
@@ -205,12 +112,7 @@ async fn over_ssh_every_rds_check_passes_and_the_json_report_is_complete() {
 #[tokio::test]
 async fn over_rest_every_rds_check_passes_with_a_ca_file_or_a_certificate_pin() {
     let lab = Lab::start().await;
-    let mut with_ca = lab.rest();
-    with_ca.extend([
-        "--rds-ca-file".into(),
-        lab.sim.certificate_path().display().to_string(),
-    ]);
-    let (output, report) = doctor_json(&with_ca).await;
+    let (output, report) = doctor_json(&lab.rest_pinned()).await;
     assert_all_rds_ok(&report, "rds.certificate");
     assert_exit_matches(&output, &report);
 
@@ -278,12 +180,7 @@ async fn a_wrong_host_key_fingerprint_fails_the_host_key_check_with_the_fix() {
 async fn a_wrong_password_fails_the_login_and_not_the_host_key() {
     let lab = Lab::start().await;
     std::fs::write(&lab.password_file, "not-the-password\n").unwrap();
-    let mut args = lab.ssh();
-    args.extend([
-        "--rds-host-key-fingerprint".into(),
-        lab.sim.host_key_fingerprint(),
-    ]);
-    let (output, report) = doctor_json(&args).await;
+    let (output, report) = doctor_json(&lab.ssh_pinned()).await;
     assert_eq!(status(&report, "rds.host-key"), "ok");
     assert_eq!(status(&report, "rds.login"), "fail");
     let login = check(&report, "rds.login");

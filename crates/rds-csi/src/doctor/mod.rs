@@ -3,7 +3,10 @@
 //! Gathering (files, sysfs, tools, network) is kept apart from judging: [`node`] and [`rds`]
 //! read facts with a deadline per step and turn them into [`report::Check`]s with pure
 //! functions; [`report`] prints the table or JSON and decides the exit code.
+//!
+//! `--probe-device` runs [`device_probe`] instead: the one step that changes the RDS, opt-in.
 
+pub mod device_probe;
 pub mod node;
 pub mod probe;
 pub mod rds;
@@ -38,10 +41,19 @@ pub struct DoctorArgs {
     /// Print a JSON report instead of the table.
     #[arg(long)]
     pub json: bool,
+
+    /// Instead of the checks, record how the RDS answers what the driver must survive (a taken
+    /// slot, an existing image, a missing item, a full pool) with throwaway disks of its own,
+    /// removed at the end. Changes the device; prints a report to paste into an issue.
+    #[arg(long, requires = "rds_address")]
+    pub probe_device: bool,
 }
 
 /// Runs every check, prints the report, and exits 1 when a check failed.
 pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    if args.probe_device {
+        return device_probe::run(&args.rds, &args.layout, args.json).await;
+    }
     let inputs = NodeInputs {
         root: NodeRoot::new("/"),
         tools: mounts::tools::ToolPaths::default(),
