@@ -358,9 +358,12 @@ mod tests {
         let help = <Cli as clap::CommandFactory>::command()
             .render_long_help()
             .to_string();
-        for quirk in ["generic-errors", "duplicate-slots", "reuse-existing-file"] {
-            assert!(help.contains(quirk), "{quirk} missing from:\n{help}");
+        for quirk in Quirk::ALL {
+            let name = clap::ValueEnum::to_possible_value(&quirk).unwrap();
+            let name = name.get_name();
+            assert!(help.contains(name), "{name} missing from:\n{help}");
         }
+        assert!(help.contains("fresh-namespace-ids"));
     }
 
     #[test]

@@ -48,7 +48,8 @@ pub use crate::config::{NvmetMode, Secret, SimArgs, SimConfig};
 pub use crate::faults::{FaultControl, Faults};
 pub use crate::quirks::{Quirk, Quirks};
 pub use crate::state::{
-    Disk, DiskKind, ExportSpec, FILE_METADATA_BYTES, FileEntry, FileKind, PoolSettings,
+    Disk, DiskKind, ExportSpec, FILE_METADATA_BYTES, FileEntry, FileKind, Id128, NamespaceIds,
+    PoolSettings,
 };
 pub use crate::storage::{EXPORTS_FILE, ExportRecord, ExportsFile};
 pub use crate::version::RouterOsVersion;
@@ -202,11 +203,20 @@ impl Simulator {
         }
         state.pool.capacity = config.capacity;
 
+        let faults = Arc::new(FaultControl::new(
+            config.faults.clone(),
+            Some(data_dir.join(faults::FAULTS_FILE)),
+        ));
+        let quirks = faults.get().quirks;
+        if quirks.has(Quirk::FreshNamespaceIds) {
+            // A device that does not keep them: the exports made now get new ones.
+            state.renew_namespace_ids();
+        }
         let env = Env {
             version: config.routeros_version.clone(),
             now,
             pool_full: config.faults.pool_full,
-            quirks: config.faults.quirks,
+            quirks,
             // Read off the backing files when the device is made.
             pool_used: 0,
         };
@@ -220,11 +230,6 @@ impl Simulator {
             .persist(&state, &exports)
             .map_err(io_context("saving state"))?;
         let device = Device::new(state, Box::new(store), env);
-
-        let faults = Arc::new(FaultControl::new(
-            config.faults.clone(),
-            Some(data_dir.join(faults::FAULTS_FILE)),
-        ));
         let engine = Arc::new(Engine::new(device, Box::new(state_files), faults));
 
         let host_key = keys::load_or_create_host_key(&data_dir)?;

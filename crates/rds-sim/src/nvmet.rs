@@ -2,13 +2,16 @@
 //!
 //! An exported disk becomes a subsystem named by its NQN (any host allowed)
 //! with namespace 1 backed by the disk's file, linked into a TCP port whose
-//! id is the TCP port number. The root path is injectable so the exact tree
+//! id is the TCP port number. The namespace's identifiers are written before it is
+//! enabled (else nvmet draws a new uuid each time). The root path is injectable so the exact tree
 //! can be checked against a temporary directory.
 
 use std::fs;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
+use crate::state::NamespaceIds;
 
 /// Where the kernel's nvmet configfs tree lives.
 pub const DEFAULT_NVMET_ROOT: &str = "/sys/kernel/config/nvmet";
@@ -74,13 +77,19 @@ impl NvmetExporter {
         self.root.join("ports").join(port.to_string())
     }
 
-    /// Creates the subsystem, its namespace and the port link. A leftover
-    /// subsystem of the same name (e.g. after a crash) is replaced.
-    pub fn export(&self, nqn: &str, port: u16, device_path: &Path) -> io::Result<()> {
+    /// Creates the subsystem, its namespace with identifiers `ids` and the port link. A
+    /// leftover subsystem of the same name (e.g. after a crash) is replaced.
+    pub fn export(
+        &self,
+        nqn: &str,
+        port: u16,
+        device_path: &Path,
+        ids: &NamespaceIds,
+    ) -> io::Result<()> {
         if self.subsystem_dir(nqn).exists() {
             self.unexport(nqn, port)?;
         }
-        let result = self.try_export(nqn, port, device_path);
+        let result = self.try_export(nqn, port, device_path, ids);
         if result.is_err() {
             // Leave nothing half-made behind; the original error matters more.
             let _ = self.unexport(nqn, port);
@@ -88,7 +97,13 @@ impl NvmetExporter {
         result
     }
 
-    fn try_export(&self, nqn: &str, port: u16, device_path: &Path) -> io::Result<()> {
+    fn try_export(
+        &self,
+        nqn: &str,
+        port: u16,
+        device_path: &Path,
+        ids: &NamespaceIds,
+    ) -> io::Result<()> {
         let subsystem = self.subsystem_dir(nqn);
         fs::create_dir(&subsystem)?;
         write_attr(&subsystem, "attr_allow_any_host", "1")?;
@@ -97,6 +112,8 @@ impl NvmetExporter {
         write_attr(&namespace, "device_path", &device_path.to_string_lossy())?;
         // File-backed namespaces on tmpfs cannot use O_DIRECT.
         write_attr(&namespace, "buffered_io", "1")?;
+        write_attr(&namespace, "device_uuid", &ids.uuid.to_string())?;
+        write_attr(&namespace, "device_nguid", &ids.nguid.to_string())?;
         write_attr(&namespace, "enable", "1")?;
 
         let port_dir = self.port_dir(port);
@@ -177,6 +194,13 @@ mod tests {
         fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
+    fn ids() -> NamespaceIds {
+        NamespaceIds {
+            uuid: "3f1c2a9e-7b4d-4e21-9a53-0c6d8e2f1b47".parse().unwrap(),
+            nguid: "a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90".parse().unwrap(),
+        }
+    }
+
     /// A temp tree with the directories the kernel provides in configfs.
     fn exporter(root: &Path) -> NvmetExporter {
         fs::create_dir_all(root.join("subsystems")).unwrap();
@@ -197,6 +221,7 @@ mod tests {
                 "nqn.2000-02.com.mikrotik:pvc-1",
                 4420,
                 Path::new("/data/pvc-1.img"),
+                &ids(),
             )
             .unwrap();
 
@@ -205,6 +230,15 @@ mod tests {
         let ns = subsystem.join("namespaces/1");
         assert_eq!(read(ns.join("device_path")), "/data/pvc-1.img");
         assert_eq!(read(ns.join("buffered_io")), "1");
+        // Written before `enable`, which is when nvmet would draw a uuid of its own.
+        assert_eq!(
+            read(ns.join("device_uuid")),
+            "3f1c2a9e-7b4d-4e21-9a53-0c6d8e2f1b47"
+        );
+        assert_eq!(
+            read(ns.join("device_nguid")),
+            "a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90"
+        );
         assert_eq!(read(ns.join("enable")), "1");
         let port = root.join("ports/4420");
         assert_eq!(read(port.join("addr_trtype")), "tcp");
@@ -220,8 +254,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let nvmet = exporter(root);
-        nvmet.export("a", 4420, Path::new("/a.img")).unwrap();
-        nvmet.export("b", 4420, Path::new("/b.img")).unwrap();
+        nvmet
+            .export("a", 4420, Path::new("/a.img"), &ids())
+            .unwrap();
+        nvmet
+            .export("b", 4420, Path::new("/b.img"), &ids())
+            .unwrap();
 
         nvmet.unexport("a", 4420).unwrap();
         assert!(!root.join("subsystems/a").exists());
@@ -238,8 +276,12 @@ mod tests {
     fn export_replaces_a_leftover_subsystem() {
         let dir = tempfile::tempdir().unwrap();
         let nvmet = exporter(dir.path());
-        nvmet.export("a", 4420, Path::new("/old.img")).unwrap();
-        nvmet.export("a", 4420, Path::new("/new.img")).unwrap();
+        nvmet
+            .export("a", 4420, Path::new("/old.img"), &ids())
+            .unwrap();
+        nvmet
+            .export("a", 4420, Path::new("/new.img"), &ids())
+            .unwrap();
         assert_eq!(
             read(dir.path().join("subsystems/a/namespaces/1/device_path")),
             "/new.img"
@@ -250,7 +292,9 @@ mod tests {
     fn revalidate_writes_the_attribute() {
         let dir = tempfile::tempdir().unwrap();
         let nvmet = exporter(dir.path());
-        nvmet.export("a", 4420, Path::new("/a.img")).unwrap();
+        nvmet
+            .export("a", 4420, Path::new("/a.img"), &ids())
+            .unwrap();
         nvmet.revalidate("a").unwrap();
         assert_eq!(
             read(dir.path().join("subsystems/a/namespaces/1/revalidate_size")),
@@ -265,7 +309,9 @@ mod tests {
         exporter(dir.path());
         let nvmet =
             NvmetExporter::with_removal(dir.path(), "::1".parse().unwrap(), DirRemoval::Recursive);
-        nvmet.export("a", 4421, Path::new("/a.img")).unwrap();
+        nvmet
+            .export("a", 4421, Path::new("/a.img"), &ids())
+            .unwrap();
         assert_eq!(read(dir.path().join("ports/4421/addr_adrfam")), "ipv6");
         assert_eq!(read(dir.path().join("ports/4421/addr_traddr")), "::1");
     }
@@ -277,7 +323,11 @@ mod tests {
         // `subsystems` is a file, so the subsystem directory cannot be made.
         fs::remove_dir(dir.path().join("subsystems")).unwrap();
         fs::write(dir.path().join("subsystems"), "").unwrap();
-        assert!(nvmet.export("a", 4420, Path::new("/a.img")).is_err());
+        assert!(
+            nvmet
+                .export("a", 4420, Path::new("/a.img"), &ids())
+                .is_err()
+        );
         assert!(!dir.path().join("ports/4420").exists());
     }
 }

@@ -19,13 +19,18 @@ pub enum Quirk {
     /// `/disk add` with the file-path of an existing file adopts it as it is: no refusal,
     /// no truncation, its size and data kept.
     ReuseExistingFile,
+    /// Exported namespaces get new random identifiers (`device_uuid`, `device_nguid`)
+    /// every time their exports are made: at every start and every re-export. Hosts then
+    /// drop the namespace on reconnect, so a restart kills the mounts on it.
+    FreshNamespaceIds,
 }
 
 impl Quirk {
-    pub const ALL: [Quirk; 3] = [
+    pub const ALL: [Quirk; 4] = [
         Quirk::GenericErrors,
         Quirk::DuplicateSlots,
         Quirk::ReuseExistingFile,
+        Quirk::FreshNamespaceIds,
     ];
 
     fn bit(self) -> u8 {

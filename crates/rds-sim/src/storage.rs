@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::{Backend, Persist};
 use crate::nvmet::NvmetExporter;
-use crate::state::{Effect, ExportSpec, FileKind, STATE_FORMAT, State};
+use crate::state::{Effect, ExportSpec, FileKind, Id128, STATE_FORMAT, State};
 
 pub const STATE_FILE: &str = "state.json";
 pub const EXPORTS_FILE: &str = "exports.json";
@@ -49,6 +49,10 @@ pub struct ExportRecord {
     pub size: u64,
     /// Whether a real nvmet subsystem serves it (false without configfs).
     pub nvmet: bool,
+    /// The namespace's `device_uuid`, as a host shows it in `/sys/block/<dev>/uuid`.
+    pub uuid: Id128,
+    /// The namespace's `device_nguid`, as a host shows it in `/sys/block/<dev>/nguid`.
+    pub nguid: Id128,
 }
 
 /// Why the stored state could not be loaded.
@@ -175,9 +179,12 @@ impl Backend for FileStore {
                 .set_len(*to),
             Effect::RemoveFile { path } => ignore_missing(fs::remove_file(self.backing_path(path))),
             Effect::Export(spec) => match &self.nvmet {
-                Some(nvmet) => {
-                    nvmet.export(&spec.nqn, spec.port, &self.backing_path(&spec.file_path))
-                }
+                Some(nvmet) => nvmet.export(
+                    &spec.nqn,
+                    spec.port,
+                    &self.backing_path(&spec.file_path),
+                    &spec.ids,
+                ),
                 None => Ok(()),
             },
             Effect::Unexport(spec) => match &self.nvmet {
@@ -235,6 +242,8 @@ impl StateFiles {
             backing_file: backing_path(&self.data_dir, &spec.file_path),
             size: spec.size,
             nvmet: self.nvmet,
+            uuid: spec.ids.uuid,
+            nguid: spec.ids.nguid,
         }
     }
 }

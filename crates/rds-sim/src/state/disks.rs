@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{DEFAULT_NVME_PORT, Disk, DiskArgs, DiskKind, Effect, Env, FileKind, Outcome, State};
+use super::{
+    DEFAULT_NVME_PORT, Disk, DiskArgs, DiskKind, Effect, Env, FileKind, NamespaceIds, Outcome,
+    State,
+};
 use crate::error::CmdError;
 use crate::quirks::Quirk;
 
@@ -87,6 +90,7 @@ impl State {
             smb_sharing: false,
             media_sharing: false,
             swap: false,
+            namespace: NamespaceIds::random(),
         };
         apply_settings(&mut disk, args);
         self.checked_export(&disk, env)?;

@@ -6,9 +6,11 @@
 //! later one then waits, unserved, until the first stops exporting.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use super::{Disk, DiskKind, Effect, Env, ExportSpec, MAX_NQN_BYTES, Outcome, State};
+use super::{Disk, DiskKind, Effect, Env, ExportSpec, MAX_NQN_BYTES, NamespaceIds, Outcome, State};
 use crate::error::CmdError;
+use crate::quirks::Quirk;
 use crate::version::RouterOsVersion;
 
 impl State {
@@ -23,6 +25,7 @@ impl State {
             port: disk.nvme_tcp_server_port,
             file_path: path.clone(),
             size: size.saturating_sub(*offset),
+            ids: disk.namespace,
         })
     }
 
@@ -36,6 +39,16 @@ impl State {
             .collect()
     }
 
+    /// Gives the disk serving `nqn` new identifiers; returns its export.
+    fn renew_serving_ids(&mut self, nqn: &str, version: &RouterOsVersion) -> Option<ExportSpec> {
+        let disk = self
+            .disks
+            .iter_mut()
+            .find(|d| exported(d) && nqn_of(d, version) == nqn)?;
+        Arc::make_mut(disk).namespace = NamespaceIds::random();
+        self.serving(nqn, version)
+    }
+
     /// The export serving `nqn`, if any.
     fn serving(&self, nqn: &str, version: &RouterOsVersion) -> Option<ExportSpec> {
         self.disks
@@ -46,7 +59,9 @@ impl State {
 
     /// Runs `op`, a change of disk `id` that returns its file effects, and adds the export
     /// effects the change implies, in a safe order: exports that end first, then the file
-    /// effects, then new exports and revalidations of grown ones.
+    /// effects, then new exports and revalidations of grown ones. A grow keeps the export
+    /// (and its identifiers); with `fresh-namespace-ids` every export made anew gets new
+    /// identifiers, kept in the state so the export record tells the truth.
     pub(super) fn with_export_changes<T>(
         &mut self,
         id: u64,
@@ -56,20 +71,22 @@ impl State {
         let version = &env.version;
         let before = self.clone();
         let (value, files) = op(self)?;
-        let mut nqns: Vec<&str> = Vec::with_capacity(2);
+        let mut nqns: Vec<String> = Vec::with_capacity(2);
         for state in [&before, &*self] {
             if let Some(disk) = state.disk(id).filter(|d| exported(d)) {
                 let nqn = nqn_of(disk, version);
-                if !nqns.contains(&nqn) {
-                    nqns.push(nqn);
+                if !nqns.iter().any(|n| n == nqn) {
+                    nqns.push(nqn.to_string());
                 }
             }
         }
         let (mut ending, mut starting) = (Vec::new(), Vec::new());
-        for nqn in nqns {
+        for nqn in &nqns {
             match (before.serving(nqn, version), self.serving(nqn, version)) {
                 (Some(old), Some(new))
-                    if old.port == new.port && old.file_path == new.file_path =>
+                    if old.port == new.port
+                        && old.file_path == new.file_path
+                        && old.ids == new.ids =>
                 {
                     if new.size != old.size {
                         starting.push(Effect::Revalidate(new));
@@ -77,6 +94,12 @@ impl State {
                 }
                 (old, new) => {
                     ending.extend(old.map(Effect::Unexport));
+                    let new = match new {
+                        Some(_) if env.quirks.has(Quirk::FreshNamespaceIds) => {
+                            self.renew_serving_ids(nqn, version)
+                        }
+                        new => new,
+                    };
                     starting.extend(new.map(Effect::Export));
                 }
             }

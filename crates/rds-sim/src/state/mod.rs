@@ -8,12 +8,14 @@
 mod disks;
 mod exports;
 mod files;
+mod namespace;
 mod pool;
 #[cfg(test)]
 mod quirk_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use namespace::{BadId128, Id128, NamespaceIds};
 pub use pool::{FILE_METADATA_BYTES, pool_used};
 
 use std::sync::Arc;
@@ -83,6 +85,10 @@ pub struct Disk {
     pub smb_sharing: bool,
     pub media_sharing: bool,
     pub swap: bool,
+    /// Identifiers of its exported namespace, kept across restarts and re-exports. A state
+    /// saved before they existed gets new ones when it loads (saved at start).
+    #[serde(default = "NamespaceIds::random")]
+    pub namespace: NamespaceIds,
 }
 
 /// What a `/disk` item is.
@@ -172,6 +178,8 @@ pub struct ExportSpec {
     /// Backing file path without leading `/`.
     pub file_path: String,
     pub size: u64,
+    /// The namespace's identifiers, written before it is enabled.
+    pub ids: NamespaceIds,
 }
 
 /// A side effect an operation needs, in the order it must happen.
@@ -252,6 +260,7 @@ impl State {
             smb_sharing: false,
             media_sharing: false,
             swap: false,
+            namespace: NamespaceIds::random(),
         }));
         state.push_file(&pool.name, FileKind::Disk, 0, now);
         state

@@ -60,6 +60,7 @@ fn add_creates_file_and_export() {
         port: 4420,
         file_path: "storage-pool/pvc-1.img".into(),
         size: GIB,
+        ids: state.disk(id).unwrap().namespace,
     };
     assert_eq!(
         effects,
@@ -388,6 +389,7 @@ fn effects_have_inverses_where_undo_is_possible() {
         port: 1,
         file_path: "p".into(),
         size: 1,
+        ids: NamespaceIds::random(),
     };
     assert_eq!(
         Effect::Export(spec.clone()).inverse(),
