@@ -50,6 +50,20 @@ impl Error {
         )
     }
 
+    /// The kind's name as reports and tests spell it (`NotFound`, `AlreadyExists`, ...).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Error::NotFound(_) => "NotFound",
+            Error::AlreadyExists(_) => "AlreadyExists",
+            Error::NoSpace(_) => "NoSpace",
+            Error::Invalid(_) => "Invalid",
+            Error::Unavailable(_) => "Unavailable",
+            Error::Unauthenticated(_) => "Unauthenticated",
+            Error::Protocol(_) => "Protocol",
+            Error::Unsupported(_) => "Unsupported",
+        }
+    }
+
     /// The text carried by the error (device text where there is one).
     pub fn message(&self) -> &str {
         match self {
@@ -199,16 +213,7 @@ mod tests {
     use super::*;
 
     fn kind(e: &Error) -> &'static str {
-        match e {
-            Error::NotFound(_) => "NotFound",
-            Error::AlreadyExists(_) => "AlreadyExists",
-            Error::NoSpace(_) => "NoSpace",
-            Error::Invalid(_) => "Invalid",
-            Error::Unavailable(_) => "Unavailable",
-            Error::Unauthenticated(_) => "Unauthenticated",
-            Error::Protocol(_) => "Protocol",
-            Error::Unsupported(_) => "Unsupported",
-        }
+        e.kind_name()
     }
 
     #[test]

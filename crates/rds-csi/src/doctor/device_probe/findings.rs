@@ -131,16 +131,7 @@ impl Reply {
 
 /// The name of an error kind as the client knows it.
 pub fn kind_name(error: &Error) -> &'static str {
-    match error {
-        Error::NotFound(_) => "NotFound",
-        Error::AlreadyExists(_) => "AlreadyExists",
-        Error::NoSpace(_) => "NoSpace",
-        Error::Invalid(_) => "Invalid",
-        Error::Unavailable(_) => "Unavailable",
-        Error::Unauthenticated(_) => "Unauthenticated",
-        Error::Protocol(_) => "Protocol",
-        Error::Unsupported(_) => "Unsupported",
-    }
+    error.kind_name()
 }
 
 /// One command and its reply.
