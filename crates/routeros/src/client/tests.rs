@@ -247,3 +247,73 @@ async fn inputs_are_validated_before_any_io() {
         .is_err()
     );
 }
+
+fn report(slot_before: &[&str], added: Option<&str>, slot_after: Vec<DiskItem>) -> AddReport {
+    AddReport {
+        slot_before: slot_before.iter().map(|s| s.to_string()).collect(),
+        files_before: Vec::new(),
+        added: added.map(str::to_owned),
+        slot_after,
+    }
+}
+
+#[test]
+fn a_guarded_add_is_judged_only_on_items_of_its_own_slot() {
+    let s = spec(1);
+    let request = CreateDisk {
+        spec: &s,
+        send_nqn: true,
+    };
+    let mine = DiskItem::File(request.faithful_disk("*1"));
+    let mut elsewhere = request.faithful_disk("*2");
+    elsewhere.slot = "pvc-2".into();
+    // The device's filter let another slot's disk through: nothing is decided on that reply,
+    // whether or not the add happened.
+    for added in [Some("*1"), None] {
+        let stray = report(
+            &[],
+            added,
+            vec![mine.clone(), DiskItem::File(elsewhere.clone())],
+        );
+        let e = judge_add(&request, stray).unwrap_err();
+        assert!(
+            matches!(&e, Error::Protocol(m) if m.contains("pvc-2")),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        judge_add(&request, report(&[], Some("*1"), vec![mine.clone()])).unwrap(),
+        CreateOutcome::Created(request.faithful_disk("*1"))
+    );
+    // Not added: the slot's holders, or (slot free) the file at the image path, are the reason.
+    assert_eq!(
+        judge_add(&request, report(&["*1"], None, vec![mine.clone()])).unwrap(),
+        CreateOutcome::SlotTaken(vec![mine.clone()])
+    );
+    assert_eq!(
+        judge_add(
+            &request,
+            AddReport {
+                files_before: vec!["*F1".into()],
+                ..report(&[], None, vec![])
+            }
+        )
+        .unwrap(),
+        CreateOutcome::FileExists
+    );
+    // Added, but the read-back does not show that id as a file disk: this call's to undo.
+    let raid = DiskItem::Other {
+        id: "*1".into(),
+        slot: "pvc-1".into(),
+        kind: "raid".into(),
+    };
+    for (after, why) in [(vec![], "missing"), (vec![raid], "raid")] {
+        let Ok(CreateOutcome::CreatedMismatch { id, reason }) =
+            judge_add(&request, report(&[], Some("*1"), after))
+        else {
+            panic!("not a mismatch")
+        };
+        assert_eq!(id.as_str(), "*1");
+        assert!(reason.contains(why), "{reason}");
+    }
+}
