@@ -289,4 +289,34 @@ mod tests {
             DeletePlan::Nothing
         );
     }
+
+    #[test]
+    fn a_leftover_image_is_reported_even_when_it_is_the_only_kind_found() {
+        // An interrupted delete left only the unused image: it goes.
+        let unused = VolumeFacts {
+            images: vec![file(&image())],
+            ..VolumeFacts::default()
+        };
+        assert_eq!(
+            plan_delete(&unused, "storage-pool"),
+            DeletePlan::RemoveImages {
+                images: vec![FilePath::try_from(image()).unwrap()],
+                in_use: vec![],
+            }
+        );
+        // Only an image another disk uses: nothing to remove, but not "already deleted" either,
+        // so the caller can say why the image stays.
+        let borrowed = VolumeFacts {
+            images: vec![file(&image())],
+            image_users: vec![disk("*7", "vm-1", &image())],
+            ..VolumeFacts::default()
+        };
+        assert_eq!(
+            plan_delete(&borrowed, "storage-pool"),
+            DeletePlan::RemoveImages {
+                images: vec![],
+                in_use: vec![(image(), "vm-1".into())],
+            }
+        );
+    }
 }
