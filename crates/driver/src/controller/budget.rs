@@ -245,6 +245,23 @@ mod tests {
     }
 
     #[test]
+    fn three_decimals_are_kept_and_signs_refused() {
+        // Thousandths are the unit: a third decimal is precision, not an error.
+        assert_eq!(
+            OvercommitRatio::parse("1.125").map(|r| r.of(8000)),
+            Ok(9000)
+        );
+        assert_eq!(
+            OvercommitRatio::parse("1.125").unwrap().to_string(),
+            "1.125"
+        );
+        // `u32::from_str` takes a leading `+`; the ratio's grammar does not.
+        for signed in ["+1", "1.+5", "+.5"] {
+            assert!(OvercommitRatio::parse(signed).is_err(), "{signed:?}");
+        }
+    }
+
+    #[test]
     fn available_is_bounded_by_promises_and_by_free_space() {
         // A sparse pool: 30 GiB promised, almost nothing written.
         assert_eq!(

@@ -60,8 +60,9 @@ pub enum DeletePlan {
         /// Images named like this volume's that some disk uses: left alone.
         in_use: Vec<(String, String)>,
     },
-    /// The disk is gone and several unused files carry the volume's image name (a copy an
-    /// operator made, say): which one was the volume's cannot be told, so none is removed.
+    /// The disk is gone; several unused files carry the volume's image name (a copy an
+    /// operator made, say: which one was the volume's cannot be told, so none is removed), or
+    /// only files some disk uses do.
     LeaveImages {
         images: Vec<String>,
         in_use: Vec<(String, String)>,
@@ -321,6 +322,36 @@ mod tests {
         assert_eq!(
             plan_delete(&VolumeFacts::default(), "storage-pool"),
             DeletePlan::Nothing
+        );
+    }
+
+    #[test]
+    fn a_leftover_image_is_reported_even_when_it_is_the_only_kind_found() {
+        // An interrupted delete left only the unused image: it goes.
+        let unused = VolumeFacts {
+            images: vec![file(&image())],
+            ..VolumeFacts::default()
+        };
+        assert_eq!(
+            plan_delete(&unused, "storage-pool"),
+            DeletePlan::RemoveImage {
+                image: FilePath::try_from(image()).unwrap(),
+                in_use: vec![],
+            }
+        );
+        // Only an image another disk uses: nothing to remove, but not "already deleted" either,
+        // so the caller can say why the image stays.
+        let borrowed = VolumeFacts {
+            images: vec![file(&image())],
+            image_users: vec![user(&disk("*7", "vm-1", &image()))],
+            ..VolumeFacts::default()
+        };
+        assert_eq!(
+            plan_delete(&borrowed, "storage-pool"),
+            DeletePlan::LeaveImages {
+                images: vec![],
+                in_use: vec![(image(), "vm-1".into())],
+            }
         );
     }
 }

@@ -406,10 +406,13 @@ impl ControllerService {
             }
             DeletePlan::LeaveImages { images, in_use } => {
                 warn_in_use(&in_use);
-                tracing::warn!(
-                    ?images,
-                    "several files carry this volume's image name and no disk uses them; which was the volume's cannot be told, so none is removed"
-                );
+                if !images.is_empty() {
+                    tracing::warn!(
+                        ?images,
+                        "several files carry this volume's image name and no disk uses them; \
+                         which was the volume's cannot be told, so none is removed"
+                    );
+                }
                 Ok(())
             }
         }
