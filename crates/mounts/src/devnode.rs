@@ -156,32 +156,19 @@ pub async fn remove_device_node(
     table: &MountTable,
     deadline: Instant,
 ) -> Result<Removed> {
-    if !require_unmounted(path, table, deadline).await? {
-        return Ok(Removed::AlreadyAbsent);
-    }
-    let path = path.to_path_buf();
-    let op = format!("removing device node {}", path.display());
-    run_blocking(&op, deadline, move || {
-        let kind = match std::fs::symlink_metadata(&path) {
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                return Ok(Removed::AlreadyAbsent);
-            }
-            Err(error) => return Err(Error::io("lstat", &path, error)),
-            Ok(meta) => meta.file_type(),
-        };
-        if !(kind.is_block_device() || kind.is_char_device()) {
-            return Err(Error::UnexpectedNode {
-                path: path.clone(),
-                expected: "a device node".into(),
-                found: describe(&kind).into(),
-            });
-        }
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(Removed::Removed),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Removed::AlreadyAbsent),
-            Err(error) => Err(Error::io("unlink", &path, error)),
-        }
-    })
+    remove_unmounted_file(
+        path,
+        table,
+        deadline,
+        "device node",
+        "a device node",
+        |meta| {
+            let kind = meta.file_type();
+            (kind.is_block_device() || kind.is_char_device())
+                .then_some(())
+                .ok_or_else(|| describe(&kind).to_owned())
+        },
+    )
     .await
 }
 
@@ -193,11 +180,36 @@ pub async fn remove_empty_file(
     table: &MountTable,
     deadline: Instant,
 ) -> Result<Removed> {
+    remove_unmounted_file(
+        path,
+        table,
+        deadline,
+        "empty file",
+        "an empty file",
+        |meta| match (meta.file_type().is_file(), meta.len()) {
+            (true, 0) => Ok(()),
+            (true, len) => Err(format!("a file of {len} bytes")),
+            (false, _) => Err(describe(&meta.file_type()).to_owned()),
+        },
+    )
+    .await
+}
+
+/// Unlinks what is at `path` once it is known not to be a mount point and `accept` (given its
+/// lstat) says it is the kind of thing expected; otherwise an error naming what was found.
+async fn remove_unmounted_file(
+    path: &Path,
+    table: &MountTable,
+    deadline: Instant,
+    what: &'static str,
+    expected: &'static str,
+    accept: fn(&std::fs::Metadata) -> std::result::Result<(), String>,
+) -> Result<Removed> {
     if !require_unmounted(path, table, deadline).await? {
         return Ok(Removed::AlreadyAbsent);
     }
     let path = path.to_path_buf();
-    let op = format!("removing empty file {}", path.display());
+    let op = format!("removing {what} {}", path.display());
     run_blocking(&op, deadline, move || {
         let meta = match std::fs::symlink_metadata(&path) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -206,15 +218,11 @@ pub async fn remove_empty_file(
             Err(error) => return Err(Error::io("lstat", &path, error)),
             Ok(meta) => meta,
         };
-        if !meta.file_type().is_file() || meta.len() != 0 {
+        if let Err(found) = accept(&meta) {
             return Err(Error::UnexpectedNode {
                 path: path.clone(),
-                expected: "an empty file".into(),
-                found: if meta.file_type().is_file() {
-                    format!("a file of {} bytes", meta.len())
-                } else {
-                    describe(&meta.file_type()).into()
-                },
+                expected: expected.into(),
+                found,
             });
         }
         match std::fs::remove_file(&path) {
