@@ -20,8 +20,14 @@ use crate::sysfs::{NodeName, Sysfs, parse_node_name};
 /// The major number Linux gives NVMe namespaces (blkext).
 pub const NVME_MAJOR: u32 = 259;
 
+/// Writes an attribute whole (temporary file, then rename): a real sysfs attribute is never
+/// seen half-written, and tests that race a scan against the fixture must not see one either.
 fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("fixture write {}: {e}", path.display()));
+    let fail = |e: io::Error| panic!("fixture write {}: {e}", path.display());
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    std::fs::write(&temporary, text).unwrap_or_else(fail);
+    std::fs::rename(&temporary, path).unwrap_or_else(fail);
 }
 
 fn link(target: &str, at: &Path) {
@@ -182,6 +188,16 @@ impl FakeSysfs {
             &self.controller_dir(controller).join("state"),
             &format!("{state}\n"),
         );
+    }
+
+    /// Sets the identifiers a namespace head shows (`uuid`, `nguid`), as a target gives them.
+    pub fn set_head_ids(&self, subsystem: u32, head: u32, uuid: &str, nguid: &str) {
+        let dir = self
+            .subsystem_dir(subsystem)
+            .join(format!("nvme{subsystem}n{head}"));
+        write(&dir.join("uuid"), &format!("{uuid}\n"));
+        write(&dir.join("nguid"), &format!("{nguid}\n"));
+        write(&dir.join("wwid"), &format!("uuid.{uuid}\n"));
     }
 
     /// Marks a namespace head as held by a stacked device (device-mapper and the like).

@@ -102,6 +102,7 @@ mod tests {
             device: DeviceNumber::new(259, 7),
             size_bytes: 1 << 30,
             holders: vec![],
+            ids: Default::default(),
         }
     }
 

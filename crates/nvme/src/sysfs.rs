@@ -7,7 +7,7 @@
 //!   `delete_controller`, `rescan_controller`; with multipath the hidden per-path disks
 //!   `nvmeScCnH/`, without it the namespaces `nvmeCnH/` themselves.
 //! - each namespace directory: `dev` (`major:minor`), `size` (512-byte sectors), `nsid`,
-//!   `holders/`.
+//!   `holders/`, and the identifiers `uuid`, `nguid`, `eui`, `wwid` where the target set them.
 //!
 //! The numbers in these names are independent instance counters: controller `nvme1` can serve
 //! namespace `nvme2n2` through hidden path `nvme2c1n2`. Nothing here derives one name from
@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use mounts::DeviceNumber;
 
+use crate::namespace_ids::{ID_ATTRIBUTES, NamespaceIds};
 use crate::options::Target;
 use crate::{Error, Result};
 
@@ -157,6 +158,8 @@ pub struct Namespace {
     pub size_bytes: u64,
     /// Block devices stacked on this one (device-mapper, md): a sign it is in use.
     pub holders: Vec<String>,
+    /// What tells this namespace from a new one for the same disk (see [`NamespaceIds`]).
+    pub ids: NamespaceIds,
 }
 
 impl Namespace {
@@ -480,12 +483,23 @@ fn read_namespace(dir: &Path, name: String) -> Result<Option<Namespace>> {
         ),
         None => None,
     };
+    let mut texts = Vec::with_capacity(ID_ATTRIBUTES.len());
+    for attribute in ID_ATTRIBUTES {
+        texts.push((attribute, read_attribute(&dir.join(attribute))?));
+    }
+    let ids = NamespaceIds::from_attributes(|wanted| {
+        texts
+            .iter()
+            .find(|(attribute, _)| *attribute == wanted)
+            .and_then(|(_, text)| text.as_deref())
+    });
     Ok(Some(Namespace {
         name,
         nsid,
         device,
         size_bytes: sectors.saturating_mul(512),
         holders: list(&dir.join("holders"))?,
+        ids,
     }))
 }
 
@@ -527,6 +541,31 @@ mod tests {
         ] {
             assert_eq!(parse_node_name(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn namespace_identifiers_are_read_where_the_kernel_shows_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let sysfs = crate::fixtures::FakeSysfs::new(dir.path());
+        let nqn = "nqn.2000-02.com.mikrotik:pvc-1";
+        sysfs.add_subsystem(3, nqn);
+        sysfs.add_controller(1, 3, nqn, "live", "traddr=10.0.0.1,trsvcid=4420");
+        sysfs.add_head(3, 1, 1, DeviceNumber::new(259, 4), 1 << 30);
+        let head = |topology: &Topology| topology.subsystems[0].heads[0].ids.clone();
+        // Identifiers the target left zero are hidden by the kernel: none here.
+        assert!(head(&sysfs.sysfs().scan_nqn(nqn).unwrap()).is_empty());
+        sysfs.set_head_ids(3, 1, "8F0C44E5-0B61-4F3A-9C1D-2A7B3E4D5F60", "0a1b-nguid");
+        let ids = head(&sysfs.sysfs().scan_nqn(nqn).unwrap());
+        assert_eq!(
+            ids.uuid.as_deref(),
+            Some("8f0c44e5-0b61-4f3a-9c1d-2a7b3e4d5f60")
+        );
+        assert_eq!(ids.nguid.as_deref(), Some("0a1b-nguid"));
+        assert_eq!(
+            ids.wwid.as_deref(),
+            Some("uuid.8f0c44e5-0b61-4f3a-9c1d-2a7b3e4d5f60")
+        );
+        assert_eq!(ids.eui64, None);
     }
 
     #[test]

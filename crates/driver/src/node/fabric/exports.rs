@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use nvme::NamespaceIds;
 use serde::Deserialize;
 
 use super::FabricError;
@@ -18,6 +19,23 @@ pub struct ExportEntry {
     pub port: u16,
     /// Absolute path of the file behind the namespace.
     pub backing_file: PathBuf,
+    /// The namespace's identifiers as a host would see them (absent in records of older
+    /// simulators).
+    #[serde(default)]
+    pub uuid: Option<String>,
+    #[serde(default)]
+    pub nguid: Option<String>,
+}
+
+impl ExportEntry {
+    /// The identifiers a host connected to this export would read from sysfs.
+    pub fn namespace_ids(&self) -> NamespaceIds {
+        NamespaceIds::from_attributes(|attribute| match attribute {
+            "uuid" => self.uuid.as_deref(),
+            "nguid" => self.nguid.as_deref(),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Deserialize)]

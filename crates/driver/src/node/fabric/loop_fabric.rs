@@ -17,6 +17,7 @@ use mounts::devnode::{NodeState, inspect_block_node};
 use mounts::phase;
 use mounts::stats::{block_device_size, is_claimed_exclusively};
 use mounts::tools::run_expecting;
+use nvme::NamespaceIds;
 use tokio::time::Instant;
 
 use super::exports::{ExportEntry, read_exports};
@@ -142,11 +143,20 @@ impl LoopFabric {
         .await
     }
 
-    fn attached_device(&self, bound: &BoundLoop, newly_attached: bool) -> AttachedDevice {
+    /// The loop device as an attachment; it shows the identifiers of the simulator's export
+    /// record, so that a simulator restarted with new namespace identifiers looks to the node
+    /// as it would over NVMe/TCP.
+    fn attached_device(
+        &self,
+        bound: &BoundLoop,
+        newly_attached: bool,
+        ids: NamespaceIds,
+    ) -> AttachedDevice {
         AttachedDevice {
             path: self.dev_root.join(&bound.name),
             device: bound.device,
             newly_attached,
+            ids,
         }
     }
 
@@ -200,7 +210,7 @@ impl Fabric for LoopFabric {
         {
             self.attached()
                 .insert(nqn.to_owned(), export.backing_file.clone());
-            return Ok(self.attached_device(bound, false));
+            return Ok(self.attached_device(bound, false, export.namespace_ids()));
         }
         let shown = phase::timed(
             "connect",
@@ -231,7 +241,7 @@ impl Fabric for LoopFabric {
                         export.backing_file.display()
                     ))
                 })?;
-            let attached = self.attached_device(&bound, true);
+            let attached = self.attached_device(&bound, true, export.namespace_ids());
             let (path, device) = (attached.path.clone(), bound.device);
             let op = format!("inspecting {}", path.display());
             let state = run_blocking(&op, deadline, move || {
@@ -260,14 +270,21 @@ impl Fabric for LoopFabric {
         nqn: &str,
         deadline: Instant,
     ) -> Result<Option<AttachedDevice>, FabricError> {
-        let Some(backing) = self.backing_of(nqn, deadline).await? else {
-            return Ok(None);
+        let (backing, ids) = match self.export_of(nqn, deadline).await? {
+            Some(entry) => {
+                let ids = entry.namespace_ids();
+                (entry.backing_file, ids)
+            }
+            None => match self.attached().get(nqn).cloned() {
+                Some(backing) => (backing, NamespaceIds::default()),
+                None => return Ok(None),
+            },
         };
         Ok(self
             .loops_backed_by(&backing, deadline)
             .await?
             .first()
-            .map(|bound| self.attached_device(bound, false)))
+            .map(|bound| self.attached_device(bound, false, ids)))
     }
 
     async fn detach(&self, nqn: &str, deadline: Instant) -> Result<(), FabricError> {

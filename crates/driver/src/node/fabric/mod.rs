@@ -12,6 +12,7 @@ mod nvme_tcp;
 use std::path::PathBuf;
 
 use mounts::DeviceNumber;
+use nvme::NamespaceIds;
 use tokio::time::Instant;
 
 use crate::params::VolumeContext;
@@ -29,6 +30,9 @@ pub struct AttachedDevice {
     /// True when this call created the attachment (rather than finding it in place); only
     /// such an attachment may be rolled back when the rest of a stage fails.
     pub newly_attached: bool,
+    /// The namespace's identifiers: a device with other identifiers under the same NQN is a
+    /// new namespace, whatever its name (see `nvme::namespace_ids`).
+    pub ids: NamespaceIds,
 }
 
 /// Whether the path to a volume's data works, as the fabric sees it.

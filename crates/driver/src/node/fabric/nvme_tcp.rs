@@ -142,6 +142,7 @@ impl<K: Kernel> Fabric for NvmeTcpFabric<K> {
             path: attachment.device_path,
             device: attachment.namespace.device,
             newly_attached: attachment.kind == AttachKind::Connected,
+            ids: attachment.namespace.ids,
         })
     }
 
@@ -158,6 +159,7 @@ impl<K: Kernel> Fabric for NvmeTcpFabric<K> {
                 path: namespace.device_path(self.host.dev_root()),
                 device: namespace.device,
                 newly_attached: false,
+                ids: namespace.ids,
             }))
     }
 
