@@ -95,7 +95,9 @@ mod tests {
           "file_path": "/storage-pool/pvc-1.img",
           "backing_file": "/var/lib/sim/files/storage-pool/pvc-1.img",
           "size": 1073741824,
-          "nvmet": false
+          "nvmet": false,
+          "uuid": "8F0C44E5-0B61-4F3A-9C1D-2A7B3E4D5F60",
+          "nguid": "a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90"
         }
       ]
     }"#;
@@ -109,8 +111,23 @@ mod tests {
                 nqn: "nqn.2000-02.com.mikrotik:pvc-1".into(),
                 port: 4420,
                 backing_file: "/var/lib/sim/files/storage-pool/pvc-1.img".into(),
+                uuid: Some("8F0C44E5-0B61-4F3A-9C1D-2A7B3E4D5F60".into()),
+                nguid: Some("a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90".into()),
             }]
         );
+        // As a host shows them: lower case; a record without them gives none.
+        let ids = entries[0].namespace_ids();
+        assert_eq!(
+            ids.uuid.as_deref(),
+            Some("8f0c44e5-0b61-4f3a-9c1d-2a7b3e4d5f60")
+        );
+        assert_eq!(
+            ids.nguid.as_deref(),
+            Some("a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90")
+        );
+        let old = r#"{"exports": [{"nqn": "x", "port": 1, "backing_file": "/f/x.img"}]}"#;
+        let entries = parse_exports(Path::new("e.json"), old.as_bytes()).unwrap();
+        assert!(entries[0].namespace_ids().is_empty());
     }
 
     #[test]
