@@ -138,6 +138,7 @@ fn node_code(error: &NodeError) -> Code {
         NodeError::Precondition(_) => Code::FailedPrecondition,
         NodeError::Incompatible(_) => Code::AlreadyExists,
         NodeError::OperationPending(_) => Code::Aborted,
+        NodeError::Unavailable(_) => Code::Unavailable,
         NodeError::OutOfRange(_) => Code::OutOfRange,
         NodeError::Internal(_) => Code::Internal,
         NodeError::Fabric(inner) => fabric_code(inner),
@@ -309,6 +310,7 @@ mod tests {
             (NodeError::precondition("p"), Code::FailedPrecondition),
             (NodeError::Incompatible("i".into()), Code::AlreadyExists),
             (NodeError::OperationPending("v".into()), Code::Aborted),
+            (NodeError::Unavailable("u".into()), Code::Unavailable),
             (NodeError::OutOfRange("o".into()), Code::OutOfRange),
         ];
         for (error, code) in cases {

@@ -8,13 +8,19 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// The identifiers one namespace reported, each as the kernel printed it (lower case). An
 /// attribute the kernel hides (it hides identifiers the target left zero) is `None`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceIds {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nguid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eui64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wwid: Option<String>,
 }
 

@@ -10,7 +10,7 @@ use nvme::identity::{IdentityOverride, IdentityPaths, resolve_host_identity};
 use nvme::{LinuxKernel, ManagedPrefix, NvmeHost, Sysfs};
 
 use super::fabric::{Fabric, LoopFabric, NvmeTcpFabric};
-use super::{DEFAULT_BLOCK_PUBLISH_DIR, NodeConfig, NodeService, routes};
+use super::{DEFAULT_BLOCK_PUBLISH_DIR, NodeConfig, NodeService, Records, routes};
 use crate::config::{DEFAULT_DRIVER_NAME, DEFAULT_NQN_PREFIX};
 use crate::server::{self, Endpoint, ServerError};
 
@@ -75,6 +75,25 @@ pub struct NodeArgs {
     /// Seconds an operation may take when the caller sends no gRPC timeout.
     #[arg(long, default_value_t = 120)]
     pub operation_timeout: u64,
+
+    /// Where the node keeps a record of each volume it staged (one JSON file per volume),
+    /// to recognise the volume's namespace after the RDS restarts.
+    /// [default: /var/lib/kubelet/plugins/<driver-name>/volumes]
+    #[arg(long, env = "NODE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Seconds between background checks of staged volumes for a namespace the RDS replaced
+    /// (re-staged when found); 0 disables the check (calls still check their volume).
+    #[arg(long, default_value_t = 15)]
+    pub health_interval: u64,
+}
+
+/// Where the records live when `--state-dir` is not given: beside the plugin's socket in
+/// kubelet's plugin directory, which the node's pod mounts from the host anyway.
+pub fn default_state_dir(driver_name: &str) -> PathBuf {
+    PathBuf::from("/var/lib/kubelet/plugins")
+        .join(driver_name)
+        .join("volumes")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +106,11 @@ pub enum SetupError {
     Identity(nvme::Error),
     #[error("--fabric loop needs --sim-data-dir")]
     SimDataDir,
+    #[error("state directory {}: {source}", path.display())]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Server(#[from] ServerError),
 }
@@ -133,7 +157,18 @@ pub fn build(args: &NodeArgs) -> Result<NodeService, SetupError> {
     config.max_volumes_per_node = args.max_volumes;
     config.block_publish_dir = args.block_publish_dir.clone();
     config.default_operation_time = Duration::from_secs(args.operation_timeout);
-    Ok(NodeService::new(config, fabric))
+    config.health_interval = Duration::from_secs(args.health_interval);
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| default_state_dir(&args.driver_name));
+    let records = Records::open(&state_dir).map_err(|source| SetupError::StateDir {
+        path: state_dir.clone(),
+        source,
+    })?;
+    tracing::info!(state_dir = %state_dir.display(), staged = records.all().len(),
+        "staged-volume records");
+    Ok(NodeService::new(config, fabric, records))
 }
 
 /// How long shutdown waits for volume operations still running.
@@ -153,9 +188,13 @@ pub async fn run(args: NodeArgs) -> Result<(), SetupError> {
     let listener = server::bind(&args.endpoint).await?;
     tracing::info!(endpoint = %listener.endpoint()?, "serving CSI Identity and Node");
     let locks = service.locks().clone();
+    let health_check = service.spawn_health_check();
     listener
         .serve(routes(service), server::shutdown_signal())
         .await?;
+    if let Some(task) = health_check {
+        task.abort();
+    }
     // A stage or expand whose caller went away still runs; a format cut off half-way would
     // leave a device that is neither empty nor a filesystem.
     locks.drain(SHUTDOWN_GRACE).await;
@@ -180,6 +219,11 @@ mod tests {
         assert_eq!(cli.node.fabric, FabricKind::NvmeTcp);
         assert_eq!(cli.node.nqn_prefix, DEFAULT_NQN_PREFIX);
         assert_eq!(cli.node.endpoint, Endpoint::Unix("/csi/csi.sock".into()));
+        assert_eq!(cli.node.health_interval, 15);
+        assert_eq!(
+            default_state_dir(&cli.node.driver_name),
+            PathBuf::from("/var/lib/kubelet/plugins/rds.csi.srvlab.io/volumes")
+        );
         assert!(Cli::try_parse_from(["node", "--node-id", "n1", "--fabric", "loop"]).is_err());
         let cli = Cli::try_parse_from([
             "node",
@@ -206,9 +250,13 @@ mod tests {
 
     #[test]
     fn broad_prefixes_and_empty_node_ids_are_refused() {
+        let state = tempfile::tempdir().unwrap();
+        let state_dir = state.path().join("records");
         let args = |prefix: &str, node: &str| {
             Cli::try_parse_from([
                 "node",
+                "--state-dir",
+                state_dir.to_str().unwrap(),
                 "--node-id",
                 node,
                 "--nqn-prefix",
@@ -230,6 +278,7 @@ mod tests {
             Err(SetupError::NodeId)
         ));
         let service = build(&args(DEFAULT_NQN_PREFIX, "n1")).unwrap();
+        assert!(state_dir.is_dir(), "the state directory is made at start");
         assert_eq!(service.config().node_id, "n1");
         assert_eq!(service.config().driver_name, DEFAULT_DRIVER_NAME);
     }

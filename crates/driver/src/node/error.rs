@@ -31,6 +31,10 @@ pub enum NodeError {
     /// A capacity the node cannot provide.
     #[error("{0}")]
     OutOfRange(String),
+    /// The volume's data path is down for now (its NVMe controller reconnects); a retry later
+    /// can succeed.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("an operation is already pending for volume {0}; retry later")]
     OperationPending(String),
     #[error("internal error: {0}")]

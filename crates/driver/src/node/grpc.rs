@@ -68,6 +68,7 @@ impl NodeService {
         let capability = Capability::parse(request.volume_capability.as_ref())?;
         let context = volume.context(&request.volume_context)?;
         let stage = StageRequest {
+            volume_id: volume.id.clone(),
             staging,
             capability,
             context,
@@ -144,8 +145,9 @@ impl Node for NodeService {
         // An id this driver never creates was never staged here: the spec's "volume does not
         // exist", and nothing on the node is looked at for it.
         let nqn = volume.require_nqn()?.to_owned();
+        let volume_id = volume.id.clone();
         self.exclusive("NodeUnstageVolume", &volume, move |core| async move {
-            core.unstage(&nqn, &staging, deadline).await
+            core.unstage(&volume_id, &nqn, &staging, deadline).await
         })
         .await?;
         Ok(Response::new(NodeUnstageVolumeResponse {}))
@@ -193,8 +195,9 @@ impl Node for NodeService {
         let target = absolute_path("target_path", &request.target_path)?;
         // As for unstage: never published here, so nothing is looked at or removed for it.
         volume.require_nqn()?;
+        let volume_id = volume.id.clone();
         self.exclusive("NodeUnpublishVolume", &volume, move |core| async move {
-            core.unpublish(&target, deadline).await
+            core.unpublish(&volume_id, &target, deadline).await
         })
         .await?;
         Ok(Response::new(NodeUnpublishVolumeResponse {}))

@@ -20,15 +20,20 @@ mod error;
 mod expand;
 pub mod fabric;
 mod grpc;
+mod health;
 mod probe;
 mod publish;
+mod records;
+mod recover;
 mod request;
 mod rules;
 mod stage;
 mod stats;
+mod watch;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mounts::DeviceNumber;
@@ -47,6 +52,7 @@ pub use args::{FabricKind, NodeArgs, SetupError, run};
 pub use error::NodeError;
 pub use fabric::{AttachedDevice, Condition, Fabric, FabricError, LoopFabric, NvmeTcpFabric};
 pub use grpc::NODE_CAPABILITIES;
+pub use records::{Records, StagedLayout, StagedVolume};
 
 use error::Result;
 
@@ -55,6 +61,8 @@ pub const DEFAULT_BLOCK_PUBLISH_DIR: &str =
     "/var/lib/kubelet/plugins/kubernetes.io/csi/volumeDevices";
 /// Time an operation may take when the caller sends no gRPC timeout.
 pub const DEFAULT_OPERATION_TIME: Duration = Duration::from_secs(120);
+/// How often staged volumes are checked for a replaced namespace.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Settings of the node service.
 #[derive(Debug, Clone)]
@@ -72,6 +80,8 @@ pub struct NodeConfig {
     pub block_publish_dir: PathBuf,
     pub default_operation_time: Duration,
     pub tools: ToolPaths,
+    /// Period of the background check of staged volumes ([`NodeService::spawn_health_check`]).
+    pub health_interval: Duration,
 }
 
 impl NodeConfig {
@@ -85,6 +95,7 @@ impl NodeConfig {
             block_publish_dir: DEFAULT_BLOCK_PUBLISH_DIR.into(),
             default_operation_time: DEFAULT_OPERATION_TIME,
             tools: ToolPaths::default(),
+            health_interval: DEFAULT_HEALTH_INTERVAL,
         }
     }
 }
@@ -106,16 +117,26 @@ impl std::fmt::Debug for NodeService {
 }
 
 impl NodeService {
-    pub fn new(config: NodeConfig, fabric: Arc<dyn Fabric>) -> Self {
+    /// The service over `fabric`, remembering staged volumes in `records` (see
+    /// [`Records::open`]; [`Records::in_memory`] forgets them with the process).
+    pub fn new(config: NodeConfig, fabric: Arc<dyn Fabric>, records: Records) -> Self {
         let tools = FsTools::new(config.tools.clone());
         Self {
             core: Arc::new(NodeCore {
                 config,
                 fabric,
                 tools,
+                records,
+                recovery_failures: Mutex::default(),
+                wake_check: tokio::sync::Notify::new(),
             }),
             locks: VolumeLocks::default(),
         }
+    }
+
+    /// What the node remembers of the volumes it staged.
+    pub fn records(&self) -> &Records {
+        &self.core.records
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -148,6 +169,11 @@ pub(crate) struct NodeCore {
     config: NodeConfig,
     fabric: Arc<dyn Fabric>,
     tools: FsTools,
+    records: Records,
+    /// Why the last re-stage of a volume failed, for its VolumeCondition.
+    recovery_failures: Mutex<HashMap<String, String>>,
+    /// Wakes the background check early (a stats call saw a replaced namespace).
+    wake_check: tokio::sync::Notify,
 }
 
 /// A volume is mounted once at staging and once per pod; this many mounts of one device is

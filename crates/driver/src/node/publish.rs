@@ -16,6 +16,7 @@ use super::NodeCore;
 use super::error::{NodeError, Result};
 use super::fabric::AttachedDevice;
 use super::probe::{block_node, kind_unless_mounted, make_dirs, path_kind};
+use super::recover::Checked;
 use super::request::{Access, Capability, Volume};
 use super::rules::{AtPath, PathKind, block_node_mode, judge_mount_path, publish_options};
 
@@ -39,6 +40,15 @@ impl PublishRequest {
 impl NodeCore {
     pub(crate) async fn publish(&self, request: PublishRequest, deadline: Instant) -> Result<()> {
         let nqn = request.volume.require_nqn()?;
+        // A volume whose namespace the RDS replaced is re-staged before a pod gets it.
+        if let Some(record) = self.records.get(&request.volume.id)
+            && let Checked::Waiting(why) = self.check_and_recover(&record, deadline).await?
+        {
+            return Err(NodeError::Unavailable(format!(
+                "volume {} cannot be published now: {why}",
+                request.volume.id
+            )));
+        }
         let device = self.fabric.find(nqn, deadline).await?.ok_or_else(|| {
             NodeError::precondition(format!(
                 "volume {} is not staged on this node",
@@ -178,7 +188,23 @@ impl NodeCore {
     /// Unmounts the target (or removes the device node there), then removes what is left
     /// only after a fresh look shows it is no longer a mount point. A directory is removed
     /// only when empty; anything unexpected is left in place and reported.
-    pub(crate) async fn unpublish(&self, target: &Path, deadline: Instant) -> Result<()> {
+    pub(crate) async fn unpublish(
+        &self,
+        volume_id: &str,
+        target: &Path,
+        deadline: Instant,
+    ) -> Result<()> {
+        self.unpublish_path(target, deadline).await?;
+        // A pod that held a replaced namespace there is gone with it.
+        if let Some(mut record) = self.records.get(volume_id)
+            && record.forget_published(target)
+        {
+            self.records.save(record, deadline).await?;
+        }
+        Ok(())
+    }
+
+    async fn unpublish_path(&self, target: &Path, deadline: Instant) -> Result<()> {
         let table = read_self_mount_table(deadline).await?;
         match mount_state(target, &table, deadline).await? {
             MountState::Missing => return Ok(()),

@@ -113,6 +113,8 @@ pub struct Capability {
     pub access: Access,
     /// The access mode only allows reading.
     pub reader_only: bool,
+    /// The mount flags as the CO gave them (empty for block), kept for a re-stage.
+    pub mount_flags: Vec<String>,
 }
 
 impl Capability {
@@ -121,8 +123,10 @@ impl Capability {
         let invalid = |reason: String| NodeError::invalid("volume_capability", reason);
         let supported = capabilities::inspect(capability).map_err(|e| invalid(e.to_string()))?;
         // `inspect` refused a capability without an access type.
+        let mut mount_flags = Vec::new();
         let access = match &capability.access_type {
             Some(AccessType::Mount(mount)) => {
+                mount_flags.clone_from(&mount.mount_flags);
                 if !mount.volume_mount_group.is_empty() {
                     return Err(invalid(
                         "volume_mount_group is not supported by this driver".into(),
@@ -143,6 +147,7 @@ impl Capability {
         Ok(Self {
             access,
             reader_only: supported.reader_only(),
+            mount_flags,
         })
     }
 }

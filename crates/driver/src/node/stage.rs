@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use mounts::format::{FormatOutcome, FsType, MkfsOptions};
+use mounts::DeviceNumber;
+use mounts::format::{FormatOutcome, FsType, MkfsOptions, Probe};
 use mounts::mount::{MountOptions, mount_filesystem};
 use mounts::mountinfo::read_self_mount_table;
 use mounts::mountpoint::{MountState, mount_state, table_spelling};
@@ -12,7 +13,10 @@ use tokio::time::Instant;
 use super::NodeCore;
 use super::error::{NodeError, Result};
 use super::fabric::AttachedDevice;
+use super::health::is_volume_device;
 use super::probe::{self, kind_unless_mounted, make_dirs};
+use super::records::{RECORD_FORMAT, StagedLayout, StagedVolume, unix_now};
+use super::recover::Checked;
 use super::request::{Access, Capability};
 use super::rules::{AtPath, PathKind, judge_mount_path, other_mounts};
 use crate::params::VolumeContext;
@@ -20,6 +24,7 @@ use crate::params::VolumeContext;
 /// A checked NodeStageVolume request.
 #[derive(Debug, Clone)]
 pub struct StageRequest {
+    pub volume_id: String,
     pub staging: PathBuf,
     pub capability: Capability,
     pub context: VolumeContext,
@@ -64,8 +69,91 @@ impl NodeCore {
             )));
         }
         let device = self.fabric.attach(&request.context, deadline).await?;
+        self.remember_stage(request, &device, StagedLayout::Block, deadline)
+            .await?;
         tracing::info!(device = %device.path.display(), "block volume staged");
         Ok(())
+    }
+
+    /// Records what this stage established (see [`super::records`]). A volume already
+    /// recorded on the same device keeps its record (and its history of recoveries).
+    async fn remember_stage(
+        &self,
+        request: &StageRequest,
+        device: &AttachedDevice,
+        layout: StagedLayout,
+        deadline: Instant,
+    ) -> Result<()> {
+        if let Some(known) = self.records.get(&request.volume_id)
+            && known.device == device.device
+            && known.staging == request.staging
+            && known.layout == layout
+        {
+            return Ok(());
+        }
+        let record = StagedVolume {
+            format: RECORD_FORMAT,
+            volume_id: request.volume_id.clone(),
+            nqn: request.context.nqn.clone(),
+            staging: request.staging.clone(),
+            layout,
+            device: device.device,
+            device_path: device.path.clone(),
+            ids: device.ids.clone(),
+            context: request.context.to_map(),
+            staged_at: unix_now(),
+            recoveries: 0,
+            recovered_at: None,
+            replaced: Vec::new(),
+            republished: Vec::new(),
+        };
+        self.records.save(record, deadline).await
+    }
+
+    fn filesystem_layout(
+        request: &StageRequest,
+        fs: FsType,
+        fs_uuid: Option<String>,
+    ) -> StagedLayout {
+        StagedLayout::Filesystem {
+            fs_type: fs.as_str().to_owned(),
+            fs_uuid,
+            mount_flags: request.capability.mount_flags.clone(),
+            read_only: request.capability.reader_only,
+        }
+    }
+
+    /// A stage retried while the staging path still holds the filesystem of a namespace the
+    /// RDS has since replaced: the volume is re-staged on the new one (or the call says why
+    /// it cannot be yet). `None` when this is not that case.
+    async fn restage_if_replaced(
+        &self,
+        request: &StageRequest,
+        fs: FsType,
+        mounted: DeviceNumber,
+        attached: Option<&AttachedDevice>,
+        deadline: Instant,
+    ) -> Result<Option<()>> {
+        let Some(record) = self.records.get(&request.volume_id) else {
+            return Ok(None);
+        };
+        if attached.is_some_and(|d| d.device == mounted)
+            || !is_volume_device(Some(&record), None, mounted)
+        {
+            return Ok(None);
+        }
+        if let StagedLayout::Filesystem { fs_type, .. } = &record.layout
+            && fs_type != fs.as_str()
+        {
+            return Err(NodeError::Incompatible(format!(
+                "already staged at {} as {fs_type}, not {fs}",
+                request.staging.display()
+            )));
+        }
+        match self.check_and_recover(&record, deadline).await? {
+            Checked::Healthy | Checked::Recovered(_) => Ok(Some(())),
+            Checked::Waiting(why) => Err(NodeError::Unavailable(why)),
+        }
     }
 
     async fn stage_filesystem(
@@ -93,6 +181,15 @@ impl NodeCore {
             }
             _ => None,
         };
+        if let Some(entry) = table.top_at(&spelled)
+            && self
+                .restage_if_replaced(request, fs, entry.device, attached.as_ref(), deadline)
+                .await?
+                .is_some()
+        {
+            tracing::info!("already staged (re-staged on the volume's new namespace)");
+            return Ok(());
+        }
         match judge_mount_path(
             state,
             table.top_at(&spelled),
@@ -101,6 +198,18 @@ impl NodeCore {
         ) {
             AtPath::Free => {}
             AtPath::Ours(entry) if entry.fs_type == fs.as_str() => {
+                if let Some(device) = &attached
+                    && self.records.get(&request.volume_id).is_none()
+                {
+                    // Staged before records were kept: adopt it as it is.
+                    let fs_uuid = match self.tools.probe(&device.path, deadline).await? {
+                        Probe::Found(signature) => signature.uuid,
+                        Probe::Empty => None,
+                    };
+                    let layout = Self::filesystem_layout(request, fs, fs_uuid);
+                    self.remember_stage(request, device, layout, deadline)
+                        .await?;
+                }
                 tracing::info!("already staged");
                 return Ok(());
             }
@@ -153,10 +262,18 @@ impl NodeCore {
         let result = self
             .format_and_mount(request, &device, fs, options, deadline)
             .await;
-        if result.is_err() && device.newly_attached {
-            self.release_if_unused(nqn, &device).await;
-        }
-        result
+        let fs_uuid = match result {
+            Ok(fs_uuid) => fs_uuid,
+            Err(error) => {
+                if device.newly_attached {
+                    self.release_if_unused(nqn, &device).await;
+                }
+                return Err(error);
+            }
+        };
+        let layout = Self::filesystem_layout(request, fs, fs_uuid);
+        self.remember_stage(request, &device, layout, deadline)
+            .await
     }
 
     async fn format_and_mount(
@@ -166,7 +283,7 @@ impl NodeCore {
         fs: FsType,
         options: &MountOptions,
         deadline: Instant,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         let mkfs = MkfsOptions::parse(request.context.mkfs_options.as_deref().unwrap_or(""))
             .map_err(|e| NodeError::invalid("volume_context mkfsOptions", e.to_string()))?;
         // Timed step by step inside (readable check, blkid, mkfs).
@@ -174,11 +291,16 @@ impl NodeCore {
             .tools
             .format_if_empty(&device.path, fs, &mkfs, deadline)
             .await?;
-        match formatted {
+        let fs_uuid = match formatted {
             FormatOutcome::Formatted => {
                 tracing::info!(device = %device.path.display(), %fs, "formatted an empty volume");
+                // The new filesystem's UUID, for the record: what a re-stage must find.
+                match self.tools.probe(&device.path, deadline).await? {
+                    Probe::Found(signature) => signature.uuid,
+                    Probe::Empty => None,
+                }
             }
-            FormatOutcome::AlreadyFormatted { fs_type, .. } if fs_type == fs.as_str() => {}
+            FormatOutcome::AlreadyFormatted { fs_type, uuid } if fs_type == fs.as_str() => uuid,
             FormatOutcome::AlreadyFormatted { fs_type, .. } => {
                 return Err(NodeError::precondition(format!(
                     "{} holds {fs_type}, but {fs} was asked for; it is neither mounted nor \
@@ -186,7 +308,7 @@ impl NodeCore {
                     device.path.display()
                 )));
             }
-        }
+        };
         let options = if request.capability.reader_only {
             options.clone().read_only()
         } else {
@@ -204,22 +326,30 @@ impl NodeCore {
         )
         .await?;
         tracing::info!(device = %device.path.display(), staging = %request.staging.display(), %fs, "staged");
-        Ok(())
+        Ok(fs_uuid)
     }
 
     /// Unmounts the staging path (refusing while the filesystem is bind-mounted elsewhere),
     /// then detaches the device once nothing uses it. Without a volume context, the device is
     /// found by the volume's NQN.
-    pub(crate) async fn unstage(&self, nqn: &str, staging: &Path, deadline: Instant) -> Result<()> {
+    pub(crate) async fn unstage(
+        &self,
+        volume_id: &str,
+        nqn: &str,
+        staging: &Path,
+        deadline: Instant,
+    ) -> Result<()> {
         let attached = self.fabric.find(nqn, deadline).await?;
+        let record = self.records.get(volume_id);
         let table = read_self_mount_table(deadline).await?;
         if let MountState::Mounted | MountState::Stale { .. } =
             mount_state(staging, &table, deadline).await?
         {
             let spelled = table_spelling(staging, deadline).await?;
             if let Some(entry) = table.top_at(&spelled) {
+                // The staging mount may be on a namespace the RDS replaced: still this volume's.
                 if let Some(device) = &attached
-                    && device.device != entry.device
+                    && !is_volume_device(record.as_ref(), Some(device.device), entry.device)
                 {
                     return Err(NodeError::precondition(format!(
                         "staging path {} holds device {}, not this volume's {}",
@@ -248,6 +378,8 @@ impl NodeCore {
             }
         }
         self.fabric.detach(nqn, deadline).await?;
+        self.records.remove(volume_id, deadline).await?;
+        self.forget_recovery_failure(volume_id);
         tracing::info!("unstaged");
         Ok(())
     }

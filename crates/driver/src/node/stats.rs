@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::NodeCore;
 use super::error::{NodeError, Result};
 use super::fabric::Condition;
+use super::health::{identity_condition, is_volume_device};
 use super::probe::path_kind;
 use super::request::Volume;
 use super::rules::PathKind;
@@ -88,28 +89,36 @@ impl NodeCore {
         deadline: Instant,
     ) -> Result<(Usage, Condition)> {
         let nqn = volume.require_nqn()?;
-        // When the volume is attached, what is at the path must be its device; when it is not
-        // (its controller lost), the condition below says so.
+        // When the volume is attached, what is at the path must be its device (or one it had
+        // before the RDS replaced its namespace); when it is not (its controller lost), the
+        // condition below says so.
         let attached = self.fabric.find(nqn, deadline).await?;
+        let record = self.records.get(&volume.id);
         let not_here = |found: DeviceNumber| match &attached {
-            Some(device) if device.device != found => Err(NodeError::NotFound {
-                volume_id: volume.id.clone(),
-                reason: format!(
-                    "{} holds device {found}, not this volume's {}",
-                    path.display(),
-                    device.device
-                ),
-            }),
+            Some(device) if !is_volume_device(record.as_ref(), Some(device.device), found) => {
+                Err(NodeError::NotFound {
+                    volume_id: volume.id.clone(),
+                    reason: format!(
+                        "{} holds device {found}, not this volume's {}",
+                        path.display(),
+                        device.device
+                    ),
+                })
+            }
             _ => Ok(()),
         };
         let table = read_self_mount_table(deadline).await?;
         let state = mount_state(path, &table, deadline).await?;
-        if state == MountState::Mounted
+        let mut at_path = None;
+        if let MountState::Mounted | MountState::Stale { .. } = state
             && let Some(entry) = table.top_at(&table_spelling(path, deadline).await?)
         {
-            not_here(entry.device)?;
+            if state == MountState::Mounted {
+                not_here(entry.device)?;
+            }
+            at_path = Some(entry.device);
         }
-        let (usage, at_path) = match state {
+        let (usage, path_condition) = match state {
             MountState::Missing => return Err(NodeError::PathNotFound(path.to_path_buf())),
             MountState::Stale { errno } => (
                 Usage::Unknown,
@@ -128,6 +137,7 @@ impl NodeCore {
             },
             MountState::NotMounted => match path_kind(path, deadline).await? {
                 PathKind::BlockNode(found) => match not_here(found)
+                    .map(|()| at_path = Some(found))
                     .map(|()| block_device_size(path, deadline))?
                     .await
                 {
@@ -149,8 +159,19 @@ impl NodeCore {
                 }
             },
         };
+        let failure = self.recovery_failure(&volume.id);
+        let (identity, wake) = identity_condition(
+            record.as_ref(),
+            attached.as_ref(),
+            path,
+            at_path,
+            failure.as_deref(),
+        );
+        if wake {
+            self.wake_health_check();
+        }
         let fabric = self.fabric.condition(nqn, deadline).await?;
-        Ok((usage, worse(at_path, fabric)))
+        Ok((usage, worse(identity, worse(path_condition, fabric))))
     }
 }
 

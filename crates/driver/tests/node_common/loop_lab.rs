@@ -5,6 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use csi::v1::{CapacityRange, NodeExpandVolumeRequest, NodeGetVolumeStatsRequest};
 use driver::node::{LoopFabric, NodeConfig};
@@ -31,12 +32,23 @@ impl LoopLab {
     }
 
     pub async fn with_tools(tools: ToolPaths) -> Self {
+        Self::build(tools, Duration::ZERO).await
+    }
+
+    /// With the background check of staged volumes running every `interval` (the other labs
+    /// run none, so that it never races a test's own calls).
+    pub async fn with_health_check(interval: Duration) -> Self {
+        Self::build(ToolPaths::default(), interval).await
+    }
+
+    async fn build(tools: ToolPaths, health_interval: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sim = dir.path().join("sim");
         std::fs::create_dir_all(sim.join("files/storage-pool")).unwrap();
         let mut config = NodeConfig::new("node-1", PREFIX);
         config.block_publish_dir = dir.path().join("kubelet/volumeDevices");
         config.tools = tools;
+        config.health_interval = health_interval;
         let plugin = Plugin::start(dir.path(), config, Arc::new(LoopFabric::new(&sim))).await;
         Self {
             dir,
@@ -79,9 +91,28 @@ impl LoopLab {
             "backing_file": backing,
             "size": size,
             "nvmet": false,
+            "uuid": "00000000-0000-4000-8000-00000000000a",
         }));
         self.write_record();
         backing
+    }
+
+    /// Makes the record say that `id` is now served from `backing` with namespace `uuid`: what
+    /// a host sees when the RDS comes back with a new namespace for the disk.
+    pub fn replace_export(&self, id: &str, backing: &Path, uuid: &str) {
+        for entry in self.exports.lock().unwrap().iter_mut() {
+            if entry["slot"] == id {
+                entry["backing_file"] = serde_json::json!(backing);
+                entry["uuid"] = serde_json::json!(uuid);
+            }
+        }
+        self.write_record();
+    }
+
+    /// The node's record of a staged volume, as stored in its state directory.
+    pub fn staged_record(&self, id: &str) -> Option<serde_json::Value> {
+        let text = std::fs::read(self.path(&format!("state/{id}.json"))).ok()?;
+        Some(serde_json::from_slice(&text).unwrap())
     }
 
     /// A staging directory, created as kubelet does.

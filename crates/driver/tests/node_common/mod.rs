@@ -17,7 +17,7 @@ use csi::v1::{
     NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
     NodeUnstageVolumeRequest, VolumeCapability,
 };
-use driver::node::{Fabric, NodeConfig, NodeService, routes};
+use driver::node::{Fabric, NodeConfig, NodeService, Records, routes};
 use driver::server::{self, Endpoint};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -72,7 +72,10 @@ impl Plugin {
         let (stop, stopped) = oneshot::channel::<()>();
         config.driver_name = "rds.csi.test".into();
         config.vendor_version = "test".into();
-        let service = NodeService::new(config, fabric);
+        // Records in the scratch directory, as a node keeps them in its state directory.
+        let records = Records::open(&dir.join("state")).expect("state directory opens");
+        let service = NodeService::new(config, fabric, records);
+        let health_check = service.spawn_health_check();
         let listener = server::bind(&Endpoint::Unix(socket.clone()))
             .await
             .expect("socket binds");
@@ -83,6 +86,9 @@ impl Plugin {
                 })
                 .await
                 .expect("node server runs");
+            if let Some(task) = health_check {
+                task.abort();
+            }
         });
         let client = connect(&socket).await;
         Self {

@@ -1,0 +1,377 @@
+//! Re-staging a volume whose namespace was replaced (see [`super::health`]): the staging mount
+//! moves to the device that now carries the volume's NQN, and the pods' published paths are
+//! pointed at it, so that new pods and restarted containers work. Running containers keep the
+//! dead filesystem in their own mount namespace; nothing here can change that.
+//!
+//! Safety rests on facts this call establishes: the new device is mounted only when blkid
+//! reads on it the very filesystem (type and UUID) recorded at stage time; nothing is ever
+//! formatted; only mounts and device nodes of this volume's own current or former devices are
+//! replaced; and the kernel's own reconnection is never second-guessed (a volume without a
+//! device is reported, not connected again: the kernel gave up for a reason, and a volume
+//! moved to another node meanwhile must not get a second writer here).
+
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use mounts::DeviceNumber;
+use mounts::blocking::run_blocking;
+use mounts::format::Probe;
+use mounts::mount::{MountOptions, UnmountMode, bind_mount, mount_filesystem, unmount};
+use mounts::mountinfo::read_self_mount_table;
+use mounts::mountpoint::table_spelling;
+use tokio::time::Instant;
+
+use super::NodeCore;
+use super::error::{NodeError, Result};
+use super::fabric::{AttachedDevice, Condition};
+use super::health::{Verdict, is_volume_device, judge};
+use super::probe::published_nodes;
+use super::records::{StagedLayout, StagedVolume};
+use super::rules::publish_options;
+
+/// What a check of one staged volume found, and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    /// The staged namespace is in place.
+    Healthy,
+    /// It was replaced (for the reason given), and the volume now lives on the new device.
+    Recovered(String),
+    /// No device carries the NQN: the kernel reconnects (I/O waits) or gave up.
+    Waiting(String),
+}
+
+/// Mount options of a re-stage: the recorded ones, plus `nouuid` for XFS, whose kernel refuses
+/// a second mount of a filesystem UUID that is still mounted (the dead superblock lives on in
+/// the pods' bind mounts until they are restarted).
+pub fn restage_options(
+    fs_type: &str,
+    mount_flags: &[String],
+    read_only: bool,
+) -> Result<MountOptions> {
+    let mut words: Vec<&str> = mount_flags.iter().map(String::as_str).collect();
+    if fs_type == "xfs" && !words.iter().any(|w| w.split(',').any(|o| o == "nouuid")) {
+        words.push("nouuid");
+    }
+    let options = MountOptions::parse(words)?;
+    Ok(if read_only {
+        options.read_only()
+    } else {
+        options
+    })
+}
+
+/// Whether what blkid read on the new device is the filesystem the record staged.
+pub fn same_filesystem(
+    probe: &Probe,
+    fs_type: &str,
+    fs_uuid: Option<&str>,
+    device: &Path,
+) -> std::result::Result<(), String> {
+    let signature = match probe {
+        Probe::Empty => {
+            return Err(format!(
+                "{} reads as empty, not as the {fs_type} filesystem staged; it is neither \
+                 formatted nor mounted (check the disk on the RDS)",
+                device.display()
+            ));
+        }
+        Probe::Found(signature) => signature,
+    };
+    let found_type = signature
+        .fs_type
+        .as_deref()
+        .unwrap_or("an unknown signature");
+    if found_type != fs_type {
+        return Err(format!(
+            "{} holds {found_type}, not the {fs_type} filesystem staged; left alone",
+            device.display()
+        ));
+    }
+    match fs_uuid {
+        Some(wanted) if signature.uuid.as_deref() != Some(wanted) => Err(format!(
+            "{} holds {fs_type} with UUID {}, not the staged filesystem's {wanted}; left alone",
+            device.display(),
+            signature.uuid.as_deref().unwrap_or("(none)")
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl NodeCore {
+    /// Checks one staged volume against its record and re-stages it when its namespace was
+    /// replaced. Runs under the volume's lock.
+    pub(crate) async fn check_and_recover(
+        &self,
+        record: &StagedVolume,
+        deadline: Instant,
+    ) -> Result<Checked> {
+        let current = self.fabric.find(&record.nqn, deadline).await?;
+        match judge(record, current.as_ref()) {
+            Verdict::Same => Ok(Checked::Healthy),
+            Verdict::NoDevice => {
+                let why = match self.fabric.condition(&record.nqn, deadline).await? {
+                    Condition::Abnormal(why) => why,
+                    Condition::Healthy => format!("no block device carries {}", record.nqn),
+                };
+                Ok(Checked::Waiting(why))
+            }
+            Verdict::Replaced { now, why } => {
+                tracing::warn!(volume_id = %record.volume_id, %why, device = %now.path.display(),
+                    "the volume's namespace was replaced; re-staging it on the new device");
+                match self.restage(record, &now, deadline).await {
+                    Ok(record) => {
+                        self.forget_recovery_failure(&record.volume_id);
+                        tracing::info!(volume_id = %record.volume_id, device = %now.path.display(),
+                            "re-staged on the new namespace; pods started before must be restarted");
+                        Ok(Checked::Recovered(why))
+                    }
+                    Err(error) => {
+                        // Shown in the volume's condition until a later attempt succeeds.
+                        self.remember_recovery_failure(&record.volume_id, error.to_string());
+                        Err(error)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn restage(
+        &self,
+        record: &StagedVolume,
+        now: &AttachedDevice,
+        deadline: Instant,
+    ) -> Result<StagedVolume> {
+        let (republished, refused) = match &record.layout {
+            StagedLayout::Filesystem {
+                fs_type,
+                fs_uuid,
+                mount_flags,
+                read_only,
+            } => {
+                let probe = self.tools.probe(&now.path, deadline).await?;
+                same_filesystem(&probe, fs_type, fs_uuid.as_deref(), &now.path)
+                    .map_err(NodeError::Precondition)?;
+                let options = restage_options(fs_type, mount_flags, *read_only)?;
+                self.move_staging_mount(record, now, fs_type, &options, deadline)
+                    .await?;
+                self.rebind_published(record, now, mount_flags, deadline)
+                    .await?
+            }
+            StagedLayout::Block => (
+                self.renumber_device_nodes(record, now, deadline).await?,
+                Vec::new(),
+            ),
+        };
+        // Saved even when some paths refused, so that the staging mount is not moved twice.
+        let moved = record.clone().moved_to(now, republished);
+        self.records.save(moved.clone(), deadline).await?;
+        if refused.is_empty() {
+            Ok(moved)
+        } else {
+            Err(NodeError::precondition(format!(
+                "re-staged, but published paths are still on the dead filesystem: {}",
+                refused.join("; ")
+            )))
+        }
+    }
+
+    /// Unmounts the dead filesystem at the staging path and mounts the new device there. A
+    /// staging path already on the new device (an earlier attempt got that far) is kept.
+    async fn move_staging_mount(
+        &self,
+        record: &StagedVolume,
+        now: &AttachedDevice,
+        fs_type: &str,
+        options: &MountOptions,
+        deadline: Instant,
+    ) -> Result<()> {
+        let staging = &record.staging;
+        let table = read_self_mount_table(deadline).await?;
+        let spelled = table_spelling(staging, deadline).await?;
+        match table.top_at(&spelled) {
+            Some(entry) if entry.device == now.device => return Ok(()),
+            Some(entry) if is_volume_device(Some(record), None, entry.device) => {
+                self.unmount_all(staging, deadline).await?;
+            }
+            Some(entry) => {
+                return Err(NodeError::precondition(format!(
+                    "staging path {} holds device {}, not one of this volume's; left alone",
+                    staging.display(),
+                    entry.device
+                )));
+            }
+            // Nothing there: the volume is not staged here (any more), or an earlier attempt
+            // unmounted and then failed to mount. Neither is a reason to mount on our own.
+            None => {
+                return Err(NodeError::precondition(format!(
+                    "staging path {} holds no mount; the volume is not re-staged (a new \
+                     NodeStageVolume stages it)",
+                    staging.display()
+                )));
+            }
+        }
+        mount_filesystem(&now.path, staging, fs_type, options, deadline).await?;
+        Ok(())
+    }
+
+    /// Points every published path still on one of the volume's former devices at the new
+    /// staging mount (same read-only state). A path that cannot be unmounted is reported and
+    /// left; the others are still done. Returns the paths done and the refusals.
+    async fn rebind_published(
+        &self,
+        record: &StagedVolume,
+        now: &AttachedDevice,
+        mount_flags: &[String],
+        deadline: Instant,
+    ) -> Result<(Vec<PathBuf>, Vec<String>)> {
+        let table = read_self_mount_table(deadline).await?;
+        let staging = table_spelling(&record.staging, deadline).await?;
+        let base = MountOptions::parse(mount_flags)?;
+        let (mut done, mut refused) = (Vec::new(), Vec::new());
+        for entry in table.entries() {
+            let dead = entry.device != now.device
+                && is_volume_device(Some(record), None, entry.device)
+                && entry.mount_point != staging;
+            if !dead {
+                continue;
+            }
+            let target = entry.mount_point.clone();
+            let rebound = async {
+                unmount(&target, UnmountMode::Normal, deadline).await?;
+                let options = publish_options(&base, entry.is_read_only());
+                bind_mount(&record.staging, &target, &options, deadline).await
+            };
+            match rebound.await {
+                Ok(()) => {
+                    tracing::info!(target = %target.display(),
+                        "published path pointed at the re-staged volume");
+                    done.push(target);
+                }
+                Err(error) => {
+                    tracing::warn!(target = %target.display(), %error,
+                        "published path left on the dead filesystem");
+                    refused.push(format!("{}: {error}", target.display()));
+                }
+            }
+        }
+        Ok((done, refused))
+    }
+
+    /// Block volumes: every device node below the publish directory that points at one of
+    /// the volume's former devices is replaced (atomically, same mode) by one for the new.
+    async fn renumber_device_nodes(
+        &self,
+        record: &StagedVolume,
+        now: &AttachedDevice,
+        deadline: Instant,
+    ) -> Result<Vec<PathBuf>> {
+        let mut done = Vec::new();
+        let mut former = record.replaced.clone();
+        former.push(record.device);
+        for old in former.into_iter().filter(|old| *old != now.device) {
+            let nodes = published_nodes(&self.config.block_publish_dir, old, deadline).await?;
+            for node in nodes {
+                replace_block_node(&node, old, now.device, deadline).await?;
+                tracing::info!(node = %node.display(), from = %old, to = %now.device,
+                    "published device node points at the re-staged volume");
+                done.push(node);
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// Replaces the block device node at `path` (for `old`) with one for `new` of the same mode,
+/// by a rename over it, so that the path is never missing.
+async fn replace_block_node(
+    path: &Path,
+    old: DeviceNumber,
+    new: DeviceNumber,
+    deadline: Instant,
+) -> Result<()> {
+    let path = path.to_path_buf();
+    let op = format!("renumbering device node {}", path.display());
+    run_blocking(&op, deadline, move || {
+        let io = |op: &'static str, at: &Path, source: std::io::Error| {
+            NodeError::Mount(mounts::Error::Io {
+                op,
+                path: at.to_path_buf(),
+                source,
+            })
+        };
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| io("lstat", &path, e))?;
+        if !meta.file_type().is_block_device() || DeviceNumber::from_raw(meta.rdev()) != old {
+            return Err(NodeError::precondition(format!(
+                "{} is no longer a device node for {old}; left alone",
+                path.display()
+            )));
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        let mut temporary = path.clone().into_os_string();
+        temporary.push(".renumber");
+        let temporary = PathBuf::from(temporary);
+        let _ = std::fs::remove_file(&temporary);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &temporary,
+            rustix::fs::FileType::BlockDevice,
+            rustix::fs::Mode::from_raw_mode(mode),
+            new.to_raw(),
+        )
+        .map_err(|errno| io("mknod", &temporary, errno.into()))?;
+        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&temporary);
+                io("rename", &path, e)
+            })
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use mounts::format::Signature;
+
+    use super::*;
+
+    fn found(fs_type: &str, uuid: Option<&str>) -> Probe {
+        Probe::Found(Signature {
+            fs_type: Some(fs_type.into()),
+            uuid: uuid.map(str::to_owned),
+            ..Signature::default()
+        })
+    }
+
+    #[test]
+    fn only_the_staged_filesystem_is_mounted_in_its_place() {
+        let device = Path::new("/dev/nvme0n2");
+        assert_eq!(
+            same_filesystem(&found("ext4", Some("u1")), "ext4", Some("u1"), device),
+            Ok(())
+        );
+        // Nothing recorded about the UUID (an adopted volume): the type decides.
+        assert_eq!(
+            same_filesystem(&found("ext4", Some("u9")), "ext4", None, device),
+            Ok(())
+        );
+        let other_uuid = same_filesystem(&found("ext4", Some("u2")), "ext4", Some("u1"), device);
+        assert!(other_uuid.unwrap_err().contains("UUID u2"));
+        let other_type = same_filesystem(&found("xfs", Some("u1")), "ext4", Some("u1"), device);
+        assert!(other_type.unwrap_err().contains("holds xfs"));
+        let empty = same_filesystem(&Probe::Empty, "ext4", Some("u1"), device);
+        assert!(empty.unwrap_err().contains("neither formatted nor mounted"));
+    }
+
+    #[test]
+    fn xfs_is_remounted_with_nouuid_and_read_only_stays_read_only() {
+        let xfs = restage_options("xfs", &["noatime".into()], false).unwrap();
+        assert_eq!(xfs.data(), "nouuid");
+        assert!(!xfs.is_read_only());
+        let once = restage_options("xfs", &["nouuid".into()], false).unwrap();
+        assert_eq!(once.data(), "nouuid");
+        let ext4 = restage_options("ext4", &[], true).unwrap();
+        assert_eq!(ext4.data(), "");
+        assert!(ext4.is_read_only());
+    }
+}

@@ -1,0 +1,98 @@
+//! The background check of staged volumes: every `health_interval` (or at once when a stats
+//! call saw trouble) each recorded volume is compared with what the fabric shows, and a volume
+//! whose namespace was replaced is re-staged. A volume busy with a CSI call is skipped (the
+//! call checks it itself); a re-stage that fails is retried with a growing wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use super::health::Backoff;
+use super::recover::Checked;
+use super::{NodeCore, NodeService};
+use crate::locks::VolumeLocks;
+
+/// Time one volume's check (and re-stage) may take.
+const CHECK_TIME: Duration = Duration::from_secs(60);
+
+impl NodeService {
+    /// Starts the background check; `None` when `health_interval` is zero (disabled).
+    pub fn spawn_health_check(&self) -> Option<JoinHandle<()>> {
+        let interval = self.core.config.health_interval;
+        if interval.is_zero() {
+            return None;
+        }
+        let core = Arc::clone(&self.core);
+        let locks = self.locks.clone();
+        Some(tokio::spawn(async move {
+            let mut backoff = Backoff::default();
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = core.wake_check.notified() => {}
+                }
+                check_all(&core, &locks, &mut backoff).await;
+            }
+        }))
+    }
+}
+
+async fn check_all(core: &NodeCore, locks: &VolumeLocks, backoff: &mut Backoff) {
+    let records = core.records.all();
+    backoff.retain(|id| records.iter().any(|r| r.volume_id == id));
+    for listed in records {
+        let id = listed.volume_id;
+        if !backoff.due(&id, Instant::now()) {
+            continue;
+        }
+        let Some(_guard) = locks.try_lock(&id) else {
+            continue;
+        };
+        // Read again under the lock: an unstage may have just removed it.
+        let Some(record) = core.records.get(&id) else {
+            continue;
+        };
+        let span = tracing::info_span!("health check", volume_id = %id);
+        match core
+            .check_and_recover(&record, Instant::now() + CHECK_TIME)
+            .instrument(span)
+            .await
+        {
+            Ok(Checked::Healthy | Checked::Recovered(_)) => backoff.succeeded(&id),
+            Ok(Checked::Waiting(why)) => tracing::debug!(%why, "volume waits for its controller"),
+            Err(error) => {
+                let wait = backoff.failed(&id, Instant::now());
+                tracing::warn!(%error, retry_in_s = wait.as_secs(),
+                    "could not re-stage the volume on its new namespace");
+            }
+        }
+    }
+}
+
+impl NodeCore {
+    fn failures(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.recovery_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn remember_recovery_failure(&self, volume_id: &str, why: String) {
+        self.failures().insert(volume_id.to_owned(), why);
+    }
+
+    pub(crate) fn forget_recovery_failure(&self, volume_id: &str) {
+        self.failures().remove(volume_id);
+    }
+
+    pub(crate) fn recovery_failure(&self, volume_id: &str) -> Option<String> {
+        self.failures().get(volume_id).cloned()
+    }
+
+    /// Asks the background check to run now.
+    pub(crate) fn wake_health_check(&self) {
+        self.wake_check.notify_one();
+    }
+}
