@@ -4,6 +4,10 @@
 //! read facts with a deadline per step and turn them into [`report::Check`]s with pure
 //! functions; [`report`] prints the table or JSON and decides the exit code.
 //!
+//! `--save` and `--compare` add the namespace identifiers of the driver's volumes
+//! ([`node::namespaces`]), kept in a state file ([`node::state_file`]), to tell whether a
+//! reboot of the RDS gave them new ones.
+//!
 //! `--probe-device` runs [`device_probe`] instead: the one step that changes the RDS, opt-in.
 
 pub mod device_probe;
@@ -47,13 +51,37 @@ pub struct DoctorArgs {
     /// removed at the end. Changes the device; prints a report to paste into an issue.
     #[arg(long, requires = "rds_address")]
     pub probe_device: bool,
+
+    /// Record the namespace identifiers of the driver's volumes connected here in FILE (JSON,
+    /// written whole), e.g. before rebooting the RDS. The checks run as usual.
+    #[arg(long, value_name = "FILE", conflicts_with = "probe_device")]
+    pub save: Option<PathBuf>,
+
+    /// Compare the namespace identifiers with those saved in FILE by --save, e.g. after the RDS
+    /// rebooted. With --save too, FILE is read first, then the new state written.
+    #[arg(long, value_name = "FILE", conflicts_with = "probe_device")]
+    pub compare: Option<PathBuf>,
 }
+
+/// Exit code of a run refused before any check (as for flags that cannot be parsed).
+const USAGE: u8 = 2;
 
 /// Runs every check, prints the report, and exits 1 when a check failed.
 pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     if args.probe_device {
         return device_probe::run(&args.rds, &args.layout, args.json).await;
     }
+    // Before anything else, so that a bad file stops the run with nothing written.
+    let saved = match &args.compare {
+        Some(path) => match node::state_file::read(path) {
+            Ok(saved) => Some((path.as_path(), saved)),
+            Err(error) => {
+                eprintln!("rds-csi doctor: --compare: {error}");
+                return Ok(ExitCode::from(USAGE));
+            }
+        },
+        None => None,
+    };
     let inputs = NodeInputs {
         root: NodeRoot::new("/"),
         tools: mounts::tools::ToolPaths::default(),
@@ -81,7 +109,18 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             .fix("add the controller's --rds-* flags to check the RDS from this node too"),
         ),
     }
-    let report = Report::new(checks, rds_wanted);
+    let prefix = &args.layout.nqn_prefix;
+    let mut comparison = None;
+    if let Some((path, saved)) = &saved {
+        let (check, section) = node::state_file::compare_with(path, saved, &node_facts, prefix);
+        checks.push(check);
+        comparison = section;
+    }
+    if let Some(path) = &args.save {
+        let now = node::state_file::unix_now();
+        checks.push(node::state_file::save(path, &node_facts, prefix, now));
+    }
+    let report = Report::new(checks, rds_wanted).with_namespace_ids(comparison);
     if args.json {
         println!("{}", report.to_json());
     } else {

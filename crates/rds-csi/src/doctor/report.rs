@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
+use super::node::namespaces::Comparison;
+
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,6 +115,9 @@ pub struct Report {
     pub result: Status,
     pub counts: Counts,
     pub checks: Vec<Check>,
+    /// With `--compare`: what became of each saved namespace's identifiers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace_ids: Option<Comparison>,
 }
 
 impl Report {
@@ -139,7 +144,13 @@ impl Report {
             result,
             counts,
             checks,
+            namespace_ids: None,
         }
+    }
+
+    pub fn with_namespace_ids(mut self, comparison: Option<Comparison>) -> Self {
+        self.namespace_ids = comparison;
+        self
     }
 
     /// 0 when nothing failed (warnings allowed), 1 otherwise.

@@ -13,6 +13,7 @@ use nvme::identity::{IdentityOverride, IdentityPaths, resolve_host_identity};
 use nvme::{ManagedPrefix, Sysfs};
 use tokio::time::Instant;
 
+use super::namespaces::managed_volumes;
 use super::{
     FABRICS_DEVICE, IdentityFacts, KernelFacts, KubeletDir, KubeletFacts, ModuleState,
     NVME_MODULES, Need, NodeFacts, NodeInputs, NodeRoot, Presence, ToolFact, ToolOutcome,
@@ -44,23 +45,32 @@ pub async fn gather(inputs: &NodeInputs) -> NodeFacts {
     let tools = query_tools(&inputs.tools, deadline);
     let kubelet = read_kubelet(&inputs.root, &inputs.kubelet_dir, deadline);
     let sysfs = Sysfs::new(inputs.root.join("/sys"));
-    let controllers = blocking("reading NVMe controllers from sysfs", deadline, move || {
-        sysfs
-            .scan()
-            .map(|topology| topology.controllers)
-            .map_err(|e| e.to_string())
+    let topology = blocking("reading NVMe subsystems from sysfs", deadline, move || {
+        sysfs.scan().map_err(|e| e.to_string())
     });
-    let (kernel, identity, tools, kubelet, controllers) =
-        tokio::join!(kernel, identity, tools, kubelet, controllers);
+    let (kernel, identity, tools, kubelet, topology) =
+        tokio::join!(kernel, identity, tools, kubelet, topology);
+    let topology = topology.and_then(|t| t);
+    let prefix = managed_prefix(&inputs.nqn_prefix);
+    let volumes = match (&prefix, &topology) {
+        (Err(error), _) => Err(format!("--nqn-prefix is not usable: {error}")),
+        (_, Err(error)) => Err(format!("cannot read sysfs: {error}")),
+        (Ok(prefix), Ok(topology)) => Ok(managed_volumes(prefix, topology)),
+    };
     NodeFacts {
         kernel,
         identity,
         tools,
         kubelet,
-        // The node plugin builds its prefix the same way.
-        prefix: ManagedPrefix::new(format!("{}:", inputs.nqn_prefix)).map_err(|e| e.to_string()),
-        controllers: controllers.and_then(|c| c),
+        prefix,
+        controllers: topology.map(|t| t.controllers),
+        volumes,
     }
+}
+
+/// What counts as the driver's: `<--nqn-prefix>:<volume id>`, built as the node plugin builds it.
+fn managed_prefix(nqn_prefix: &str) -> Result<ManagedPrefix, String> {
+    ManagedPrefix::new(format!("{nqn_prefix}:")).map_err(|e| e.to_string())
 }
 
 pub(super) fn identity_paths(root: &NodeRoot) -> IdentityPaths {

@@ -352,7 +352,7 @@ pub fn judge_propagation(kubelet: &Result<KubeletFacts, String>) -> Check {
     }
 }
 
-fn state_text(state: &ControllerState) -> &str {
+pub(super) fn state_text(state: &ControllerState) -> &str {
     match state {
         ControllerState::New => "new",
         ControllerState::Live => "live",

@@ -3,10 +3,13 @@
 //!
 //! [`gather`] (in `gather.rs`) reads [`NodeFacts`] below an injectable root (`/` on a node) with
 //! a deadline per piece; [`checks`] and the `judge_*` functions (in `judge.rs`) turn facts into
-//! verdicts without touching the machine.
+//! verdicts without touching the machine. `namespaces.rs` records and compares the namespace
+//! identifiers of the driver's volumes (`--save`, `--compare`), `state_file.rs` keeps them on disk.
 
 mod gather;
 mod judge;
+pub mod namespaces;
+pub mod state_file;
 #[cfg(test)]
 mod tests;
 
@@ -157,4 +160,6 @@ pub struct NodeFacts {
     pub kubelet: Result<KubeletFacts, String>,
     pub prefix: Result<ManagedPrefix, String>,
     pub controllers: Result<Vec<Controller>, String>,
+    /// The driver's volumes among them, with their namespaces (from the same sysfs scan).
+    pub volumes: Result<namespaces::ManagedVolumes, String>,
 }
