@@ -106,6 +106,39 @@ enum Command {
         #[arg(long)]
         delete: bool,
     },
+    /// NodePublishVolume of a staged volume to one more target (another pod); prints it.
+    Publish {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long)]
+        volume_id: String,
+        /// The new target (for --block, a path below <work-dir>/volumeDevices).
+        #[arg(long)]
+        target: PathBuf,
+        #[arg(long, default_value = "ext4")]
+        fs_type: String,
+        #[arg(long)]
+        block: bool,
+    },
+    /// NodeUnpublishVolume of one target.
+    Unpublish {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long)]
+        volume_id: String,
+        #[arg(long)]
+        target: PathBuf,
+    },
+    /// NodeGetVolumeStats of a volume path; prints `abnormal:` and `message:` of its
+    /// condition and the usage.
+    Stats {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long)]
+        volume_id: String,
+        #[arg(long)]
+        path: PathBuf,
+    },
     /// Write the pattern of --seed to a file, syncing every --sync-every-mib; prints sha256.
     Write {
         #[arg(long)]
@@ -222,6 +255,56 @@ async fn run(command: Command) -> Result<(), E2eError> {
                     .await?;
             }
             print!("{}", steps.table());
+        }
+        Command::Publish {
+            connection,
+            volume_id,
+            target,
+            fs_type,
+            block,
+        } => {
+            let csi = connection.open().await?;
+            let layout = PathLayout::new(&connection.work_dir);
+            let volume = csi::v1::Volume {
+                volume_id: volume_id.clone(),
+                ..Default::default()
+            };
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| E2eError::Io {
+                    context: "creating",
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+            let mode = mode(block, &fs_type);
+            csi.node_publish(&volume, &layout.staging(&volume_id), &target, &mode)
+                .await?;
+            println!("target: {}", target.display());
+        }
+        Command::Unpublish {
+            connection,
+            volume_id,
+            target,
+        } => {
+            let csi = connection.open().await?;
+            csi.node_unpublish(&volume_id, &target).await?;
+        }
+        Command::Stats {
+            connection,
+            volume_id,
+            path,
+        } => {
+            let csi = connection.open().await?;
+            let layout = PathLayout::new(&connection.work_dir);
+            let stats = csi
+                .node_volume_stats(&volume_id, &path, &layout.staging(&volume_id))
+                .await?;
+            let condition = stats.volume_condition.unwrap_or_default();
+            println!("abnormal: {}", condition.abnormal);
+            println!("message: {}", condition.message);
+            for usage in stats.usage {
+                println!("usage: total={} used={}", usage.total, usage.used);
+            }
         }
         Command::Write {
             path,

@@ -32,23 +32,32 @@ wait_for() {
   done
 }
 
-# start_sim NVME_ADDR [NETNS]: the simulator with real nvmet export (unless SIM_NVMET=off),
-# SSH on 127.0.0.1:$SIM_SSH_PORT (or, in NETNS, on NVME_ADDR:$SIM_SSH_PORT).
+# start_sim NVME_ADDR [NETNS] [SIM FLAGS...]: the simulator with real nvmet export (unless
+# SIM_NVMET=off), SSH on 127.0.0.1:$SIM_SSH_PORT (or, in NETNS, on NVME_ADDR:$SIM_SSH_PORT).
+# Started again (after stop_sim) it keeps its data directory, host key and client key.
 start_sim() {
   local addr=$1 netns=${2:-} ssh=127.0.0.1:$SIM_SSH_PORT run=()
+  shift $(($# < 2 ? $# : 2))
   if [[ -n $netns ]]; then
     ssh=$addr:$SIM_SSH_PORT
     run=(nsenter --net=/run/netns/"$netns")
   fi
-  ssh-keygen -q -t ed25519 -N '' -f "$W/id"
+  [[ -f $W/id ]] || ssh-keygen -q -t ed25519 -N '' -f "$W/id"
   "${run[@]}" "$BIN" sim --data-dir "$W/data" --ssh-listen "$ssh" --rest-listen 127.0.0.1:0 \
     --authorized-keys "$W/id.pub" --nvmet "$SIM_NVMET" --nvme-listen "$addr:4420" \
-    --capacity 4G >"$W/sim.out" 2>"$W/sim.err" &
+    --capacity 4G "$@" >"$W/sim.out" 2>>"$W/sim.err" &
+  SIM_PID=$!
   PIDS+=($!)
   wait_for 30 "simulator ready" grep -q '^ready' "$W/sim.out"
   SIM_FP=$(awk '/^ssh-host-key-fingerprint:/ {print $2}' "$W/sim.out")
   SIM_SSH=$(awk '/^ssh-listen:/ {print $2}' "$W/sim.out")
   say "simulator ready (nvmet $SIM_NVMET, exports on $addr:4420, SSH $SIM_SSH, host key $SIM_FP)"
+}
+
+# stop_sim: SIGTERM, as a device going down; the simulator removes its exports.
+stop_sim() {
+  kill -TERM "$SIM_PID"
+  wait "$SIM_PID" || fail "simulator exited with $? on SIGTERM"
 }
 
 start_controller() {
@@ -61,12 +70,14 @@ start_controller() {
   wait_for 30 "controller socket" test -S "$W/controller.sock"
 }
 
+# start_node [NODE FLAGS...]
 start_node() {
   mkdir -p "$W/csi/volumeDevices"
   # mounts::phase at debug: the timing events of the NodeStageVolume breakdown.
   "$BIN" --log info,driver=debug,nvme=debug,mounts::phase=debug --log-format json node \
     --endpoint "unix://$W/node.sock" --node-id vm-node "${NODE_FABRIC[@]}" \
-    --block-publish-dir "$W/csi/volumeDevices" >"$W/node.out" 2>"$W/node.log" &
+    --block-publish-dir "$W/csi/volumeDevices" --state-dir "$W/node-state" "$@" \
+    >"$W/node.out" 2>"$W/node.log" &
   PIDS+=($!)
   wait_for 30 "node socket" test -S "$W/node.sock"
   say "controller and node serving"

@@ -106,7 +106,8 @@ pub fn identity_condition(
     let on_replaced = at_path.is_some_and(|d| d != record.device && record.replaced.contains(&d));
     if on_replaced || record.republished.iter().any(|p| p == path) {
         let when = record.recovered_at.map_or_else(String::new, |t| {
-            format!(" (at {t}, seconds since the epoch)")
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t);
+            format!(" at {}", humantime::format_rfc3339_seconds(at))
         });
         return (
             Condition::Abnormal(format!(
@@ -328,7 +329,9 @@ mod tests {
             Some(DeviceNumber::new(259, 1)),
             None,
         );
-        assert!(matches!(&republished.0, Condition::Abnormal(m) if m.contains("1700000000")));
+        assert!(
+            matches!(&republished.0, Condition::Abnormal(m) if m.contains("at 2023-11-14T22:13:20Z"))
+        );
         // Another pod on the current device, and volumes without a record, are healthy.
         for (record, at) in [(Some(&moved), "/pods/c/mount"), (None, "/pods/b/mount")] {
             let healthy = identity_condition(

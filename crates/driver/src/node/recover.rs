@@ -29,6 +29,9 @@ use super::probe::published_nodes;
 use super::records::{StagedLayout, StagedVolume};
 use super::rules::publish_options;
 
+/// How long a check waits for a namespace to appear after asking for a rescan.
+const RESCAN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a check of one staged volume found, and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Checked {
@@ -105,7 +108,10 @@ impl NodeCore {
         record: &StagedVolume,
         deadline: Instant,
     ) -> Result<Checked> {
-        let current = self.fabric.find(&record.nqn, deadline).await?;
+        let mut current = self.fabric.find(&record.nqn, deadline).await?;
+        if current.is_none() {
+            current = self.rescan_for_namespace(&record.nqn, deadline).await;
+        }
         match judge(record, current.as_ref()) {
             Verdict::Same => Ok(Checked::Healthy),
             Verdict::NoDevice => {
@@ -131,6 +137,24 @@ impl NodeCore {
                         Err(error)
                     }
                 }
+            }
+        }
+    }
+
+    /// A live controller without the volume's namespace: the kernel removes a namespace whose
+    /// identifiers changed when it reconnects, and adds the new one only at a rescan, which is
+    /// asked for here (it changes nothing else). `None` when there is no live controller or
+    /// the namespace does not show up in a few seconds.
+    async fn rescan_for_namespace(&self, nqn: &str, deadline: Instant) -> Option<AttachedDevice> {
+        let wait = deadline.min(Instant::now() + RESCAN_WAIT);
+        match self.fabric.rescan(nqn, 1, wait).await {
+            Ok(_) => {
+                tracing::info!(nqn, "a rescan found the volume's namespace");
+                self.fabric.find(nqn, deadline).await.ok().flatten()
+            }
+            Err(error) => {
+                tracing::debug!(nqn, %error, "no namespace after a rescan");
+                None
             }
         }
     }

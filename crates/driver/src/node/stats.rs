@@ -167,10 +167,24 @@ impl NodeCore {
             at_path,
             failure.as_deref(),
         );
-        if wake {
+        // A replaced namespace is re-staged, a missing one looked for (rescan), by the check.
+        if wake || (record.is_some() && attached.is_none()) {
             self.wake_health_check();
         }
-        let fabric = self.fabric.condition(nqn, deadline).await?;
+        let fabric = match (
+            self.fabric.condition(nqn, deadline).await?,
+            &record,
+            &attached,
+        ) {
+            // No device at all for a staged volume: say what is missing and what happens next.
+            (Condition::Abnormal(why), Some(record), None) => Condition::Abnormal(format!(
+                "the namespace this volume was staged on ({}) is not on this node now: {why}; \
+                 when the RDS presents it again the node re-stages the volume on it, if it \
+                 holds the same filesystem",
+                record.ids
+            )),
+            (other, _, _) => other,
+        };
         Ok((usage, worse(identity, worse(path_condition, fabric))))
     }
 }

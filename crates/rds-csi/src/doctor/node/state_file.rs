@@ -97,25 +97,7 @@ pub fn write(path: &Path, state: &StateFile) -> Result<(), StateFileError> {
 
 /// Seconds since the epoch as RFC 3339 in UTC (`2026-12-04T23:40:00Z`).
 pub fn rfc3339(unix: u64) -> String {
-    // Days to a civil date (H. Hinnant's algorithm), so no date library is needed for one line.
-    let days = (unix / 86_400) as i64;
-    let seconds = unix % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        seconds / 3600,
-        seconds % 3600 / 60,
-        seconds % 60
-    )
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(unix)).to_string()
 }
 
 pub fn unix_now() -> u64 {
