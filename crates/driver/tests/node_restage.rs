@@ -331,3 +331,59 @@ async fn the_background_check_renumbers_a_published_block_volume() {
     );
     assert!(lab.staged_record(&id).is_none());
 }
+
+#[tokio::test]
+async fn records_of_volumes_no_longer_staged_are_forgotten_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let record = |id: &str, staging: &str, layout: serde_json::Value| {
+        let record = serde_json::json!({
+            "format": 1,
+            "volume_id": id,
+            "nqn": nqn_of(id),
+            "staging": staging,
+            "layout": layout,
+            "device": "259:1",
+            "device_path": "/dev/nvme0n1",
+            "ids": {"uuid": "00000000-0000-4000-8000-00000000000a"},
+            "context": {},
+            "staged_at": 1,
+        });
+        std::fs::write(
+            state.join(format!("{id}.json")),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+    };
+    let ext4 = serde_json::json!({"kind": "filesystem", "fs_type": "ext4", "fs_uuid": null,
+        "mount_flags": [], "read_only": false});
+    // "/" is always a mount point: still staged. The others are not (a node reboot).
+    record(&volume_id(51), "/", ext4.clone());
+    let gone = dir.path().join("unmounted");
+    std::fs::create_dir_all(&gone).unwrap();
+    record(&volume_id(52), gone.to_str().unwrap(), ext4);
+    record(
+        &volume_id(53),
+        "/nowhere",
+        serde_json::json!({"kind": "block"}),
+    );
+    let sim = dir.path().join("sim");
+    std::fs::create_dir_all(&sim).unwrap();
+    let records = driver::node::Records::open(&state).unwrap();
+    let service = driver::node::NodeService::new(
+        driver::node::NodeConfig::new("node-1", PREFIX),
+        std::sync::Arc::new(driver::node::LoopFabric::new(&sim)),
+        records,
+    );
+    service.forget_unstaged().await;
+    let left: Vec<String> = service
+        .records()
+        .all()
+        .into_iter()
+        .map(|r| r.volume_id)
+        .collect();
+    assert_eq!(left, vec![volume_id(51)]);
+    let files: Vec<_> = std::fs::read_dir(&state).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "the forgotten records' files are gone");
+}

@@ -188,6 +188,7 @@ pub async fn run(args: NodeArgs) -> Result<(), SetupError> {
     let listener = server::bind(&args.endpoint).await?;
     tracing::info!(endpoint = %listener.endpoint()?, "serving CSI Identity and Node");
     let locks = service.locks().clone();
+    service.forget_unstaged().await;
     let health_check = service.spawn_health_check();
     listener
         .serve(routes(service), server::shutdown_signal())

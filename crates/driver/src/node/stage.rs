@@ -75,8 +75,10 @@ impl NodeCore {
         Ok(())
     }
 
-    /// Records what this stage established (see [`super::records`]). A volume already
-    /// recorded on the same device keeps its record (and its history of recoveries).
+    /// Records what this stage established (see [`super::records`]). A retried stage keeps
+    /// the record of the same namespace on the same device (and its history of recoveries);
+    /// a stage that mounted anew always starts a fresh one, so that device numbers from
+    /// before (a node reboot renumbers devices) never count as this volume's.
     async fn remember_stage(
         &self,
         request: &StageRequest,
@@ -84,8 +86,10 @@ impl NodeCore {
         layout: StagedLayout,
         deadline: Instant,
     ) -> Result<()> {
-        if let Some(known) = self.records.get(&request.volume_id)
+        if !device.newly_attached
+            && let Some(known) = self.records.get(&request.volume_id)
             && known.device == device.device
+            && known.ids == device.ids
             && known.staging == request.staging
             && known.layout == layout
         {
@@ -272,6 +276,8 @@ impl NodeCore {
             }
         };
         let layout = Self::filesystem_layout(request, fs, fs_uuid);
+        // Mounted anew: whatever was recorded before is of another stage.
+        self.records.remove(&request.volume_id, deadline).await?;
         self.remember_stage(request, &device, layout, deadline)
             .await
     }

@@ -10,7 +10,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use mounts::mountinfo::read_self_mount_table;
+use mounts::mountpoint::table_spelling;
+
 use super::health::Backoff;
+use super::records::StagedLayout;
 use super::recover::Checked;
 use super::{NodeCore, NodeService};
 use crate::locks::VolumeLocks;
@@ -19,6 +23,40 @@ use crate::locks::VolumeLocks;
 const CHECK_TIME: Duration = Duration::from_secs(60);
 
 impl NodeService {
+    /// Forgets the records of volumes that are no longer staged: a node reboot unmounts and
+    /// disconnects everything, and kubelet stages again what it still needs (with fresh
+    /// records). A filesystem volume is staged while its staging path is a mount point, a
+    /// block volume while a device carries its NQN; when that cannot be read, the record stays.
+    pub async fn forget_unstaged(&self) {
+        let core = &self.core;
+        let deadline = Instant::now() + CHECK_TIME;
+        let table = match read_self_mount_table(deadline).await {
+            Ok(table) => table,
+            Err(error) => {
+                tracing::warn!(%error, "records not checked: the mount table cannot be read");
+                return;
+            }
+        };
+        for record in core.records.all() {
+            let staged = match &record.layout {
+                StagedLayout::Filesystem { .. } => table_spelling(&record.staging, deadline)
+                    .await
+                    .map_or(true, |spelled| table.is_mount_point(&spelled)),
+                StagedLayout::Block => core
+                    .fabric
+                    .find(&record.nqn, deadline)
+                    .await
+                    .map_or(true, |device| device.is_some()),
+            };
+            if !staged {
+                tracing::info!(volume_id = %record.volume_id, "forgetting the record of a volume no longer staged here");
+                if let Err(error) = core.records.remove(&record.volume_id, deadline).await {
+                    tracing::warn!(volume_id = %record.volume_id, %error, "record not removed");
+                }
+            }
+        }
+    }
+
     /// Starts the background check; `None` when `health_interval` is zero (disabled).
     pub fn spawn_health_check(&self) -> Option<JoinHandle<()>> {
         let interval = self.core.config.health_interval;

@@ -75,6 +75,7 @@ impl Plugin {
         // Records in the scratch directory, as a node keeps them in its state directory.
         let records = Records::open(&dir.join("state")).expect("state directory opens");
         let service = NodeService::new(config, fabric, records);
+        service.forget_unstaged().await;
         let health_check = service.spawn_health_check();
         let listener = server::bind(&Endpoint::Unix(socket.clone()))
             .await
