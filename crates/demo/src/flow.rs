@@ -238,6 +238,8 @@ async fn start(rep: &mut Reporter, s: &mut Session) -> Result<(), StepFailure> {
             &fabric.node_flag(),
             &"--block-publish-dir",
             &block_dir,
+            &"--state-dir",
+            &s.work.node_state(),
         ]);
         if let Fabric::Loop(_) = fabric {
             node_args.extend(args(&[&"--sim-data-dir", &s.work.sim_data()]));

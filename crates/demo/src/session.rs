@@ -76,6 +76,11 @@ impl WorkDir {
         self.root.join("kubelet")
     }
 
+    /// The node's records of staged volumes (its `--state-dir`).
+    pub fn node_state(&self) -> PathBuf {
+        self.root.join("node-state")
+    }
+
     pub fn sim_log(&self) -> PathBuf {
         self.root.join("sim.log")
     }

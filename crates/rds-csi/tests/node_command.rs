@@ -22,6 +22,8 @@ async fn serves_the_node_plugin_on_its_socket_until_sigterm() {
         .arg(&sim)
         .arg("--endpoint")
         .arg(format!("unix://{}", socket.display()))
+        .arg("--state-dir")
+        .arg(dir.path().join("records"))
         .args([
             "--driver-name",
             "rds.csi.example.org",
@@ -51,6 +53,10 @@ async fn serves_the_node_plugin_on_its_socket_until_sigterm() {
     })
     .await;
     assert!(serving.is_ok(), "no serving line in {log:#?}");
+    assert!(
+        dir.path().join("records").is_dir(),
+        "the state directory is made at start"
+    );
     assert!(
         log.iter()
             .any(|l| l.contains("TESTS AND DEMONSTRATIONS ONLY")),
