@@ -279,7 +279,13 @@ async fn the_background_check_renumbers_a_published_block_volume() {
     expect_code(client.node_stage_volume(stage).await, Code::Ok);
     let vm = lab.block_target(&id, "vm-pod");
     let publish = publish_request(&id, &staging, &vm, capability.clone(), false);
-    expect_code(client.node_publish_volume(publish).await, Code::Ok);
+    // The background check holds the volume's lock while it looks: a call meeting it is
+    // answered ABORTED and retried, as a CO does.
+    let publish = as_a_co_retries(|| {
+        let (mut client, publish) = (client.clone(), publish.clone());
+        async move { client.node_publish_volume(publish).await }
+    });
+    expect_code(publish.await, Code::Ok);
     let data = pattern(MIB as usize, 9);
     {
         let mut node = std::fs::OpenOptions::new().write(true).open(&vm).unwrap();
@@ -317,19 +323,35 @@ async fn the_background_check_renumbers_a_published_block_volume() {
         "{message}"
     );
 
-    expect_code(
-        client
-            .node_unpublish_volume(unpublish_request(&id, &vm))
-            .await,
-        Code::Ok,
-    );
-    expect_code(
-        client
-            .node_unstage_volume(unstage_request(&id, &staging))
-            .await,
-        Code::Ok,
-    );
+    let unpublish = as_a_co_retries(|| {
+        let (mut client, request) = (client.clone(), unpublish_request(&id, &vm));
+        async move { client.node_unpublish_volume(request).await }
+    });
+    expect_code(unpublish.await, Code::Ok);
+    let unstage = as_a_co_retries(|| {
+        let (mut client, request) = (client.clone(), unstage_request(&id, &staging));
+        async move { client.node_unstage_volume(request).await }
+    });
+    expect_code(unstage.await, Code::Ok);
     assert!(lab.staged_record(&id).is_none());
+}
+
+/// Repeats a call answered ABORTED (another operation on the volume) a bounded number of
+/// times, as a CO retries it.
+async fn as_a_co_retries<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    for _ in 0..200 {
+        match call().await {
+            Err(status) if status.code() == Code::Aborted => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
+        }
+    }
+    call().await
 }
 
 #[tokio::test]

@@ -76,6 +76,9 @@ impl PathLayout {
     }
 }
 
+/// How long a call answered ABORTED is retried.
+const ABORTED_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Controller and node clients, as a CO holds them.
 #[derive(Debug, Clone)]
 pub struct Csi {
@@ -110,23 +113,46 @@ impl Csi {
         request
     }
 
-    async fn call<T>(
+    /// Sends `message` with `send`, as a CO does: an ABORTED answer (another operation on
+    /// the volume is running, such as the node's background check) is retried with a growing
+    /// wait for up to [`ABORTED_PATIENCE`]; any other answer is the result.
+    async fn call<M, T, F>(
         &self,
         call: &'static str,
-        future: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    ) -> Result<T> {
+        message: M,
+        send: impl Fn(tonic::Request<M>) -> F,
+    ) -> Result<T>
+    where
+        M: Clone,
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         // A little beyond the gRPC timeout, so the plugin's own DEADLINE_EXCEEDED wins.
         let limit = self.call_timeout + Duration::from_secs(5);
-        match tokio::time::timeout(limit, future).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(E2eError::Call {
-                call,
-                status: Box::new(status),
-            }),
-            Err(_) => Err(E2eError::Timeout {
-                call,
-                seconds: limit.as_secs(),
-            }),
+        let give_up = tokio::time::Instant::now() + ABORTED_PATIENCE;
+        let mut wait = Duration::from_millis(20);
+        loop {
+            match tokio::time::timeout(limit, send(self.request(message.clone()))).await {
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status))
+                    if status.code() == tonic::Code::Aborted
+                        && tokio::time::Instant::now() + wait < give_up =>
+                {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+                Ok(Err(status)) => {
+                    return Err(E2eError::Call {
+                        call,
+                        status: Box::new(status),
+                    });
+                }
+                Err(_) => {
+                    return Err(E2eError::Timeout {
+                        call,
+                        seconds: limit.as_secs(),
+                    });
+                }
+            }
         }
     }
 
@@ -137,7 +163,7 @@ impl Csi {
         mode: &VolumeMode,
         parameters: &HashMap<String, String>,
     ) -> Result<Volume> {
-        let request = self.request(CreateVolumeRequest {
+        let request = CreateVolumeRequest {
             name: name.to_owned(),
             capacity_range: Some(CapacityRange {
                 required_bytes: bytes as i64,
@@ -146,12 +172,12 @@ impl Csi {
             volume_capabilities: vec![mode.capability()],
             parameters: parameters.clone(),
             ..Default::default()
-        });
+        };
         let reply = self
-            .call(
-                "CreateVolume",
-                self.controller.clone().create_volume(request),
-            )
+            .call("CreateVolume", request, |r| {
+                let mut client = self.controller.clone();
+                async move { client.create_volume(r).await }
+            })
             .await?;
         reply
             .volume
@@ -159,14 +185,14 @@ impl Csi {
     }
 
     pub async fn delete_volume(&self, volume_id: &str) -> Result<()> {
-        let request = self.request(DeleteVolumeRequest {
+        let request = DeleteVolumeRequest {
             volume_id: volume_id.to_owned(),
             ..Default::default()
-        });
-        self.call(
-            "DeleteVolume",
-            self.controller.clone().delete_volume(request),
-        )
+        };
+        self.call("DeleteVolume", request, |r| {
+            let mut client = self.controller.clone();
+            async move { client.delete_volume(r).await }
+        })
         .await
         .map(drop)
     }
@@ -178,7 +204,7 @@ impl Csi {
         bytes: u64,
         mode: &VolumeMode,
     ) -> Result<(u64, bool)> {
-        let request = self.request(ControllerExpandVolumeRequest {
+        let request = ControllerExpandVolumeRequest {
             volume_id: volume_id.to_owned(),
             capacity_range: Some(CapacityRange {
                 required_bytes: bytes as i64,
@@ -186,12 +212,12 @@ impl Csi {
             }),
             volume_capability: Some(mode.capability()),
             ..Default::default()
-        });
+        };
         let reply = self
-            .call(
-                "ControllerExpandVolume",
-                self.controller.clone().controller_expand_volume(request),
-            )
+            .call("ControllerExpandVolume", request, |r| {
+                let mut client = self.controller.clone();
+                async move { client.controller_expand_volume(r).await }
+            })
             .await?;
         Ok((
             reply.capacity_bytes.max(0) as u64,
@@ -205,30 +231,30 @@ impl Csi {
         staging: &Path,
         mode: &VolumeMode,
     ) -> Result<()> {
-        let request = self.request(NodeStageVolumeRequest {
+        let request = NodeStageVolumeRequest {
             volume_id: volume.volume_id.clone(),
             staging_target_path: path_text(staging),
             volume_capability: Some(mode.capability()),
             volume_context: volume.volume_context.clone(),
             ..Default::default()
-        });
-        self.call(
-            "NodeStageVolume",
-            self.node.clone().node_stage_volume(request),
-        )
+        };
+        self.call("NodeStageVolume", request, |r| {
+            let mut client = self.node.clone();
+            async move { client.node_stage_volume(r).await }
+        })
         .await
         .map(drop)
     }
 
     pub async fn node_unstage(&self, volume_id: &str, staging: &Path) -> Result<()> {
-        let request = self.request(NodeUnstageVolumeRequest {
+        let request = NodeUnstageVolumeRequest {
             volume_id: volume_id.to_owned(),
             staging_target_path: path_text(staging),
-        });
-        self.call(
-            "NodeUnstageVolume",
-            self.node.clone().node_unstage_volume(request),
-        )
+        };
+        self.call("NodeUnstageVolume", request, |r| {
+            let mut client = self.node.clone();
+            async move { client.node_unstage_volume(r).await }
+        })
         .await
         .map(drop)
     }
@@ -240,7 +266,7 @@ impl Csi {
         target: &Path,
         mode: &VolumeMode,
     ) -> Result<()> {
-        let request = self.request(NodePublishVolumeRequest {
+        let request = NodePublishVolumeRequest {
             volume_id: volume.volume_id.clone(),
             staging_target_path: path_text(staging),
             target_path: path_text(target),
@@ -248,24 +274,24 @@ impl Csi {
             readonly: false,
             volume_context: volume.volume_context.clone(),
             ..Default::default()
-        });
-        self.call(
-            "NodePublishVolume",
-            self.node.clone().node_publish_volume(request),
-        )
+        };
+        self.call("NodePublishVolume", request, |r| {
+            let mut client = self.node.clone();
+            async move { client.node_publish_volume(r).await }
+        })
         .await
         .map(drop)
     }
 
     pub async fn node_unpublish(&self, volume_id: &str, target: &Path) -> Result<()> {
-        let request = self.request(NodeUnpublishVolumeRequest {
+        let request = NodeUnpublishVolumeRequest {
             volume_id: volume_id.to_owned(),
             target_path: path_text(target),
-        });
-        self.call(
-            "NodeUnpublishVolume",
-            self.node.clone().node_unpublish_volume(request),
-        )
+        };
+        self.call("NodeUnpublishVolume", request, |r| {
+            let mut client = self.node.clone();
+            async move { client.node_unpublish_volume(r).await }
+        })
         .await
         .map(drop)
     }
@@ -277,15 +303,15 @@ impl Csi {
         volume_path: &Path,
         staging: &Path,
     ) -> Result<NodeGetVolumeStatsResponse> {
-        let request = self.request(NodeGetVolumeStatsRequest {
+        let request = NodeGetVolumeStatsRequest {
             volume_id: volume_id.to_owned(),
             volume_path: path_text(volume_path),
             staging_target_path: path_text(staging),
-        });
-        self.call(
-            "NodeGetVolumeStats",
-            self.node.clone().node_get_volume_stats(request),
-        )
+        };
+        self.call("NodeGetVolumeStats", request, |r| {
+            let mut client = self.node.clone();
+            async move { client.node_get_volume_stats(r).await }
+        })
         .await
     }
 
@@ -299,7 +325,7 @@ impl Csi {
         bytes: u64,
         mode: &VolumeMode,
     ) -> Result<u64> {
-        let request = self.request(NodeExpandVolumeRequest {
+        let request = NodeExpandVolumeRequest {
             volume_id: volume_id.to_owned(),
             volume_path: path_text(volume_path),
             staging_target_path: path_text(staging),
@@ -309,12 +335,12 @@ impl Csi {
             }),
             volume_capability: Some(mode.capability()),
             ..Default::default()
-        });
+        };
         let reply = self
-            .call(
-                "NodeExpandVolume",
-                self.node.clone().node_expand_volume(request),
-            )
+            .call("NodeExpandVolume", request, |r| {
+                let mut client = self.node.clone();
+                async move { client.node_expand_volume(r).await }
+            })
             .await?;
         Ok(reply.capacity_bytes.max(0) as u64)
     }
