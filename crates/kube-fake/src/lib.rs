@@ -19,10 +19,10 @@
 //!   condition without sleeping, and compaction.
 //!
 //! What it does not: authentication, RBAC, admission, validation beyond names, defaulting,
-//! server-side apply and strategic merge patch (415), garbage collection, controllers (no
-//! kubelet: pods are deleted at once, not gracefully), namespace existence checks, and
-//! consistent snapshots for `continue` (later pages show later writes). Served over plain
-//! HTTP on 127.0.0.1 only, so a kubeconfig needs no certificates.
+//! server-side apply and strategic merge patch (415), `dryRun` (400), garbage collection,
+//! controllers (no kubelet: pods are deleted at once, not gracefully), namespace existence
+//! checks, and consistent snapshots for `continue` (later pages show later writes). Served over
+//! plain HTTP on 127.0.0.1 only, so a kubeconfig needs no certificates.
 
 mod http;
 pub mod resource;

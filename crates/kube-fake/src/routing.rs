@@ -131,10 +131,14 @@ async fn handle(
         return ApiError::new(
             405,
             "MethodNotAllowed",
-            format!("the server does not allow this method on the requested resource"),
+            "the server does not allow this method on the requested resource",
         )
         .into_response_value();
     };
+    if params.contains_key("dryRun") {
+        // Ignoring it would write for real; better a loud failure.
+        return ApiError::bad_request("kube-fake implements no dryRun").into_response_value();
+    }
     if let Some(fault) = shared.take_fault(verb, &path) {
         return fault.into_response_value();
     }

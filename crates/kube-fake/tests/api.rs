@@ -405,3 +405,86 @@ async fn wait_until_wakes_on_writes() {
         .await;
     assert!(never.is_err());
 }
+
+#[tokio::test]
+async fn dry_run_is_refused_rather_than_written() {
+    let fake = FakeApiServer::new();
+    let pods: Api<Pod> = Api::default_namespaced(fake.client());
+    let err = pods
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &pod("a", "n1"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err).0, 400);
+    assert!(fake.list::<Pod>(None).is_empty());
+}
+
+#[tokio::test]
+async fn delete_collection_by_label() {
+    let fake = FakeApiServer::new();
+    let pods: Api<Pod> = Api::default_namespaced(fake.client());
+    pods.create(&PostParams::default(), &pod("a", "n1"))
+        .await
+        .unwrap();
+    let mut other = pod("b", "n1");
+    other.metadata.labels = None;
+    pods.create(&PostParams::default(), &other).await.unwrap();
+    let gone = pods
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app=db"),
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = gone
+        .left()
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    assert_eq!(names, ["a"]);
+    let left: Vec<_> = fake
+        .list::<Pod>(None)
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    assert_eq!(left, ["b"]);
+}
+
+#[tokio::test]
+async fn of_two_lease_renewals_from_one_read_only_the_first_wins() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let fake = FakeApiServer::new();
+    let leases: Api<Lease> = Api::namespaced(fake.client(), "kube-system");
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "rds-csi"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}))
+    .unwrap();
+    leases.create(&PostParams::default(), &lease).await.unwrap();
+    let err = leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err).1, "AlreadyExists");
+    let read = leases.get("rds-csi").await.unwrap();
+    let mut by_b = read.clone();
+    by_b.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    let mut by_c = read;
+    by_c.spec.as_mut().unwrap().holder_identity = Some("c".into());
+    leases
+        .replace("rds-csi", &PostParams::default(), &by_b)
+        .await
+        .unwrap();
+    let err = leases
+        .replace("rds-csi", &PostParams::default(), &by_c)
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err), (409, "Conflict".into()));
+    let held = fake.get::<Lease>(Some("kube-system"), "rds-csi").unwrap();
+    assert_eq!(held.spec.unwrap().holder_identity.as_deref(), Some("b"));
+}
