@@ -409,3 +409,104 @@ async fn records_of_volumes_no_longer_staged_are_forgotten_at_start() {
     let files: Vec<_> = std::fs::read_dir(&state).unwrap().flatten().collect();
     assert_eq!(files.len(), 1, "the forgotten records' files are gone");
 }
+
+fn pod(name: &str, node: &str, owned: bool) -> k8s_openapi::api::core::v1::Pod {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    let mut pod = k8s_openapi::api::core::v1::Pod::default();
+    pod.metadata.name = Some(name.into());
+    pod.metadata.namespace = Some("apps".into());
+    if owned {
+        pod.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            name: "web-5d8f".into(),
+            uid: "3f0e6a52-7c1b-4d2e-9a8f-0b1c2d3e4f50".into(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        }]);
+    }
+    pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+        node_name: Some(node.into()),
+        ..Default::default()
+    });
+    pod
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_left_on_a_replaced_namespace_get_an_event_and_owned_ones_are_deleted_on_request() {
+    if !root_or_skip(
+        "pods_left_on_a_replaced_namespace_get_an_event_and_owned_ones_are_deleted_on_request",
+    ) {
+        return;
+    }
+    use k8s_openapi::api::core::v1::Pod;
+    let cluster = kube_fake::FakeApiServer::new();
+    let owned = cluster.insert(&pod("web-0", "node-1", true)).unwrap();
+    let bare = cluster.insert(&pod("debug", "node-1", false)).unwrap();
+    // Same UID shape, another node: never looked at, whatever its paths say.
+    let elsewhere = cluster.insert(&pod("web-1", "node-2", true)).unwrap();
+    let uid = |pod: &Pod| pod.metadata.uid.clone().unwrap();
+    let pods = driver::node::ClusterPods::new(
+        cluster.client(),
+        "node-1",
+        driver::node::PodRecovery::Delete,
+    );
+    let lab = LoopLab::with_cluster_pods(pods).await;
+    let mut client = lab.client();
+    let id = volume_id(44);
+    let backing = lab.export(&id, 32 * MIB);
+    let staging = lab.staging(&id);
+    let capability = mount_capability("ext4", &[]);
+    let stage = stage_request(&id, &staging, capability.clone(), lab.context(&id));
+    expect_code(client.node_stage_volume(stage).await, Code::Ok);
+    let publish = |target: &Path| publish_request(&id, &staging, target, capability.clone(), false);
+    for running in [&owned, &bare, &elsewhere] {
+        let target = lab.kubelet_fs_target(&id, &uid(running));
+        expect_code(client.node_publish_volume(publish(&target)).await, Code::Ok);
+    }
+    same_disk_new_namespace(&lab, &id, &backing);
+    let newcomer = lab.kubelet_fs_target(&id, "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f");
+    expect_code(
+        client.node_publish_volume(publish(&newcomer)).await,
+        Code::Ok,
+    );
+
+    // The owned pod is gone (its controller makes it again); the bare one stays, told why;
+    // the other node's pod is untouched.
+    assert!(cluster.get::<Pod>(Some("apps"), "web-0").is_none());
+    assert!(cluster.get::<Pod>(Some("apps"), "debug").is_some());
+    assert!(cluster.get::<Pod>(Some("apps"), "web-1").is_some());
+    let events = cluster.list::<k8s_openapi::api::events::v1::Event>(Some("apps"));
+    let about: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            let regarding = e.regarding.clone().unwrap_or_default();
+            (
+                regarding.name.unwrap_or_default(),
+                e.note.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(about.len(), 2, "{about:?}");
+    for (name, note) in &about {
+        assert!(note.contains(&id), "{note}");
+        match name.as_str() {
+            "web-0" => assert!(note.contains("deleting the pod"), "{note}"),
+            "debug" => assert!(note.contains("restart the pod"), "{note}"),
+            other => panic!("event about {other}"),
+        }
+    }
+    assert!(
+        events
+            .iter()
+            .all(|e| e.reason.as_deref() == Some("VolumeNamespaceReplaced")
+                && e.type_.as_deref() == Some("Warning"))
+    );
+    // Only this node's pods were asked for.
+    assert!(
+        cluster
+            .requests()
+            .iter()
+            .any(|r| r.query.contains("spec.nodeName"))
+    );
+}

@@ -10,7 +10,9 @@ use nvme::identity::{IdentityOverride, IdentityPaths, resolve_host_identity};
 use nvme::{LinuxKernel, ManagedPrefix, NvmeHost, Sysfs};
 
 use super::fabric::{Fabric, LoopFabric, NvmeTcpFabric};
-use super::{DEFAULT_BLOCK_PUBLISH_DIR, NodeConfig, NodeService, Records, routes};
+use super::{
+    ClusterPods, DEFAULT_BLOCK_PUBLISH_DIR, NodeConfig, NodeService, PodRecovery, Records, routes,
+};
 use crate::config::{DEFAULT_DRIVER_NAME, DEFAULT_NQN_PREFIX};
 use crate::server::{self, Endpoint, ServerError};
 
@@ -86,6 +88,13 @@ pub struct NodeArgs {
     /// (re-staged when found); 0 disables the check (calls still check their volume).
     #[arg(long, default_value_t = 15)]
     pub health_interval: u64,
+
+    /// What to do about pods whose running containers still hold a volume's replaced
+    /// namespace after it was re-staged: `off`; `events` (a Warning event on each, when the
+    /// Kubernetes API can be reached); `delete` (the event, then pods a controller owns are
+    /// deleted so that it creates them again; needs the Kubernetes API).
+    #[arg(long, env = "POD_RECOVERY", value_enum, default_value_t = PodRecovery::Events)]
+    pub pod_recovery: PodRecovery,
 }
 
 /// Where the records live when `--state-dir` is not given: beside the plugin's socket in
@@ -106,6 +115,8 @@ pub enum SetupError {
     Identity(nvme::Error),
     #[error("--fabric loop needs --sim-data-dir")]
     SimDataDir,
+    #[error("--pod-recovery delete needs the Kubernetes API: {0}")]
+    Kubernetes(String),
     #[error("state directory {}: {source}", path.display())]
     StateDir {
         path: PathBuf,
@@ -171,6 +182,30 @@ pub fn build(args: &NodeArgs) -> Result<NodeService, SetupError> {
     Ok(NodeService::new(config, fabric, records))
 }
 
+/// Connects the service to the Kubernetes API (in-cluster, or `KUBECONFIG`) as
+/// `--pod-recovery` needs: without it `events` goes on without events, `delete` refuses to
+/// start (an explicit opt-in that cannot work must not look as if it did).
+async fn with_cluster(service: NodeService, args: &NodeArgs) -> Result<NodeService, SetupError> {
+    if args.pod_recovery == PodRecovery::Off {
+        return Ok(service);
+    }
+    match kube::Client::try_default().await {
+        Ok(client) => {
+            tracing::info!(pod_recovery = ?args.pod_recovery, "Kubernetes API configured");
+            let pods = ClusterPods::new(client, &args.node_id, args.pod_recovery);
+            Ok(service.with_cluster_pods(pods))
+        }
+        Err(error) if args.pod_recovery == PodRecovery::Delete => {
+            Err(SetupError::Kubernetes(error.to_string()))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "no Kubernetes API: pods left on a replaced namespace get no \
+                event (--pod-recovery off silences this)");
+            Ok(service)
+        }
+    }
+}
+
 /// How long shutdown waits for volume operations still running.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -183,6 +218,7 @@ pub async fn run(args: NodeArgs) -> Result<(), SetupError> {
     })
     .await
     .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
+    let service = with_cluster(service, &args).await?;
     tracing::info!(node_id = %args.node_id, fabric = ?args.fabric, driver = %args.driver_name,
         "starting the node plugin");
     let listener = server::bind(&args.endpoint).await?;
@@ -221,6 +257,7 @@ mod tests {
         assert_eq!(cli.node.nqn_prefix, DEFAULT_NQN_PREFIX);
         assert_eq!(cli.node.endpoint, Endpoint::Unix("/csi/csi.sock".into()));
         assert_eq!(cli.node.health_interval, 15);
+        assert_eq!(cli.node.pod_recovery, PodRecovery::Events);
         assert_eq!(
             default_state_dir(&cli.node.driver_name),
             PathBuf::from("/var/lib/kubelet/plugins/rds.csi.srvlab.io/volumes")

@@ -332,6 +332,15 @@ mod tests {
         assert!(
             matches!(&republished.0, Condition::Abnormal(m) if m.contains("at 2023-11-14T22:13:20Z"))
         );
+        // A device that was never this volume's says nothing about its namespace.
+        let unrelated = identity_condition(
+            Some(&moved),
+            here.as_ref(),
+            Path::new("/pods/d/mount"),
+            Some(DeviceNumber::new(8, 0)),
+            None,
+        );
+        assert_eq!(unrelated, (Condition::Healthy, false));
         // Another pod on the current device, and volumes without a record, are healthy.
         for (record, at) in [(Some(&moved), "/pods/c/mount"), (None, "/pods/b/mount")] {
             let healthy = identity_condition(

@@ -21,6 +21,7 @@ mod expand;
 pub mod fabric;
 mod grpc;
 mod health;
+mod pods;
 mod probe;
 mod publish;
 mod records;
@@ -52,6 +53,7 @@ pub use args::{FabricKind, NodeArgs, SetupError, run};
 pub use error::NodeError;
 pub use fabric::{AttachedDevice, Condition, Fabric, FabricError, LoopFabric, NvmeTcpFabric};
 pub use grpc::NODE_CAPABILITIES;
+pub use pods::{ClusterPods, PodRecovery};
 pub use records::{Records, StagedLayout, StagedVolume};
 
 use error::Result;
@@ -129,9 +131,19 @@ impl NodeService {
                 records,
                 recovery_failures: Mutex::default(),
                 wake_check: tokio::sync::Notify::new(),
+                pods: None,
             }),
             locks: VolumeLocks::default(),
         }
+    }
+
+    /// Lets the node tell (and, when so configured, delete) the pods left on a replaced
+    /// namespace. Set before the service is served.
+    pub fn with_cluster_pods(mut self, pods: ClusterPods) -> Self {
+        Arc::get_mut(&mut self.core)
+            .expect("set before the service is shared")
+            .pods = Some(pods);
+        self
     }
 
     /// What the node remembers of the volumes it staged.
@@ -174,6 +186,8 @@ pub(crate) struct NodeCore {
     recovery_failures: Mutex<HashMap<String, String>>,
     /// Wakes the background check early (a stats call saw a replaced namespace).
     wake_check: tokio::sync::Notify,
+    /// The cluster's pods on this node, when the node talks to Kubernetes.
+    pods: Option<ClusterPods>,
 }
 
 /// A volume is mounted once at staging and once per pod; this many mounts of one device is

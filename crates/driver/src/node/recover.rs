@@ -125,10 +125,19 @@ impl NodeCore {
                 tracing::warn!(volume_id = %record.volume_id, %why, device = %now.path.display(),
                     "the volume's namespace was replaced; re-staging it on the new device");
                 match self.restage(record, &now, deadline).await {
-                    Ok(record) => {
-                        self.forget_recovery_failure(&record.volume_id);
-                        tracing::info!(volume_id = %record.volume_id, device = %now.path.display(),
+                    Ok(moved) => {
+                        self.forget_recovery_failure(&moved.volume_id);
+                        tracing::info!(volume_id = %moved.volume_id, device = %now.path.display(),
                             "re-staged on the new namespace; pods started before must be restarted");
+                        if let Some(pods) = &self.pods {
+                            let held: Vec<PathBuf> = moved
+                                .republished
+                                .iter()
+                                .filter(|p| !record.republished.contains(p))
+                                .cloned()
+                                .collect();
+                            pods.after_restage(&moved.volume_id, &held, &why).await;
+                        }
                         Ok(Checked::Recovered(why))
                     }
                     Err(error) => {

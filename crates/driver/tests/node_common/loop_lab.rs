@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use csi::v1::{CapacityRange, NodeExpandVolumeRequest, NodeGetVolumeStatsRequest};
-use driver::node::{LoopFabric, NodeConfig};
+use driver::node::{ClusterPods, LoopFabric, NodeConfig};
 use mounts::DeviceNumber;
 use mounts::mountinfo::{MountTable, read_self_mount_table};
 use mounts::tools::ToolPaths;
@@ -32,16 +32,21 @@ impl LoopLab {
     }
 
     pub async fn with_tools(tools: ToolPaths) -> Self {
-        Self::build(tools, Duration::ZERO).await
+        Self::build(tools, Duration::ZERO, None).await
+    }
+
+    /// With the node's access to the cluster's pods.
+    pub async fn with_cluster_pods(pods: ClusterPods) -> Self {
+        Self::build(ToolPaths::default(), Duration::ZERO, Some(pods)).await
     }
 
     /// With the background check of staged volumes running every `interval` (the other labs
     /// run none, so that it never races a test's own calls).
     pub async fn with_health_check(interval: Duration) -> Self {
-        Self::build(ToolPaths::default(), interval).await
+        Self::build(ToolPaths::default(), interval, None).await
     }
 
-    async fn build(tools: ToolPaths, health_interval: Duration) -> Self {
+    async fn build(tools: ToolPaths, health_interval: Duration, pods: Option<ClusterPods>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sim = dir.path().join("sim");
         std::fs::create_dir_all(sim.join("files/storage-pool")).unwrap();
@@ -49,7 +54,8 @@ impl LoopLab {
         config.block_publish_dir = dir.path().join("kubelet/volumeDevices");
         config.tools = tools;
         config.health_interval = health_interval;
-        let plugin = Plugin::start(dir.path(), config, Arc::new(LoopFabric::new(&sim))).await;
+        let fabric = Arc::new(LoopFabric::new(&sim));
+        let plugin = Plugin::start_with_pods(dir.path(), config, fabric, pods).await;
         Self {
             dir,
             plugin: Some(plugin),
@@ -125,6 +131,15 @@ impl LoopLab {
     /// A filesystem publish target: the parent exists, the target does not.
     pub fn fs_target(&self, id: &str, pod: &str) -> PathBuf {
         let parent = self.path(&format!("kubelet/pods/{pod}/volumes/{id}"));
+        std::fs::create_dir_all(&parent).unwrap();
+        parent.join("mount")
+    }
+
+    /// A filesystem publish target where kubelet puts it for pod `pod_uid`.
+    pub fn kubelet_fs_target(&self, id: &str, pod_uid: &str) -> PathBuf {
+        let parent = self.path(&format!(
+            "kubelet/pods/{pod_uid}/volumes/kubernetes.io~csi/{id}"
+        ));
         std::fs::create_dir_all(&parent).unwrap();
         parent.join("mount")
     }

@@ -17,7 +17,7 @@ use csi::v1::{
     NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
     NodeUnstageVolumeRequest, VolumeCapability,
 };
-use driver::node::{Fabric, NodeConfig, NodeService, Records, routes};
+use driver::node::{ClusterPods, Fabric, NodeConfig, NodeService, Records, routes};
 use driver::server::{self, Endpoint};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -67,14 +67,27 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    pub async fn start(dir: &Path, mut config: NodeConfig, fabric: Arc<dyn Fabric>) -> Self {
+    pub async fn start(dir: &Path, config: NodeConfig, fabric: Arc<dyn Fabric>) -> Self {
+        Self::start_with_pods(dir, config, fabric, None).await
+    }
+
+    /// With the node's access to the cluster's pods (a client of the API server's double).
+    pub async fn start_with_pods(
+        dir: &Path,
+        mut config: NodeConfig,
+        fabric: Arc<dyn Fabric>,
+        pods: Option<ClusterPods>,
+    ) -> Self {
         let socket = dir.join("csi.sock");
         let (stop, stopped) = oneshot::channel::<()>();
         config.driver_name = "rds.csi.test".into();
         config.vendor_version = "test".into();
         // Records in the scratch directory, as a node keeps them in its state directory.
         let records = Records::open(&dir.join("state")).expect("state directory opens");
-        let service = NodeService::new(config, fabric, records);
+        let mut service = NodeService::new(config, fabric, records);
+        if let Some(pods) = pods {
+            service = service.with_cluster_pods(pods);
+        }
         service.forget_unstaged().await;
         let health_check = service.spawn_health_check();
         let listener = server::bind(&Endpoint::Unix(socket.clone()))
