@@ -105,3 +105,80 @@ async fn the_loop_fabric_without_a_data_dir_is_refused() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `rds-csi node --pod-recovery delete` with a loop fabric in `dir`, the environment holding
+/// only what the test gives (no cluster credentials of the machine running the tests).
+fn node_with_pod_deletion(dir: &std::path::Path, kubeconfig: Option<&std::path::Path>) -> Command {
+    let sim = dir.join("sim");
+    std::fs::create_dir_all(&sim).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rds-csi"));
+    command
+        .args(["node", "--node-id", "worker-4", "--fabric", "loop"])
+        .arg("--sim-data-dir")
+        .arg(&sim)
+        .arg("--state-dir")
+        .arg(dir.join("records"))
+        .arg("--endpoint")
+        .arg(format!("unix://{}", dir.join("csi.sock").display()))
+        .args(["--pod-recovery", "delete"])
+        .env_clear()
+        .env("HOME", dir)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(path) = kubeconfig {
+        command.env("KUBECONFIG", path);
+    }
+    command
+}
+
+#[tokio::test]
+async fn pod_deletion_without_a_kubernetes_api_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        node_with_pod_deletion(dir.path(), None).output(),
+    )
+    .await
+    .expect("exits")
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--pod-recovery delete needs the Kubernetes API"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn pod_deletion_reaches_the_api_its_kubeconfig_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = kube_fake::FakeApiServer::new();
+    let http = cluster.serve_http().await.unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    http.write_kubeconfig(&kubeconfig).unwrap();
+    let mut child = node_with_pod_deletion(dir.path(), Some(&kubeconfig))
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let serving = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.contains("serving CSI Identity and Node");
+            log.push(line);
+            if done {
+                return;
+            }
+        }
+        panic!("the plugin exited early");
+    })
+    .await;
+    assert!(serving.is_ok(), "no serving line in {log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("Kubernetes API configured")),
+        "{log:#?}"
+    );
+    child.kill().await.unwrap();
+}
