@@ -120,7 +120,7 @@ impl std::fmt::Debug for NodeService {
 
 impl NodeService {
     /// The service over `fabric`, remembering staged volumes in `records` (see
-    /// [`Records::open`]; [`Records::in_memory`] forgets them with the process).
+    /// [`Records::open`]; `Records::default()` forgets them with the process).
     pub fn new(config: NodeConfig, fabric: Arc<dyn Fabric>, records: Records) -> Self {
         let tools = FsTools::new(config.tools.clone());
         Self {

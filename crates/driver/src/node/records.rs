@@ -185,11 +185,6 @@ fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 impl Records {
-    /// Records kept in memory only.
-    pub fn in_memory() -> Self {
-        Self::default()
-    }
-
     /// Opens (creating it, mode 0700) the state directory and reads every record in it. A
     /// record that cannot be read is reported and skipped: the volume it describes is then
     /// handled as one staged before records existed.
@@ -308,6 +303,42 @@ mod tests {
     }
 
     #[test]
+    fn forgetting_a_published_path_says_whether_it_was_listed() {
+        let mut r = record("pvc-1");
+        r.republished = vec!["/pods/a/mount".into(), "/pods/b/mount".into()];
+        assert!(r.forget_published(Path::new("/pods/a/mount")));
+        assert_eq!(r.republished, vec![PathBuf::from("/pods/b/mount")]);
+        assert!(!r.forget_published(Path::new("/pods/a/mount")));
+        assert!(!r.forget_published(Path::new("/pods/c/mount")));
+        assert_eq!(r.republished, vec![PathBuf::from("/pods/b/mount")]);
+    }
+
+    #[test]
+    fn a_recovery_onto_the_same_device_lists_no_former_device() {
+        let same = crate::node::fabric::AttachedDevice {
+            path: "/dev/nvme1n1".into(),
+            device: DeviceNumber::new(259, 3),
+            newly_attached: false,
+            ids: NamespaceIds::default(),
+        };
+        let moved = record("pvc-1").moved_to(&same, vec![]);
+        assert!(moved.replaced.is_empty());
+        assert_eq!(moved.recoveries, 1);
+        // When it happened, by the clock: not a made-up time.
+        let at = moved.recovered_at.unwrap();
+        assert!(at.abs_diff(unix_now()) < 60 && at > 1_700_000_000, "{at}");
+    }
+
+    #[tokio::test]
+    async fn a_record_that_cannot_be_removed_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = Records::open(dir.path()).unwrap();
+        // A directory where the record's file would be: unlink fails, and says so.
+        std::fs::create_dir(dir.path().join("pvc-1.json")).unwrap();
+        assert!(records.remove("pvc-1", soon()).await.is_err());
+    }
+
+    #[test]
     fn a_recovery_moves_the_record_and_remembers_a_bounded_list_of_former_devices() {
         let mut moved = record("pvc-1");
         for minor in 10..(10 + MAX_REPLACED as u32 + 2) {
@@ -391,7 +422,7 @@ mod tests {
 
     #[tokio::test]
     async fn in_memory_records_touch_no_disk() {
-        let records = Records::in_memory();
+        let records = Records::default();
         records.save(record("pvc-1"), soon()).await.unwrap();
         assert_eq!(records.get("pvc-1"), Some(record("pvc-1")));
         records.remove("pvc-1", soon()).await.unwrap();
