@@ -240,9 +240,11 @@ async fn start(rep: &mut Reporter, s: &mut Session) -> Result<(), StepFailure> {
             &block_dir,
             &"--state-dir",
             &s.work.node_state(),
-            // No cluster around the demo.
+            // No cluster around the demo, and no scraper.
             &"--pod-recovery",
             &"off",
+            &"--metrics-address",
+            &"",
         ]);
         if let Fabric::Loop(_) = fabric {
             node_args.extend(args(&[&"--sim-data-dir", &s.work.sim_data()]));

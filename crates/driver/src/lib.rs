@@ -11,6 +11,7 @@ pub mod controller;
 pub mod error;
 pub mod identity;
 pub mod locks;
+pub mod metrics;
 pub mod naming;
 pub mod node;
 pub mod params;

@@ -24,6 +24,7 @@ async fn serves_the_node_plugin_on_its_socket_until_sigterm() {
         .arg(format!("unix://{}", socket.display()))
         .arg("--state-dir")
         .arg(dir.path().join("records"))
+        .args(["--metrics-address", "127.0.0.1:0"])
         .args([
             "--driver-name",
             "rds.csi.example.org",
@@ -62,6 +63,22 @@ async fn serves_the_node_plugin_on_its_socket_until_sigterm() {
             .any(|l| l.contains("TESTS AND DEMONSTRATIONS ONLY")),
         "{log:#?}"
     );
+    // The metrics port it bound, from its log line, answers a scrape.
+    let address: std::net::SocketAddr = log
+        .iter()
+        .find(|l| l.contains("serving metrics at /metrics"))
+        .and_then(|l| l.split("address=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics line in {log:#?}"))
+        .parse()
+        .unwrap();
+    let scraped = scrape(address).await;
+    for line in [
+        "rds_csi_node_restages_total{result=\"failed\"} 0",
+        "rds_csi_node_staged_volumes 0",
+    ] {
+        assert!(scraped.lines().any(|l| l == line), "{line} in {scraped}");
+    }
 
     let channel = tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
         .unwrap()
@@ -120,7 +137,7 @@ fn node_with_pod_deletion(dir: &std::path::Path, kubeconfig: Option<&std::path::
         .arg(dir.join("records"))
         .arg("--endpoint")
         .arg(format!("unix://{}", dir.join("csi.sock").display()))
-        .args(["--pod-recovery", "delete"])
+        .args(["--pod-recovery", "delete", "--metrics-address", ""])
         .env_clear()
         .env("HOME", dir)
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -181,4 +198,17 @@ async fn pod_deletion_reaches_the_api_its_kubeconfig_names() {
         "{log:#?}"
     );
     child.kill().await.unwrap();
+}
+
+/// GET /metrics over plain HTTP/1.0, as a scraper asks; the whole response.
+async fn scrape(address: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
 }

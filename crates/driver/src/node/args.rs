@@ -95,7 +95,16 @@ pub struct NodeArgs {
     /// deleted so that it creates them again; needs the Kubernetes API).
     #[arg(long, env = "POD_RECOVERY", value_enum, default_value_t = PodRecovery::Events)]
     pub pod_recovery: PodRecovery,
+
+    /// Where to serve Prometheus metrics (`/metrics`): ADDRESS:PORT, :PORT for every address,
+    /// or empty to serve none.
+    #[arg(long, env = "METRICS_ADDRESS", default_value = DEFAULT_NODE_METRICS_ADDRESS,
+        value_parser = crate::metrics::parse_metrics_address)]
+    pub metrics_address: crate::metrics::MetricsAddress,
 }
+
+/// The node's metrics port: beside the controller's 9809, so that both can run on one host.
+pub const DEFAULT_NODE_METRICS_ADDRESS: &str = ":9810";
 
 /// Where the records live when `--state-dir` is not given: beside the plugin's socket in
 /// kubelet's plugin directory, which the node's pod mounts from the host anyway.
@@ -115,6 +124,11 @@ pub enum SetupError {
     Identity(nvme::Error),
     #[error("--fabric loop needs --sim-data-dir")]
     SimDataDir,
+    #[error("metrics address {address}: {source}")]
+    Metrics {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("--pod-recovery delete needs the Kubernetes API: {0}")]
     Kubernetes(String),
     #[error("state directory {}: {source}", path.display())]
@@ -218,7 +232,20 @@ pub async fn run(args: NodeArgs) -> Result<(), SetupError> {
     })
     .await
     .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
-    let service = with_cluster(service, &args).await?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let service = with_cluster(service, &args)
+        .await?
+        .with_metrics(&mut registry);
+    let metrics = match args.metrics_address.0 {
+        Some(address) => {
+            let (bound, task) = crate::metrics::serve(address, Arc::new(registry))
+                .await
+                .map_err(|source| SetupError::Metrics { address, source })?;
+            tracing::info!(address = %bound, "serving metrics at /metrics");
+            Some(task)
+        }
+        None => None,
+    };
     tracing::info!(node_id = %args.node_id, fabric = ?args.fabric, driver = %args.driver_name,
         "starting the node plugin");
     let listener = server::bind(&args.endpoint).await?;
@@ -229,7 +256,7 @@ pub async fn run(args: NodeArgs) -> Result<(), SetupError> {
     listener
         .serve(routes(service), server::shutdown_signal())
         .await?;
-    if let Some(task) = health_check {
+    for task in [health_check, metrics].into_iter().flatten() {
         task.abort();
     }
     // A stage or expand whose caller went away still runs; a format cut off half-way would
@@ -258,6 +285,12 @@ mod tests {
         assert_eq!(cli.node.endpoint, Endpoint::Unix("/csi/csi.sock".into()));
         assert_eq!(cli.node.health_interval, 15);
         assert_eq!(cli.node.pod_recovery, PodRecovery::Events);
+        assert_eq!(
+            cli.node.metrics_address.0,
+            Some("0.0.0.0:9810".parse().unwrap())
+        );
+        let off = Cli::try_parse_from(["node", "--node-id", "n1", "--metrics-address", ""]);
+        assert_eq!(off.unwrap().node.metrics_address.0, None);
         assert_eq!(
             default_state_dir(&cli.node.driver_name),
             PathBuf::from("/var/lib/kubelet/plugins/rds.csi.srvlab.io/volumes")

@@ -48,6 +48,7 @@ use tokio::time::Instant;
 use crate::config::DEFAULT_DRIVER_NAME;
 use crate::identity::CsiIdentity;
 use crate::locks::VolumeLocks;
+use crate::metrics::NodeMetrics;
 
 pub use args::{FabricKind, NodeArgs, SetupError, run};
 pub use error::NodeError;
@@ -132,9 +133,19 @@ impl NodeService {
                 recovery_failures: Mutex::default(),
                 wake_check: tokio::sync::Notify::new(),
                 pods: None,
+                metrics: NodeMetrics::default(),
             }),
             locks: VolumeLocks::default(),
         }
+    }
+
+    /// Registers the node's metrics in `registry` (see [`crate::metrics`]). Set before the
+    /// service is served.
+    pub fn with_metrics(mut self, registry: &mut prometheus_client::registry::Registry) -> Self {
+        Arc::get_mut(&mut self.core)
+            .expect("set before the service is shared")
+            .metrics = NodeMetrics::register(registry);
+        self
     }
 
     /// Lets the node tell (and, when so configured, delete) the pods left on a replaced
@@ -188,6 +199,7 @@ pub(crate) struct NodeCore {
     wake_check: tokio::sync::Notify,
     /// The cluster's pods on this node, when the node talks to Kubernetes.
     pods: Option<ClusterPods>,
+    metrics: NodeMetrics,
 }
 
 /// A volume is mounted once at staging and once per pod; this many mounts of one device is

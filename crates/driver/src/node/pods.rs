@@ -84,31 +84,35 @@ impl ClusterPods {
     }
 
     /// Tells the pods published at `paths` that `volume_id` was re-staged on a new namespace
-    /// under them, and deletes those a controller owns when so configured. Failures are logged:
-    /// the recovery itself is done and stands.
-    pub async fn after_restage(&self, volume_id: &str, paths: &[PathBuf], why: &str) {
+    /// under them, and deletes those a controller owns when so configured; returns how many
+    /// were deleted. Failures are logged: the recovery itself is done and stands.
+    pub async fn after_restage(&self, volume_id: &str, paths: &[PathBuf], why: &str) -> usize {
         if self.recovery == PodRecovery::Off {
-            return;
+            return 0;
         }
         let uids: Vec<String> = paths.iter().filter_map(|p| pod_uid_of_target(p)).collect();
         if uids.is_empty() {
-            return;
+            return 0;
         }
         let pods = match self.pods_here().await {
             Ok(pods) => pods,
             Err(error) => {
                 tracing::warn!(volume_id, %error, "cannot list this node's pods");
-                return;
+                return 0;
             }
         };
+        let mut deleted = 0;
         for pod in pods.iter().filter(|pod| {
             pod.metadata
                 .uid
                 .as_ref()
                 .is_some_and(|uid| uids.contains(uid))
         }) {
-            self.recover_pod(volume_id, pod, why).await;
+            if self.recover_pod(volume_id, pod, why).await {
+                deleted += 1;
+            }
         }
+        deleted
     }
 
     async fn pods_here(&self) -> Result<Vec<Pod>, String> {
@@ -123,7 +127,8 @@ impl ClusterPods {
         Ok(listed.items)
     }
 
-    async fn recover_pod(&self, volume_id: &str, pod: &Pod, why: &str) {
+    /// Posts the event, deletes the pod when it may; true when it was deleted.
+    async fn recover_pod(&self, volume_id: &str, pod: &Pod, why: &str) -> bool {
         let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
         let verdict = match self.recovery {
             PodRecovery::Delete => deletion_verdict(pod),
@@ -152,16 +157,18 @@ impl ClusterPods {
         }
         match verdict {
             Ok(()) => self.delete(&namespace, &name, pod).await,
-            Err(reason) if self.recovery == PodRecovery::Delete => {
-                tracing::warn!(%namespace, pod = %name, %reason, "pod not deleted")
+            Err(reason) => {
+                if self.recovery == PodRecovery::Delete {
+                    tracing::warn!(%namespace, pod = %name, %reason, "pod not deleted");
+                }
+                false
             }
-            Err(_) => {}
         }
     }
 
     /// Deletes the pod, but only the very pod looked at (UID precondition): a pod of the same
     /// name created meanwhile is another pod, on the recovered volume already.
-    async fn delete(&self, namespace: &str, name: &str, pod: &Pod) {
+    async fn delete(&self, namespace: &str, name: &str, pod: &Pod) -> bool {
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: pod.metadata.uid.clone(),
@@ -171,10 +178,19 @@ impl ClusterPods {
         };
         let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
         match tokio::time::timeout(API_TIME, api.delete(name, &params)).await {
-            Ok(Ok(_)) => tracing::warn!(%namespace, pod = %name,
-                "deleted a pod holding a replaced namespace, for its controller to recreate"),
-            Ok(Err(error)) => tracing::warn!(%namespace, pod = %name, %error, "pod not deleted"),
-            Err(_) => tracing::warn!(%namespace, pod = %name, "pod deletion not answered in time"),
+            Ok(Ok(_)) => {
+                tracing::warn!(%namespace, pod = %name,
+                    "deleted a pod holding a replaced namespace, for its controller to recreate");
+                true
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%namespace, pod = %name, %error, "pod not deleted");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(%namespace, pod = %name, "pod deletion not answered in time");
+                false
+            }
         }
     }
 }

@@ -28,6 +28,7 @@ use super::health::{Verdict, is_volume_device, judge};
 use super::probe::published_nodes;
 use super::records::{StagedLayout, StagedVolume};
 use super::rules::publish_options;
+use crate::metrics::RestageResult;
 
 /// How long a check waits for a namespace to appear after asking for a rescan.
 const RESCAN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -129,6 +130,7 @@ impl NodeCore {
                         self.forget_recovery_failure(&moved.volume_id);
                         tracing::info!(volume_id = %moved.volume_id, device = %now.path.display(),
                             "re-staged on the new namespace; pods started before must be restarted");
+                        self.metrics.restaged(RestageResult::Succeeded);
                         if let Some(pods) = &self.pods {
                             let held: Vec<PathBuf> = moved
                                 .republished
@@ -136,13 +138,15 @@ impl NodeCore {
                                 .filter(|p| !record.republished.contains(p))
                                 .cloned()
                                 .collect();
-                            pods.after_restage(&moved.volume_id, &held, &why).await;
+                            let deleted = pods.after_restage(&moved.volume_id, &held, &why).await;
+                            (0..deleted).for_each(|_| self.metrics.pod_deleted());
                         }
                         Ok(Checked::Recovered(why))
                     }
                     Err(error) => {
                         // Shown in the volume's condition until a later attempt succeeds.
                         self.remember_recovery_failure(&record.volume_id, error.to_string());
+                        self.metrics.restaged(RestageResult::Failed);
                         Err(error)
                     }
                 }

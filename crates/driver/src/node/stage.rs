@@ -111,7 +111,9 @@ impl NodeCore {
             replaced: Vec::new(),
             republished: Vec::new(),
         };
-        self.records.save(record, deadline).await
+        self.records.save(record, deadline).await?;
+        self.metrics.set_staged_volumes(self.records.all().len());
+        Ok(())
     }
 
     fn filesystem_layout(
@@ -385,6 +387,7 @@ impl NodeCore {
         }
         self.fabric.detach(nqn, deadline).await?;
         self.records.remove(volume_id, deadline).await?;
+        self.metrics.set_staged_volumes(self.records.all().len());
         self.forget_recovery_failure(volume_id);
         tracing::info!("unstaged");
         Ok(())

@@ -55,6 +55,7 @@ impl NodeService {
                 }
             }
         }
+        core.metrics.set_staged_volumes(core.records.all().len());
     }
 
     /// Starts the background check; `None` when `health_interval` is zero (disabled).
@@ -80,6 +81,7 @@ impl NodeService {
 
 async fn check_all(core: &NodeCore, locks: &VolumeLocks, backoff: &mut Backoff) {
     let records = core.records.all();
+    core.metrics.set_staged_volumes(records.len());
     backoff.retain(|id| records.iter().any(|r| r.volume_id == id));
     for listed in records {
         let id = listed.volume_id;
@@ -118,11 +120,15 @@ impl NodeCore {
     }
 
     pub(crate) fn remember_recovery_failure(&self, volume_id: &str, why: String) {
-        self.failures().insert(volume_id.to_owned(), why);
+        let mut failures = self.failures();
+        failures.insert(volume_id.to_owned(), why);
+        self.metrics.set_replaced_volumes(failures.len());
     }
 
     pub(crate) fn forget_recovery_failure(&self, volume_id: &str) {
-        self.failures().remove(volume_id);
+        let mut failures = self.failures();
+        failures.remove(volume_id);
+        self.metrics.set_replaced_volumes(failures.len());
     }
 
     pub(crate) fn recovery_failure(&self, volume_id: &str) -> Option<String> {

@@ -1,0 +1,230 @@
+//! Prometheus metrics in the OpenMetrics text format, served at `/metrics` on
+//! `--metrics-address` (the `prometheus-client` crate; axum for the one route).
+//!
+//! Names follow Prometheus conventions: `rds_csi_<component>_<what>`, counters ending in
+//! `_total` (added by the encoder), no unit-less ambiguity.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// How a re-stage onto a replaced namespace ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RestageResult {
+    Succeeded,
+    Failed,
+}
+
+impl EncodeLabelValue for RestageResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        // Prometheus label values are lower case.
+        encoder.write_str(match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RestageLabels {
+    result: RestageResult,
+}
+
+/// The node plugin's metrics.
+#[derive(Debug, Clone, Default)]
+pub struct NodeMetrics {
+    restages: Family<RestageLabels, Counter>,
+    replaced_volumes: Gauge,
+    staged_volumes: Gauge,
+    pods_deleted: Counter,
+}
+
+impl NodeMetrics {
+    /// The metrics, registered in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "rds_csi_node_restages",
+            "Re-stages of a volume onto a namespace the RDS replaced (as after a reboot that \
+             does not keep namespace identifiers), by result",
+            metrics.restages.clone(),
+        );
+        registry.register(
+            "rds_csi_node_volumes_on_replaced_namespace",
+            "Staged volumes whose namespace the RDS replaced and that could not be re-staged \
+             yet",
+            metrics.replaced_volumes.clone(),
+        );
+        registry.register(
+            "rds_csi_node_staged_volumes",
+            "Volumes staged on this node (its records)",
+            metrics.staged_volumes.clone(),
+        );
+        registry.register(
+            "rds_csi_node_pods_deleted",
+            "Pods deleted because their containers held a replaced namespace \
+             (--pod-recovery delete)",
+            metrics.pods_deleted.clone(),
+        );
+        // Every result exists from the start at 0, so that rates and alerts see a series.
+        for result in [RestageResult::Succeeded, RestageResult::Failed] {
+            let _series = metrics.restages.get_or_create(&RestageLabels { result });
+        }
+        metrics
+    }
+
+    pub fn restaged(&self, result: RestageResult) {
+        self.restages.get_or_create(&RestageLabels { result }).inc();
+    }
+
+    pub fn set_replaced_volumes(&self, count: usize) {
+        self.replaced_volumes
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_staged_volumes(&self, count: usize) {
+        self.staged_volumes
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn pod_deleted(&self) {
+        self.pods_deleted.inc();
+    }
+}
+
+/// The registry as OpenMetrics text.
+pub fn render(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    prometheus_client::encoding::text::encode(&mut text, registry).expect("encoding to a String");
+    text
+}
+
+/// Binds `address` and serves `/metrics` until the returned task is aborted. A bind failure
+/// is returned at once: a metrics port asked for and not served must not go unnoticed.
+pub async fn serve(
+    address: SocketAddr,
+    registry: Arc<Registry>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    let route = axum::routing::get(move || {
+        let registry = Arc::clone(&registry);
+        async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                render(&registry),
+            )
+        }
+    });
+    let app = axum::Router::new().route("/metrics", route);
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "the metrics server stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// A `--metrics-address`: where to serve, or nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddress(pub Option<SocketAddr>);
+
+/// Parses `--metrics-address` for clap.
+pub fn parse_metrics_address(text: &str) -> Result<MetricsAddress, String> {
+    parse_address(text).map(MetricsAddress)
+}
+
+/// Parses `--metrics-address`: empty disables; `:PORT` means every address.
+pub fn parse_address(text: &str) -> Result<Option<SocketAddr>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let full = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_owned(),
+    };
+    full.parse()
+        .map(Some)
+        .map_err(|_| format!("{text:?} is not ADDRESS:PORT, :PORT or empty"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_with_empty_meaning_off() {
+        assert_eq!(parse_address("").unwrap(), None);
+        assert_eq!(
+            parse_address(":9810").unwrap(),
+            Some("0.0.0.0:9810".parse().unwrap())
+        );
+        assert_eq!(
+            parse_address("127.0.0.1:0").unwrap(),
+            Some("127.0.0.1:0".parse().unwrap())
+        );
+        assert_eq!(
+            parse_address("[::1]:9810").unwrap(),
+            Some("[::1]:9810".parse().unwrap())
+        );
+        for bad in ["9810", "localhost:9810", ":port", "1.2.3.4"] {
+            assert!(parse_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_node_metrics_are_served_as_openmetrics_text() {
+        let mut registry = Registry::default();
+        let metrics = NodeMetrics::register(&mut registry);
+        metrics.restaged(RestageResult::Succeeded);
+        metrics.restaged(RestageResult::Failed);
+        metrics.restaged(RestageResult::Failed);
+        metrics.set_replaced_volumes(1);
+        metrics.set_staged_volumes(3);
+        metrics.pod_deleted();
+        let (address, task) = serve("127.0.0.1:0".parse().unwrap(), Arc::new(registry))
+            .await
+            .unwrap();
+        let body = fetch(address).await;
+        task.abort();
+        for line in [
+            "rds_csi_node_restages_total{result=\"succeeded\"} 1",
+            "rds_csi_node_restages_total{result=\"failed\"} 2",
+            "rds_csi_node_volumes_on_replaced_namespace 1",
+            "rds_csi_node_staged_volumes 3",
+            "rds_csi_node_pods_deleted_total 1",
+        ] {
+            assert!(body.lines().any(|l| l == line), "{line} not in\n{body}");
+        }
+    }
+
+    /// A plain HTTP/1.0 GET of /metrics, the way a scraper asks.
+    async fn fetch(address: SocketAddr) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"));
+        assert!(response.contains("application/openmetrics-text"));
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap()
+    }
+}
