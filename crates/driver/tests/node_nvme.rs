@@ -350,3 +350,24 @@ async fn condition_follows_the_controller_and_rescan_sees_growth() {
     );
     lab.boot_volume_untouched();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_is_gone_once_its_sysfs_entry_is() {
+    if !root_or_skip("a_device_is_gone_once_its_sysfs_entry_is") {
+        return;
+    }
+    let lab = NvmeLab::start().await;
+    let nqn = nqn_of(&volume_id(5));
+    let device = DeviceNumber::new(259, 42);
+    let entry = lab
+        .fabric
+        .host()
+        .sysfs()
+        .root()
+        .join(format!("dev/block/{device}"));
+    std::fs::create_dir_all(&entry).unwrap();
+    assert!(!lab.fabric.is_gone(&nqn, device, soon()).await.unwrap());
+    // The kernel deleted the disk (mounts may still hold it): its entry leaves sysfs.
+    std::fs::remove_dir(&entry).unwrap();
+    assert!(lab.fabric.is_gone(&nqn, device, soon()).await.unwrap());
+}

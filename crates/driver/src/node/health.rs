@@ -196,6 +196,7 @@ mod tests {
             recovered_at: None,
             replaced: vec![],
             republished: vec![],
+            published: vec![],
         }
     }
 

@@ -56,12 +56,19 @@ impl NodeCore {
             ))
         })?;
         match &request.capability.access {
-            Access::Block => self.publish_block(&request, &device, deadline).await,
+            Access::Block => self.publish_block(&request, &device, deadline).await?,
             Access::Filesystem { options, .. } => {
                 self.publish_filesystem(&request, &device, options, deadline)
-                    .await
+                    .await?
             }
         }
+        // The paths a re-stage may re-point are exactly those published here.
+        if let Some(mut record) = self.records.get(&request.volume.id)
+            && record.add_published(&request.target)
+        {
+            self.records.save(record, deadline).await?;
+        }
+        Ok(())
     }
 
     /// Block: a device node of our own with the device's number at the target. Never a bind

@@ -74,17 +74,36 @@ pub struct StagedVolume {
     /// started before that still hold the dead filesystem (or device).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub republished: Vec<PathBuf>,
+    /// The paths NodePublishVolume published this volume at: the only paths a re-stage ever
+    /// re-points (a device number says nothing once the kernel reuses it for another volume).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<PathBuf>,
 }
 
 /// Former devices remembered per volume.
 pub const MAX_REPLACED: usize = 8;
 
 impl StagedVolume {
+    /// Notes a path NodePublishVolume published; true when it is new.
+    pub fn add_published(&mut self, path: &Path) -> bool {
+        if self.published.iter().any(|p| p == path) {
+            return false;
+        }
+        self.published.push(path.to_path_buf());
+        true
+    }
+
     /// Forgets a published path (unpublished); true when it was listed.
     pub fn forget_published(&mut self, path: &Path) -> bool {
-        let before = self.republished.len();
+        let before = self.republished.len() + self.published.len();
         self.republished.retain(|p| p != path);
-        self.republished.len() != before
+        self.published.retain(|p| p != path);
+        self.republished.len() + self.published.len() != before
+    }
+
+    /// Whether `device` is one this volume was on before its namespace was replaced.
+    pub fn is_former_device(&self, device: DeviceNumber) -> bool {
+        self.device == device || self.replaced.contains(&device)
     }
 
     /// The record after a recovery onto `device`.
@@ -299,7 +318,18 @@ mod tests {
             recovered_at: None,
             replaced: vec![],
             republished: vec![],
+            published: vec![],
         }
+    }
+
+    #[test]
+    fn published_paths_are_listed_once_and_forgotten_with_their_unpublish() {
+        let mut r = record("pvc-1");
+        assert!(r.add_published(Path::new("/pods/a/mount")));
+        assert!(!r.add_published(Path::new("/pods/a/mount")));
+        assert_eq!(r.published, vec![PathBuf::from("/pods/a/mount")]);
+        assert!(r.forget_published(Path::new("/pods/a/mount")));
+        assert!(r.published.is_empty());
     }
 
     #[test]

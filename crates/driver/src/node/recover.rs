@@ -24,9 +24,10 @@ use tokio::time::Instant;
 use super::NodeCore;
 use super::error::{NodeError, Result};
 use super::fabric::{AttachedDevice, Condition};
-use super::health::{Verdict, is_volume_device, judge};
-use super::probe::published_nodes;
+use super::health::{Verdict, judge};
+use super::probe::path_kind;
 use super::records::{StagedLayout, StagedVolume};
+use super::rules::PathKind;
 use super::rules::publish_options;
 use crate::metrics::RestageResult;
 
@@ -114,7 +115,10 @@ impl NodeCore {
             current = self.rescan_for_namespace(&record.nqn, deadline).await;
         }
         match judge(record, current.as_ref()) {
-            Verdict::Same => Ok(Checked::Healthy),
+            Verdict::Same => {
+                self.forget_recovery_failure(&record.volume_id);
+                Ok(Checked::Healthy)
+            }
             Verdict::NoDevice => {
                 let why = match self.fabric.condition(&record.nqn, deadline).await? {
                     Condition::Abnormal(why) => why,
@@ -227,7 +231,8 @@ impl NodeCore {
         let spelled = table_spelling(staging, deadline).await?;
         match table.top_at(&spelled) {
             Some(entry) if entry.device == now.device => return Ok(()),
-            Some(entry) if is_volume_device(Some(record), None, entry.device) => {
+            Some(entry) if record.is_former_device(entry.device) => {
+                self.require_gone(record, entry.device, deadline).await?;
                 self.unmount_all(staging, deadline).await?;
             }
             Some(entry) => {
@@ -251,9 +256,30 @@ impl NodeCore {
         Ok(())
     }
 
-    /// Points every published path still on one of the volume's former devices at the new
-    /// staging mount (same read-only state). A path that cannot be unmounted is reported and
-    /// left; the others are still done. Returns the paths done and the refusals.
+    /// Refuses to move the volume off `device` while it still carries the volume's data path
+    /// (a second path to the same disk, not a dead one): two writers must never result.
+    async fn require_gone(
+        &self,
+        record: &StagedVolume,
+        device: DeviceNumber,
+        deadline: Instant,
+    ) -> Result<()> {
+        if self.fabric.is_gone(&record.nqn, device, deadline).await? {
+            return Ok(());
+        }
+        Err(NodeError::precondition(format!(
+            "device {device}, which the volume was staged on, is still present beside the new \
+             one: not re-staged while two devices may carry {}",
+            record.nqn
+        )))
+    }
+
+    /// Points each path NodePublishVolume published this volume at, and that is still on
+    /// one of its former devices, at the new staging mount (same read-only state). Only those
+    /// paths: a device number says nothing about whose it is once the kernel reuses it, and
+    /// mounts kubelet made itself (subPath mounts) are not ours to move. A path that cannot be
+    /// unmounted is reported and left; the others are still done. Returns the paths done and
+    /// the refusals.
     async fn rebind_published(
         &self,
         record: &StagedVolume,
@@ -262,27 +288,30 @@ impl NodeCore {
         deadline: Instant,
     ) -> Result<(Vec<PathBuf>, Vec<String>)> {
         let table = read_self_mount_table(deadline).await?;
-        let staging = table_spelling(&record.staging, deadline).await?;
         let base = MountOptions::parse(mount_flags)?;
         let (mut done, mut refused) = (Vec::new(), Vec::new());
-        for entry in table.entries() {
-            let dead = entry.device != now.device
-                && is_volume_device(Some(record), None, entry.device)
-                && entry.mount_point != staging;
-            if !dead {
+        for target in &record.published {
+            let spelled = table_spelling(target, deadline).await?;
+            let Some(entry) = table.top_at(&spelled) else {
+                continue;
+            };
+            if entry.device == now.device || !record.is_former_device(entry.device) {
                 continue;
             }
-            let target = entry.mount_point.clone();
+            if let Err(error) = self.require_gone(record, entry.device, deadline).await {
+                refused.push(format!("{}: {error}", target.display()));
+                continue;
+            }
             let rebound = async {
-                unmount(&target, UnmountMode::Normal, deadline).await?;
+                unmount(target, UnmountMode::Normal, deadline).await?;
                 let options = publish_options(&base, entry.is_read_only());
-                bind_mount(&record.staging, &target, &options, deadline).await
+                bind_mount(&record.staging, target, &options, deadline).await
             };
             match rebound.await {
                 Ok(()) => {
                     tracing::info!(target = %target.display(),
                         "published path pointed at the re-staged volume");
-                    done.push(target);
+                    done.push(target.clone());
                 }
                 Err(error) => {
                     tracing::warn!(target = %target.display(), %error,
@@ -294,8 +323,8 @@ impl NodeCore {
         Ok((done, refused))
     }
 
-    /// Block volumes: every device node below the publish directory that points at one of
-    /// the volume's former devices is replaced (atomically, same mode) by one for the new.
+    /// Block volumes: each device node NodePublishVolume made for this volume that still
+    /// points at one of its former devices is replaced (same mode) by one for the new device.
     async fn renumber_device_nodes(
         &self,
         record: &StagedVolume,
@@ -303,16 +332,18 @@ impl NodeCore {
         deadline: Instant,
     ) -> Result<Vec<PathBuf>> {
         let mut done = Vec::new();
-        let mut former = record.replaced.clone();
-        former.push(record.device);
-        for old in former.into_iter().filter(|old| *old != now.device) {
-            let nodes = published_nodes(&self.config.block_publish_dir, old, deadline).await?;
-            for node in nodes {
-                replace_block_node(&node, old, now.device, deadline).await?;
-                tracing::info!(node = %node.display(), from = %old, to = %now.device,
-                    "published device node points at the re-staged volume");
-                done.push(node);
+        for node in &record.published {
+            let PathKind::BlockNode(old) = path_kind(node, deadline).await? else {
+                continue;
+            };
+            if old == now.device || !record.is_former_device(old) {
+                continue;
             }
+            self.require_gone(record, old, deadline).await?;
+            replace_block_node(node, old, now.device, deadline).await?;
+            tracing::info!(node = %node.display(), from = %old, to = %now.device,
+                "published device node points at the re-staged volume");
+            done.push(node.clone());
         }
         Ok(done)
     }

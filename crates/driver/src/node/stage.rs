@@ -68,6 +68,14 @@ impl NodeCore {
                 request.staging.display()
             )));
         }
+        // A stage retried after the RDS replaced the namespace: the published device nodes
+        // move to the new device first, so that the record keeps what they pointed at. Without
+        // a device, attaching is this call's own job.
+        if let Some(record) = self.records.get(&request.volume_id)
+            && record.layout == StagedLayout::Block
+        {
+            self.check_and_recover(&record, deadline).await?;
+        }
         let device = self.fabric.attach(&request.context, deadline).await?;
         self.remember_stage(request, &device, StagedLayout::Block, deadline)
             .await?;
@@ -110,6 +118,7 @@ impl NodeCore {
             recovered_at: None,
             replaced: Vec::new(),
             republished: Vec::new(),
+            published: Vec::new(),
         };
         self.records.save(record, deadline).await?;
         self.metrics.set_staged_volumes(self.records.all().len());

@@ -355,6 +355,24 @@ impl Fabric for LoopFabric {
         Ok(size)
     }
 
+    /// Gone once no loop device with that number serves the export's current backing file
+    /// (the simulator's record is this fabric's notion of the namespace).
+    async fn is_gone(
+        &self,
+        nqn: &str,
+        device: DeviceNumber,
+        deadline: Instant,
+    ) -> Result<bool, FabricError> {
+        let Some(backing) = self.backing_of(nqn, deadline).await? else {
+            return Ok(true);
+        };
+        Ok(!self
+            .loops_backed_by(&backing, deadline)
+            .await?
+            .iter()
+            .any(|bound| bound.device == device))
+    }
+
     async fn condition(&self, nqn: &str, deadline: Instant) -> Result<Condition, FabricError> {
         if self.export_of(nqn, deadline).await?.is_none() {
             return Ok(Condition::Abnormal(format!(

@@ -121,4 +121,13 @@ pub trait Fabric: Send + Sync + 'static {
 
     /// Whether the attachment works (controller live, device present).
     async fn condition(&self, nqn: &str, deadline: Instant) -> Result<Condition, FabricError>;
+
+    /// Whether `device`, once the volume's, no longer carries `nqn`'s data path: a re-stage
+    /// moves a volume off a device only when it is gone, never while two devices carry it.
+    async fn is_gone(
+        &self,
+        nqn: &str,
+        device: DeviceNumber,
+        deadline: Instant,
+    ) -> Result<bool, FabricError>;
 }

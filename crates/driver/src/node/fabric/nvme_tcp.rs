@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use mounts::DeviceNumber;
+use mounts::blocking::run_blocking;
 use nvme::sysfs::{ControllerState, NqnView};
 use nvme::{
     AttachKind, ConnectParams, ConnectRequest, CtrlLossTimeout, Kernel, LinuxKernel, NvmeHost,
@@ -187,12 +189,34 @@ impl<K: Kernel> Fabric for NvmeTcpFabric<K> {
         let topology = self.host.scan_nqn(nqn, deadline).await?;
         Ok(judge_condition(&topology.view(nqn), NSID))
     }
+
+    /// Gone once the kernel removed the block device: its `dev/block/<major:minor>` entry
+    /// leaves sysfs when the disk is deleted, even while mounts still hold the dead disk.
+    async fn is_gone(
+        &self,
+        _nqn: &str,
+        device: DeviceNumber,
+        deadline: Instant,
+    ) -> Result<bool, FabricError> {
+        let entry = self.host.sysfs().root().join(format!("dev/block/{device}"));
+        let op = format!("looking at {}", entry.display());
+        run_blocking(&op, deadline, move || {
+            match std::fs::symlink_metadata(&entry) {
+                Ok(_) => Ok(false),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(true),
+                Err(error) => Err(FabricError::Unexpected(format!(
+                    "{}: {error}",
+                    entry.display()
+                ))),
+            }
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mounts::DeviceNumber;
     use nvme::fixtures::FakeSysfs;
 
     const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-1";
