@@ -130,19 +130,16 @@ impl NodeCore {
                 tracing::warn!(volume_id = %record.volume_id, %why, device = %now.path.display(),
                     "the volume's namespace was replaced; re-staging it on the new device");
                 match self.restage(record, &now, deadline).await {
-                    Ok(moved) => {
+                    Ok((moved, repointed)) => {
                         self.forget_recovery_failure(&moved.volume_id);
                         tracing::info!(volume_id = %moved.volume_id, device = %now.path.display(),
                             "re-staged on the new namespace; pods started before must be restarted");
                         self.metrics.restaged(RestageResult::Succeeded);
+                        // The pods behind the paths this attempt re-pointed: their containers
+                        // hold the namespace just replaced (a second re-stage included).
                         if let Some(pods) = &self.pods {
-                            let held: Vec<PathBuf> = moved
-                                .republished
-                                .iter()
-                                .filter(|p| !record.republished.contains(p))
-                                .cloned()
-                                .collect();
-                            let deleted = pods.after_restage(&moved.volume_id, &held, &why).await;
+                            let deleted =
+                                pods.after_restage(&moved.volume_id, &repointed, &why).await;
                             (0..deleted).for_each(|_| self.metrics.pod_deleted());
                         }
                         Ok(Checked::Recovered(why))
@@ -176,12 +173,13 @@ impl NodeCore {
         }
     }
 
+    /// Moves the volume onto `now`; returns the updated record and the paths re-pointed.
     async fn restage(
         &self,
         record: &StagedVolume,
         now: &AttachedDevice,
         deadline: Instant,
-    ) -> Result<StagedVolume> {
+    ) -> Result<(StagedVolume, Vec<PathBuf>)> {
         let (republished, refused) = match &record.layout {
             StagedLayout::Filesystem {
                 fs_type,
@@ -204,10 +202,10 @@ impl NodeCore {
             ),
         };
         // Saved even when some paths refused, so that the staging mount is not moved twice.
-        let moved = record.clone().moved_to(now, republished);
+        let moved = record.clone().moved_to(now, republished.clone());
         self.records.save(moved.clone(), deadline).await?;
         if refused.is_empty() {
-            Ok(moved)
+            Ok((moved, republished))
         } else {
             Err(NodeError::precondition(format!(
                 "re-staged, but published paths are still on the dead filesystem: {}",
