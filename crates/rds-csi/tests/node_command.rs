@@ -39,21 +39,7 @@ async fn serves_the_node_plugin_on_its_socket_until_sigterm() {
         .spawn()
         .unwrap();
 
-    // The log says when the socket is served; read it up to that line.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = Vec::new();
-    let serving = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let done = line.contains("serving CSI Identity and Node");
-            log.push(line);
-            if done {
-                return;
-            }
-        }
-        panic!("the plugin exited early");
-    })
-    .await;
-    assert!(serving.is_ok(), "no serving line in {log:#?}");
+    let log = log_until_serving(&mut child).await;
     assert!(
         dir.path().join("records").is_dir(),
         "the state directory is made at start"
@@ -179,20 +165,7 @@ async fn pod_deletion_reaches_the_api_its_kubeconfig_names() {
     let mut child = node_with_pod_deletion(dir.path(), Some(&kubeconfig))
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = Vec::new();
-    let serving = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let done = line.contains("serving CSI Identity and Node");
-            log.push(line);
-            if done {
-                return;
-            }
-        }
-        panic!("the plugin exited early");
-    })
-    .await;
-    assert!(serving.is_ok(), "no serving line in {log:#?}");
+    let log = log_until_serving(&mut child).await;
     assert!(
         log.iter().any(|l| l.contains("Kubernetes API configured")),
         "{log:#?}"
@@ -211,4 +184,25 @@ async fn scrape(address: std::net::SocketAddr) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response
+}
+
+/// The plugin's log up to the line saying its socket is served (which it must say in 30 s);
+/// the rest is drained in the background, so that the plugin never writes to a closed pipe.
+async fn log_until_serving(child: &mut tokio::process::Child) -> Vec<String> {
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let serving = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.contains("serving CSI Identity and Node");
+            log.push(line);
+            if done {
+                return;
+            }
+        }
+        panic!("the plugin exited early");
+    })
+    .await;
+    assert!(serving.is_ok(), "no serving line in {log:#?}");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    log
 }
