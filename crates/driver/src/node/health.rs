@@ -71,8 +71,7 @@ pub fn is_volume_device(
     current: Option<DeviceNumber>,
     device: DeviceNumber,
 ) -> bool {
-    current == Some(device)
-        || record.is_some_and(|r| r.device == device || r.replaced.contains(&device))
+    current == Some(device) || record.is_some_and(|r| r.is_former_device(device))
 }
 
 /// The VolumeCondition part that only the record can tell: whether the volume's namespace was
