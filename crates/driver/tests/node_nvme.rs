@@ -65,9 +65,7 @@ impl NvmeLab {
             ManagedPrefix::new(format!("{PREFIX}:")).unwrap(),
         );
         let fabric = Arc::new(NvmeTcpFabric::new(host));
-        let mut config = NodeConfig::new("node-1", PREFIX);
-        config.block_publish_dir = dir.path().join("kubelet/volumeDevices");
-        let plugin = Plugin::start(dir.path(), config, fabric.clone()).await;
+        let plugin = Plugin::start(dir.path(), node_config(dir.path()), fabric.clone()).await;
         Self {
             dir,
             fabric,
@@ -119,6 +117,12 @@ impl NvmeLab {
                 .all(|c| !c.contains(BOOT_NQN) && !c.contains(NEAR_NQN))
         );
     }
+}
+
+fn node_config(dir: &std::path::Path) -> NodeConfig {
+    let mut config = NodeConfig::new("node-1", PREFIX);
+    config.block_publish_dir = dir.join("kubelet/volumeDevices");
+    config
 }
 
 fn soon() -> Instant {
@@ -370,4 +374,61 @@ async fn a_device_is_gone_once_its_sysfs_entry_is() {
     // The kernel deleted the disk (mounts may still hold it): its entry leaves sysfs.
     std::fs::remove_dir(&entry).unwrap();
     assert!(lab.fabric.is_gone(&nqn, device, soon()).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_volume_keeps_its_record_while_its_controller_reconnects_across_a_plugin_restart() {
+    if !root_or_skip("a_block_volume_keeps_its_record_while_its_controller_reconnects") {
+        return;
+    }
+    let lab = NvmeLab::start().await;
+    let id = volume_id(6);
+    lab.export(&id);
+    let staging = lab.staging(&id);
+    let request = stage_request(&id, &staging, block_capability(), nvme_context(&id));
+    expect_code(
+        lab.plugin.client.clone().node_stage_volume(request).await,
+        Code::Ok,
+    );
+    let record = lab.dir.path().join(format!("state/{id}.json"));
+    assert!(record.exists());
+    let nqn = nqn_of(&id);
+    let topology = lab.fabric.host().sysfs().scan_nqn(&nqn).unwrap();
+    let controllers: Vec<u32> = topology
+        .controllers
+        .iter()
+        .map(|c| c.name.trim_start_matches("nvme").parse().unwrap())
+        .collect();
+    let subsystem: u32 = topology.subsystems[0]
+        .name
+        .trim_start_matches("nvme-subsys")
+        .parse()
+        .unwrap();
+
+    // The RDS reboots with new namespace identifiers: the kernel reconnects and drops the
+    // namespace; the plugin restarts meanwhile. The volume is still staged: its record stays.
+    let fabric = lab.fabric.clone();
+    let fake = fabric.host().kernel().fake_sysfs();
+    controllers
+        .iter()
+        .for_each(|&c| fake.set_state(c, "connecting"));
+    fake.remove_head(subsystem, 1);
+    assert!(lab.attached(&id).await.is_none());
+    let NvmeLab { dir, plugin, .. } = lab;
+    plugin.stop().await;
+    let plugin = Plugin::start(dir.path(), node_config(dir.path()), fabric.clone()).await;
+    assert!(
+        record.exists(),
+        "a reconnecting volume's record was forgotten"
+    );
+
+    // After a node reboot nothing of the attachment is left: the record goes.
+    controllers.iter().for_each(|&c| fake.remove_controller(c));
+    plugin.stop().await;
+    let plugin = Plugin::start(dir.path(), node_config(dir.path()), fabric.clone()).await;
+    assert!(
+        !record.exists(),
+        "the record of a volume no longer attached stayed"
+    );
+    plugin.stop().await;
 }

@@ -138,15 +138,32 @@ async fn a_filesystem_volume_is_restaged_on_the_namespace_that_replaced_it() {
     assert!(!abnormal, "{message}");
     // Nothing was formatted: the new device carries the staged filesystem.
     assert_eq!(fs_uuid(&new_loop).as_deref(), Some(staged_uuid.as_str()));
-    assert_eq!(table().await.mount_count(old_device), 0);
+    // The dead filesystem stays under the new mounts (staging and pod-a's path), never
+    // without a mount on top, until the volume is unpublished and unstaged.
+    assert_eq!(table().await.mount_count(old_device), 2);
     let record = lab.staged_record(&id).unwrap();
     assert_eq!(record["device"], new_device.to_string());
     assert_eq!(record["recoveries"], 1);
     assert_eq!(record["ids"]["uuid"], NEW_UUID);
 
+    // A path left on the dead filesystem (here: its new mount removed) is pointed at the
+    // volume again by the next check, which another pod's publish runs.
+    assert!(
+        Command::new("umount")
+            .arg(&pod_a)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(device_at(&pod_a).await, Some(old_device));
+    let pod_c = lab.fs_target(&id, "pod-c");
+    expect_code(client.node_publish_volume(publish(&pod_c)).await, Code::Ok);
+    assert_eq!(device_at(&pod_a).await, Some(new_device));
+    assert_eq!(std::fs::read(pod_a.join("data")).unwrap(), data);
+
     // A stage retried now is already done; teardown is clean.
     expect_code(client.node_stage_volume(stage).await, Code::Ok);
-    for target in [&pod_a, &pod_b] {
+    for target in [&pod_a, &pod_b, &pod_c] {
         expect_code(
             client
                 .node_unpublish_volume(unpublish_request(&id, target))
@@ -165,6 +182,11 @@ async fn a_filesystem_volume_is_restaged_on_the_namespace_that_replaced_it() {
         "the record goes with the stage"
     );
     assert!(!table().await.is_mount_point(&staging));
+    let after = table().await;
+    assert_eq!(
+        after.mount_count(old_device) + after.mount_count(new_device),
+        0
+    );
     assert!(loops_over(&new_loop_backing(&lab, &id)).is_empty());
 }
 

@@ -235,6 +235,31 @@ impl FakeSysfs {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// Removes one namespace head (and its hidden paths) the way the kernel does when the
+    /// target's namespace went away, leaving the controllers.
+    pub fn remove_head(&self, subsystem: u32, head: u32) {
+        let name = format!("nvme{subsystem}n{head}");
+        let _ = std::fs::remove_file(self.root.join("block").join(&name));
+        let _ = std::fs::remove_dir_all(self.subsystem_dir(subsystem).join(&name));
+        let ctl = self.root.join("devices/virtual/nvme-fabrics/ctl");
+        for controller in std::fs::read_dir(ctl).into_iter().flatten().flatten() {
+            for entry in std::fs::read_dir(controller.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path_name = entry.file_name().to_string_lossy().into_owned();
+                let is_path_of_head = path_name
+                    .strip_prefix(&format!("nvme{subsystem}c"))
+                    .and_then(|rest| rest.split_once('n'))
+                    .is_some_and(|(c, h)| c.parse::<u32>().is_ok() && h == head.to_string());
+                if is_path_of_head {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+
     /// Removes a subsystem with its heads; returns the heads' names.
     pub fn remove_subsystem(&self, subsystem: u32) -> Vec<String> {
         let dir = self.subsystem_dir(subsystem);

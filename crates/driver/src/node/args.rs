@@ -256,12 +256,18 @@ pub async fn run(args: NodeArgs) -> Result<(), SetupError> {
     listener
         .serve(routes(service), server::shutdown_signal())
         .await?;
-    for task in [health_check, metrics].into_iter().flatten() {
+    if let Some(task) = metrics {
         task.abort();
     }
-    // A stage or expand whose caller went away still runs; a format cut off half-way would
-    // leave a device that is neither empty nor a filesystem.
-    locks.drain(SHUTDOWN_GRACE).await;
+    // A stage or expand whose caller went away still runs (a format cut off half-way would
+    // leave a device that is neither empty nor a filesystem), and so does a re-stage.
+    let started = tokio::time::Instant::now();
+    if let Some(check) = health_check {
+        check.stop(SHUTDOWN_GRACE).await;
+    }
+    locks
+        .drain(SHUTDOWN_GRACE.saturating_sub(started.elapsed()))
+        .await;
     tracing::info!("stopped");
     Ok(())
 }

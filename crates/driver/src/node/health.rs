@@ -102,6 +102,19 @@ pub fn identity_condition(
             true,
         );
     }
+    if record.stranded.iter().any(|p| p == path) {
+        let failure = last_failure.map(|f| format!(" ({f})")).unwrap_or_default();
+        return (
+            Condition::Abnormal(format!(
+                "the RDS replaced this volume's namespace and the node re-staged it on {}, but \
+                 could not yet point {} at it{failure}: it still shows the dead filesystem or \
+                 device; the node keeps retrying, and restarting the pod also fixes it",
+                record.device_path.display(),
+                path.display()
+            )),
+            true,
+        );
+    }
     let on_replaced = at_path.is_some_and(|d| d != record.device && record.replaced.contains(&d));
     if on_replaced || record.republished.iter().any(|p| p == path) {
         let when = record.recovered_at.map_or_else(String::new, |t| {
@@ -195,6 +208,7 @@ mod tests {
             recovered_at: None,
             replaced: vec![],
             republished: vec![],
+            stranded: vec![],
             published: vec![],
         }
     }
@@ -304,6 +318,39 @@ mod tests {
         assert!(
             matches!(condition, Condition::Abnormal(m) if m.contains("umount: busy; retrying"))
         );
+    }
+
+    #[test]
+    fn a_path_a_restage_could_not_repoint_says_so_and_wakes_the_check() {
+        let mut moved = record();
+        moved.replaced.push(DeviceNumber::new(259, 7));
+        moved.stranded.push("/pods/a/mount".into());
+        let here = Some(device(1, ids("u1")));
+        let (condition, wake) = identity_condition(
+            Some(&moved),
+            here.as_ref(),
+            Path::new("/pods/a/mount"),
+            Some(DeviceNumber::new(259, 7)),
+            Some("mount: busy"),
+        );
+        assert!(wake);
+        let Condition::Abnormal(message) = condition else {
+            panic!("{condition:?}")
+        };
+        assert!(
+            message.contains("could not yet point /pods/a/mount"),
+            "{message}"
+        );
+        assert!(message.contains("(mount: busy)"), "{message}");
+        // Another path of the same volume, on the current device, is not stranded.
+        let other = identity_condition(
+            Some(&moved),
+            here.as_ref(),
+            Path::new("/pods/b/mount"),
+            Some(DeviceNumber::new(259, 1)),
+            Some("mount: busy"),
+        );
+        assert_eq!(other, (Condition::Healthy, false));
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod rules;
 mod stage;
 mod stats;
 mod watch;
+pub use watch::HealthCheck;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -209,8 +210,10 @@ const MOUNT_STORM_THRESHOLD: usize = 256;
 /// Time given to undo a half-done stage: its own deadline may be what made it fail.
 const ROLLBACK_TIME: Duration = Duration::from_secs(10);
 
-/// Unmounts stacked on one path are undone one by one; more than this is not a volume's doing.
-const MAX_STACKED_MOUNTS: usize = 8;
+/// Unmounts stacked on one path are undone one by one. A re-stage stacks one layer over the
+/// dead one at the staging path and at each published path (one per RDS reboot that replaced
+/// the namespace); more than this is not a volume's doing.
+const MAX_STACKED_MOUNTS: usize = 32;
 
 impl NodeCore {
     /// Who still uses `device`: its mounts anywhere, and block device nodes for it below the

@@ -78,6 +78,10 @@ pub struct StagedVolume {
     /// re-points (a device number says nothing once the kernel reuses it for another volume).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<PathBuf>,
+    /// Published paths a re-stage could not point at the new namespace yet (still on a
+    /// former device, for the reason last seen): retried at every check until done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stranded: Vec<PathBuf>,
 }
 
 /// Former devices remembered per volume.
@@ -95,10 +99,11 @@ impl StagedVolume {
 
     /// Forgets a published path (unpublished); true when it was listed.
     pub fn forget_published(&mut self, path: &Path) -> bool {
-        let before = self.republished.len() + self.published.len();
+        let before = self.republished.len() + self.published.len() + self.stranded.len();
         self.republished.retain(|p| p != path);
         self.published.retain(|p| p != path);
-        self.republished.len() + self.published.len() != before
+        self.stranded.retain(|p| p != path);
+        self.republished.len() + self.published.len() + self.stranded.len() != before
     }
 
     /// Whether `device` is one this volume was on before its namespace was replaced.
@@ -106,17 +111,20 @@ impl StagedVolume {
         self.device == device || self.replaced.contains(&device)
     }
 
-    /// The record after a recovery onto `device`.
-    pub fn moved_to(
-        mut self,
-        device: &super::fabric::AttachedDevice,
-        republished: Vec<PathBuf>,
-    ) -> Self {
-        for path in republished {
-            if !self.republished.contains(&path) {
-                self.republished.push(path);
+    /// The record after published paths were pointed at the volume's current device
+    /// (`repointed`) and others could not be yet (`stranded`, which replaces the old list).
+    pub fn repointed(mut self, repointed: &[PathBuf], stranded: Vec<PathBuf>) -> Self {
+        for path in repointed {
+            if !self.republished.contains(path) {
+                self.republished.push(path.clone());
             }
         }
+        self.stranded = stranded;
+        self
+    }
+
+    /// The record after a recovery onto `device`.
+    pub fn moved_to(mut self, device: &super::fabric::AttachedDevice) -> Self {
         if self.device != device.device && !self.replaced.contains(&self.device) {
             self.replaced.push(self.device);
         }
@@ -319,6 +327,7 @@ mod tests {
             replaced: vec![],
             republished: vec![],
             published: vec![],
+            stranded: vec![],
         }
     }
 
@@ -351,7 +360,7 @@ mod tests {
             newly_attached: false,
             ids: NamespaceIds::default(),
         };
-        let moved = record("pvc-1").moved_to(&same, vec![]);
+        let moved = record("pvc-1").moved_to(&same);
         assert!(moved.replaced.is_empty());
         assert_eq!(moved.recoveries, 1);
         // When it happened, by the clock: not a made-up time.
@@ -381,7 +390,9 @@ mod tests {
                     ..NamespaceIds::default()
                 },
             };
-            moved = moved.moved_to(&device, vec!["/pods/a/mount".into()]);
+            moved = moved
+                .moved_to(&device)
+                .repointed(&["/pods/a/mount".into()], vec![]);
             assert_eq!(moved.device, device.device);
             assert_eq!(moved.ids, device.ids);
         }
@@ -396,6 +407,22 @@ mod tests {
         assert!(!moved.replaced.contains(&DeviceNumber::new(259, 3)));
         assert!(!moved.replaced.contains(&moved.device));
         assert_eq!(moved.republished, vec![PathBuf::from("/pods/a/mount")]);
+    }
+
+    #[test]
+    fn stranded_paths_are_replaced_by_each_attempt_and_forgotten_at_unpublish() {
+        let a = PathBuf::from("/pods/a/mount");
+        let b = PathBuf::from("/pods/b/mount");
+        let first = record("pvc-1").repointed(std::slice::from_ref(&a), vec![b.clone()]);
+        assert_eq!(first.republished, vec![a.clone()]);
+        assert_eq!(first.stranded, vec![b.clone()]);
+        let second = first.repointed(std::slice::from_ref(&b), vec![]);
+        assert_eq!(second.republished, vec![a.clone(), b.clone()]);
+        assert!(second.stranded.is_empty());
+        let mut third = second.repointed(&[], vec![b.clone()]);
+        assert!(third.forget_published(&b));
+        assert!(third.stranded.is_empty() && third.republished == vec![a]);
+        assert!(!third.forget_published(&b));
     }
 
     #[tokio::test]

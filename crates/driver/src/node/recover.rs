@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use mounts::DeviceNumber;
 use mounts::blocking::run_blocking;
 use mounts::format::Probe;
-use mounts::mount::{MountOptions, UnmountMode, bind_mount, mount_filesystem, unmount};
+use mounts::mount::{MountOptions, bind_mount, mount_filesystem};
 use mounts::mountinfo::read_self_mount_table;
 use mounts::mountpoint::table_spelling;
 use tokio::time::Instant;
@@ -43,6 +43,9 @@ pub enum Checked {
     Recovered(String),
     /// No device carries the NQN: the kernel reconnects (I/O waits) or gave up.
     Waiting(String),
+    /// The staging mount is on the current namespace, but published paths are still on the
+    /// dead one (why each); retried at the next check. Not a reason to refuse another pod.
+    Stranded(String),
 }
 
 /// Mount options of a re-stage: the recorded ones, plus `nouuid` for XFS, whose kernel refuses
@@ -115,9 +118,24 @@ impl NodeCore {
             current = self.rescan_for_namespace(&record.nqn, deadline).await;
         }
         match judge(record, current.as_ref()) {
-            Verdict::Same => {
+            Verdict::Same if record.replaced.is_empty() => {
                 self.forget_recovery_failure(&record.volume_id);
                 Ok(Checked::Healthy)
+            }
+            // Re-staged before: published paths an earlier attempt could not re-point (or
+            // whose new mount someone removed) are still on a dead namespace; try them again.
+            Verdict::Same => {
+                let now = current.expect("the same device is a device");
+                match self.repoint(record, &now, deadline).await {
+                    Ok(repointed) if repointed.done.is_empty() && repointed.stranded.is_empty() => {
+                        self.forget_recovery_failure(&record.volume_id);
+                        Ok(Checked::Healthy)
+                    }
+                    outcome => {
+                        let why = "published paths were left on a replaced namespace".to_owned();
+                        self.finish_recovery(record, outcome, why).await
+                    }
+                }
             }
             Verdict::NoDevice => {
                 let why = match self.fabric.condition(&record.nqn, deadline).await? {
@@ -129,29 +147,56 @@ impl NodeCore {
             Verdict::Replaced { now, why } => {
                 tracing::warn!(volume_id = %record.volume_id, %why, device = %now.path.display(),
                     "the volume's namespace was replaced; re-staging it on the new device");
-                match self.restage(record, &now, deadline).await {
-                    Ok((moved, repointed)) => {
-                        self.forget_recovery_failure(&moved.volume_id);
-                        tracing::info!(volume_id = %moved.volume_id, device = %now.path.display(),
-                            "re-staged on the new namespace; pods started before must be restarted");
-                        self.metrics.restaged(RestageResult::Succeeded);
-                        // The pods behind the paths this attempt re-pointed: their containers
-                        // hold the namespace just replaced (a second re-stage included).
-                        if let Some(pods) = &self.pods {
-                            let deleted =
-                                pods.after_restage(&moved.volume_id, &repointed, &why).await;
-                            (0..deleted).for_each(|_| self.metrics.pod_deleted());
-                        }
-                        Ok(Checked::Recovered(why))
-                    }
-                    Err(error) => {
-                        // Shown in the volume's condition until a later attempt succeeds.
-                        self.remember_recovery_failure(&record.volume_id, error.to_string());
-                        self.metrics.restaged(RestageResult::Failed);
-                        Err(error)
-                    }
-                }
+                let restaged = self.restage(record, &now, deadline).await;
+                self.finish_recovery(record, restaged, why).await
             }
+        }
+    }
+
+    /// Reports a re-stage (or a retry of its stranded paths): the failure is kept for the
+    /// volume's condition until an attempt succeeds; the pods behind the paths re-pointed are
+    /// told (and, when so configured, deleted) in the background, so that the API server's
+    /// pace never holds the volume's lock or the CSI call's deadline.
+    async fn finish_recovery(
+        &self,
+        record: &StagedVolume,
+        outcome: Result<Repointed>,
+        why: String,
+    ) -> Result<Checked> {
+        let Repointed {
+            record: moved,
+            done,
+            stranded,
+        } = match outcome {
+            Ok(repointed) => repointed,
+            Err(error) => {
+                self.remember_recovery_failure(&record.volume_id, error.to_string());
+                self.metrics.restaged(RestageResult::Failed);
+                return Err(error);
+            }
+        };
+        if let Some(pods) = self.pods.clone().filter(|_| !done.is_empty()) {
+            let (metrics, volume_id, why) =
+                (self.metrics.clone(), moved.volume_id.clone(), why.clone());
+            tokio::spawn(async move {
+                let deleted = pods.after_restage(&volume_id, &done, &why).await;
+                (0..deleted).for_each(|_| metrics.pod_deleted());
+            });
+        }
+        if stranded.is_empty() {
+            self.forget_recovery_failure(&moved.volume_id);
+            self.metrics.restaged(RestageResult::Succeeded);
+            tracing::info!(volume_id = %moved.volume_id, device = %moved.device_path.display(),
+                "re-staged on the new namespace; pods started before must be restarted");
+            Ok(Checked::Recovered(why))
+        } else {
+            let why = format!(
+                "re-staged, but published paths are still on the dead filesystem: {}",
+                stranded.join("; ")
+            );
+            self.remember_recovery_failure(&moved.volume_id, why.clone());
+            self.metrics.restaged(RestageResult::Failed);
+            Ok(Checked::Stranded(why))
         }
     }
 
@@ -173,48 +218,64 @@ impl NodeCore {
         }
     }
 
-    /// Moves the volume onto `now`; returns the updated record and the paths re-pointed.
+    /// Moves the volume onto `now`: the staging mount, then the published paths.
     async fn restage(
         &self,
         record: &StagedVolume,
         now: &AttachedDevice,
         deadline: Instant,
-    ) -> Result<(StagedVolume, Vec<PathBuf>)> {
-        let (republished, refused) = match &record.layout {
-            StagedLayout::Filesystem {
-                fs_type,
-                fs_uuid,
-                mount_flags,
-                read_only,
-            } => {
-                let probe = self.tools.probe(&now.path, deadline).await?;
-                same_filesystem(&probe, fs_type, fs_uuid.as_deref(), &now.path)
-                    .map_err(NodeError::Precondition)?;
-                let options = restage_options(fs_type, mount_flags, *read_only)?;
-                self.move_staging_mount(record, now, fs_type, &options, deadline)
-                    .await?;
+    ) -> Result<Repointed> {
+        if let StagedLayout::Filesystem {
+            fs_type,
+            fs_uuid,
+            mount_flags,
+            read_only,
+        } = &record.layout
+        {
+            let probe = self.tools.probe(&now.path, deadline).await?;
+            same_filesystem(&probe, fs_type, fs_uuid.as_deref(), &now.path)
+                .map_err(NodeError::Precondition)?;
+            let options = restage_options(fs_type, mount_flags, *read_only)?;
+            self.move_staging_mount(record, now, fs_type, &options, deadline)
+                .await?;
+        }
+        // Saved before the paths are re-pointed, so that the staging mount is not moved twice.
+        let moved = record.clone().moved_to(now);
+        self.records.save(moved.clone(), deadline).await?;
+        self.repoint(&moved, now, deadline).await
+    }
+
+    /// Points the published paths still on a former device at `now` and saves the record.
+    async fn repoint(
+        &self,
+        record: &StagedVolume,
+        now: &AttachedDevice,
+        deadline: Instant,
+    ) -> Result<Repointed> {
+        let (done, refused) = match &record.layout {
+            StagedLayout::Filesystem { mount_flags, .. } => {
                 self.rebind_published(record, now, mount_flags, deadline)
                     .await?
             }
-            StagedLayout::Block => (
-                self.renumber_device_nodes(record, now, deadline).await?,
-                Vec::new(),
-            ),
+            StagedLayout::Block => self.renumber_device_nodes(record, now, deadline).await?,
         };
-        // Saved even when some paths refused, so that the staging mount is not moved twice.
-        let moved = record.clone().moved_to(now, republished.clone());
-        self.records.save(moved.clone(), deadline).await?;
-        if refused.is_empty() {
-            Ok((moved, republished))
-        } else {
-            Err(NodeError::precondition(format!(
-                "re-staged, but published paths are still on the dead filesystem: {}",
-                refused.join("; ")
-            )))
+        let (paths, stranded): (Vec<PathBuf>, Vec<String>) = refused.into_iter().unzip();
+        let updated = record.clone().repointed(&done, paths);
+        if updated != *record {
+            self.records.save(updated.clone(), deadline).await?;
         }
+        let record = updated;
+        Ok(Repointed {
+            record,
+            done,
+            stranded,
+        })
     }
 
-    /// Unmounts the dead filesystem at the staging path and mounts the new device there. A
+    /// Mounts the new device at the staging path, over the dead filesystem: the staging path
+    /// is never without a mount, so a failure leaves it as it was for the next attempt. The
+    /// dead layer below stays until NodeUnstageVolume unmounts every layer (it also keeps the
+    /// kernel from reusing the dead device's number while anything may still name it). A
     /// staging path already on the new device (an earlier attempt got that far) is kept.
     async fn move_staging_mount(
         &self,
@@ -231,7 +292,6 @@ impl NodeCore {
             Some(entry) if entry.device == now.device => return Ok(()),
             Some(entry) if record.is_former_device(entry.device) => {
                 self.require_gone(record, entry.device, deadline).await?;
-                self.unmount_all(staging, deadline).await?;
             }
             Some(entry) => {
                 return Err(NodeError::precondition(format!(
@@ -240,8 +300,7 @@ impl NodeCore {
                     entry.device
                 )));
             }
-            // Nothing there: the volume is not staged here (any more), or an earlier attempt
-            // unmounted and then failed to mount. Neither is a reason to mount on our own.
+            // Nothing there: the volume is not staged here (any more). No reason to mount.
             None => {
                 return Err(NodeError::precondition(format!(
                     "staging path {} holds no mount; the volume is not re-staged (a new \
@@ -275,16 +334,17 @@ impl NodeCore {
     /// Points each path NodePublishVolume published this volume at, and that is still on
     /// one of its former devices, at the new staging mount (same read-only state). Only those
     /// paths: a device number says nothing about whose it is once the kernel reuses it, and
-    /// mounts kubelet made itself (subPath mounts) are not ours to move. A path that cannot be
-    /// unmounted is reported and left; the others are still done. Returns the paths done and
-    /// the refusals.
+    /// mounts kubelet made itself (subPath mounts) are not ours to move. The new bind goes
+    /// over the dead one (NodeUnpublishVolume unmounts every layer), so a path is never left
+    /// without a mount. A path that cannot be done is reported and left; the others are still
+    /// done. Returns the paths done and the refusals.
     async fn rebind_published(
         &self,
         record: &StagedVolume,
         now: &AttachedDevice,
         mount_flags: &[String],
         deadline: Instant,
-    ) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    ) -> Result<(Vec<PathBuf>, Vec<Refusal>)> {
         let table = read_self_mount_table(deadline).await?;
         let base = MountOptions::parse(mount_flags)?;
         let (mut done, mut refused) = (Vec::new(), Vec::new());
@@ -297,15 +357,11 @@ impl NodeCore {
                 continue;
             }
             if let Err(error) = self.require_gone(record, entry.device, deadline).await {
-                refused.push(format!("{}: {error}", target.display()));
+                refused.push(refusal(target, error));
                 continue;
             }
-            let rebound = async {
-                unmount(target, UnmountMode::Normal, deadline).await?;
-                let options = publish_options(&base, entry.is_read_only());
-                bind_mount(&record.staging, target, &options, deadline).await
-            };
-            match rebound.await {
+            let options = publish_options(&base, entry.is_read_only());
+            match bind_mount(&record.staging, target, &options, deadline).await {
                 Ok(()) => {
                     tracing::info!(target = %target.display(),
                         "published path pointed at the re-staged volume");
@@ -314,7 +370,7 @@ impl NodeCore {
                 Err(error) => {
                     tracing::warn!(target = %target.display(), %error,
                         "published path left on the dead filesystem");
-                    refused.push(format!("{}: {error}", target.display()));
+                    refused.push(refusal(target, error));
                 }
             }
         }
@@ -323,13 +379,14 @@ impl NodeCore {
 
     /// Block volumes: each device node NodePublishVolume made for this volume that still
     /// points at one of its former devices is replaced (same mode) by one for the new device.
+    /// Returns the nodes done and the refusals.
     async fn renumber_device_nodes(
         &self,
         record: &StagedVolume,
         now: &AttachedDevice,
         deadline: Instant,
-    ) -> Result<Vec<PathBuf>> {
-        let mut done = Vec::new();
+    ) -> Result<(Vec<PathBuf>, Vec<Refusal>)> {
+        let (mut done, mut refused) = (Vec::new(), Vec::new());
         for node in &record.published {
             let PathKind::BlockNode(old) = path_kind(node, deadline).await? else {
                 continue;
@@ -337,14 +394,42 @@ impl NodeCore {
             if old == now.device || !record.is_former_device(old) {
                 continue;
             }
-            self.require_gone(record, old, deadline).await?;
-            replace_block_node(node, old, now.device, deadline).await?;
-            tracing::info!(node = %node.display(), from = %old, to = %now.device,
-                "published device node points at the re-staged volume");
-            done.push(node.clone());
+            let renumbered = async {
+                self.require_gone(record, old, deadline).await?;
+                replace_block_node(node, old, now.device, deadline).await
+            };
+            match renumbered.await {
+                Ok(()) => {
+                    tracing::info!(node = %node.display(), from = %old, to = %now.device,
+                        "published device node points at the re-staged volume");
+                    done.push(node.clone());
+                }
+                Err(error) => {
+                    tracing::warn!(node = %node.display(), %error,
+                        "published device node left on the dead namespace");
+                    refused.push(refusal(node, error));
+                }
+            }
         }
-        Ok(done)
+        Ok((done, refused))
     }
+}
+
+/// A published path a re-stage could not re-point, and why.
+type Refusal = (PathBuf, String);
+
+fn refusal(path: &Path, error: impl std::fmt::Display) -> Refusal {
+    (path.to_path_buf(), format!("{}: {error}", path.display()))
+}
+
+/// What re-pointing a volume's published paths did.
+struct Repointed {
+    /// The record as saved afterwards.
+    record: StagedVolume,
+    /// The paths now on the current device.
+    done: Vec<PathBuf>,
+    /// Why each path still on a former device is there.
+    stranded: Vec<String>,
 }
 
 /// Replaces the block device node at `path` (for `old`) with one for `new` of the same mode,

@@ -119,6 +119,7 @@ impl NodeCore {
             replaced: Vec::new(),
             republished: Vec::new(),
             published: Vec::new(),
+            stranded: Vec::new(),
         };
         self.records.save(record, deadline).await?;
         self.metrics.set_staged_volumes(self.records.all().len());
@@ -166,7 +167,7 @@ impl NodeCore {
             )));
         }
         match self.check_and_recover(&record, deadline).await? {
-            Checked::Healthy | Checked::Recovered(_) => Ok(Some(())),
+            Checked::Healthy | Checked::Recovered(_) | Checked::Stranded(_) => Ok(Some(())),
             Checked::Waiting(why) => Err(NodeError::Unavailable(why)),
         }
     }

@@ -26,7 +26,8 @@ impl NodeService {
     /// Forgets the records of volumes that are no longer staged: a node reboot unmounts and
     /// disconnects everything, and kubelet stages again what it still needs (with fresh
     /// records). A filesystem volume is staged while its staging path is a mount point, a
-    /// block volume while a device carries its NQN; when that cannot be read, the record stays.
+    /// block volume while anything of its attachment is left (a controller reconnecting
+    /// through an RDS reboot included); when that cannot be read, the record stays.
     pub async fn forget_unstaged(&self) {
         let core = &self.core;
         let deadline = Instant::now() + CHECK_TIME;
@@ -44,9 +45,9 @@ impl NodeService {
                     .map_or(true, |spelled| table.is_mount_point(&spelled)),
                 StagedLayout::Block => core
                     .fabric
-                    .find(&record.nqn, deadline)
+                    .is_connected(&record.nqn, deadline)
                     .await
-                    .map_or(true, |device| device.is_some()),
+                    .unwrap_or(true),
             };
             if !staged {
                 tracing::info!(volume_id = %record.volume_id, "forgetting the record of a volume no longer staged here");
@@ -59,31 +60,61 @@ impl NodeService {
     }
 
     /// Starts the background check; `None` when `health_interval` is zero (disabled).
-    pub fn spawn_health_check(&self) -> Option<JoinHandle<()>> {
+    pub fn spawn_health_check(&self) -> Option<HealthCheck> {
         let interval = self.core.config.health_interval;
         if interval.is_zero() {
             return None;
         }
         let core = Arc::clone(&self.core);
         let locks = self.locks.clone();
-        Some(tokio::spawn(async move {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
             let mut backoff = Backoff::default();
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
                     () = core.wake_check.notified() => {}
+                    _ = stopped.changed() => return,
                 }
-                check_all(&core, &locks, &mut backoff).await;
+                check_all(&core, &locks, &mut backoff, &stopped).await;
             }
-        }))
+        });
+        Some(HealthCheck { stop, task })
     }
 }
 
-async fn check_all(core: &NodeCore, locks: &VolumeLocks, backoff: &mut Backoff) {
+/// The running background check.
+#[derive(Debug)]
+pub struct HealthCheck {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl HealthCheck {
+    /// Lets the check finish the volume it is at (a re-stage cut off half-way is completed
+    /// only by the next start) and starts no other; gives up after `grace`.
+    pub async fn stop(mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+            tracing::warn!("the background check did not finish in time; stopped");
+            self.task.abort();
+        }
+    }
+}
+
+async fn check_all(
+    core: &NodeCore,
+    locks: &VolumeLocks,
+    backoff: &mut Backoff,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) {
     let records = core.records.all();
     core.metrics.set_staged_volumes(records.len());
     backoff.retain(|id| records.iter().any(|r| r.volume_id == id));
     for listed in records {
+        if *stopped.borrow() {
+            return;
+        }
         let id = listed.volume_id;
         if !backoff.due(&id, Instant::now()) {
             continue;
@@ -103,6 +134,11 @@ async fn check_all(core: &NodeCore, locks: &VolumeLocks, backoff: &mut Backoff) 
         {
             Ok(Checked::Healthy | Checked::Recovered(_)) => backoff.succeeded(&id),
             Ok(Checked::Waiting(why)) => tracing::debug!(%why, "volume waits for its controller"),
+            Ok(Checked::Stranded(why)) => {
+                let wait = backoff.failed(&id, Instant::now());
+                tracing::warn!(%why, retry_in_s = wait.as_secs(),
+                    "published paths of the volume are still on its replaced namespace");
+            }
             Err(error) => {
                 let wait = backoff.failed(&id, Instant::now());
                 tracing::warn!(%error, retry_in_s = wait.as_secs(),

@@ -100,8 +100,8 @@ impl Plugin {
                 })
                 .await
                 .expect("node server runs");
-            if let Some(task) = health_check {
-                task.abort();
+            if let Some(check) = health_check {
+                check.stop(Duration::from_secs(10)).await;
             }
         });
         let client = connect(&socket).await;

@@ -119,6 +119,13 @@ pub trait Fabric: Send + Sync + 'static {
         deadline: Instant,
     ) -> Result<u64, FabricError>;
 
+    /// Whether anything of the volume's attachment is left on this node: a device, or (NVMe)
+    /// a controller in any state, such as one reconnecting while the RDS reboots. Only a node
+    /// reboot or a detach leaves nothing.
+    async fn is_connected(&self, nqn: &str, deadline: Instant) -> Result<bool, FabricError> {
+        Ok(self.find(nqn, deadline).await?.is_some())
+    }
+
     /// Whether the attachment works (controller live, device present).
     async fn condition(&self, nqn: &str, deadline: Instant) -> Result<Condition, FabricError>;
 

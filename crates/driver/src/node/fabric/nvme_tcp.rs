@@ -185,6 +185,11 @@ impl<K: Kernel> Fabric for NvmeTcpFabric<K> {
             .await?)
     }
 
+    async fn is_connected(&self, nqn: &str, deadline: Instant) -> Result<bool, FabricError> {
+        let topology = self.host.scan_nqn(nqn, deadline).await?;
+        Ok(!topology.view(nqn).controllers.is_empty())
+    }
+
     async fn condition(&self, nqn: &str, deadline: Instant) -> Result<Condition, FabricError> {
         let topology = self.host.scan_nqn(nqn, deadline).await?;
         Ok(judge_condition(&topology.view(nqn), NSID))
