@@ -71,9 +71,31 @@ done
 say "grow to 128 MiB reached the host"
 
 echo 1 >/sys/class/nvme/"$ctrl"/delete_controller
+
+# Export access: with a host list, the kernel target admits only the hosts on it.
+connect_as() { # HOSTNQN -> prints the controller name, fails when refused
+  local reply
+  exec 4<>/dev/nvme-fabrics
+  printf 'transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=%s,hostnqn=%s' "$NQN" "$1" >&4 2>/dev/null ||
+    { exec 4>&-; return 1; }
+  read -r reply <&4 || true
+  exec 4>&-
+  echo "nvme$(sed -n 's/^instance=\([0-9]*\),.*/\1/p' <<<"$reply")"
+}
+ADMITTED=nqn.2014-08.org.nvmexpress:uuid:0a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d
+STRANGER=nqn.2014-08.org.nvmexpress:uuid:6f1e2d3c-4b5a-4697-8877-665544332211
+out=$(ros "/disk set [find where slot=\"vm-vol1\"] nvme-tcp-server-allow-host-name=\"$ADMITTED\"")
+[[ -z $out ]] || fail "setting the host list said: $out"
+[[ $(cat /sys/kernel/config/nvmet/subsystems/$NQN/attr_allow_any_host) == 0 ]] || fail "any host still allowed"
+if c=$(connect_as "$STRANGER"); then fail "a host not on the list connected ($c)"; fi
+c=$(connect_as "$ADMITTED") || fail "the listed host was refused"
+echo 1 >/sys/class/nvme/"$c"/delete_controller
+say "host list: the listed host connects, another is refused by the kernel target"
+
 out=$(ros '/disk remove [find where slot="vm-vol1"]')
 [[ -z $out ]] || fail "remove said: $out"
 [[ ! -e /sys/kernel/config/nvmet/subsystems/$NQN ]] || fail "subsystem left after remove"
 [[ -z $(ls /sys/kernel/config/nvmet/ports/*/subsystems/ 2>/dev/null) ]] || fail "port links left"
+[[ -z $(ls /sys/kernel/config/nvmet/hosts/ 2>/dev/null) ]] || fail "host entries left"
 [[ -f $backing ]] || fail "disk remove must keep the image (RouterOS keeps it)"
 say "remove tore the export down and kept the image"

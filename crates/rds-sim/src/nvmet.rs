@@ -1,8 +1,11 @@
 //! Real NVMe/TCP exports through the Linux nvmet configfs tree.
 //!
-//! An exported disk becomes a subsystem named by its NQN (any host allowed)
-//! with namespace 1 backed by the disk's file, linked into a TCP port whose
-//! id is the TCP port number. The namespace's identifiers are written before it is
+//! An exported disk becomes a subsystem named by its NQN with namespace 1 backed by the
+//! disk's file, linked into a TCP port whose id is the TCP port number. It admits any host,
+//! or, when the disk lists hosts (`nvme-tcp-server-allow-host-name`), only those: each is a
+//! `hosts/<nqn>` entry linked into the subsystem's `allowed_hosts`, with
+//! `attr_allow_any_host=0`. The kernel checks the list when a host connects; controllers
+//! already connected stay (until their keep-alive lapses or they reconnect). The namespace's identifiers are written before it is
 //! enabled (else nvmet draws a new uuid each time). The root path is injectable so the exact tree
 //! can be checked against a temporary directory.
 
@@ -77,19 +80,82 @@ impl NvmetExporter {
         self.root.join("ports").join(port.to_string())
     }
 
-    /// Creates the subsystem, its namespace with identifiers `ids` and the port link. A
-    /// leftover subsystem of the same name (e.g. after a crash) is replaced.
+    fn host_dir(&self, host: &str) -> PathBuf {
+        self.root.join("hosts").join(host)
+    }
+
+    /// Admits only `hosts` to the subsystem (any host when empty). The kernel refuses links
+    /// while any host is allowed, and `attr_allow_any_host=1` while links exist, hence the
+    /// order; a host entry no subsystem links to any more is removed.
+    pub fn allow_hosts(&self, nqn: &str, hosts: &[String]) -> io::Result<()> {
+        let subsystem = self.subsystem_dir(nqn);
+        let links = subsystem.join("allowed_hosts");
+        if let Some(bad) = hosts
+            .iter()
+            .find(|h| h.is_empty() || h.contains('/') || h.starts_with('.'))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a host NQN: {bad:?}"),
+            ));
+        }
+        if !hosts.is_empty() {
+            write_attr(&subsystem, "attr_allow_any_host", "0")?;
+            fs::create_dir_all(&links)?;
+            for host in hosts {
+                let entry = self.host_dir(host);
+                if !entry.exists() {
+                    fs::create_dir_all(&entry)?;
+                }
+                if fs::symlink_metadata(links.join(host)).is_err() {
+                    std::os::unix::fs::symlink(&entry, links.join(host))?;
+                }
+            }
+        }
+        let mut dropped = Vec::new();
+        for link in fs::read_dir(&links).into_iter().flatten() {
+            let name = link?.file_name().to_string_lossy().into_owned();
+            if !hosts.contains(&name) {
+                fs::remove_file(links.join(&name))?;
+                dropped.push(name);
+            }
+        }
+        if hosts.is_empty() {
+            write_attr(&subsystem, "attr_allow_any_host", "1")?;
+        }
+        for host in dropped {
+            self.remove_host_if_unused(&host)?;
+        }
+        Ok(())
+    }
+
+    fn remove_host_if_unused(&self, host: &str) -> io::Result<()> {
+        let linked = fs::read_dir(self.root.join("subsystems"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|s| fs::symlink_metadata(s.path().join("allowed_hosts").join(host)).is_ok());
+        if linked {
+            return Ok(());
+        }
+        self.remove_dir(&self.host_dir(host))
+    }
+
+    /// Creates the subsystem (admitting `hosts`, any when empty), its namespace with
+    /// identifiers `ids` and the port link. A leftover subsystem of the same name (e.g. after
+    /// a crash) is replaced.
     pub fn export(
         &self,
         nqn: &str,
         port: u16,
         device_path: &Path,
         ids: &NamespaceIds,
+        hosts: &[String],
     ) -> io::Result<()> {
         if self.subsystem_dir(nqn).exists() {
             self.unexport(nqn, port)?;
         }
-        let result = self.try_export(nqn, port, device_path, ids);
+        let result = self.try_export(nqn, port, device_path, ids, hosts);
         if result.is_err() {
             // Leave nothing half-made behind; the original error matters more.
             let _ = self.unexport(nqn, port);
@@ -103,10 +169,12 @@ impl NvmetExporter {
         port: u16,
         device_path: &Path,
         ids: &NamespaceIds,
+        hosts: &[String],
     ) -> io::Result<()> {
         let subsystem = self.subsystem_dir(nqn);
         fs::create_dir(&subsystem)?;
         write_attr(&subsystem, "attr_allow_any_host", "1")?;
+        self.allow_hosts(nqn, hosts)?;
         let namespace = self.namespace_dir(nqn);
         fs::create_dir_all(&namespace)?;
         write_attr(&namespace, "device_path", &device_path.to_string_lossy())?;
@@ -146,6 +214,8 @@ impl NvmetExporter {
         }
         let subsystem = self.subsystem_dir(nqn);
         if subsystem.exists() {
+            // configfs removes a subsystem only once nothing is linked into it.
+            self.allow_hosts(nqn, &[])?;
             self.remove_dir(&subsystem)?;
         }
         let links = port_dir.join("subsystems");
@@ -222,6 +292,7 @@ mod tests {
                 4420,
                 Path::new("/data/pvc-1.img"),
                 &ids(),
+                &[],
             )
             .unwrap();
 
@@ -255,10 +326,10 @@ mod tests {
         let root = dir.path();
         let nvmet = exporter(root);
         nvmet
-            .export("a", 4420, Path::new("/a.img"), &ids())
+            .export("a", 4420, Path::new("/a.img"), &ids(), &[])
             .unwrap();
         nvmet
-            .export("b", 4420, Path::new("/b.img"), &ids())
+            .export("b", 4420, Path::new("/b.img"), &ids(), &[])
             .unwrap();
 
         nvmet.unexport("a", 4420).unwrap();
@@ -277,10 +348,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let nvmet = exporter(dir.path());
         nvmet
-            .export("a", 4420, Path::new("/old.img"), &ids())
+            .export("a", 4420, Path::new("/old.img"), &ids(), &[])
             .unwrap();
         nvmet
-            .export("a", 4420, Path::new("/new.img"), &ids())
+            .export("a", 4420, Path::new("/new.img"), &ids(), &[])
             .unwrap();
         assert_eq!(
             read(dir.path().join("subsystems/a/namespaces/1/device_path")),
@@ -293,7 +364,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let nvmet = exporter(dir.path());
         nvmet
-            .export("a", 4420, Path::new("/a.img"), &ids())
+            .export("a", 4420, Path::new("/a.img"), &ids(), &[])
             .unwrap();
         nvmet.revalidate("a").unwrap();
         assert_eq!(
@@ -310,7 +381,7 @@ mod tests {
         let nvmet =
             NvmetExporter::with_removal(dir.path(), "::1".parse().unwrap(), DirRemoval::Recursive);
         nvmet
-            .export("a", 4421, Path::new("/a.img"), &ids())
+            .export("a", 4421, Path::new("/a.img"), &ids(), &[])
             .unwrap();
         assert_eq!(read(dir.path().join("ports/4421/addr_adrfam")), "ipv6");
         assert_eq!(read(dir.path().join("ports/4421/addr_traddr")), "::1");
@@ -325,9 +396,66 @@ mod tests {
         fs::write(dir.path().join("subsystems"), "").unwrap();
         assert!(
             nvmet
-                .export("a", 4420, Path::new("/a.img"), &ids())
+                .export("a", 4420, Path::new("/a.img"), &ids(), &[])
                 .is_err()
         );
         assert!(!dir.path().join("ports/4420").exists());
+    }
+
+    #[test]
+    fn listed_hosts_are_the_only_ones_admitted_and_their_entries_go_with_the_last_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let nvmet = exporter(root);
+        let (a, b) = (
+            "nqn.2014-08.org.nvmexpress:uuid:a",
+            "nqn.2014-08.org.nvmexpress:uuid:b",
+        );
+        nvmet
+            .export("s1", 4420, Path::new("/s1.img"), &ids(), &[a.into()])
+            .unwrap();
+        nvmet
+            .export(
+                "s2",
+                4420,
+                Path::new("/s2.img"),
+                &ids(),
+                &[a.into(), b.into()],
+            )
+            .unwrap();
+        let links = |s: &str| -> Vec<String> {
+            let mut names: Vec<String> =
+                fs::read_dir(root.join(format!("subsystems/{s}/allowed_hosts")))
+                    .map(|d| {
+                        d.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            names.sort();
+            names
+        };
+        assert_eq!(read(root.join("subsystems/s1/attr_allow_any_host")), "0");
+        assert_eq!(links("s1"), vec![a.to_owned()]);
+        assert_eq!(links("s2"), vec![a.to_owned(), b.to_owned()]);
+        assert_eq!(
+            fs::read_link(root.join("subsystems/s1/allowed_hosts").join(a)).unwrap(),
+            root.join("hosts").join(a)
+        );
+
+        // s1 moves from a to b: a's entry stays while s2 still links it.
+        nvmet.allow_hosts("s1", &[b.into()]).unwrap();
+        assert_eq!(links("s1"), vec![b.to_owned()]);
+        assert!(root.join("hosts").join(a).exists());
+        nvmet.allow_hosts("s2", &[b.into()]).unwrap();
+        assert!(!root.join("hosts").join(a).exists(), "no subsystem links a");
+
+        // Empty admits anyone again; the unexport leaves no host behind.
+        nvmet.allow_hosts("s1", &[]).unwrap();
+        assert_eq!(read(root.join("subsystems/s1/attr_allow_any_host")), "1");
+        assert!(links("s1").is_empty());
+        nvmet.unexport("s2", 4420).unwrap();
+        assert!(!root.join("hosts").join(b).exists());
+        assert!(nvmet.allow_hosts("s1", &["../x".into()]).is_err());
     }
 }

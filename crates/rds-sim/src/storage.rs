@@ -53,6 +53,9 @@ pub struct ExportRecord {
     pub uuid: Id128,
     /// The namespace's `device_nguid`, as a host shows it in `/sys/block/<dev>/nguid`.
     pub nguid: Id128,
+    /// Host NQNs admitted; empty = any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Why the stored state could not be loaded.
@@ -184,6 +187,7 @@ impl Backend for FileStore {
                     spec.port,
                     &self.backing_path(&spec.file_path),
                     &spec.ids,
+                    &spec.allowed_hosts,
                 ),
                 None => Ok(()),
             },
@@ -193,6 +197,10 @@ impl Backend for FileStore {
             },
             Effect::Revalidate(spec) => match &self.nvmet {
                 Some(nvmet) => nvmet.revalidate(&spec.nqn),
+                None => Ok(()),
+            },
+            Effect::AllowHosts { spec, .. } => match &self.nvmet {
+                Some(nvmet) => nvmet.allow_hosts(&spec.nqn, &spec.allowed_hosts),
                 None => Ok(()),
             },
         }
@@ -244,6 +252,7 @@ impl StateFiles {
             nvmet: self.nvmet,
             uuid: spec.ids.uuid,
             nguid: spec.ids.nguid,
+            allowed_hosts: spec.allowed_hosts.clone(),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
+use crate::access::AllowedHosts;
 use crate::config::{ClientConfig, TlsPolicy, TransportConfig};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -315,6 +316,52 @@ impl Client {
             .await?;
         verify_grown(slot, size, &disk)?;
         Ok(disk)
+    }
+
+    /// Who may connect to the disk's export; `NotFound` when the slot holds no disk.
+    pub async fn export_hosts(&self, slot: &Slot) -> Result<AllowedHosts> {
+        let transport = &self.inner.transport;
+        self.run(
+            "export-access",
+            slot.as_str(),
+            transport.export_access(slot),
+        )
+        .await?
+        .map(|access| access.hosts())
+        .ok_or_else(|| Error::NotFound(format!("no disk with slot {slot}")))
+    }
+
+    /// Lets only `hosts` (or, with [`AllowedHosts::Any`], anyone) connect to the disk's export
+    /// and verifies that the device shows exactly that afterwards: a device that stores the
+    /// value differently fails here instead of fencing the wrong hosts unnoticed. Whether the
+    /// change reaches hosts already connected is the device's affair.
+    pub async fn set_export_hosts(
+        &self,
+        slot: &Slot,
+        hosts: &AllowedHosts,
+    ) -> Result<AllowedHosts> {
+        if let AllowedHosts::Unrecognized(value) = hosts {
+            return Err(Error::Invalid(format!(
+                "refusing to write an unrecognized host list {value:?}"
+            )));
+        }
+        let value = hosts.to_value();
+        let transport = &self.inner.transport;
+        let access = self
+            .run(
+                "set-export-access",
+                slot.as_str(),
+                transport.set_export_access(slot, &value),
+            )
+            .await?;
+        if access.hosts() != *hosts {
+            return Err(Error::Protocol(format!(
+                "disk {slot}: set nvme-tcp-server-allow-host-name to {value:?}, the device shows \
+                 {:?}",
+                access.value
+            )));
+        }
+        Ok(access.hosts())
     }
 
     /// Removes the one disk `id`, then `image` when given, in one round trip. RouterOS keeps

@@ -142,6 +142,16 @@ pub fn grow_disk(slot: &Slot, size: u64) -> String {
     )
 }
 
+/// Sets who may connect to the disk's export, and reads the disk back.
+pub fn set_allow_host_name(slot: &Slot, value: &str) -> String {
+    format!(
+        "/disk set [find where slot={}] nvme-tcp-server-allow-host-name={};{}",
+        quote(slot.as_str()),
+        quote(value),
+        print_disk(slot)
+    )
+}
+
 /// Removes the one disk `id` (an id is never ambiguous, a slot may be), then its image when
 /// given and no other disk uses it ([`remove_unused_image`]). A failing `/disk remove` aborts
 /// the script, so the image is never removed from under a disk that still uses it. The id is

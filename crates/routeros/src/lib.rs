@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod client;
 pub mod command;
 pub mod config;
@@ -47,6 +48,7 @@ pub mod transport;
 pub mod validate;
 pub mod version;
 
+pub use access::{AllowedHosts, ExportAccess};
 pub use client::{Client, Limits};
 pub use config::{
     Backoff, ClientConfig, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,

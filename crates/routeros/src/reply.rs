@@ -249,6 +249,16 @@ pub fn file_disk(obj: &Object) -> Result<FileDisk, Error> {
     })
 }
 
+/// A file disk's export access (`nvme-tcp-server-allow-host-name`, absent = empty).
+pub fn export_access(obj: &Object) -> Result<crate::access::ExportAccess, Error> {
+    let disk = file_disk(obj)?;
+    Ok(crate::access::ExportAccess {
+        id: disk.id,
+        slot: disk.slot,
+        value: opt_str(obj, "nvme-tcp-server-allow-host-name").unwrap_or_default(),
+    })
+}
+
 /// Whatever holds a slot: a file disk (parsed strictly) or another kind of disk.
 pub fn disk_item(obj: &Object) -> Result<DiskItem, Error> {
     let kind = opt_str(obj, "type").unwrap_or_default();

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::access::ExportAccess;
 use crate::config::Secret;
 use crate::error::{Error, Result, rest_error, truncate};
 use crate::model::{
@@ -278,6 +279,26 @@ impl Transport for RestTransport {
             .call(Method::PATCH, &format!("/disk/{id}"), &[], Some(body))
             .await?;
         reply::file_disk(&reply::single_object(reply, "PATCH /disk")?)
+    }
+
+    async fn export_access(&self, slot: &Slot) -> Result<Option<ExportAccess>> {
+        self.find_one("/disk", "slot", slot.as_str())
+            .await?
+            .map(|obj| reply::export_access(&obj))
+            .transpose()
+    }
+
+    async fn set_export_access(&self, slot: &Slot, value: &str) -> Result<ExportAccess> {
+        let disk = self
+            .find_one("/disk", "slot", slot.as_str())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no disk with slot {slot}")))?;
+        let id = item_id(&disk)?;
+        let body = json!({ "nvme-tcp-server-allow-host-name": value });
+        let reply = self
+            .call(Method::PATCH, &format!("/disk/{id}"), &[], Some(body))
+            .await?;
+        reply::export_access(&reply::single_object(reply, "PATCH /disk")?)
     }
 
     /// One `/execute` instead of three GETs.

@@ -15,6 +15,7 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{ChannelMsg, ChannelWriteHalf};
 use tokio::time::Instant;
 
+use crate::access::ExportAccess;
 use crate::command;
 use crate::config::{Backoff, HostKeyPolicy, SshAuth};
 use crate::error::{Error, Result};
@@ -470,6 +471,24 @@ impl Transport for SshTransport {
         // `set [find ...]` on no match is a silent no-op; the empty read-back tells.
         self.read_disk(&command::grow_disk(slot, size), slot)
             .await?
+            .ok_or_else(|| Error::NotFound(format!("no disk with slot {slot}")))
+    }
+
+    async fn export_access(&self, slot: &Slot) -> Result<Option<ExportAccess>> {
+        let value = self.query_one(&command::get_disk(slot)).await?;
+        reply::at_most_one(value, &format!("slot {slot}"))?
+            .map(|obj| reply::export_access(&obj))
+            .transpose()
+    }
+
+    async fn set_export_access(&self, slot: &Slot, value: &str) -> Result<ExportAccess> {
+        // `set [find ...]` on no match is a silent no-op; the empty read-back tells.
+        let read = self
+            .query_one(&command::set_allow_host_name(slot, value))
+            .await?;
+        reply::at_most_one(read, &format!("slot {slot}"))?
+            .map(|obj| reply::export_access(&obj))
+            .transpose()?
             .ok_or_else(|| Error::NotFound(format!("no disk with slot {slot}")))
     }
 

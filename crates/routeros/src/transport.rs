@@ -7,7 +7,8 @@
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::access::ExportAccess;
+use crate::error::{Error, Result};
 use crate::model::{
     AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, ImageRemoval, Pool, SystemInfo,
     VolumeFacts,
@@ -54,6 +55,23 @@ pub trait Transport: Send + Sync + 'static {
     async fn remove_file(&self, path: &FilePath) -> Result<()>;
     /// The disk entry mounted at `mount_point` (already validated); `NotFound` if none.
     async fn pool(&self, mount_point: &str) -> Result<Pool>;
+    /// The file disk's export access; `None` when the slot holds no disk.
+    async fn export_access(&self, slot: &Slot) -> Result<Option<ExportAccess>> {
+        let _ = slot;
+        Err(Error::Unavailable(format!(
+            "the {} transport cannot read export access",
+            self.kind()
+        )))
+    }
+    /// Sets `nvme-tcp-server-allow-host-name` to `value` and reads it back; `NotFound` when
+    /// the slot holds no disk.
+    async fn set_export_access(&self, slot: &Slot, value: &str) -> Result<ExportAccess> {
+        let _ = (slot, value);
+        Err(Error::Unavailable(format!(
+            "the {} transport cannot set export access",
+            self.kind()
+        )))
+    }
     /// Runs a script and returns its raw output, for diagnostics that record exactly how the
     /// device answers (`rds-csi doctor --probe-device`). Never used for volume operations.
     async fn run_script(&self, script: &str) -> Result<ExecOutput> {

@@ -26,6 +26,7 @@ impl State {
             file_path: path.clone(),
             size: size.saturating_sub(*offset),
             ids: disk.namespace,
+            allowed_hosts: allowed_hosts(&disk.nvme_tcp_server_allow_host_name),
         })
     }
 
@@ -88,6 +89,12 @@ impl State {
                         && old.file_path == new.file_path
                         && old.ids == new.ids =>
                 {
+                    if new.allowed_hosts != old.allowed_hosts {
+                        starting.push(Effect::AllowHosts {
+                            spec: new.clone(),
+                            previous: old.allowed_hosts,
+                        });
+                    }
                     if new.size != old.size {
                         starting.push(Effect::Revalidate(new));
                     }
@@ -142,6 +149,17 @@ impl State {
         }
         Ok(Some(spec))
     }
+}
+
+/// The simulator's reading of `nvme-tcp-server-allow-host-name` (RouterOS does not document
+/// its format): host NQNs separated by commas; empty admits any host.
+pub fn allowed_hosts(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|host| !host.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A file disk with `nvme-tcp-export=yes`.

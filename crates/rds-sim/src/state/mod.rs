@@ -180,6 +180,8 @@ pub struct ExportSpec {
     pub size: u64,
     /// The namespace's identifiers, written before it is enabled.
     pub ids: NamespaceIds,
+    /// Host NQNs admitted (`nvme-tcp-server-allow-host-name`); empty = any host.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// A side effect an operation needs, in the order it must happen.
@@ -207,6 +209,11 @@ pub enum Effect {
     Unexport(ExportSpec),
     /// Tell NVMe hosts the namespace changed size.
     Revalidate(ExportSpec),
+    /// Admit only `spec.allowed_hosts` (any host when empty) from now on; `previous` undoes.
+    AllowHosts {
+        spec: ExportSpec,
+        previous: Vec<String>,
+    },
 }
 
 impl Effect {
@@ -222,6 +229,13 @@ impl Effect {
             },
             Effect::Export(spec) => Effect::Unexport(spec.clone()),
             Effect::Unexport(spec) => Effect::Export(spec.clone()),
+            Effect::AllowHosts { spec, previous } => Effect::AllowHosts {
+                spec: ExportSpec {
+                    allowed_hosts: previous.clone(),
+                    ..spec.clone()
+                },
+                previous: spec.allowed_hosts.clone(),
+            },
             Effect::RemoveDir { .. } | Effect::RemoveFile { .. } | Effect::Revalidate(_) => {
                 return None;
             }

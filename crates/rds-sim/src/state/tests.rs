@@ -61,6 +61,7 @@ fn add_creates_file_and_export() {
         file_path: "storage-pool/pvc-1.img".into(),
         size: GIB,
         ids: state.disk(id).unwrap().namespace,
+        allowed_hosts: vec![],
     };
     assert_eq!(
         effects,
@@ -390,6 +391,7 @@ fn effects_have_inverses_where_undo_is_possible() {
         file_path: "p".into(),
         size: 1,
         ids: NamespaceIds::random(),
+        allowed_hosts: vec![],
     };
     assert_eq!(
         Effect::Export(spec.clone()).inverse(),
@@ -418,4 +420,36 @@ fn state_round_trips_through_json() {
     let text = serde_json::to_string(&state).unwrap();
     let back: State = serde_json::from_str(&text).unwrap();
     assert_eq!(back, state);
+}
+
+#[test]
+fn changing_an_exports_hosts_keeps_the_export_and_only_changes_who_is_admitted() {
+    let mut state = fresh();
+    let (id, _) = state.add_disk(&file_args("pvc-1", GIB), &env()).unwrap();
+    let before = state
+        .export_of(state.disk(id).unwrap(), &env().version)
+        .unwrap();
+    assert!(before.allowed_hosts.is_empty());
+    let hosts = "nqn.2014-08.org.nvmexpress:uuid:a, nqn.2014-08.org.nvmexpress:uuid:b";
+    let args = DiskArgs {
+        nvme_tcp_server_allow_host_name: Some(hosts.into()),
+        ..DiskArgs::default()
+    };
+    let ((), effects) = state.set_disk(id, &args, &env()).unwrap();
+    let [Effect::AllowHosts { spec, previous }] = &effects[..] else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(
+        spec.allowed_hosts,
+        vec![
+            "nqn.2014-08.org.nvmexpress:uuid:a".to_owned(),
+            "nqn.2014-08.org.nvmexpress:uuid:b".to_owned()
+        ]
+    );
+    assert!(previous.is_empty());
+    assert_eq!(spec.ids, before.ids, "the namespace is the same one");
+    let undo = effects[0].inverse().unwrap();
+    assert!(
+        matches!(undo, Effect::AllowHosts { spec, previous } if spec.allowed_hosts.is_empty() && previous.len() == 2)
+    );
 }
