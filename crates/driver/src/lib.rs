@@ -14,6 +14,7 @@ pub mod locks;
 pub mod metrics;
 pub mod naming;
 pub mod node;
+pub mod node_id;
 pub mod params;
 pub mod server;
 pub mod status;

@@ -432,3 +432,23 @@ async fn a_block_volume_keeps_its_record_while_its_controller_reconnects_across_
     );
     plugin.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_id_carries_the_host_nqn_for_the_controller() {
+    if !root_or_skip("the_node_id_carries_the_host_nqn_for_the_controller") {
+        return;
+    }
+    let lab = NvmeLab::start().await;
+    let info = lab
+        .plugin
+        .client
+        .clone()
+        .node_get_info(csi::v1::NodeGetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let host = lab.fabric.host().identity().nqn.clone();
+    assert_eq!(info.node_id, format!("node-1/{host}"));
+    let node = driver::node_id::NodeRef::parse(&info.node_id);
+    assert_eq!((node.name.as_str(), node.host_nqn), ("node-1", Some(host)));
+}

@@ -270,7 +270,10 @@ impl Node for NodeService {
         _request: Request<NodeGetInfoRequest>,
     ) -> Result<Response<NodeGetInfoResponse>, Status> {
         Ok(Response::new(NodeGetInfoResponse {
-            node_id: self.core.config.node_id.clone(),
+            node_id: crate::node_id::NodeRef::compose(
+                &self.core.config.node_id,
+                self.core.fabric.host_nqn(),
+            ),
             max_volumes_per_node: self.core.config.max_volumes_per_node,
             accessible_topology: None,
         }))

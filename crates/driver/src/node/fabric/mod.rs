@@ -92,6 +92,12 @@ pub trait Fabric: Send + Sync + 'static {
     /// Short name for logs (`nvme-tcp`, `loop`).
     fn name(&self) -> &'static str;
 
+    /// The host NQN this node connects as, when the fabric has one (the controller admits
+    /// it to the exports of the volumes published here).
+    fn host_nqn(&self) -> Option<&str> {
+        None
+    }
+
     /// Makes the volume's device available on this node and returns it.
     async fn attach(
         &self,

@@ -128,6 +128,10 @@ impl<K: Kernel> Fabric for NvmeTcpFabric<K> {
         "nvme-tcp"
     }
 
+    fn host_nqn(&self) -> Option<&str> {
+        Some(&self.host.identity().nqn)
+    }
+
     async fn attach(
         &self,
         volume: &VolumeContext,
