@@ -3,10 +3,12 @@
 //! - [`rules`]: the decisions, free of I/O (plans, idempotency, ownership, condition, paging);
 //! - [`judge`]: what the device showed means for a create or a delete (pure);
 //! - [`budget`]: thin provisioning (overcommit ratio, promised bytes);
+//! - [`export_acl`]: which hosts a volume's export admits (`--export-acl`, pure);
 //! - [`service`]: the device work, one function per RPC;
 //! - [`grpc`]: the tonic handlers.
 
 pub mod budget;
+pub mod export_acl;
 pub mod grpc;
 pub mod judge;
 pub mod rules;
