@@ -163,7 +163,12 @@ mod tests {
         let plan = plan_export_hosts("v", &odd, std::slice::from_ref(&a), Some(&a));
         assert!(matches!(plan, ExportHostsPlan::Refuse(m) if m.contains("\"worker-1\"")));
         let bad = node("bad", Some("not-an-nqn"));
-        let plan = plan_export_hosts("v", &AllowedHosts::Any, &[bad.clone()], Some(&bad));
+        let plan = plan_export_hosts(
+            "v",
+            &AllowedHosts::Any,
+            std::slice::from_ref(&bad),
+            Some(&bad),
+        );
         assert!(matches!(plan, ExportHostsPlan::Refuse(m) if m.contains("node bad")));
     }
 }
