@@ -2,7 +2,8 @@
 # The one command that runs every test of the project.
 # Installs what it needs from the package registries, then: format check, lints, and the whole
 # test suite (unit, integration against the simulator over real SSH/HTTPS, root tests with loop
-# devices and real mounts), then the real NVMe/TCP tests in a QEMU VM (scripts/vm-e2e.sh).
+# devices and real mounts), the Helm chart checks (scripts/chart-test.sh), then the real NVMe/TCP
+# tests in a QEMU VM (scripts/vm-e2e.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,9 @@ for quirk in generic-errors duplicate-slots reuse-existing-file; do
   step "controller suite with the simulator quirk $quirk"
   RDS_CSI_TEST_QUIRKS=$quirk cargo test -p driver --locked --test controller --test rest --test device_quirks
 done
+
+step "Helm chart, plain manifests (scripts/chart-test.sh)"
+scripts/chart-test.sh
 
 step "NVMe/TCP tests in the QEMU lab"
 scripts/vm-e2e.sh
