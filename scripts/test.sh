@@ -30,6 +30,12 @@ done
 step "Helm chart, plain manifests (scripts/chart-test.sh)"
 scripts/chart-test.sh
 
+# The image holds the tested debug build (stripped): what is checked is that the image is
+# complete and its binary runs there; users build it with the release binary.
+step "container image (scripts/image.sh)"
+cargo build --locked --bin rds-csi
+RDS_CSI_BINARY=target/debug/rds-csi scripts/image.sh
+
 step "NVMe/TCP tests in the QEMU lab"
 scripts/vm-e2e.sh
 
