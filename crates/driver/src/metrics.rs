@@ -44,6 +44,8 @@ pub struct NodeMetrics {
     replaced_volumes: Gauge,
     staged_volumes: Gauge,
     pods_deleted: Counter,
+    orphaned_attachments: Gauge,
+    orphans_disconnected: Counter,
 }
 
 impl NodeMetrics {
@@ -73,6 +75,16 @@ impl NodeMetrics {
              (--pod-recovery delete)",
             metrics.pods_deleted.clone(),
         );
+        registry.register(
+            "rds_csi_node_orphaned_attachments",
+            "Attachments of the driver's volumes on this node that no staged volume uses",
+            metrics.orphaned_attachments.clone(),
+        );
+        registry.register(
+            "rds_csi_node_orphans_disconnected",
+            "Orphaned attachments disconnected after the grace period (--orphans disconnect)",
+            metrics.orphans_disconnected.clone(),
+        );
         // Every result exists from the start at 0, so that rates and alerts see a series.
         for result in [RestageResult::Succeeded, RestageResult::Failed] {
             let _series = metrics.restages.get_or_create(&RestageLabels { result });
@@ -96,6 +108,15 @@ impl NodeMetrics {
 
     pub fn pod_deleted(&self) {
         self.pods_deleted.inc();
+    }
+
+    pub fn set_orphaned_attachments(&self, count: usize) {
+        self.orphaned_attachments
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn orphan_disconnected(&self) {
+        self.orphans_disconnected.inc();
     }
 }
 

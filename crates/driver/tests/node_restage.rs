@@ -358,24 +358,6 @@ async fn the_background_check_renumbers_a_published_block_volume() {
     assert!(lab.staged_record(&id).is_none());
 }
 
-/// Repeats a call answered ABORTED (another operation on the volume) a bounded number of
-/// times, as a CO retries it.
-async fn as_a_co_retries<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
-{
-    for _ in 0..200 {
-        match call().await {
-            Err(status) if status.code() == Code::Aborted => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            other => return other,
-        }
-    }
-    call().await
-}
-
 #[tokio::test]
 async fn records_of_volumes_no_longer_staged_are_forgotten_at_start() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ use nvme::identity::{IdentityOverride, IdentityPaths, resolve_host_identity};
 use nvme::{LinuxKernel, ManagedPrefix, NvmeHost, Sysfs};
 
 use super::fabric::{Fabric, LoopFabric, NvmeTcpFabric};
+use super::orphans::OrphanPolicy;
 use super::{
     ClusterPods, DEFAULT_BLOCK_PUBLISH_DIR, NodeConfig, NodeService, PodRecovery, Records, routes,
 };
@@ -95,6 +96,16 @@ pub struct NodeArgs {
     /// deleted so that it creates them again; needs the Kubernetes API).
     #[arg(long, env = "POD_RECOVERY", value_enum, default_value_t = PodRecovery::Events)]
     pub pod_recovery: PodRecovery,
+
+    /// Attachments of the driver's volumes that no staged volume uses: `report` (log and
+    /// count them) or `disconnect` (also disconnect each once it stayed so for
+    /// --orphan-grace, and only while nothing mounts or publishes its device).
+    #[arg(long, env = "ORPHANS", value_enum, default_value_t = OrphanPolicy::Disconnect)]
+    pub orphans: OrphanPolicy,
+
+    /// How long an attachment must stay orphaned before it is disconnected (e.g. 10m, 1h).
+    #[arg(long, env = "ORPHAN_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub orphan_grace: Duration,
 
     /// Where to serve Prometheus metrics (`/metrics`): ADDRESS:PORT, :PORT for every address,
     /// or empty to serve none.
@@ -183,6 +194,8 @@ pub fn build(args: &NodeArgs) -> Result<NodeService, SetupError> {
     config.block_publish_dir = args.block_publish_dir.clone();
     config.default_operation_time = Duration::from_secs(args.operation_timeout);
     config.health_interval = Duration::from_secs(args.health_interval);
+    config.orphans = args.orphans;
+    config.orphan_grace = args.orphan_grace;
     let state_dir = args
         .state_dir
         .clone()
@@ -291,6 +304,20 @@ mod tests {
         assert_eq!(cli.node.endpoint, Endpoint::Unix("/csi/csi.sock".into()));
         assert_eq!(cli.node.health_interval, 15);
         assert_eq!(cli.node.pod_recovery, PodRecovery::Events);
+        assert_eq!(cli.node.orphans, OrphanPolicy::Disconnect);
+        assert_eq!(cli.node.orphan_grace, Duration::from_secs(600));
+        let reporting = Cli::try_parse_from([
+            "node",
+            "--node-id",
+            "n1",
+            "--orphans",
+            "report",
+            "--orphan-grace",
+            "90s",
+        ])
+        .unwrap();
+        assert_eq!(reporting.node.orphans, OrphanPolicy::Report);
+        assert_eq!(reporting.node.orphan_grace, Duration::from_secs(90));
         assert_eq!(
             cli.node.metrics_address.0,
             Some("0.0.0.0:9810".parse().unwrap())

@@ -21,6 +21,7 @@ mod expand;
 pub mod fabric;
 mod grpc;
 mod health;
+mod orphans;
 mod pods;
 mod probe;
 mod publish;
@@ -31,6 +32,7 @@ mod rules;
 mod stage;
 mod stats;
 mod watch;
+pub use orphans::{DEFAULT_ORPHAN_GRACE, OrphanPolicy, OrphanTracker};
 pub use watch::HealthCheck;
 
 use std::collections::HashMap;
@@ -86,6 +88,10 @@ pub struct NodeConfig {
     pub tools: ToolPaths,
     /// Period of the background check of staged volumes ([`NodeService::spawn_health_check`]).
     pub health_interval: Duration,
+    /// What the background check does about attachments no staged volume uses.
+    pub orphans: OrphanPolicy,
+    /// How long an attachment must stay orphaned before it is disconnected.
+    pub orphan_grace: Duration,
 }
 
 impl NodeConfig {
@@ -100,6 +106,8 @@ impl NodeConfig {
             default_operation_time: DEFAULT_OPERATION_TIME,
             tools: ToolPaths::default(),
             health_interval: DEFAULT_HEALTH_INTERVAL,
+            orphans: OrphanPolicy::default(),
+            orphan_grace: DEFAULT_ORPHAN_GRACE,
         }
     }
 }

@@ -14,6 +14,7 @@ use mounts::mountinfo::read_self_mount_table;
 use mounts::mountpoint::table_spelling;
 
 use super::health::Backoff;
+use super::orphans::OrphanTracker;
 use super::records::StagedLayout;
 use super::recover::Checked;
 use super::{NodeCore, NodeService};
@@ -69,7 +70,7 @@ impl NodeService {
         let locks = self.locks.clone();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
-            let mut backoff = Backoff::default();
+            let (mut backoff, mut orphans) = (Backoff::default(), OrphanTracker::default());
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
@@ -77,6 +78,10 @@ impl NodeService {
                     _ = stopped.changed() => return,
                 }
                 check_all(&core, &locks, &mut backoff, &stopped).await;
+                if !*stopped.borrow() {
+                    core.sweep_orphans(&mut orphans, &locks, Instant::now() + CHECK_TIME)
+                        .await;
+                }
             }
         });
         Some(HealthCheck { stop, task })

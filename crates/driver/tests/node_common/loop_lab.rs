@@ -46,7 +46,21 @@ impl LoopLab {
         Self::build(ToolPaths::default(), interval, None).await
     }
 
+    /// With the node's configuration changed by `adjust`.
+    pub async fn with_config(adjust: impl FnOnce(&mut NodeConfig)) -> Self {
+        Self::build_with(ToolPaths::default(), Duration::ZERO, None, adjust).await
+    }
+
     async fn build(tools: ToolPaths, health_interval: Duration, pods: Option<ClusterPods>) -> Self {
+        Self::build_with(tools, health_interval, pods, |_| {}).await
+    }
+
+    async fn build_with(
+        tools: ToolPaths,
+        health_interval: Duration,
+        pods: Option<ClusterPods>,
+        adjust: impl FnOnce(&mut NodeConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sim = dir.path().join("sim");
         std::fs::create_dir_all(sim.join("files/storage-pool")).unwrap();
@@ -54,6 +68,7 @@ impl LoopLab {
         config.block_publish_dir = dir.path().join("kubelet/volumeDevices");
         config.tools = tools;
         config.health_interval = health_interval;
+        adjust(&mut config);
         let fabric = Arc::new(LoopFabric::new(&sim));
         let plugin = Plugin::start_with_pods(dir.path(), config, fabric, pods).await;
         Self {
@@ -83,6 +98,11 @@ impl LoopLab {
 
     /// Exports a new sparse disk of `size` bytes the way the simulator records it.
     pub fn export(&self, id: &str, size: u64) -> PathBuf {
+        self.export_as(id, &nqn_of(id), size)
+    }
+
+    /// [`Self::export`] under another NQN (one the driver does not manage, say).
+    pub fn export_as(&self, id: &str, nqn: &str, size: u64) -> PathBuf {
         let backing = self.path(&format!("sim/files/storage-pool/{id}.img"));
         std::fs::File::create(&backing)
             .unwrap()
@@ -90,7 +110,7 @@ impl LoopLab {
             .unwrap();
         self.exports.lock().unwrap().push(serde_json::json!({
             "slot": id,
-            "nqn": nqn_of(id),
+            "nqn": nqn,
             "address": "127.0.0.1",
             "port": PORT,
             "file_path": format!("/storage-pool/{id}.img"),

@@ -211,3 +211,21 @@ pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, expected: Code
         other => panic!("expected {expected:?}, got {other:?}"),
     }
 }
+
+/// Repeats a call answered ABORTED (another operation on the volume) a bounded number of
+/// times, as a CO retries it.
+pub async fn as_a_co_retries<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    for _ in 0..200 {
+        match call().await {
+            Err(status) if status.code() == Code::Aborted => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
+        }
+    }
+    call().await
+}

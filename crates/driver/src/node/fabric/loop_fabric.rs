@@ -373,6 +373,34 @@ impl Fabric for LoopFabric {
             .any(|bound| bound.device == device))
     }
 
+    /// The exports (and this process's attachments) with a loop device over their file.
+    async fn managed_nqns(&self, deadline: Instant) -> Result<Vec<String>, FabricError> {
+        let dir = self.sim_data_dir.clone();
+        let mut candidates: HashMap<String, PathBuf> =
+            run_blocking("reading the export record", deadline, move || {
+                Ok::<_, FabricError>(
+                    read_exports(&dir)?
+                        .into_iter()
+                        .map(|entry| (entry.nqn, entry.backing_file))
+                        .collect(),
+                )
+            })
+            .await?;
+        for (nqn, backing) in self.attached().iter() {
+            candidates
+                .entry(nqn.clone())
+                .or_insert_with(|| backing.clone());
+        }
+        let mut attached = Vec::new();
+        for (nqn, backing) in candidates {
+            if !self.loops_backed_by(&backing, deadline).await?.is_empty() {
+                attached.push(nqn);
+            }
+        }
+        attached.sort();
+        Ok(attached)
+    }
+
     async fn condition(&self, nqn: &str, deadline: Instant) -> Result<Condition, FabricError> {
         if self.export_of(nqn, deadline).await?.is_none() {
             return Ok(Condition::Abnormal(format!(

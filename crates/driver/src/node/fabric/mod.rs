@@ -132,6 +132,13 @@ pub trait Fabric: Send + Sync + 'static {
         Ok(self.find(nqn, deadline).await?.is_some())
     }
 
+    /// The NQNs of the driver's own volumes attached on this node (any controller state),
+    /// for the orphan check. The default knows none.
+    async fn managed_nqns(&self, deadline: Instant) -> Result<Vec<String>, FabricError> {
+        let _ = deadline;
+        Ok(Vec::new())
+    }
+
     /// Whether the attachment works (controller live, device present).
     async fn condition(&self, nqn: &str, deadline: Instant) -> Result<Condition, FabricError>;
 

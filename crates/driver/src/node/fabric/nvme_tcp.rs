@@ -189,6 +189,18 @@ impl<K: Kernel> Fabric for NvmeTcpFabric<K> {
             .await?)
     }
 
+    async fn managed_nqns(&self, deadline: Instant) -> Result<Vec<String>, FabricError> {
+        let topology = self.host.managed_topology(deadline).await?;
+        let mut nqns: Vec<String> = topology
+            .controllers
+            .into_iter()
+            .map(|c| c.subsystem_nqn)
+            .collect();
+        nqns.sort();
+        nqns.dedup();
+        Ok(nqns)
+    }
+
     async fn is_connected(&self, nqn: &str, deadline: Instant) -> Result<bool, FabricError> {
         let topology = self.host.scan_nqn(nqn, deadline).await?;
         Ok(!topology.view(nqn).controllers.is_empty())
