@@ -10,6 +10,7 @@ pub mod config;
 pub mod controller;
 pub mod error;
 pub mod identity;
+pub mod leader;
 pub mod locks;
 pub mod metrics;
 pub mod naming;
