@@ -3,10 +3,13 @@
 //! - [`rules`]: the decisions, free of I/O (plans, idempotency, ownership, condition, paging);
 //! - [`judge`]: what the device showed means for a create or a delete (pure);
 //! - [`budget`]: thin provisioning (overcommit ratio, promised bytes);
+//! - [`fence`]: attach fencing (ControllerPublish/Unpublish, live migration, the attachment
+//!   state behind a trait);
 //! - [`service`]: the device work, one function per RPC;
 //! - [`grpc`]: the tonic handlers.
 
 pub mod budget;
+pub mod fence;
 pub mod grpc;
 pub mod judge;
 pub mod rules;
