@@ -76,7 +76,10 @@ impl ControllerService {
     ) -> Result<UnpublishDecision> {
         let attachments = self.attachments();
         let holders = attachments.holders(id.as_str())?;
-        if let Some(late) = rules::overdue(&holders, now) {
+        let decision = rules::decide_unpublish(&holders.holders, node);
+        if let Some(late) = rules::overdue(&holders, now)
+            && decision != UnpublishDecision::NotHeld
+        {
             tracing::warn!(
                 source = late.source,
                 target = late.target,
@@ -85,7 +88,6 @@ impl ControllerService {
                 "an overdue migration ends"
             );
         }
-        let decision = rules::decide_unpublish(&holders.holders, node);
         for leaving in decision.leaving() {
             attachments.record_unpublish(id.as_str(), leaving)?;
         }
