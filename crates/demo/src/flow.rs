@@ -309,9 +309,13 @@ async fn stage(
     rep.step(step, async {
         let csi = s.csi()?;
         s.ledger.staging(v.id());
+        // As a CO does: ControllerPublish first when the controller asks for it (outside the
+        // stage's timing: the breakdown is the node's).
+        let publish_context = csi.controller_publish(&v.volume, &v.mode).await?;
         let mut log = LogTail::at_end(&s.work.node_log())?;
         let started = Instant::now();
-        csi.node_stage(&v.volume, &v.staging, &v.mode).await?;
+        csi.node_stage(&v.volume, &publish_context, &v.staging, &v.mode)
+            .await?;
         let took = started.elapsed();
         let detail = match &v.mode {
             VolumeMode::Filesystem { fs_type } => {
@@ -394,7 +398,9 @@ async fn unstage(
     v: &Attached,
 ) -> Result<(), StepFailure> {
     rep.step(step, async {
-        s.csi()?.node_unstage(v.id(), &v.staging).await?;
+        let csi = s.csi()?;
+        csi.node_unstage(v.id(), &v.staging).await?;
+        csi.controller_unpublish(v.id()).await?;
         s.ledger.unstaged(v.id());
         let detail = match v.mode {
             VolumeMode::Filesystem { .. } => "unmounted and detached",
@@ -633,7 +639,9 @@ async fn keep_volume(rep: &mut Reporter, s: &mut Session) -> Result<(), StepFail
         let staging = s.layout.staging(&name);
         let target = s.layout.target(&name, &mode);
         s.ledger.staging(&name);
-        csi.node_stage(&volume, &staging, &mode).await?;
+        let publish_context = csi.controller_publish(&volume, &mode).await?;
+        csi.node_stage(&volume, &publish_context, &staging, &mode)
+            .await?;
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(io_context(format!("creating {}", parent.display())))?;

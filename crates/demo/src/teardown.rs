@@ -46,7 +46,11 @@ async fn undo_one(csi: &Csi, layout: &PathLayout, undo: &Undo) -> Result<(), E2e
     loop {
         let outcome = match undo {
             Undo::Unpublish { id, mode } => csi.node_unpublish(id, &layout.target(id, mode)).await,
-            Undo::Unstage { id } => csi.node_unstage(id, &layout.staging(id)).await,
+            Undo::Unstage { id } => match csi.node_unstage(id, &layout.staging(id)).await {
+                // The controller's side of the detach follows the node's, as a CO does it.
+                Ok(()) => csi.controller_unpublish(id).await,
+                failed => failed,
+            },
             Undo::Delete { id } => csi.delete_volume(id).await,
         };
         match outcome {

@@ -3,6 +3,7 @@
 
 use crate::capabilities::CapabilityError;
 use crate::capacity::SizeError;
+use crate::controller::fence::{FenceError, StateError};
 use crate::naming::NameError;
 use crate::params::ParamError;
 
@@ -55,10 +56,22 @@ pub enum DriverError {
     /// The pool is missing or not usable; the operator must act.
     #[error("pool {pool}: {reason}")]
     PoolUnusable { pool: String, reason: String },
+    /// A publish the fencing rules refuse (another node holds the volume, a migration...).
+    /// Boxed: its names would make every driver result large.
+    #[error("{0}")]
+    Fence(Box<FenceError>),
+    #[error("{0}")]
+    AttachmentState(#[from] StateError),
     #[error("RDS: {0}")]
     Rds(#[from] routeros::Error),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<FenceError> for DriverError {
+    fn from(refusal: FenceError) -> Self {
+        Self::Fence(Box::new(refusal))
+    }
 }
 
 pub type Result<T, E = DriverError> = std::result::Result<T, E>;

@@ -360,12 +360,16 @@ impl VolumeContext {
                 .get(VOLUME_PATH)
                 .map(|v| parse_dir_path(VOLUME_PATH, v))
                 .transpose()?,
-            migration_timeout_seconds: ctx
-                .get(MIGRATION_TIMEOUT_SECONDS)
-                .map(|v| parse_num(MIGRATION_TIMEOUT_SECONDS, v, 1..=86_400))
-                .transpose()?,
+            migration_timeout_seconds: migration_timeout_seconds(ctx)?,
         })
     }
+}
+
+/// `migrationTimeoutSeconds` of a VolumeContext (ControllerPublishVolume reads only this key).
+pub fn migration_timeout_seconds(ctx: &HashMap<String, String>) -> Result<Option<u32>, ParamError> {
+    ctx.get(MIGRATION_TIMEOUT_SECONDS)
+        .map(|v| parse_num(MIGRATION_TIMEOUT_SECONDS, v, 1..=86_400))
+        .transpose()
 }
 
 #[cfg(test)]

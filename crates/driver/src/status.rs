@@ -7,6 +7,10 @@
 //! - `Unauthenticated` from the RDS is `UNAVAILABLE`: the CO should keep retrying while the
 //!   operator fixes the controller's credentials; the message says so.
 //! - An operation already running for a volume, and a stale listing token, are `ABORTED`.
+//! - A publish refused by attach fencing is `FAILED_PRECONDITION` (the spec's "published to
+//!   another node"), except the same node asking with another capability: `ALREADY_EXISTS`
+//!   ("volume published but is incompatible"). An attachment state not readable yet is
+//!   `UNAVAILABLE`.
 //! - On a node, a state a retry cannot change by itself (a path holding something else, a
 //!   device still in use) is `FAILED_PRECONDITION`; a lower layer's timeout is
 //!   `DEADLINE_EXCEEDED` and its transient failure `UNAVAILABLE`.
@@ -14,6 +18,7 @@
 use tonic::{Code, Status};
 
 use crate::capacity::SizeError;
+use crate::controller::fence::FenceError;
 use crate::error::DriverError;
 use crate::node::{FabricError, NodeError};
 
@@ -55,6 +60,11 @@ fn driver_code(error: &DriverError) -> Code {
         DriverError::OperationPending(_) | DriverError::InvalidToken(_) => Code::Aborted,
         DriverError::PoolUnusable { .. } | DriverError::Precondition(_) => Code::FailedPrecondition,
         DriverError::Internal(_) => Code::Internal,
+        DriverError::Fence(refusal) if matches!(**refusal, FenceError::Incompatible { .. }) => {
+            Code::AlreadyExists
+        }
+        DriverError::Fence(_) => Code::FailedPrecondition,
+        DriverError::AttachmentState(_) => Code::Unavailable,
         DriverError::Rds(rds) => match rds {
             routeros::Error::NotFound(_) => Code::NotFound,
             routeros::Error::AlreadyExists(_) => Code::AlreadyExists,
@@ -255,6 +265,58 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (DriverError::Internal("x".into()), Code::Internal),
+            (
+                DriverError::from(FenceError::HeldElsewhere {
+                    volume_id: "v".into(),
+                    node: "b".into(),
+                    holder: "a".into(),
+                    reason: "r".into(),
+                }),
+                Code::FailedPrecondition,
+            ),
+            (
+                DriverError::from(FenceError::MigrationBusy {
+                    volume_id: "v".into(),
+                    node: "c".into(),
+                    from: "a".into(),
+                    to: "b".into(),
+                }),
+                Code::FailedPrecondition,
+            ),
+            (
+                DriverError::from(FenceError::MigrationOverdue {
+                    volume_id: "v".into(),
+                    node: "c".into(),
+                    from: "a".into(),
+                    to: "b".into(),
+                    age_s: 400,
+                    window_s: 300,
+                }),
+                Code::FailedPrecondition,
+            ),
+            (
+                DriverError::from(FenceError::Crowded {
+                    volume_id: "v".into(),
+                    node: "d".into(),
+                    nodes: vec!["a".into(), "b".into(), "c".into()],
+                }),
+                Code::FailedPrecondition,
+            ),
+            (
+                DriverError::from(FenceError::Incompatible {
+                    volume_id: "v".into(),
+                    node: "a".into(),
+                    held: "h".into(),
+                    requested: "r".into(),
+                }),
+                Code::AlreadyExists,
+            ),
+            (
+                DriverError::AttachmentState(crate::controller::fence::StateError(
+                    "not synced".into(),
+                )),
+                Code::Unavailable,
+            ),
             (rds(routeros::Error::NotFound("x".into())), Code::NotFound),
             (
                 rds(routeros::Error::AlreadyExists("x".into())),

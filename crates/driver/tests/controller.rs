@@ -13,9 +13,9 @@ use csi::v1::plugin_capability::{self, service, volume_expansion};
 use csi::v1::volume_capability::access_mode::Mode;
 use csi::v1::{
     CapacityRange, ControllerExpandVolumeRequest, ControllerGetCapabilitiesRequest,
-    ControllerGetVolumeRequest, ControllerPublishVolumeRequest, CreateSnapshotRequest,
-    GetCapacityRequest, GetPluginCapabilitiesRequest, GetPluginInfoRequest, ListVolumesRequest,
-    ProbeRequest, ValidateVolumeCapabilitiesRequest, VolumeContentSource, volume_content_source,
+    ControllerGetVolumeRequest, CreateSnapshotRequest, GetCapacityRequest,
+    GetPluginCapabilitiesRequest, GetPluginInfoRequest, ListVolumesRequest, ProbeRequest,
+    ValidateVolumeCapabilitiesRequest, VolumeContentSource, volume_content_source,
 };
 use driver::naming::VolumeComment;
 use rds_sim::Faults;
@@ -194,6 +194,7 @@ async fn controller_capabilities_are_exactly_what_is_implemented() {
     rpcs.sort();
     let mut expected: Vec<i32> = [
         Rpc::CreateDeleteVolume,
+        Rpc::PublishUnpublishVolume,
         Rpc::ListVolumes,
         Rpc::GetCapacity,
         Rpc::ExpandVolume,
@@ -208,16 +209,6 @@ async fn controller_capabilities_are_exactly_what_is_implemented() {
     assert_eq!(rpcs, expected);
     // What is not advertised is not implemented.
     let mut controller = h.controller.clone();
-    expect_code(
-        controller
-            .controller_publish_volume(timed(ControllerPublishVolumeRequest {
-                volume_id: PVC.into(),
-                node_id: "n1".into(),
-                ..Default::default()
-            }))
-            .await,
-        Code::Unimplemented,
-    );
     expect_code(
         controller
             .create_snapshot(timed(CreateSnapshotRequest {

@@ -7,14 +7,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use csi::v1::controller_client::ControllerClient;
+use csi::v1::controller_service_capability::Type as CapabilityType;
+use csi::v1::controller_service_capability::rpc::Type as Rpc;
 use csi::v1::node_client::NodeClient;
 use csi::v1::volume_capability::access_mode::Mode;
 use csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use csi::v1::{
-    CapacityRange, ControllerExpandVolumeRequest, CreateVolumeRequest, DeleteVolumeRequest,
-    NodeExpandVolumeRequest, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse,
-    NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
-    NodeUnstageVolumeRequest, Volume, VolumeCapability,
+    CapacityRange, ControllerExpandVolumeRequest, ControllerGetCapabilitiesRequest,
+    ControllerPublishVolumeRequest, ControllerUnpublishVolumeRequest, CreateVolumeRequest,
+    DeleteVolumeRequest, NodeExpandVolumeRequest, NodeGetInfoRequest, NodeGetVolumeStatsRequest,
+    NodeGetVolumeStatsResponse, NodePublishVolumeRequest, NodeStageVolumeRequest,
+    NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, Volume, VolumeCapability,
 };
 use driver::server::{Endpoint, connect};
 use tonic::transport::Channel;
@@ -85,6 +88,9 @@ pub struct Csi {
     controller: ControllerClient<Channel>,
     node: NodeClient<Channel>,
     call_timeout: Duration,
+    /// The node id (from NodeGetInfo) to ControllerPublish to, when the controller has the
+    /// PUBLISH_UNPUBLISH_VOLUME capability; otherwise the CO attaches nothing.
+    publish_to: Option<String>,
 }
 
 async fn open(endpoint: &Endpoint) -> Result<Channel> {
@@ -100,11 +106,96 @@ impl Csi {
         node: &Endpoint,
         call_timeout: Duration,
     ) -> Result<Self> {
-        Ok(Self {
+        let mut csi = Self {
             controller: ControllerClient::new(open(controller).await?),
             node: NodeClient::new(open(node).await?),
             call_timeout,
+            publish_to: None,
+        };
+        csi.publish_to = csi.attach_node().await?;
+        Ok(csi)
+    }
+
+    /// What a CO learns before its first attach: whether the controller wants
+    /// ControllerPublish/Unpublish around the node's calls, and to which node id.
+    async fn attach_node(&self) -> Result<Option<String>> {
+        let capabilities = self
+            .call(
+                "ControllerGetCapabilities",
+                ControllerGetCapabilitiesRequest {},
+                |r| {
+                    let mut client = self.controller.clone();
+                    async move { client.controller_get_capabilities(r).await }
+                },
+            )
+            .await?
+            .capabilities;
+        let publishes = capabilities.iter().any(|c| {
+            matches!(&c.r#type, Some(CapabilityType::Rpc(rpc))
+                if rpc.r#type == Rpc::PublishUnpublishVolume as i32)
+        });
+        if !publishes {
+            return Ok(None);
+        }
+        let info = self
+            .call("NodeGetInfo", NodeGetInfoRequest {}, |r| {
+                let mut client = self.node.clone();
+                async move { client.node_get_info(r).await }
+            })
+            .await?;
+        Ok(Some(info.node_id))
+    }
+
+    /// The node id volumes are ControllerPublished to, if the controller publishes.
+    pub fn publish_node(&self) -> Option<&str> {
+        self.publish_to.as_deref()
+    }
+
+    /// ControllerPublishVolume to the node, as the CO does before NodeStageVolume; returns the
+    /// publish_context for the node's calls (empty, and no call, when the controller does not
+    /// publish).
+    pub async fn controller_publish(
+        &self,
+        volume: &Volume,
+        mode: &VolumeMode,
+    ) -> Result<HashMap<String, String>> {
+        let Some(node_id) = &self.publish_to else {
+            return Ok(HashMap::new());
+        };
+        let request = ControllerPublishVolumeRequest {
+            volume_id: volume.volume_id.clone(),
+            node_id: node_id.clone(),
+            volume_capability: Some(mode.capability()),
+            readonly: false,
+            volume_context: volume.volume_context.clone(),
+            ..Default::default()
+        };
+        let reply = self
+            .call("ControllerPublishVolume", request, |r| {
+                let mut client = self.controller.clone();
+                async move { client.controller_publish_volume(r).await }
+            })
+            .await?;
+        Ok(reply.publish_context)
+    }
+
+    /// ControllerUnpublishVolume from the node, as the CO does after NodeUnstageVolume (no call
+    /// when the controller does not publish).
+    pub async fn controller_unpublish(&self, volume_id: &str) -> Result<()> {
+        let Some(node_id) = &self.publish_to else {
+            return Ok(());
+        };
+        let request = ControllerUnpublishVolumeRequest {
+            volume_id: volume_id.to_owned(),
+            node_id: node_id.clone(),
+            ..Default::default()
+        };
+        self.call("ControllerUnpublishVolume", request, |r| {
+            let mut client = self.controller.clone();
+            async move { client.controller_unpublish_volume(r).await }
         })
+        .await
+        .map(drop)
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
@@ -228,11 +319,13 @@ impl Csi {
     pub async fn node_stage(
         &self,
         volume: &Volume,
+        publish_context: &HashMap<String, String>,
         staging: &Path,
         mode: &VolumeMode,
     ) -> Result<()> {
         let request = NodeStageVolumeRequest {
             volume_id: volume.volume_id.clone(),
+            publish_context: publish_context.clone(),
             staging_target_path: path_text(staging),
             volume_capability: Some(mode.capability()),
             volume_context: volume.volume_context.clone(),

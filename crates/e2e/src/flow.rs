@@ -107,7 +107,8 @@ struct StageLabel {
     about: &'static str,
 }
 
-/// CreateVolume, NodeStageVolume and NodePublishVolume, each timed.
+/// CreateVolume, ControllerPublishVolume (when the controller publishes), NodeStageVolume and
+/// NodePublishVolume, each timed.
 pub async fn attach(
     csi: &Csi,
     layout: &PathLayout,
@@ -158,13 +159,28 @@ async fn stage_and_publish(
     steps: &mut StepLog,
     mut timings: Option<(&mut StageTimings, StageLabel)>,
 ) -> Result<()> {
+    let publish_context = if csi.publish_node().is_some() {
+        steps
+            .time(
+                format!("{name}: ControllerPublishVolume"),
+                csi.controller_publish(&volume.volume, &volume.mode),
+            )
+            .await?
+    } else {
+        HashMap::new()
+    };
     if let Some((timings, _)) = timings.as_mut() {
         timings.before_stage()?;
     }
     steps
         .time(
             format!("{name}: NodeStageVolume"),
-            csi.node_stage(&volume.volume, &volume.staging, &volume.mode),
+            csi.node_stage(
+                &volume.volume,
+                &publish_context,
+                &volume.staging,
+                &volume.mode,
+            ),
         )
         .await?;
     if let Some((timings, label)) = timings
@@ -185,7 +201,8 @@ async fn stage_and_publish(
         .await
 }
 
-/// NodeUnpublishVolume then NodeUnstageVolume, each timed.
+/// NodeUnpublishVolume, NodeUnstageVolume, then ControllerUnpublishVolume when the controller
+/// publishes, each timed.
 pub async fn detach(
     csi: &Csi,
     layout: &PathLayout,
@@ -205,7 +222,16 @@ pub async fn detach(
             format!("{name}: NodeUnstageVolume"),
             csi.node_unstage(volume_id, &layout.staging(volume_id)),
         )
-        .await
+        .await?;
+    if csi.publish_node().is_some() {
+        steps
+            .time(
+                format!("{name}: ControllerUnpublishVolume"),
+                csi.controller_unpublish(volume_id),
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 fn create_parent(path: &Path) -> Result<()> {

@@ -15,15 +15,29 @@ use driver::config::{
     ControllerConfig, DEFAULT_CACHE_TTL, DEFAULT_DRIVER_NAME, DEFAULT_NQN_PREFIX, DEFAULT_POOL,
 };
 use driver::controller::budget::OvercommitRatio;
+use driver::controller::fence::{self, AttachmentState, MemoryAttachments};
 use driver::controller::{self, ControllerService};
 use driver::server::{self, Endpoint};
 use routeros::{ClientConfig, HostKeyPolicy, Secret, SshAuth, TlsPolicy};
+
+/// How often overdue live migrations are logged.
+const OVERDUE_CHECK: Duration = Duration::from_secs(60);
 
 /// How long shutdown waits for volume changes still in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Environment variable holding the RDS password (alternative to `--rds-password-file`).
 pub const PASSWORD_ENV: &str = "RDS_CSI_RDS_PASSWORD";
+
+/// Where the controller keeps who holds which volume (attach fencing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachmentStateKind {
+    /// In this process: lost on restart. For runs without Kubernetes (tests, the demo,
+    /// csi-sanity).
+    Memory,
+    /// Watched from the cluster's VolumeAttachments (not available yet).
+    Kubernetes,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RdsTransport {
@@ -160,6 +174,11 @@ pub struct ControllerArgs {
         value_parser = OvercommitRatio::parse
     )]
     pub overcommit_ratio: OvercommitRatio,
+
+    /// Where attach fencing keeps who holds which volume: memory or kubernetes.
+    // Memory until the Kubernetes-watched state is wired; then kubernetes becomes the default.
+    #[arg(long, env = "RDS_CSI_ATTACHMENT_STATE", value_enum, default_value_t = AttachmentStateKind::Memory)]
+    pub attachment_state: AttachmentStateKind,
 }
 
 /// Why the connection flags do not make a usable RouterOS client configuration.
@@ -412,6 +431,18 @@ impl ControllerArgs {
     }
 }
 
+impl AttachmentStateKind {
+    /// The state to give the controller service.
+    pub fn build(self) -> anyhow::Result<Arc<dyn AttachmentState>> {
+        match self {
+            Self::Memory => Ok(Arc::new(MemoryAttachments::default())),
+            Self::Kubernetes => {
+                anyhow::bail!("--attachment-state kubernetes is not available yet; use memory")
+            }
+        }
+    }
+}
+
 impl VolumeLayoutArgs {
     /// A controller configuration with this layout and every other setting at its default
     /// (not yet validated).
@@ -428,6 +459,7 @@ impl VolumeLayoutArgs {
 /// Runs the controller until SIGTERM or SIGINT.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let config = args.controller_config()?;
+    let attachments = args.attachment_state.build()?;
     let client_config = args.rds.client_config(args.rds.read_secrets()?)?;
     tracing::info!(
         endpoint = %args.endpoint,
@@ -437,6 +469,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         pool = config.pool,
         base_path = config.volume_base_path,
         nqn_prefix = config.nqn_prefix,
+        attachment_state = ?args.attachment_state,
         "starting the CSI controller"
     );
     let rds = routeros::Client::new(client_config).context("setting up the RouterOS client")?;
@@ -454,7 +487,8 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             Err(error) => tracing::warn!(%error, "cannot reach the RDS yet"),
         }
     });
-    let service = Arc::new(ControllerService::new(rds, config));
+    let service = Arc::new(ControllerService::new(rds, config).with_attachments(attachments));
+    let overdue = tokio::spawn(fence::warn_overdue(service.clone(), OVERDUE_CHECK));
     let listener = server::bind(&args.endpoint).await?;
     tracing::info!(endpoint = %listener.endpoint()?, "serving CSI Identity and Controller");
     listener
@@ -465,185 +499,11 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .await?;
     // Device changes whose callers gave up still run; let them finish, within a bound.
     service.locks().drain(SHUTDOWN_GRACE).await;
+    overdue.abort();
     tracing::info!("stopped");
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: ControllerArgs,
-    }
-
-    fn parse(flags: &[&str]) -> ControllerArgs {
-        let mut argv = vec!["rds-csi", "--rds-address", "10.0.0.1"];
-        argv.extend_from_slice(flags);
-        Cli::try_parse_from(argv).expect("flags parse").args
-    }
-
-    fn password() -> Secrets {
-        Secrets {
-            password: Some(Secret::new("pw")),
-            key_passphrase: None,
-        }
-    }
-
-    #[test]
-    fn defaults_match_the_go_driver() {
-        let args = parse(&["--rds-insecure"]);
-        let c = args.controller_config().unwrap();
-        assert_eq!(c.driver_name, "rds.csi.srvlab.io");
-        assert_eq!(c.nqn_prefix, "nqn.2000-02.com.mikrotik");
-        assert_eq!(c.pool, "storage-pool");
-        assert_eq!(c.volume_base_path, "storage-pool");
-        assert_eq!(
-            c.nvme_address, "10.0.0.1",
-            "NVMe address defaults to the RDS"
-        );
-        assert_eq!(c.nvme_port, 4420);
-        assert_eq!(c.sizes.granularity, 1 << 20);
-        assert_eq!(c.overcommit_ratio, OvercommitRatio::ONE);
-        assert_eq!(args.endpoint, Endpoint::Unix("/csi/csi.sock".into()));
-        let thin = parse(&["--rds-insecure", "--overcommit-ratio", "2.5"]);
-        assert_eq!(
-            thin.controller_config()
-                .unwrap()
-                .overcommit_ratio
-                .to_string(),
-            "2.5"
-        );
-    }
-
-    #[test]
-    fn ssh_needs_credentials_and_a_pinned_host_key() {
-        let pinned = parse(&["--rds-host-key-fingerprint", "SHA256:abc,SHA256:def"]);
-        let c = pinned.rds.client_config(password()).unwrap();
-        let routeros::TransportConfig::Ssh { auth, host_key } = &c.transport else {
-            panic!("ssh expected")
-        };
-        assert!(matches!(auth, SshAuth::Password(_)));
-        let HostKeyPolicy::Fingerprints(fps) = host_key else {
-            panic!("{host_key:?}")
-        };
-        assert_eq!(fps, &["SHA256:abc", "SHA256:def"]);
-        assert_eq!(c.effective_port(), 22);
-
-        let err = pinned.rds.client_config(Secrets::default()).unwrap_err();
-        assert!(err.to_string().contains("no SSH credentials"), "{err}");
-        let err = parse(&[]).rds.client_config(password()).unwrap_err();
-        assert!(err.to_string().contains("not pinned"), "{err}");
-        let err = parse(&["--rds-insecure", "--rds-known-hosts", "/k"])
-            .rds
-            .client_config(password())
-            .unwrap_err();
-        assert!(err.to_string().contains("only one"), "{err}");
-
-        let keyed = parse(&[
-            "--rds-key-file",
-            "/id",
-            "--rds-known-hosts",
-            "/kh",
-            "--rds-port",
-            "2222",
-        ]);
-        let c = keyed.rds.client_config(password()).unwrap();
-        assert_eq!(c.effective_port(), 2222);
-        let routeros::TransportConfig::Ssh { auth, host_key } = &c.transport else {
-            panic!("ssh expected")
-        };
-        assert!(
-            matches!(auth, SshAuth::KeyFile { .. }),
-            "a key wins over a password"
-        );
-        assert!(matches!(host_key, HostKeyPolicy::KnownHostsFile(_)));
-    }
-
-    #[test]
-    fn rest_needs_a_password_and_a_trusted_certificate() {
-        let rest = parse(&["--rds-transport", "rest", "--rds-cert-fingerprint", "AB:CD"]);
-        let c = rest.rds.client_config(password()).unwrap();
-        assert_eq!(c.effective_port(), 443);
-        assert!(matches!(
-            c.transport,
-            routeros::TransportConfig::Rest {
-                tls: TlsPolicy::Fingerprint(_),
-                ..
-            }
-        ));
-        assert!(rest.rds.client_config(Secrets::default()).is_err());
-        let err = parse(&["--rds-transport", "rest"])
-            .rds
-            .client_config(password())
-            .unwrap_err();
-        assert!(err.to_string().contains("not trusted"), "{err}");
-        let err = parse(&[
-            "--rds-transport",
-            "rest",
-            "--rds-insecure",
-            "--rds-known-hosts",
-            "/x",
-        ])
-        .rds
-        .client_config(password())
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("apply to --rds-transport ssh"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn secrets_come_from_files_and_never_show_in_debug() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("pw");
-        std::fs::write(&file, "hunter2\n").unwrap();
-        let args = parse(&[
-            "--rds-insecure",
-            "--rds-password-file",
-            file.to_str().unwrap(),
-        ]);
-        let secrets = args.rds.read_secrets().unwrap();
-        assert_eq!(secrets.password.as_ref().unwrap().expose(), "hunter2");
-        let config = args.rds.client_config(secrets).unwrap();
-        assert!(!format!("{config:?} {args:?}").contains("hunter2"));
-
-        std::fs::write(&file, "\n").unwrap();
-        assert!(
-            args.rds.read_secrets().is_err(),
-            "an empty password file is refused"
-        );
-    }
-
-    #[test]
-    fn the_controller_requires_an_rds_address() {
-        let err = Cli::try_parse_from(["rds-csi", "--rds-insecure"]).unwrap_err();
-        assert_eq!(
-            err.kind(),
-            clap::error::ErrorKind::MissingRequiredArgument,
-            "{err}"
-        );
-        assert!(err.to_string().contains("--rds-address"), "{err}");
-    }
-
-    #[test]
-    fn bad_controller_settings_are_refused() {
-        for flags in [
-            &["--rds-insecure", "--volume-base-path", "elsewhere"][..],
-            &["--rds-insecure", "--nqn-prefix", "bogus"],
-            &["--rds-insecure", "--size-granularity", "1000"],
-        ] {
-            assert!(parse(flags).controller_config().is_err(), "{flags:?}");
-        }
-        assert!(
-            parse(&["--rds-insecure", "--rds-max-sessions", "0"])
-                .rds
-                .client_config(password())
-                .is_err()
-        );
-    }
-}
+#[path = "controller_tests.rs"]
+mod tests;

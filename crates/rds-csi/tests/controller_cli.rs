@@ -150,3 +150,31 @@ async fn controller_refuses_to_start_without_a_pinned_host_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not pinned"), "{stderr}");
 }
+
+#[tokio::test]
+async fn controller_refuses_the_kubernetes_attachment_state_until_it_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, "x\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_rds-csi"))
+        .args(["controller", "--endpoint"])
+        .arg(format!("unix://{}/csi.sock", dir.path().display()))
+        .args([
+            "--rds-address",
+            "127.0.0.1",
+            "--rds-insecure",
+            "--rds-password-file",
+        ])
+        .arg(&password_file)
+        .env("RDS_CSI_ATTACHMENT_STATE", "kubernetes")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not available yet"), "{stderr}");
+    assert!(
+        !dir.path().join("csi.sock").exists(),
+        "it refuses before serving"
+    );
+}

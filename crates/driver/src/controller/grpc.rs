@@ -2,10 +2,12 @@
 //! per-volume lock and call one [`ControllerService`] function.
 //!
 //! Not offered (the generated stubs answer UNIMPLEMENTED, and the capabilities do not
-//! advertise them): ControllerPublish/Unpublish, snapshots, ControllerModifyVolume.
+//! advertise them): snapshots, ControllerModifyVolume.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use csi::v1::controller_server::{Controller, ControllerServer};
 use csi::v1::controller_service_capability::rpc::Type as Rpc;
@@ -13,16 +15,19 @@ use csi::v1::controller_service_capability::{self, Type as CapabilityType};
 use csi::v1::{
     ControllerExpandVolumeRequest, ControllerExpandVolumeResponse,
     ControllerGetCapabilitiesRequest, ControllerGetCapabilitiesResponse,
-    ControllerGetVolumeRequest, ControllerGetVolumeResponse, ControllerServiceCapability,
-    CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest, DeleteVolumeResponse,
-    GetCapacityRequest, GetCapacityResponse, ListVolumesRequest, ListVolumesResponse,
-    ValidateVolumeCapabilitiesRequest, ValidateVolumeCapabilitiesResponse, Volume, VolumeCondition,
-    controller_get_volume_response, list_volumes_response, validate_volume_capabilities_response,
+    ControllerGetVolumeRequest, ControllerGetVolumeResponse, ControllerPublishVolumeRequest,
+    ControllerPublishVolumeResponse, ControllerServiceCapability, ControllerUnpublishVolumeRequest,
+    ControllerUnpublishVolumeResponse, CreateVolumeRequest, CreateVolumeResponse,
+    DeleteVolumeRequest, DeleteVolumeResponse, GetCapacityRequest, GetCapacityResponse,
+    ListVolumesRequest, ListVolumesResponse, ValidateVolumeCapabilitiesRequest,
+    ValidateVolumeCapabilitiesResponse, Volume, VolumeCondition, controller_get_volume_response,
+    list_volumes_response, validate_volume_capabilities_response,
 };
 use routeros::FileDisk;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use super::fence::MigrationWindow;
 use super::rules::{VolumeId, VolumePlan, volume_condition, volume_path};
 use super::service::ControllerService;
 use crate::capabilities;
@@ -32,8 +37,9 @@ use crate::params::{self, VolumeParams};
 use crate::traced::{Verbosity, traced};
 
 /// The capabilities advertised by ControllerGetCapabilities.
-pub const CONTROLLER_CAPABILITIES: [Rpc; 7] = [
+pub const CONTROLLER_CAPABILITIES: [Rpc; 8] = [
     Rpc::CreateDeleteVolume,
+    Rpc::PublishUnpublishVolume,
     Rpc::ListVolumes,
     Rpc::GetCapacity,
     Rpc::ExpandVolume,
@@ -197,6 +203,87 @@ impl Controller for CsiController {
         .await
     }
 
+    /// ControllerPublishVolume: attach fencing (see `fence`). MUST be idempotent: the same
+    /// node again is OK with the same (empty) publish_context, or ALREADY_EXISTS when it asks
+    /// with another capability. Another node of a single-node volume is FAILED_PRECONDITION
+    /// naming the holder; a second node of a raw block MULTI_NODE_MULTI_WRITER volume starts a
+    /// live migration, a third is FAILED_PRECONDITION. Missing fields and unsupported
+    /// capabilities are INVALID_ARGUMENT; a volume the RDS does not have is NOT_FOUND. Any
+    /// node id is accepted (the driver has no list of nodes). `readonly` is not enforced here:
+    /// PUBLISH_READONLY is not advertised, and the node mounts read-only when asked to.
+    async fn controller_publish_volume(
+        &self,
+        request: Request<ControllerPublishVolumeRequest>,
+    ) -> std::result::Result<Response<ControllerPublishVolumeResponse>, Status> {
+        let req = request.into_inner();
+        let span = tracing::info_span!(
+            "csi",
+            rpc = "ControllerPublishVolume",
+            volume_id = req.volume_id,
+            node_id = req.node_id
+        );
+        traced(span, Verbosity::Change, async {
+            let id = existing_volume_id(&req.volume_id)?;
+            let node = required(&req.node_id, "node_id")?.to_owned();
+            let capability = req
+                .volume_capability
+                .as_ref()
+                .ok_or(DriverError::MissingField("volume_capability"))?;
+            let access = capabilities::inspect(capability)?;
+            let asked = params::migration_timeout_seconds(&req.volume_context)?;
+            let window = MigrationWindow::from_seconds(asked);
+            if asked.is_some_and(|s| u64::from(s) != window.duration().as_secs()) {
+                tracing::warn!(
+                    asked,
+                    window_s = window.duration().as_secs(),
+                    "migrationTimeoutSeconds is outside 30..=3600; clamped"
+                );
+            }
+            self.exclusive(&id.clone(), move |service| async move {
+                service
+                    .publish_volume(&id, &node, access, window, SystemTime::now())
+                    .await
+            })
+            .await?;
+            // The node needs nothing beyond the volume context (NQN, address), so the context
+            // is empty, hence the same for every repeat.
+            Ok(ControllerPublishVolumeResponse {
+                publish_context: HashMap::new(),
+            })
+        })
+        .await
+    }
+
+    /// ControllerUnpublishVolume. MUST be idempotent: a node that does not hold the volume, a
+    /// volume that does not exist and an id this driver never issues are OK. An empty
+    /// `node_id` unpublishes from every node. Unpublishing a migration's source completes it,
+    /// its target rolls it back.
+    async fn controller_unpublish_volume(
+        &self,
+        request: Request<ControllerUnpublishVolumeRequest>,
+    ) -> std::result::Result<Response<ControllerUnpublishVolumeResponse>, Status> {
+        let req = request.into_inner();
+        let span = tracing::info_span!(
+            "csi",
+            rpc = "ControllerUnpublishVolume",
+            volume_id = req.volume_id,
+            node_id = req.node_id
+        );
+        traced(span, Verbosity::Change, async {
+            let Some(id) = VolumeId::parse(required(&req.volume_id, "volume_id")?) else {
+                tracing::info!("not an id this driver issues; nothing to unpublish");
+                return Ok(ControllerUnpublishVolumeResponse {});
+            };
+            let node = Some(req.node_id).filter(|n| !n.is_empty());
+            self.exclusive(&id.clone(), move |service| async move {
+                service.unpublish_volume(&id, node.as_deref(), SystemTime::now())
+            })
+            .await?;
+            Ok(ControllerUnpublishVolumeResponse {})
+        })
+        .await
+    }
+
     /// ValidateVolumeCapabilities. Confirms only if every capability (and the parameters and
     /// volume context, when given) is supported; otherwise answers OK without `confirmed`,
     /// saying why. NOT_FOUND only when the volume really does not exist: a device outage is
@@ -330,9 +417,9 @@ impl Controller for CsiController {
         .await
     }
 
-    /// ControllerGetCapabilities: volume lifecycle, listing, capacity, expansion, volume
-    /// condition and the single-node multi-writer modes. Publish/unpublish and snapshots are
-    /// not advertised until they exist.
+    /// ControllerGetCapabilities: volume lifecycle, publish/unpublish (attach fencing),
+    /// listing, capacity, expansion, volume condition and the single-node multi-writer modes.
+    /// Snapshots are not advertised until they exist.
     async fn controller_get_capabilities(
         &self,
         _request: Request<ControllerGetCapabilitiesRequest>,

@@ -4,11 +4,14 @@
 //! - [`judge`]: what the device showed means for a create or a delete (pure);
 //! - [`budget`]: thin provisioning (overcommit ratio, promised bytes);
 //! - [`export_acl`]: which hosts a volume's export admits (`--export-acl`, pure);
+//! - [`fence`]: attach fencing (ControllerPublish/Unpublish, live migration, the attachment
+//!   state behind a trait);
 //! - [`service`]: the device work, one function per RPC;
 //! - [`grpc`]: the tonic handlers.
 
 pub mod budget;
 pub mod export_acl;
+pub mod fence;
 pub mod grpc;
 pub mod judge;
 pub mod rules;

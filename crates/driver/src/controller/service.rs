@@ -2,9 +2,12 @@
 //! correctness allows. Inputs arrive validated (see [`super::rules`]); the gRPC layer holds
 //! the per-volume lock around the mutating calls.
 
+use std::sync::Arc;
+
 use routeros::{CreateOutcome, DirPath, DiskItem, FileDisk, ImageRemoval, ItemId, Pool};
 
 use super::budget::{CapacityReading, Ledger, Reservation, available};
+use super::fence::{AttachmentState, MemoryAttachments};
 use super::judge::{DeletePlan, SlotVerdict, judge_slot, plan_delete};
 use super::rules::{Page, VolumeId, VolumePlan, check_token, owned_image, page};
 use crate::cache::Cached;
@@ -20,7 +23,7 @@ fn warn_in_use(in_use: &[(String, String)]) {
 }
 
 /// The controller service: the RDS client, the configuration, the pool and capacity readings,
-/// the thin-provisioning ledger, and the per-volume locks.
+/// the thin-provisioning ledger, the per-volume locks and who holds which volume.
 #[derive(Debug)]
 pub struct ControllerService {
     rds: routeros::Client,
@@ -32,6 +35,7 @@ pub struct ControllerService {
     /// What this controller promised that the capacity reading may not show yet.
     ledger: Ledger,
     locks: VolumeLocks,
+    attachments: Arc<dyn AttachmentState>,
 }
 
 impl ControllerService {
@@ -46,7 +50,21 @@ impl ControllerService {
             rds,
             config,
             locks: VolumeLocks::default(),
+            // The binary chooses with --attachment-state; without Kubernetes (tests, the
+            // demo) memory is the only state there is.
+            attachments: Arc::new(MemoryAttachments::default()),
         }
+    }
+
+    /// The same service keeping who holds which volume in `attachments`.
+    pub fn with_attachments(mut self, attachments: Arc<dyn AttachmentState>) -> Self {
+        self.attachments = attachments;
+        self
+    }
+
+    /// Who holds which volume (read and written under the volume's lock).
+    pub fn attachments(&self) -> &dyn AttachmentState {
+        self.attachments.as_ref()
     }
 
     pub fn config(&self) -> &ControllerConfig {

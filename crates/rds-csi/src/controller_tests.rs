@@ -1,0 +1,187 @@
+//! The controller's flags and settings.
+
+use super::*;
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: ControllerArgs,
+}
+
+fn parse(flags: &[&str]) -> ControllerArgs {
+    let mut argv = vec!["rds-csi", "--rds-address", "10.0.0.1"];
+    argv.extend_from_slice(flags);
+    Cli::try_parse_from(argv).expect("flags parse").args
+}
+
+fn password() -> Secrets {
+    Secrets {
+        password: Some(Secret::new("pw")),
+        key_passphrase: None,
+    }
+}
+
+#[test]
+fn defaults_match_the_go_driver() {
+    let args = parse(&["--rds-insecure"]);
+    let c = args.controller_config().unwrap();
+    assert_eq!(c.driver_name, "rds.csi.srvlab.io");
+    assert_eq!(c.nqn_prefix, "nqn.2000-02.com.mikrotik");
+    assert_eq!(c.pool, "storage-pool");
+    assert_eq!(c.volume_base_path, "storage-pool");
+    assert_eq!(
+        c.nvme_address, "10.0.0.1",
+        "NVMe address defaults to the RDS"
+    );
+    assert_eq!(c.nvme_port, 4420);
+    assert_eq!(c.sizes.granularity, 1 << 20);
+    assert_eq!(c.overcommit_ratio, OvercommitRatio::ONE);
+    assert_eq!(args.endpoint, Endpoint::Unix("/csi/csi.sock".into()));
+    assert_eq!(args.attachment_state, AttachmentStateKind::Memory);
+    let thin = parse(&["--rds-insecure", "--overcommit-ratio", "2.5"]);
+    assert_eq!(
+        thin.controller_config()
+            .unwrap()
+            .overcommit_ratio
+            .to_string(),
+        "2.5"
+    );
+}
+
+#[test]
+fn ssh_needs_credentials_and_a_pinned_host_key() {
+    let pinned = parse(&["--rds-host-key-fingerprint", "SHA256:abc,SHA256:def"]);
+    let c = pinned.rds.client_config(password()).unwrap();
+    let routeros::TransportConfig::Ssh { auth, host_key } = &c.transport else {
+        panic!("ssh expected")
+    };
+    assert!(matches!(auth, SshAuth::Password(_)));
+    let HostKeyPolicy::Fingerprints(fps) = host_key else {
+        panic!("{host_key:?}")
+    };
+    assert_eq!(fps, &["SHA256:abc", "SHA256:def"]);
+    assert_eq!(c.effective_port(), 22);
+
+    let err = pinned.rds.client_config(Secrets::default()).unwrap_err();
+    assert!(err.to_string().contains("no SSH credentials"), "{err}");
+    let err = parse(&[]).rds.client_config(password()).unwrap_err();
+    assert!(err.to_string().contains("not pinned"), "{err}");
+    let err = parse(&["--rds-insecure", "--rds-known-hosts", "/k"])
+        .rds
+        .client_config(password())
+        .unwrap_err();
+    assert!(err.to_string().contains("only one"), "{err}");
+
+    let keyed = parse(&[
+        "--rds-key-file",
+        "/id",
+        "--rds-known-hosts",
+        "/kh",
+        "--rds-port",
+        "2222",
+    ]);
+    let c = keyed.rds.client_config(password()).unwrap();
+    assert_eq!(c.effective_port(), 2222);
+    let routeros::TransportConfig::Ssh { auth, host_key } = &c.transport else {
+        panic!("ssh expected")
+    };
+    assert!(
+        matches!(auth, SshAuth::KeyFile { .. }),
+        "a key wins over a password"
+    );
+    assert!(matches!(host_key, HostKeyPolicy::KnownHostsFile(_)));
+}
+
+#[test]
+fn rest_needs_a_password_and_a_trusted_certificate() {
+    let rest = parse(&["--rds-transport", "rest", "--rds-cert-fingerprint", "AB:CD"]);
+    let c = rest.rds.client_config(password()).unwrap();
+    assert_eq!(c.effective_port(), 443);
+    assert!(matches!(
+        c.transport,
+        routeros::TransportConfig::Rest {
+            tls: TlsPolicy::Fingerprint(_),
+            ..
+        }
+    ));
+    assert!(rest.rds.client_config(Secrets::default()).is_err());
+    let err = parse(&["--rds-transport", "rest"])
+        .rds
+        .client_config(password())
+        .unwrap_err();
+    assert!(err.to_string().contains("not trusted"), "{err}");
+    let err = parse(&[
+        "--rds-transport",
+        "rest",
+        "--rds-insecure",
+        "--rds-known-hosts",
+        "/x",
+    ])
+    .rds
+    .client_config(password())
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("apply to --rds-transport ssh"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secrets_come_from_files_and_never_show_in_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "hunter2\n").unwrap();
+    let args = parse(&[
+        "--rds-insecure",
+        "--rds-password-file",
+        file.to_str().unwrap(),
+    ]);
+    let secrets = args.rds.read_secrets().unwrap();
+    assert_eq!(secrets.password.as_ref().unwrap().expose(), "hunter2");
+    let config = args.rds.client_config(secrets).unwrap();
+    assert!(!format!("{config:?} {args:?}").contains("hunter2"));
+
+    std::fs::write(&file, "\n").unwrap();
+    assert!(
+        args.rds.read_secrets().is_err(),
+        "an empty password file is refused"
+    );
+}
+
+#[test]
+fn the_controller_requires_an_rds_address() {
+    let err = Cli::try_parse_from(["rds-csi", "--rds-insecure"]).unwrap_err();
+    assert_eq!(
+        err.kind(),
+        clap::error::ErrorKind::MissingRequiredArgument,
+        "{err}"
+    );
+    assert!(err.to_string().contains("--rds-address"), "{err}");
+}
+
+#[test]
+fn bad_controller_settings_are_refused() {
+    for flags in [
+        &["--rds-insecure", "--volume-base-path", "elsewhere"][..],
+        &["--rds-insecure", "--nqn-prefix", "bogus"],
+        &["--rds-insecure", "--size-granularity", "1000"],
+    ] {
+        assert!(parse(flags).controller_config().is_err(), "{flags:?}");
+    }
+    assert!(
+        parse(&["--rds-insecure", "--rds-max-sessions", "0"])
+            .rds
+            .client_config(password())
+            .is_err()
+    );
+}
+
+#[test]
+fn the_kubernetes_attachment_state_is_refused_until_it_exists() {
+    let args = parse(&["--rds-insecure", "--attachment-state", "memory"]);
+    assert!(args.attachment_state.build().is_ok());
+    let args = parse(&["--rds-insecure", "--attachment-state", "kubernetes"]);
+    let err = args.attachment_state.build().unwrap_err();
+    assert!(err.to_string().contains("not available yet"), "{err}");
+}
