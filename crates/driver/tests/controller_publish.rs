@@ -219,6 +219,28 @@ async fn publish_to_another_node_of_a_single_node_volume_is_failed_precondition(
     h.finish_volumes().await;
 }
 
+/// A node id carries the node's host NQN after its name (node_id.rs); attachments go by the
+/// name, so a node whose plugin was upgraded (plain name, then name/NQN) is the same node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ids_are_compared_by_node_name() {
+    let h = Harness::start().await;
+    h.volumes().await;
+    let host = "nqn.2014-08.org.nvmexpress:uuid:6f1e2d3c-4b5a-4697-8877-665544332211";
+    h.publish(rwo("node-a")).await.unwrap();
+    h.publish(rwo(&format!("node-a/{host}"))).await.unwrap();
+    assert_eq!(h.holders(RWO), ["node-a"]);
+    let message = expect_code(
+        h.publish(rwo(&format!("node-b/{host}"))).await,
+        Code::FailedPrecondition,
+    );
+    assert!(message.contains("node-a"), "{message}");
+    h.unpublish(unpublish(RWO, &format!("node-a/{host}")))
+        .await
+        .unwrap();
+    assert!(h.holders(RWO).is_empty());
+    h.finish_volumes().await;
+}
+
 /// Publishes of one volume are serialized: while another operation holds the volume, a
 /// publish is ABORTED (the CO retries).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,7 @@ use super::service::ControllerService;
 use crate::capabilities;
 use crate::error::{DriverError, Result};
 use crate::naming;
+use crate::node_id::NodeRef;
 use crate::params::{self, VolumeParams};
 use crate::traced::{Verbosity, traced};
 
@@ -224,7 +225,8 @@ impl Controller for CsiController {
         );
         traced(span, Verbosity::Change, async {
             let id = existing_volume_id(&req.volume_id)?;
-            let node = required(&req.node_id, "node_id")?.to_owned();
+            // Attachments are by node name: a node id also carries the host NQN (node_id.rs).
+            let node = NodeRef::parse(required(&req.node_id, "node_id")?).name;
             let capability = req
                 .volume_capability
                 .as_ref()
@@ -274,7 +276,9 @@ impl Controller for CsiController {
                 tracing::info!("not an id this driver issues; nothing to unpublish");
                 return Ok(ControllerUnpublishVolumeResponse {});
             };
-            let node = Some(req.node_id).filter(|n| !n.is_empty());
+            let node = Some(req.node_id)
+                .filter(|n| !n.is_empty())
+                .map(|id| NodeRef::parse(&id).name);
             self.exclusive(&id.clone(), move |service| async move {
                 service.unpublish_volume(&id, node.as_deref(), SystemTime::now())
             })
