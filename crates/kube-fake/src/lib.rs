@@ -16,7 +16,7 @@
 //! - WATCH from a resourceVersion over the retained history, BOOKMARKs, `timeoutSeconds`,
 //!   `sendInitialEvents`, and 410 Gone for a resourceVersion compacted away;
 //! - test hooks: direct access to objects, fault injection, a request log, waiting for a
-//!   condition without sleeping, and compaction.
+//!   condition without sleeping, compaction, and dropping or holding watches (a partition).
 //!
 //! What it does not: authentication, RBAC, admission, validation beyond names, defaulting,
 //! server-side apply and strategic merge patch (415), `dryRun` (400), garbage collection,
