@@ -178,14 +178,15 @@ async fn stream(
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         activity.borrow_and_update();
-        // Ended (dropped or held) before anything written since was sent.
-        if gate.borrow_and_update().epoch != epoch {
-            return;
-        }
         let (changes, latest) = {
             let store = shared.store();
             (store.changes_since(&key, pos), store.current_rv())
         };
+        // Checked after the read: a write made after the watch was dropped or held is then
+        // never sent on it.
+        if gate.borrow_and_update().epoch != epoch {
+            return;
+        }
         let changes = match changes {
             Ok(changes) => changes,
             Err(gone) => {
