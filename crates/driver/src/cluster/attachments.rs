@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::backoff::RetryBackoff;
 use super::facts::{Watched, update_of};
 use super::index::{AttachmentState, ClusterAttachment, Kind};
 
@@ -45,7 +46,7 @@ struct Writer {
 impl AttachmentIndex {
     /// Starts watching VolumeAttachments whose `spec.attacher` is `driver_name`, and the
     /// PersistentVolumes whose `spec.csi.driver` is, through `client`. The task runs until
-    /// aborted, retrying failed lists and watches with kube's default backoff.
+    /// aborted, retrying failed lists and watches ([`RetryBackoff`]).
     pub fn spawn(client: kube::Client, driver_name: impl Into<String>) -> (Self, JoinHandle<()>) {
         let state = Arc::new(RwLock::new(AttachmentState::new()));
         let (changes_tx, changes) = watch::channel(0);
@@ -145,8 +146,8 @@ impl Writer {
     }
 }
 
-/// Feeds one kind's watcher into the index, forever: errors are logged and retried after
-/// kube's backoff (a 410 Gone makes the watcher relist, which the index reconciles).
+/// Feeds one kind's watcher into the index, forever: errors are logged and retried
+/// ([`RetryBackoff`]); a 410 Gone makes the watcher relist, which the index reconciles.
 async fn follow<K>(api: Api<K>, writer: Arc<Writer>)
 where
     K: Watched + Clone + DeserializeOwned + Debug + Send + 'static,
@@ -156,7 +157,7 @@ where
         Kind::Volumes => "persistentvolumes",
     };
     let mut events = watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(RetryBackoff::default())
         .boxed();
     while let Some(event) = events.next().await {
         match event {

@@ -4,9 +4,11 @@
 //! after the out-of-service taint) frees its volume as soon as the watch event arrives.
 //!
 //! [`index`] is the pure state (updates in, changed volumes out), [`facts`] reduces
-//! Kubernetes objects to updates, [`attachments`] runs the watchers.
+//! Kubernetes objects to updates, [`attachments`] runs the watchers, [`backoff`] says when
+//! they retry.
 
 pub mod attachments;
+pub mod backoff;
 pub mod facts;
 pub mod index;
 
