@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod capabilities;
 pub mod capacity;
+pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod error;

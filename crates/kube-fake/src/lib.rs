@@ -16,7 +16,7 @@
 //! - WATCH from a resourceVersion over the retained history, BOOKMARKs, `timeoutSeconds`,
 //!   `sendInitialEvents`, and 410 Gone for a resourceVersion compacted away;
 //! - test hooks: direct access to objects, fault injection, a request log, waiting for a
-//!   condition without sleeping, and compaction.
+//!   condition without sleeping, compaction, and dropping or holding watches (a partition).
 //!
 //! What it does not: authentication, RBAC, admission, validation beyond names, defaulting,
 //! server-side apply and strategic merge patch (415), `dryRun` (400), garbage collection,
@@ -99,6 +99,33 @@ pub(crate) struct Shared {
     faults: Mutex<Vec<Fault>>,
     requests: Mutex<Vec<RequestRecord>>,
     bookmark_interval: Mutex<Duration>,
+    /// Open watches end when its epoch moves on; new ones send nothing while it is held.
+    watch_gate: notify::Sender<WatchGate>,
+}
+
+/// The state of the watch gate ([`FakeApiServer::hold_watches`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WatchGate {
+    /// Holds outstanding; watches wait while it is above zero.
+    pub(crate) held: u32,
+    /// Bumped to end every open watch.
+    pub(crate) epoch: u64,
+}
+
+/// Watches are held while this lives ([`FakeApiServer::hold_watches`]); dropping it
+/// releases them.
+#[must_use = "watches are released when the hold is dropped"]
+#[derive(Debug)]
+pub struct WatchHold {
+    shared: Arc<Shared>,
+}
+
+impl Drop for WatchHold {
+    fn drop(&mut self) {
+        self.shared
+            .watch_gate
+            .send_modify(|g| g.held = g.held.saturating_sub(1));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -121,6 +148,10 @@ impl Shared {
 
     pub(crate) fn subscribe(&self) -> notify::Receiver<u64> {
         self.activity.subscribe()
+    }
+
+    pub(crate) fn watch_gate(&self) -> notify::Receiver<WatchGate> {
+        self.watch_gate.subscribe()
     }
 
     pub(crate) fn log(&self, record: RequestRecord) {
@@ -172,6 +203,7 @@ impl FakeApiServer {
     /// A server with the default kinds, no objects, and BOOKMARKs every second.
     pub fn new() -> Self {
         let (activity, _) = notify::channel(0);
+        let (watch_gate, _) = notify::channel(WatchGate::default());
         FakeApiServer {
             shared: Arc::new(Shared {
                 store: Mutex::new(Store::new(resource::defaults())),
@@ -179,6 +211,7 @@ impl FakeApiServer {
                 faults: Mutex::default(),
                 requests: Mutex::default(),
                 bookmark_interval: Mutex::new(Duration::from_secs(1)),
+                watch_gate,
             }),
         }
     }
@@ -217,6 +250,26 @@ impl FakeApiServer {
     pub fn compact(&self) {
         self.shared.store().compact();
         self.shared.touch();
+    }
+
+    /// Ends every open watch at once, as a dropped connection or an API server restart
+    /// would; clients re-watch from the last resourceVersion they saw.
+    pub fn drop_watches(&self) {
+        self.shared.watch_gate.send_modify(|g| g.epoch += 1);
+    }
+
+    /// A partition between the server and its watchers: ends every open watch, and watches
+    /// opened while the hold lives are answered but send nothing until it is dropped; then
+    /// they start from the resourceVersion their client asked for (replaying what it missed,
+    /// or 410 Gone if [`compact`](Self::compact) ran meanwhile). Other verbs are served.
+    pub fn hold_watches(&self) -> WatchHold {
+        self.shared.watch_gate.send_modify(|g| {
+            g.held += 1;
+            g.epoch += 1;
+        });
+        WatchHold {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The latest resourceVersion.

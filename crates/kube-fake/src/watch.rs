@@ -138,6 +138,13 @@ async fn stream(
     tx: mpsc::Sender<Bytes>,
 ) {
     let mut activity = shared.subscribe();
+    let mut gate = shared.watch_gate();
+    // A held watch is open but silent; released, it starts from where its client asked.
+    tokio::select! {
+        released = gate.wait_for(|g| g.held == 0) => if released.is_err() { return },
+        _ = tx.closed() => return,
+    }
+    let epoch = gate.borrow_and_update().epoch;
     let key = resource_key(&filter.res);
     // Without a resourceVersion a watch starts with the current objects as ADDED events.
     let mut pos = match from {
@@ -175,6 +182,11 @@ async fn stream(
             let store = shared.store();
             (store.changes_since(&key, pos), store.current_rv())
         };
+        // Checked after the read: a write made after the watch was dropped or held is then
+        // never sent on it.
+        if gate.borrow_and_update().epoch != epoch {
+            return;
+        }
         let changes = match changes {
             Ok(changes) => changes,
             Err(gone) => {
@@ -194,6 +206,7 @@ async fn stream(
             _ = &mut deadline => return,
             _ = tx.closed() => return,
             changed = activity.changed() => if changed.is_err() { return },
+            changed = gate.changed() => if changed.is_err() { return },
             _ = ticks.tick(), if bookmarks => {
                 // Everything up to `latest` of this resource was sent above.
                 pos = pos.max(latest);

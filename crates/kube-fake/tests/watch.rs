@@ -249,3 +249,67 @@ async fn streaming_list_initial_events_end_with_a_bookmark() {
     assert_eq!(reader.state().len(), 2);
     assert_eq!(lists(&fake), 0, "a streaming list sends no LIST");
 }
+
+#[tokio::test]
+async fn dropped_watches_resume_from_where_they_were() {
+    let fake = FakeApiServer::new();
+    fake.insert(&va("a", "n1")).unwrap();
+    let api: Api<VolumeAttachment> = Api::all(fake.client());
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    assert_eq!(
+        next_n(&mut events, 3).await,
+        ["Init", "InitApply(a)", "InitDone"]
+    );
+    fake.insert(&va("b", "n1")).unwrap();
+    assert_eq!(next(&mut events).await, "Apply(b)");
+    let seen = fake.resource_version().to_string();
+
+    fake.drop_watches();
+    fake.delete::<VolumeAttachment>(None, "a").unwrap();
+    assert_eq!(next(&mut events).await, "Delete(a)");
+    assert_eq!(
+        watches_from(&fake).last(),
+        Some(&seen),
+        "re-watched from the last resourceVersion seen"
+    );
+    assert_eq!(lists(&fake), 1, "no relist");
+}
+
+#[tokio::test]
+async fn held_watches_replay_what_they_missed_or_get_410_after_compaction() {
+    let fake = FakeApiServer::new();
+    for name in ["a", "b", "c"] {
+        fake.insert(&va(name, "n1")).unwrap();
+    }
+    let api: Api<VolumeAttachment> = Api::all(fake.client());
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    assert_eq!(next_n(&mut events, 5).await[4], "InitDone");
+    fake.insert(&va("d", "n1")).unwrap();
+    assert_eq!(next(&mut events).await, "Apply(d)", "the watch is open");
+
+    // Missed while held, replayed on release from the watcher's resourceVersion.
+    let hold = fake.hold_watches();
+    fake.delete::<VolumeAttachment>(None, "a").unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(200), events.next()).await;
+    assert!(quiet.is_err(), "a held watch sends nothing: {quiet:?}");
+    assert_eq!(watches_from(&fake).len(), 2, "re-watched into the hold");
+    drop(hold);
+    assert_eq!(next(&mut events).await, "Delete(a)");
+
+    // Missed while held and compacted away: 410 on release, and the relist has the truth.
+    let hold = fake.hold_watches();
+    fake.delete::<VolumeAttachment>(None, "b").unwrap();
+    fake.compact();
+    drop(hold);
+    assert_eq!(
+        next_n(&mut events, 5).await,
+        [
+            "Err(410)",
+            "Init",
+            "InitApply(c)",
+            "InitApply(d)",
+            "InitDone"
+        ]
+    );
+    assert_eq!(lists(&fake), 2);
+}
