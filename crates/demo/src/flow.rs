@@ -197,6 +197,9 @@ async fn start(rep: &mut Reporter, s: &mut Session) -> Result<(), StepFailure> {
             &"127.0.0.1",
             &"--nvme-port",
             &port.to_string(),
+            // No Kubernetes in the demo: who holds which volume is kept in memory.
+            &"--attachment-state",
+            &"memory",
         ]);
         let child = procs::spawn(
             CONTROLLER,

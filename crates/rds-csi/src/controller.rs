@@ -15,6 +15,7 @@ use driver::config::{
     ControllerConfig, DEFAULT_CACHE_TTL, DEFAULT_DRIVER_NAME, DEFAULT_NQN_PREFIX, DEFAULT_POOL,
 };
 use driver::controller::budget::OvercommitRatio;
+use driver::controller::fence::watched::ClusterLink;
 use driver::controller::fence::{self, AttachmentState, MemoryAttachments};
 use driver::controller::{self, ControllerService};
 use driver::server::{self, Endpoint};
@@ -35,7 +36,8 @@ pub enum AttachmentStateKind {
     /// In this process: lost on restart. For runs without Kubernetes (tests, the demo,
     /// csi-sanity).
     Memory,
-    /// Watched from the cluster's VolumeAttachments (not available yet).
+    /// Watched from the cluster's VolumeAttachments (in-cluster, or `KUBECONFIG`); the
+    /// background loops run on the replica holding the controller's Lease.
     Kubernetes,
 }
 
@@ -175,10 +177,15 @@ pub struct ControllerArgs {
     )]
     pub overcommit_ratio: OvercommitRatio,
 
-    /// Where attach fencing keeps who holds which volume: memory or kubernetes.
-    // Memory until the Kubernetes-watched state is wired; then kubernetes becomes the default.
-    #[arg(long, env = "RDS_CSI_ATTACHMENT_STATE", value_enum, default_value_t = AttachmentStateKind::Memory)]
+    /// Where attach fencing learns who holds which volume: `kubernetes` (the cluster's
+    /// VolumeAttachments, watched) or `memory` (this process only; runs without Kubernetes).
+    #[arg(long, env = "RDS_CSI_ATTACHMENT_STATE", value_enum, default_value_t = AttachmentStateKind::Kubernetes)]
     pub attachment_state: AttachmentStateKind,
+
+    /// Namespace of the controller's leader-election Lease (kubernetes attachment state);
+    /// the Kubernetes client's default namespace when not given.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
 }
 
 /// Why the connection flags do not make a usable RouterOS client configuration.
@@ -431,13 +438,43 @@ impl ControllerArgs {
     }
 }
 
-impl AttachmentStateKind {
-    /// The state to give the controller service.
-    pub fn build(self) -> anyhow::Result<Arc<dyn AttachmentState>> {
-        match self {
-            Self::Memory => Ok(Arc::new(MemoryAttachments::default())),
-            Self::Kubernetes => {
-                anyhow::bail!("--attachment-state kubernetes is not available yet; use memory")
+/// The attachment state, and with Kubernetes the link behind it.
+struct Attachments {
+    state: Arc<dyn AttachmentState>,
+    leading: tokio::sync::watch::Receiver<bool>,
+    cluster: Option<ClusterLink>,
+}
+
+impl ControllerArgs {
+    async fn attachments(&self) -> anyhow::Result<Attachments> {
+        match self.attachment_state {
+            AttachmentStateKind::Memory => Ok(Attachments {
+                state: Arc::new(MemoryAttachments::default()),
+                // Alone by definition: no other replica can share its memory.
+                leading: tokio::sync::watch::channel(true).1,
+                cluster: None,
+            }),
+            AttachmentStateKind::Kubernetes => {
+                let identity = std::env::var("POD_NAME")
+                    .ok()
+                    .or_else(|| rustix::system::uname().nodename().to_str().ok().map(str::to_owned))
+                    .unwrap_or_else(|| format!("pid-{}", std::process::id()));
+                let link = ClusterLink::connect(
+                    &self.driver_name,
+                    self.leader_election_namespace.as_deref(),
+                    &identity,
+                )
+                .await
+                .context(
+                    "--attachment-state kubernetes needs the Kubernetes API (in-cluster, or \
+                     KUBECONFIG); without a cluster, run with --attachment-state memory",
+                )?;
+                tracing::info!(%identity, "watching VolumeAttachments; leader election on");
+                Ok(Attachments {
+                    state: link.attachments.clone(),
+                    leading: link.leading.clone(),
+                    cluster: Some(link),
+                })
             }
         }
     }
@@ -459,8 +496,9 @@ impl VolumeLayoutArgs {
 /// Runs the controller until SIGTERM or SIGINT.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let config = args.controller_config()?;
-    let attachments = args.attachment_state.build()?;
     let client_config = args.rds.client_config(args.rds.read_secrets()?)?;
+    // After every local check: a settings mistake is reported before any network wait.
+    let attachments = args.attachments().await?;
     tracing::info!(
         endpoint = %args.endpoint,
         driver = config.driver_name,
@@ -487,8 +525,13 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             Err(error) => tracing::warn!(%error, "cannot reach the RDS yet"),
         }
     });
-    let service = Arc::new(ControllerService::new(rds, config).with_attachments(attachments));
-    let overdue = tokio::spawn(fence::warn_overdue(service.clone(), OVERDUE_CHECK));
+    let service =
+        Arc::new(ControllerService::new(rds, config).with_attachments(attachments.state));
+    let overdue = tokio::spawn(fence::warn_overdue(
+        service.clone(),
+        OVERDUE_CHECK,
+        attachments.leading,
+    ));
     let listener = server::bind(&args.endpoint).await?;
     tracing::info!(endpoint = %listener.endpoint()?, "serving CSI Identity and Controller");
     listener
@@ -500,6 +543,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     // Device changes whose callers gave up still run; let them finish, within a bound.
     service.locks().drain(SHUTDOWN_GRACE).await;
     overdue.abort();
+    if let Some(link) = attachments.cluster {
+        link.close().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

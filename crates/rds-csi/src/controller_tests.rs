@@ -38,7 +38,7 @@ fn defaults_match_the_go_driver() {
     assert_eq!(c.sizes.granularity, 1 << 20);
     assert_eq!(c.overcommit_ratio, OvercommitRatio::ONE);
     assert_eq!(args.endpoint, Endpoint::Unix("/csi/csi.sock".into()));
-    assert_eq!(args.attachment_state, AttachmentStateKind::Memory);
+    assert_eq!(args.attachment_state, AttachmentStateKind::Kubernetes);
     let thin = parse(&["--rds-insecure", "--overcommit-ratio", "2.5"]);
     assert_eq!(
         thin.controller_config()
@@ -178,10 +178,17 @@ fn bad_controller_settings_are_refused() {
 }
 
 #[test]
-fn the_kubernetes_attachment_state_is_refused_until_it_exists() {
-    let args = parse(&["--rds-insecure", "--attachment-state", "memory"]);
-    assert!(args.attachment_state.build().is_ok());
-    let args = parse(&["--rds-insecure", "--attachment-state", "kubernetes"]);
-    let err = args.attachment_state.build().unwrap_err();
-    assert!(err.to_string().contains("not available yet"), "{err}");
+fn the_attachment_state_comes_from_kubernetes_unless_asked_otherwise() {
+    let args = parse(&["--rds-insecure"]);
+    assert_eq!(args.attachment_state, AttachmentStateKind::Kubernetes);
+    assert_eq!(args.leader_election_namespace, None);
+    let args = parse(&[
+        "--rds-insecure",
+        "--attachment-state",
+        "memory",
+        "--leader-election-namespace",
+        "rds-csi",
+    ]);
+    assert_eq!(args.attachment_state, AttachmentStateKind::Memory);
+    assert_eq!(args.leader_election_namespace.as_deref(), Some("rds-csi"));
 }

@@ -43,6 +43,7 @@ async fn controller_serves_csi_and_stops_on_sigterm() {
             sim.host_key_fingerprint(),
         )
         .env("RDS_CSI_NVME_ADDRESS", "192.0.2.44")
+        .env("RDS_CSI_ATTACHMENT_STATE", "memory")
         .env("RDS_CSI_LOG", "info")
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -152,7 +153,7 @@ async fn controller_refuses_to_start_without_a_pinned_host_key() {
 }
 
 #[tokio::test]
-async fn controller_refuses_the_kubernetes_attachment_state_until_it_exists() {
+async fn without_a_cluster_the_kubernetes_attachment_state_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, "x\n").unwrap();
@@ -167,12 +168,18 @@ async fn controller_refuses_the_kubernetes_attachment_state_until_it_exists() {
         ])
         .arg(&password_file)
         .env("RDS_CSI_ATTACHMENT_STATE", "kubernetes")
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
         .output()
         .await
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("not available yet"), "{stderr}");
+    assert!(
+        stderr.contains("needs the Kubernetes API") && stderr.contains("--attachment-state memory"),
+        "{stderr}"
+    );
     assert!(
         !dir.path().join("csi.sock").exists(),
         "it refuses before serving"

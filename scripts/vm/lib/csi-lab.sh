@@ -65,7 +65,7 @@ start_controller() {
   "$BIN" controller --endpoint "unix://$W/controller.sock" \
     --rds-address "${SIM_SSH%:*}" --rds-port "${SIM_SSH##*:}" --rds-user admin \
     --rds-key-file "$W/id" --rds-host-key-fingerprint "$SIM_FP" \
-    --nvme-address "$addr" --nvme-port 4420 >"$W/controller.out" 2>"$W/controller.err" &
+    --nvme-address "$addr" --nvme-port 4420 --attachment-state memory >"$W/controller.out" 2>"$W/controller.err" &
   PIDS+=($!)
   wait_for 30 "controller socket" test -S "$W/controller.sock"
 }

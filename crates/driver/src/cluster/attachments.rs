@@ -89,6 +89,11 @@ impl AttachmentIndex {
         self.read().holders(volume_handle).to_vec()
     }
 
+    /// Every volume handle some attachment holds, sorted.
+    pub fn volume_handles(&self) -> Vec<String> {
+        self.read().volume_handles()
+    }
+
     /// Attachments of this driver whose PersistentVolume is not known (not seen yet,
     /// deleted, or another driver's), sorted: they hold no volume in [`holders`](Self::holders).
     pub fn unresolved(&self) -> Vec<String> {

@@ -138,6 +138,18 @@ impl AttachmentState {
     }
 
     /// The attachments holding a volume, oldest first.
+    /// Every volume handle with at least one attachment, sorted.
+    pub fn volume_handles(&self) -> Vec<String> {
+        let mut handles: Vec<String> = self
+            .holders
+            .iter()
+            .filter(|(_, held)| !held.is_empty())
+            .map(|(handle, _)| handle.clone())
+            .collect();
+        handles.sort();
+        handles
+    }
+
     pub fn holders(&self, volume_handle: &str) -> &[ClusterAttachment] {
         self.holders
             .get(volume_handle)

@@ -7,6 +7,7 @@
 
 pub mod rules;
 pub mod state;
+pub mod watched;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,6 +16,7 @@ pub use rules::{
     FenceError, Holder, Holders, MigrationWindow, Overdue, PublishDecision, UnpublishDecision,
 };
 pub use state::{AttachmentState, MemoryAttachments, StateError};
+pub use watched::WatchedAttachments;
 
 use super::rules::VolumeId;
 use super::service::ControllerService;
@@ -118,14 +120,21 @@ impl ControllerService {
     }
 }
 
-/// Logs a warning for every overdue migration, every `every`, until the task is dropped: an
-/// overdue migration waits for a person (or KubeVirt) to detach one side, so it keeps being
-/// said.
-pub async fn warn_overdue(service: Arc<ControllerService>, every: Duration) {
+/// Logs a warning for every overdue migration, every `every`, while `leading` (one replica
+/// says it, not each), until the task is dropped: an overdue migration waits for a person (or
+/// KubeVirt) to detach one side, so it keeps being said.
+pub async fn warn_overdue(
+    service: Arc<ControllerService>,
+    every: Duration,
+    leading: tokio::sync::watch::Receiver<bool>,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        if !*leading.borrow() {
+            continue;
+        }
         match service.overdue_migrations(SystemTime::now()) {
             Ok(late) => {
                 for (volume_id, late) in late {
