@@ -114,10 +114,7 @@ fn go_pv_contexts_parse_as_this_drivers() {
         assert!(naming::is_managed_volume_id(&id), "{id}");
         assert_eq!(naming::volume_id_for_name(&id), id);
         let context = VolumeContext::parse(&attributes).expect(name);
-        assert_eq!(
-            context.nqn,
-            naming::nqn_for_volume(DEFAULT_NQN_PREFIX, &id)
-        );
+        assert_eq!(context.nqn, naming::nqn_for_volume(DEFAULT_NQN_PREFIX, &id));
         assert_eq!(context.nvme_address, "10.42.68.1");
         assert_eq!(context.nvme_port, 4420);
         // Its defaults, written into every context, are kept: reconnect forever, every 5 s,

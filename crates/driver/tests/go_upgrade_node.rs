@@ -89,7 +89,14 @@ fn exported_go_volume(lab: &LoopLab, id: &str) -> std::path::PathBuf {
 fn fs_uuid(image: &Path) -> String {
     run(
         "blkid",
-        &["-p", "-o", "value", "-s", "UUID", &image.display().to_string()],
+        &[
+            "-p",
+            "-o",
+            "value",
+            "-s",
+            "UUID",
+            &image.display().to_string(),
+        ],
     )
     .trim()
     .to_owned()
@@ -118,10 +125,7 @@ async fn a_go_driver_ext4_volume_is_staged_from_its_pv_without_formatting() {
         ..Default::default()
     };
     expect_code(client.node_stage_volume(stage).await, Code::Ok);
-    assert!(
-        lab.staged_record(&id).is_some(),
-        "a record of ours is kept"
-    );
+    assert!(lab.staged_record(&id).is_some(), "a record of ours is kept");
     let target = lab.fs_target(&id, "pod-a");
     let publish = publish_request(&id, &staging, &target, ext4_rwo(), false);
     expect_code(client.node_publish_volume(publish).await, Code::Ok);
@@ -164,7 +168,10 @@ async fn a_volume_the_go_node_staged_is_taken_over_and_torn_down() {
 
     // What the Go node plugin left behind when it was replaced: the device attached (in the
     // kernel, not in the plugin), mounted at the staging path, bind-mounted into the pod.
-    let device = run("losetup", &["--find", "--show", &backing.display().to_string()]);
+    let device = run(
+        "losetup",
+        &["--find", "--show", &backing.display().to_string()],
+    );
     let device = device.trim();
     let (staging_s, target_s) = (staging.display().to_string(), target.display().to_string());
     run("mount", &["-t", "ext4", device, &staging_s]);
@@ -191,7 +198,14 @@ async fn a_volume_the_go_node_staged_is_taken_over_and_torn_down() {
     expect_code(client.node_stage_volume(stage).await, Code::Ok);
     assert!(lab.staged_record(&id).is_some(), "adopted");
     let table = table().await;
-    assert_eq!(table.entries().iter().filter(|e| e.mount_point == staging).count(), 1);
+    assert_eq!(
+        table
+            .entries()
+            .iter()
+            .filter(|e| e.mount_point == staging)
+            .count(),
+        1
+    );
     assert_eq!(
         std::fs::read_to_string(target.join(GO_FILE)).unwrap(),
         GO_DATA
