@@ -248,6 +248,38 @@ class Cases(unittest.TestCase):
         self.assertEqual(args_of(c)["--rds-ca-file"], "/etc/rds-csi/trust/ca.pem")
         self.assertIn("ca.pem", one(docs, "ConfigMap", "-rds-trust")["data"])
 
+    def test_go_upgrade(self):
+        """Replacing the Go driver: the names its PVs, claims and kubelet know stay the same."""
+        docs = load("go-upgrade")
+        self.assertEqual(one(docs, "CSIDriver")["metadata"]["name"], DRIVER)
+        classes = {d["metadata"]["name"]: d for d in docs if d["kind"] == "StorageClass"}
+        self.assertEqual(set(classes), {"rds-nvme", "rds-nvme-rwx"})
+        for sc in classes.values():
+            self.assertEqual(sc["provisioner"], DRIVER)
+            self.assertEqual(sc["volumeBindingMode"], "WaitForFirstConsumer")
+            self.assertEqual(sc["parameters"], {
+                "csi.storage.k8s.io/fstype": "ext4",
+                "nvmeAddress": "10.42.68.1",
+                "nvmePort": "4420",
+                "volumePath": "/storage-pool/metal-csi",
+            })
+        self.assertFalse([d for d in docs if d["kind"] == "Secret"], "the Secret made from its key")
+        spec = one(docs, "Deployment", "-controller")["spec"]["template"]["spec"]
+        secret = next(v for v in spec["volumes"] if v["name"] == "rds-auth")["secret"]
+        self.assertEqual(secret["secretName"], "rds-csi-credentials")
+        c = container(spec, "rds-csi")
+        a, env = args_of(c), env_of(c)
+        self.assertEqual(a["--rds-key-file"], "/etc/rds-csi/auth/ssh-privatekey")
+        self.assertEqual(a["--rds-known-hosts"], "/etc/rds-csi/trust/known_hosts")
+        self.assertEqual(a["--nqn-prefix"], "nqn.2000-02.com.mikrotik")
+        self.assertEqual(env["RDS_CSI_RDS_USER"], "metal-csi")
+        self.assertEqual(env["RDS_CSI_VOLUME_BASE_PATH"], "storage-pool/metal-csi")
+        # The Go node plugin's socket: kubelet's registration of the driver is replaced.
+        ds = one(docs, "DaemonSet", "-node")["spec"]["template"]["spec"]
+        registrar = args_of(container(ds, "node-driver-registrar"))
+        self.assertEqual(registrar["--kubelet-registration-path"],
+                         "/var/lib/kubelet/plugins/rds.csi.srvlab.io/csi.sock")
+
     def test_metrics(self):
         on = load("minimal-monitoring")
         services = {d["metadata"]["name"]: d for d in on if d["kind"] == "Service"}

@@ -340,8 +340,15 @@ impl VolumeContext {
             .ok_or(ParamError::Missing(NVME_ADDRESS))?;
         let mut connect = ConnectOptions::default();
         for key in [CTRL_LOSS_TMO, RECONNECT_DELAY, KEEP_ALIVE_TMO, NR_IO_QUEUES] {
-            if let Some(v) = ctx.get(key) {
-                connect.set(key, v)?;
+            match ctx.get(key) {
+                // The Go driver writes keepAliveTmo into every context, "0" meaning the
+                // kernel's default. This driver never writes 0 (its StorageClass refuses it),
+                // so the value is unambiguous: no option, as when the key is absent.
+                Some(v) if key == KEEP_ALIVE_TMO && v.trim() == "0" => {}
+                Some(v) => {
+                    connect.set(key, v)?;
+                }
+                None => {}
             }
         }
         Ok(Self {
@@ -515,6 +522,29 @@ mod tests {
         assert_eq!(ctx.nvme_address, "192.168.88.1");
         assert_eq!(ctx.connect.ctrl_loss_tmo, Some(-1));
         assert_eq!(ctx.volume_path.as_deref(), Some("storage-pool/metal-csi"));
+    }
+
+    #[test]
+    fn go_driver_keep_alive_zero_is_the_kernel_default() {
+        let ctx = VolumeContext::parse(&map(&[
+            ("nqn", "nqn.2000-02.com.mikrotik:pvc-1"),
+            ("nvmeAddress", "10.42.68.1"),
+            ("keepAliveTmo", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(ctx.connect.keep_alive_tmo, None);
+        assert!(!ctx.to_map().contains_key(KEEP_ALIVE_TMO));
+        // A StorageClass still may not ask for it: 0 is not a keep-alive.
+        assert!(VolumeParams::parse(&map(&[("keepAliveTmo", "0")])).is_err());
+        // Other bad values in a context are still refused.
+        assert!(
+            VolumeContext::parse(&map(&[
+                ("nqn", "nqn.x:y"),
+                ("nvmeAddress", "1.2.3.4"),
+                ("keepAliveTmo", "-1"),
+            ]))
+            .is_err()
+        );
     }
 
     #[test]
