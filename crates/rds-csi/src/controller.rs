@@ -457,7 +457,13 @@ impl ControllerArgs {
             AttachmentStateKind::Kubernetes => {
                 let identity = std::env::var("POD_NAME")
                     .ok()
-                    .or_else(|| rustix::system::uname().nodename().to_str().ok().map(str::to_owned))
+                    .or_else(|| {
+                        rustix::system::uname()
+                            .nodename()
+                            .to_str()
+                            .ok()
+                            .map(str::to_owned)
+                    })
                     .unwrap_or_else(|| format!("pid-{}", std::process::id()));
                 let link = ClusterLink::connect(
                     &self.driver_name,
@@ -525,8 +531,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             Err(error) => tracing::warn!(%error, "cannot reach the RDS yet"),
         }
     });
-    let service =
-        Arc::new(ControllerService::new(rds, config).with_attachments(attachments.state));
+    let service = Arc::new(ControllerService::new(rds, config).with_attachments(attachments.state));
     let overdue = tokio::spawn(fence::warn_overdue(
         service.clone(),
         OVERDUE_CHECK,

@@ -190,10 +190,8 @@ impl ClusterLink {
         identity: &str,
     ) -> Result<Self, kube::Error> {
         let client = kube::Client::try_default().await?;
-        let namespace = lease_namespace.map_or_else(
-            || client.default_namespace().to_owned(),
-            str::to_owned,
-        );
+        let namespace =
+            lease_namespace.map_or_else(|| client.default_namespace().to_owned(), str::to_owned);
         let (index, index_task) = AttachmentIndex::spawn(client.clone(), driver_name);
         let (stop, stopped) = watch::channel(false);
         let leases: kube::Api<Lease> = kube::Api::namespaced(client, &namespace);
