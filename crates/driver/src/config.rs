@@ -40,6 +40,9 @@ pub struct ControllerConfig {
     pub cache_ttl: Duration,
     /// How much the driver may promise per byte of pool (thin provisioning).
     pub overcommit_ratio: OvercommitRatio,
+    /// Storage-level fencing: each export admits only the host NQNs of the nodes the volume
+    /// is published to (`nvme-tcp-server-allow-host-name`).
+    pub export_acl: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +88,7 @@ impl ControllerConfig {
             sizes: SizePolicy::default(),
             cache_ttl: DEFAULT_CACHE_TTL,
             overcommit_ratio: OvercommitRatio::ONE,
+            export_acl: false,
         }
     }
 

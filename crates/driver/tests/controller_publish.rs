@@ -18,6 +18,7 @@ use driver::capabilities;
 use driver::controller::fence::{FenceError, MigrationWindow, PublishDecision};
 use driver::controller::rules::VolumeId;
 use driver::error::DriverError;
+use driver::node_id::NodeRef;
 use tonic::Code;
 
 const RWO: &str = "pvc-7a1b2c3d-0b7d-4e21-9a55-1d2c3b4a5f60";
@@ -321,7 +322,7 @@ async fn an_overdue_migration_is_listed_and_refuses_new_targets_but_keeps_both_h
     let window = MigrationWindow::from_seconds(Some(5));
     let refused = h
         .service
-        .publish_volume(&id, "third", access, window, late)
+        .publish_volume(&id, &NodeRef::parse("third"), access, window, late)
         .await
         .unwrap_err();
     assert!(
@@ -333,7 +334,7 @@ async fn an_overdue_migration_is_listed_and_refuses_new_targets_but_keeps_both_h
     assert!(status.message().contains("overdue") && status.message().contains("Unpublish src"));
     let kept = h
         .service
-        .publish_volume(&id, "src", access, window, late)
+        .publish_volume(&id, &NodeRef::parse("src"), access, window, late)
         .await
         .unwrap();
     assert_eq!(kept, PublishDecision::Already);
@@ -407,5 +408,56 @@ async fn unpublish_without_a_node_id_unpublishes_every_node() {
     // Now free for anyone.
     h.publish(rwx("other")).await.unwrap();
     assert_eq!(h.holders(RWX), ["other"]);
+    h.finish_volumes().await;
+}
+
+// --- --export-acl: the export admits only the nodes the volume is published to ----------
+
+const HOST_A: &str = "nqn.2014-08.org.nvmexpress:uuid:6f1e2d3c-4b5a-4697-8877-665544332211";
+const HOST_B: &str = "nqn.2014-08.org.nvmexpress:uuid:0a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d";
+
+impl Harness {
+    /// The disk's `nvme-tcp-server-allow-host-name` as the simulator holds it.
+    fn admitted(&self, volume: &str) -> String {
+        self.sim
+            .snapshot()
+            .disk_by_slot(volume)
+            .unwrap()
+            .nvme_tcp_server_allow_host_name
+            .clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_export_acl_the_export_admits_exactly_the_nodes_holding_the_volume() {
+    let h = Harness::with(Options {
+        configure: |c| c.export_acl = true,
+        ..Options::default()
+    })
+    .await;
+    h.volumes().await;
+    assert_eq!(
+        h.admitted(RWX),
+        "",
+        "a new export admits anyone until published"
+    );
+    h.publish(rwx(&format!("node-a/{HOST_A}"))).await.unwrap();
+    assert_eq!(h.admitted(RWX), HOST_A);
+    // A live migration admits both; its end only the node left.
+    h.publish(rwx(&format!("node-b/{HOST_B}"))).await.unwrap();
+    assert_eq!(h.admitted(RWX), format!("{HOST_A},{HOST_B}"));
+    h.unpublish(unpublish(RWX, &format!("node-a/{HOST_A}")))
+        .await
+        .unwrap();
+    assert_eq!(h.admitted(RWX), HOST_B);
+    // Detached from every node: no one, never anyone.
+    h.unpublish(unpublish(RWX, "")).await.unwrap();
+    assert_eq!(h.admitted(RWX), driver::controller::export_acl::NO_HOST);
+
+    // A node whose id carries no host NQN cannot be admitted: refused, nothing written.
+    let message = expect_code(h.publish(rwo("old-node")).await, Code::FailedPrecondition);
+    assert!(message.contains("host NQN"), "{message}");
+    assert_eq!(h.admitted(RWO), "");
+    assert!(h.holders(RWO).is_empty());
     h.finish_volumes().await;
 }

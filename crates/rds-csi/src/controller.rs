@@ -182,6 +182,12 @@ pub struct ControllerArgs {
     #[arg(long, env = "RDS_CSI_ATTACHMENT_STATE", value_enum, default_value_t = AttachmentStateKind::Kubernetes)]
     pub attachment_state: AttachmentStateKind,
 
+    /// Storage-level fencing: each volume's export admits only the NVMe host NQNs of the nodes
+    /// it is published to (`nvme-tcp-server-allow-host-name`; how RouterOS reads that list is
+    /// not verified on hardware, so it is opt-in).
+    #[arg(long, env = "RDS_CSI_EXPORT_ACL", value_parser = BoolishValueParser::new(), default_value_t = false)]
+    pub export_acl: bool,
+
     /// Namespace of the controller's leader-election Lease (kubernetes attachment state);
     /// the Kubernetes client's default namespace when not given.
     #[arg(long, env = "POD_NAMESPACE")]
@@ -430,6 +436,7 @@ impl ControllerArgs {
             },
             cache_ttl: Duration::from_secs(self.cache_seconds),
             overcommit_ratio: self.overcommit_ratio,
+            export_acl: self.export_acl,
             ..self
                 .layout
                 .controller_config(self.nvme_address.as_deref().unwrap_or(self.rds.address()?))

@@ -191,4 +191,12 @@ fn the_attachment_state_comes_from_kubernetes_unless_asked_otherwise() {
     ]);
     assert_eq!(args.attachment_state, AttachmentStateKind::Memory);
     assert_eq!(args.leader_election_namespace.as_deref(), Some("rds-csi"));
+    assert!(
+        !parse(&["--rds-insecure"])
+            .controller_config()
+            .unwrap()
+            .export_acl
+    );
+    let fenced = parse(&["--rds-insecure", "--export-acl"]);
+    assert!(fenced.controller_config().unwrap().export_acl);
 }

@@ -1,11 +1,12 @@
-//! Storage-level fencing (`--export-acl`): which hosts a volume's export admits, decided from
-//! the nodes that hold the volume. Pure; the controller reads the device's value, asks
-//! [`plan_export_hosts`], and writes only when the answer differs.
+//! Storage-level fencing (`--export-acl`): which hosts a volume's export admits. Pure; the
+//! controller reads the device's list, asks for a plan, and writes only when it changes.
 //!
-//! The export admits exactly the host NQNs of the nodes the volume is published to (two
-//! during a live migration). With no node left it admits only [`NO_HOST`], a host NQN no
-//! initiator uses: an empty list would admit every host. A value set by someone else (not a
-//! list of host NQNs) is never overwritten.
+//! A publish adds the node's host NQN (from its node id) to the list; an unpublish takes it
+//! off. The device's list is the truth of who is admitted, so no other record is needed. With
+//! no node left the export admits only [`NO_HOST`], a host NQN no initiator uses: an empty list
+//! would admit every host. A value set by someone else (not a list of host NQNs) is never
+//! overwritten, and an open export (empty) that other nodes already use is left open: their
+//! host NQNs are unknown, and closing it would lock them out.
 
 use routeros::{AllowedHosts, Nqn};
 
@@ -15,76 +16,99 @@ use crate::node_id::NodeRef;
 /// list as "anyone", so "no one" must be spelled as someone who does not exist.
 pub const NO_HOST: &str = "nqn.2025-01.io.srvlab.rds-csi:no-host-admitted";
 
-/// What the export's host list should become.
+/// What to do with the export's host list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportHostsPlan {
     /// Already right: nothing to write.
     Keep,
     /// Write this list.
     Set(AllowedHosts),
-    /// The export cannot be fenced as asked; nothing is written.
+    /// Nothing is written, for this reason (a warning: the export is not fenced as asked).
+    Leave(String),
+    /// The publish must fail: the node could never connect, or the list is not ours to edit.
     Refuse(String),
 }
 
-/// The plan for `volume`'s export when `holders` (after the change being made) hold it and
-/// the device shows `current`. `publishing` is the node being given the volume, if any: it
-/// must bring a host NQN, since without one it could never connect once the list is set.
-pub fn plan_export_hosts(
+fn no_host() -> Nqn {
+    Nqn::try_from(NO_HOST).expect("a valid NQN")
+}
+
+fn host_of(node: &NodeRef) -> Result<Nqn, String> {
+    let host = node.host_nqn.as_deref().ok_or_else(|| {
+        format!(
+            "node {node} does not report its NVMe host NQN in its node id (an older node \
+             plugin?), so the export cannot admit it with --export-acl"
+        )
+    })?;
+    Nqn::try_from(host).map_err(|error| format!("node {node} reports a bad host NQN: {error}"))
+}
+
+/// The list after `node` is given the volume; `others_hold` says whether other nodes hold it.
+pub fn plan_publish(
     volume: &str,
     current: &AllowedHosts,
-    holders: &[NodeRef],
-    publishing: Option<&NodeRef>,
+    node: &NodeRef,
+    others_hold: bool,
 ) -> ExportHostsPlan {
-    if let AllowedHosts::Unrecognized(value) = current {
-        return ExportHostsPlan::Refuse(format!(
+    let host = match host_of(node) {
+        Ok(host) => host,
+        Err(why) => return ExportHostsPlan::Refuse(why),
+    };
+    match current {
+        AllowedHosts::Unrecognized(value) => ExportHostsPlan::Refuse(format!(
             "the export of volume {volume} admits {value:?}, which is not a list of host NQNs \
              (set outside the driver?); it is left alone: clear it or set it to host NQNs \
              separated by commas"
-        ));
-    }
-    if let Some(node) = publishing.filter(|n| n.host_nqn.is_none()) {
-        return ExportHostsPlan::Refuse(format!(
-            "node {node} does not report its NVMe host NQN in its node id (an older node \
-             plugin?), so volume {volume}'s export cannot admit it with --export-acl"
-        ));
-    }
-    let mut hosts = Vec::with_capacity(holders.len());
-    for node in holders {
-        match node.host_nqn.as_deref().map(Nqn::try_from) {
-            Some(Ok(host)) => hosts.push(host),
-            Some(Err(error)) => {
-                return ExportHostsPlan::Refuse(format!(
-                    "node {node} reports a host NQN that is not valid: {error}"
-                ));
-            }
-            // A holder from before it reported one: restricting would lock it out.
-            None => {
-                return if *current == AllowedHosts::Any {
-                    ExportHostsPlan::Keep
-                } else {
-                    ExportHostsPlan::Set(AllowedHosts::Any)
-                };
-            }
+        )),
+        AllowedHosts::Any if others_hold => ExportHostsPlan::Leave(format!(
+            "the export of volume {volume} admits any host and other nodes hold the volume \
+             (published before --export-acl); it stays open until they let go"
+        )),
+        AllowedHosts::Any => ExportHostsPlan::Set(AllowedHosts::Only(vec![host])),
+        AllowedHosts::Only(hosts) if hosts.contains(&host) => ExportHostsPlan::Keep,
+        AllowedHosts::Only(hosts) => {
+            let kept = hosts.iter().filter(|h| h.as_str() != NO_HOST).cloned();
+            ExportHostsPlan::Set(
+                AllowedHosts::only(kept.chain([host])).expect("at least the new host"),
+            )
         }
-    }
-    if hosts.is_empty() {
-        hosts.push(Nqn::try_from(NO_HOST).expect("a valid NQN"));
-    }
-    let wanted = AllowedHosts::only(hosts).expect("never empty");
-    if same_hosts(current, &wanted) {
-        ExportHostsPlan::Keep
-    } else {
-        ExportHostsPlan::Set(wanted)
     }
 }
 
-/// The same hosts, in any order.
-fn same_hosts(a: &AllowedHosts, b: &AllowedHosts) -> bool {
-    match (a, b) {
-        (AllowedHosts::Only(x), AllowedHosts::Only(y)) => {
-            x.len() == y.len() && x.iter().all(|h| y.contains(h))
+/// The list after `leaving` let go of the volume (every node when `None`), with `remaining`
+/// nodes still holding it. An unpublish never fails on the list: Kubernetes must be able to
+/// detach whatever the device shows.
+pub fn plan_unpublish(
+    volume: &str,
+    current: &AllowedHosts,
+    leaving: Option<&NodeRef>,
+    remaining: usize,
+) -> ExportHostsPlan {
+    let closed = AllowedHosts::Only(vec![no_host()]);
+    let wanted = match (current, leaving) {
+        (AllowedHosts::Unrecognized(value), _) => {
+            return ExportHostsPlan::Leave(format!(
+                "the export of volume {volume} admits {value:?}, which is not a list of host \
+                 NQNs; left alone"
+            ));
         }
-        _ => a == b,
+        (_, None) => closed,
+        _ if remaining == 0 => closed,
+        (AllowedHosts::Any, _) => return ExportHostsPlan::Keep,
+        (AllowedHosts::Only(hosts), Some(node)) => {
+            let gone = node.host_nqn.as_deref();
+            let kept: Vec<Nqn> = hosts
+                .iter()
+                .filter(|h| Some(h.as_str()) != gone)
+                .cloned()
+                .collect();
+            AllowedHosts::only(kept).unwrap_or(closed)
+        }
+    };
+    if *current == wanted {
+        ExportHostsPlan::Keep
+    } else {
+        ExportHostsPlan::Set(wanted)
     }
 }
 
@@ -107,68 +131,65 @@ mod tests {
     }
 
     #[test]
-    fn an_open_export_is_closed_to_all_but_the_node_it_is_published_to() {
+    fn an_open_or_closed_export_admits_just_the_node_it_is_published_to() {
         let a = node("a", Some(A));
-        let plan = plan_export_hosts("v", &AllowedHosts::Any, std::slice::from_ref(&a), Some(&a));
-        assert_eq!(plan, ExportHostsPlan::Set(only(&[A])));
+        let set = ExportHostsPlan::Set(only(&[A]));
+        assert_eq!(plan_publish("v", &AllowedHosts::Any, &a, false), set);
+        assert_eq!(plan_publish("v", &only(&[NO_HOST]), &a, false), set);
+        assert_eq!(
+            plan_publish("v", &only(&[A]), &a, false),
+            ExportHostsPlan::Keep
+        );
     }
 
     #[test]
-    fn a_migration_admits_both_nodes_and_its_end_only_the_one_left() {
+    fn a_migration_admits_both_and_its_end_only_the_one_left() {
         let (a, b) = (node("a", Some(A)), node("b", Some(B)));
-        let both = plan_export_hosts("v", &only(&[A]), &[a.clone(), b.clone()], Some(&b));
+        let both = plan_publish("v", &only(&[A]), &b, true);
         assert_eq!(both, ExportHostsPlan::Set(only(&[A, B])));
-        let done = plan_export_hosts("v", &only(&[A, B]), std::slice::from_ref(&b), None);
+        let done = plan_unpublish("v", &only(&[A, B]), Some(&a), 1);
         assert_eq!(done, ExportHostsPlan::Set(only(&[B])));
-        // The same hosts in another order need no write.
-        let again = plan_export_hosts("v", &only(&[B, A]), &[a, b], None);
-        assert_eq!(again, ExportHostsPlan::Keep);
     }
 
     #[test]
     fn the_last_unpublish_admits_no_one_never_everyone() {
-        let plan = plan_export_hosts("v", &only(&[A]), &[], None);
-        assert_eq!(plan, ExportHostsPlan::Set(only(&[NO_HOST])));
-        let again = plan_export_hosts("v", &only(&[NO_HOST]), &[], None);
-        assert_eq!(again, ExportHostsPlan::Keep);
+        let a = node("a", Some(A));
+        let closed = ExportHostsPlan::Set(only(&[NO_HOST]));
+        assert_eq!(plan_unpublish("v", &only(&[A]), Some(&a), 0), closed);
+        // Every node at once (no node id), or an export that was open: closed too.
+        assert_eq!(plan_unpublish("v", &only(&[A]), None, 0), closed);
+        assert_eq!(plan_unpublish("v", &AllowedHosts::Any, Some(&a), 0), closed);
+        assert_eq!(
+            plan_unpublish("v", &only(&[NO_HOST]), Some(&a), 0),
+            ExportHostsPlan::Keep
+        );
     }
 
     #[test]
-    fn a_node_without_a_host_nqn_is_refused_and_an_old_holder_keeps_the_export_open() {
+    fn a_node_without_a_host_nqn_is_refused_and_an_open_export_others_use_stays_open() {
         let plain = node("old", None);
-        let refused = plan_export_hosts(
-            "v",
-            &AllowedHosts::Any,
-            std::slice::from_ref(&plain),
-            Some(&plain),
-        );
+        let refused = plan_publish("v", &AllowedHosts::Any, &plain, false);
         assert!(matches!(refused, ExportHostsPlan::Refuse(m) if m.contains("node old")));
-        // A holder attached before it reported its host: restricting would cut it off.
+        let bad = node("bad", Some("not-an-nqn"));
+        let refused = plan_publish("v", &AllowedHosts::Any, &bad, false);
+        assert!(matches!(refused, ExportHostsPlan::Refuse(m) if m.contains("node bad")));
         let b = node("b", Some(B));
-        let open = plan_export_hosts(
-            "v",
-            &AllowedHosts::Any,
-            &[plain.clone(), b.clone()],
-            Some(&b),
+        let open = plan_publish("v", &AllowedHosts::Any, &b, true);
+        assert!(matches!(open, ExportHostsPlan::Leave(m) if m.contains("stays open")));
+        // An open export with holders left: still open after one leaves.
+        assert_eq!(
+            plan_unpublish("v", &AllowedHosts::Any, Some(&b), 1),
+            ExportHostsPlan::Keep
         );
-        assert_eq!(open, ExportHostsPlan::Keep);
-        let reopened = plan_export_hosts("v", &only(&[B]), &[plain, b.clone()], Some(&b));
-        assert_eq!(reopened, ExportHostsPlan::Set(AllowedHosts::Any));
     }
 
     #[test]
-    fn a_value_set_outside_the_driver_or_a_bad_host_is_never_overwritten() {
+    fn a_value_set_outside_the_driver_is_never_overwritten() {
         let a = node("a", Some(A));
         let odd = AllowedHosts::Unrecognized("worker-1".into());
-        let plan = plan_export_hosts("v", &odd, std::slice::from_ref(&a), Some(&a));
+        let plan = plan_publish("v", &odd, &a, false);
         assert!(matches!(plan, ExportHostsPlan::Refuse(m) if m.contains("\"worker-1\"")));
-        let bad = node("bad", Some("not-an-nqn"));
-        let plan = plan_export_hosts(
-            "v",
-            &AllowedHosts::Any,
-            std::slice::from_ref(&bad),
-            Some(&bad),
-        );
-        assert!(matches!(plan, ExportHostsPlan::Refuse(m) if m.contains("node bad")));
+        let plan = plan_unpublish("v", &odd, Some(&a), 0);
+        assert!(matches!(plan, ExportHostsPlan::Leave(m) if m.contains("\"worker-1\"")));
     }
 }

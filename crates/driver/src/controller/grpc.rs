@@ -226,7 +226,7 @@ impl Controller for CsiController {
         traced(span, Verbosity::Change, async {
             let id = existing_volume_id(&req.volume_id)?;
             // Attachments are by node name: a node id also carries the host NQN (node_id.rs).
-            let node = NodeRef::parse(required(&req.node_id, "node_id")?).name;
+            let node = NodeRef::parse(required(&req.node_id, "node_id")?);
             let capability = req
                 .volume_capability
                 .as_ref()
@@ -278,9 +278,11 @@ impl Controller for CsiController {
             };
             let node = Some(req.node_id)
                 .filter(|n| !n.is_empty())
-                .map(|id| NodeRef::parse(&id).name);
+                .map(|id| NodeRef::parse(&id));
             self.exclusive(&id.clone(), move |service| async move {
-                service.unpublish_volume(&id, node.as_deref(), SystemTime::now())
+                service
+                    .unpublish_volume(&id, node.as_ref(), SystemTime::now())
+                    .await
             })
             .await?;
             Ok(ControllerUnpublishVolumeResponse {})

@@ -67,6 +67,11 @@ impl ControllerService {
         self.attachments.as_ref()
     }
 
+    /// The RouterOS client, for the controller's other modules (fencing).
+    pub(crate) fn rds(&self) -> &routeros::Client {
+        &self.rds
+    }
+
     pub fn config(&self) -> &ControllerConfig {
         &self.config
     }

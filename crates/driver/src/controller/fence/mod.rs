@@ -18,10 +18,13 @@ pub use rules::{
 pub use state::{AttachmentState, MemoryAttachments, StateError};
 pub use watched::WatchedAttachments;
 
+use super::export_acl::{ExportHostsPlan, plan_publish, plan_unpublish};
 use super::rules::VolumeId;
 use super::service::ControllerService;
 use crate::capabilities::Supported;
+use crate::error::DriverError;
 use crate::error::Result;
+use crate::node_id::NodeRef;
 
 impl ControllerService {
     /// ControllerPublishVolume for a validated request, under the volume's lock: the volume
@@ -29,14 +32,17 @@ impl ControllerService {
     pub async fn publish_volume(
         &self,
         id: &VolumeId,
-        node: &str,
+        node_ref: &NodeRef,
         access: Supported,
         window: MigrationWindow,
         now: SystemTime,
     ) -> Result<PublishDecision> {
+        let node = node_ref.name.as_str();
         self.volume(id).await?;
         let attachments = self.attachments();
-        let holders = attachments.holders(id.as_str())?;
+        let mut holders = attachments.holders(id.as_str())?;
+        // The window this publish's volume context gives (a watched state may not know it).
+        holders.window = window;
         let decision = match rules::decide_publish(id.as_str(), &holders, node, access, now) {
             Ok(decision) => decision,
             Err(refusal) => {
@@ -56,6 +62,10 @@ impl ControllerService {
                 "live migration started"
             ),
         }
+        if self.config().export_acl {
+            let others_hold = holders.holders.iter().any(|h| h.node != node);
+            self.admit(id, node_ref, others_hold).await?;
+        }
         if decision.records() {
             let holder = Holder {
                 node: node.to_owned(),
@@ -70,15 +80,21 @@ impl ControllerService {
     /// ControllerUnpublishVolume under the volume's lock: `node` stops holding the volume
     /// (every holder when `None`). Needs no device: a volume the RDS no longer has is simply
     /// no longer held, as the spec asks.
-    pub fn unpublish_volume(
+    pub async fn unpublish_volume(
         &self,
         id: &VolumeId,
-        node: Option<&str>,
+        node_ref: Option<&NodeRef>,
         now: SystemTime,
     ) -> Result<UnpublishDecision> {
+        let node = node_ref.map(|n| n.name.as_str());
         let attachments = self.attachments();
         let holders = attachments.holders(id.as_str())?;
         let decision = rules::decide_unpublish(&holders.holders, node);
+        // The export goes first: once the node is off its list, it can be let go.
+        if self.config().export_acl {
+            let remaining = holders.holders.len() - decision.leaving().len();
+            self.release_export(id, node_ref, remaining).await?;
+        }
         if let Some(late) = rules::overdue(&holders, now)
             && decision != UnpublishDecision::NotHeld
         {
@@ -117,6 +133,54 @@ impl ControllerService {
             .into_iter()
             .filter_map(|(id, holders)| rules::overdue(&holders, now).map(|late| (id, late)))
             .collect())
+    }
+}
+
+impl ControllerService {
+    /// `--export-acl`: puts `node`'s host NQN on the volume's export list (read, planned,
+    /// written only on change, verified by read-back).
+    async fn admit(&self, id: &VolumeId, node: &NodeRef, others_hold: bool) -> Result<()> {
+        let current = self.rds().export_hosts(id.slot()).await?;
+        let plan = plan_publish(id.as_str(), &current, node, others_hold);
+        self.apply_export_plan(id, plan, true).await
+    }
+
+    /// `--export-acl`: takes `node`'s host NQN (every host, when `None`) off the volume's
+    /// export list. A volume the RDS no longer has needs nothing.
+    async fn release_export(
+        &self,
+        id: &VolumeId,
+        node: Option<&NodeRef>,
+        remaining: usize,
+    ) -> Result<()> {
+        let current = match self.rds().export_hosts(id.slot()).await {
+            Ok(current) => current,
+            Err(routeros::Error::NotFound(_)) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        let plan = plan_unpublish(id.as_str(), &current, node, remaining);
+        self.apply_export_plan(id, plan, false).await
+    }
+
+    async fn apply_export_plan(
+        &self,
+        id: &VolumeId,
+        plan: ExportHostsPlan,
+        publishing: bool,
+    ) -> Result<()> {
+        match plan {
+            ExportHostsPlan::Keep => Ok(()),
+            ExportHostsPlan::Set(hosts) => {
+                self.rds().set_export_hosts(id.slot(), &hosts).await?;
+                tracing::info!(hosts = %hosts, "export access set");
+                Ok(())
+            }
+            ExportHostsPlan::Leave(why) => {
+                tracing::warn!(%why, publishing, "export access not changed");
+                Ok(())
+            }
+            ExportHostsPlan::Refuse(why) => Err(DriverError::Precondition(why)),
+        }
     }
 }
 
