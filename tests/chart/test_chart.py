@@ -283,15 +283,21 @@ class Cases(unittest.TestCase):
     def test_metrics(self):
         on = load("minimal-monitoring")
         services = {d["metadata"]["name"]: d for d in on if d["kind"] == "Service"}
-        self.assertEqual(list(services), ["t-rds-csi-node-metrics"], "the controller serves no metrics yet")
+        self.assertEqual(sorted(services), ["t-rds-csi-controller-metrics", "t-rds-csi-node-metrics"])
+        self.assertEqual(services["t-rds-csi-controller-metrics"]["spec"]["ports"][0]["port"], 9809)
         self.assertEqual(services["t-rds-csi-node-metrics"]["spec"]["ports"][0]["port"], 9810)
-        self.assertEqual([d["metadata"]["name"] for d in on if d["kind"] == "ServiceMonitor"], ["t-rds-csi-node"])
+        self.assertEqual(sorted(d["metadata"]["name"] for d in on if d["kind"] == "ServiceMonitor"),
+                         ["t-rds-csi-controller", "t-rds-csi-node"])
+        controller = container(one(on, "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi")
+        self.assertEqual(args_of(controller)["--metrics-address"], ":9809")
         # Without the CRD, no ServiceMonitor (it would fail the install).
         self.assertFalse([d for d in load("minimal") if d["kind"] == "ServiceMonitor"])
         off = load("metrics-off")
         self.assertFalse([d for d in off if d["kind"] in ("Service", "ServiceMonitor", "PodDisruptionBudget")])
         node = container(one(off, "DaemonSet", "-node")["spec"]["template"]["spec"], "rds-csi")
         self.assertEqual(args_of(node)["--metrics-address"], "")
+        controller = container(one(off, "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi")
+        self.assertEqual(args_of(controller)["--metrics-address"], "")
         self.assertNotIn("metrics", [p["name"] for p in node["ports"]])
         self.assertNotIn("initContainers", one(off, "DaemonSet", "-node")["spec"]["template"]["spec"])
 

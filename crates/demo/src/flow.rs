@@ -200,6 +200,8 @@ async fn start(rep: &mut Reporter, s: &mut Session) -> Result<(), StepFailure> {
             // No Kubernetes in the demo: who holds which volume is kept in memory.
             &"--attachment-state",
             &"memory",
+            &"--metrics-address",
+            &"",
         ]);
         let child = procs::spawn(
             CONTROLLER,

@@ -126,7 +126,7 @@ impl Identity for CsiIdentity {
         _request: Request<ProbeRequest>,
     ) -> Result<Response<ProbeResponse>, Status> {
         let span = tracing::debug_span!("csi", rpc = "Probe");
-        traced(span, Verbosity::Query, async {
+        traced("Probe", span, Verbosity::Query, async {
             let ready = self.readiness.ready().await?;
             Ok(ProbeResponse { ready: Some(ready) })
         })

@@ -13,7 +13,8 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+pub use prometheus_client::registry::Registry;
 
 /// How a re-stage onto a replaced namespace ended.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -117,6 +118,110 @@ impl NodeMetrics {
 
     pub fn orphan_disconnected(&self) {
         self.orphans_disconnected.inc();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: &'static str,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+/// Per-RPC counts by result code and latencies, of the plugin's CSI services.
+#[derive(Debug)]
+pub struct RpcMetrics {
+    calls: Family<RpcLabels, Counter>,
+    duration: Family<MethodLabels, Histogram>,
+}
+
+impl RpcMetrics {
+    pub fn observe(&self, method: &'static str, code: tonic::Code, elapsed: std::time::Duration) {
+        // grpc-go's spelling of the codes (`OK`, `NotFound`, ...), as dashboards expect.
+        let code = match code {
+            tonic::Code::Ok => "OK".to_owned(),
+            other => format!("{other:?}"),
+        };
+        self.calls.get_or_create(&RpcLabels { method, code }).inc();
+        self.duration
+            .get_or_create(&MethodLabels { method })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+static RPC: std::sync::OnceLock<RpcMetrics> = std::sync::OnceLock::new();
+
+/// The RPC metrics, once [`register_rpc`] ran in this process.
+pub fn rpc() -> Option<&'static RpcMetrics> {
+    RPC.get()
+}
+
+/// Registers the RPC metrics in `registry` (`prefix` names the component, `controller`);
+/// [`crate::traced::traced`] feeds them from then on. Once per process: a second call adds
+/// nothing and returns false.
+pub fn register_rpc(registry: &mut Registry, prefix: &str) -> bool {
+    let metrics = RpcMetrics {
+        calls: Family::default(),
+        // From 1 ms to about 30 s: a cached query to a slow create on a loaded device.
+        duration: Family::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        }),
+    };
+    let (calls, duration) = (metrics.calls.clone(), metrics.duration.clone());
+    if RPC.set(metrics).is_err() {
+        return false;
+    }
+    registry.register(
+        format!("rds_csi_{prefix}_rpc"),
+        "CSI calls answered, by method and gRPC code",
+        calls,
+    );
+    registry.register(
+        format!("rds_csi_{prefix}_rpc_duration_seconds"),
+        "Time to answer a CSI call, by method",
+        duration,
+    );
+    true
+}
+
+/// The controller's fencing figures, set by its background loop.
+#[derive(Debug, Clone, Default)]
+pub struct FencingMetrics {
+    held_volumes: Gauge,
+    migrations: Gauge,
+    overdue: Gauge,
+}
+
+impl FencingMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "rds_csi_controller_published_volumes",
+            "Volumes published to at least one node",
+            metrics.held_volumes.clone(),
+        );
+        registry.register(
+            "rds_csi_controller_migrations",
+            "Volumes published to two nodes (live migrations in progress)",
+            metrics.migrations.clone(),
+        );
+        registry.register(
+            "rds_csi_controller_migrations_overdue",
+            "Live migrations past their window (new targets refused until one side detaches)",
+            metrics.overdue.clone(),
+        );
+        metrics
+    }
+
+    pub fn set(&self, held_volumes: usize, migrations: usize, overdue: usize) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.held_volumes.set(gauge(held_volumes));
+        self.migrations.set(gauge(migrations));
+        self.overdue.set(gauge(overdue));
     }
 }
 

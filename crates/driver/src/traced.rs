@@ -17,17 +17,24 @@ pub enum Verbosity {
     Query,
 }
 
-/// Runs `call` in `span`, logs how it ended and how long it took, and turns its error into
+/// Runs `call` (the RPC `method`) in `span`, logs how it ended and how long it took, counts
+/// it in the RPC metrics (when registered, [`crate::metrics::rpc`]), and turns its error into
 /// the gRPC status (the conversion itself lives in [`crate::status`]).
 pub async fn traced<T>(
+    method: &'static str,
     span: Span,
     verbosity: Verbosity,
     call: impl Future<Output = Result<T, DriverError>>,
 ) -> Result<Response<T>, Status> {
     async move {
         let started = Instant::now();
-        let outcome = call.await;
-        let elapsed_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+        let outcome = call.await.map_err(Status::from);
+        let elapsed = started.elapsed();
+        let elapsed_ms = (elapsed.as_secs_f64() * 10_000.0).round() / 10.0;
+        let code = outcome.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        if let Some(metrics) = crate::metrics::rpc() {
+            metrics.observe(method, code, elapsed);
+        }
         match outcome {
             Ok(reply) => {
                 match verbosity {
@@ -36,8 +43,7 @@ pub async fn traced<T>(
                 }
                 Ok(Response::new(reply))
             }
-            Err(error) => {
-                let status = Status::from(error);
+            Err(status) => {
                 let (code, message) = (status.code(), status.message());
                 if is_answer_to_the_caller(code) {
                     tracing::info!(elapsed_ms, ?code, message, "refused");

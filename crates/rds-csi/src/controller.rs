@@ -188,6 +188,12 @@ pub struct ControllerArgs {
     #[arg(long, env = "RDS_CSI_EXPORT_ACL", value_parser = BoolishValueParser::new(), default_value_t = false)]
     pub export_acl: bool,
 
+    /// Where to serve Prometheus metrics (`/metrics`): ADDRESS:PORT, :PORT for every address,
+    /// or empty to serve none.
+    #[arg(long, env = "RDS_CSI_METRICS_ADDRESS", default_value = ":9809",
+        value_parser = driver::metrics::parse_metrics_address)]
+    pub metrics_address: driver::metrics::MetricsAddress,
+
     /// Namespace of the controller's leader-election Lease (kubernetes attachment state);
     /// the Kubernetes client's default namespace when not given.
     #[arg(long, env = "POD_NAMESPACE")]
@@ -539,10 +545,24 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         }
     });
     let service = Arc::new(ControllerService::new(rds, config).with_attachments(attachments.state));
-    let overdue = tokio::spawn(fence::warn_overdue(
+    let mut registry = driver::metrics::Registry::default();
+    driver::metrics::register_rpc(&mut registry, "controller");
+    let fencing = driver::metrics::FencingMetrics::register(&mut registry);
+    let metrics = match args.metrics_address.0 {
+        Some(address) => {
+            let (bound, task) = driver::metrics::serve(address, Arc::new(registry))
+                .await
+                .with_context(|| format!("serving metrics on {address}"))?;
+            tracing::info!(address = %bound, "serving metrics at /metrics");
+            Some(task)
+        }
+        None => None,
+    };
+    let overdue = tokio::spawn(fence::watch_attachments(
         service.clone(),
         OVERDUE_CHECK,
         attachments.leading,
+        fencing,
     ));
     let listener = server::bind(&args.endpoint).await?;
     tracing::info!(endpoint = %listener.endpoint()?, "serving CSI Identity and Controller");
@@ -555,6 +575,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     // Device changes whose callers gave up still run; let them finish, within a bound.
     service.locks().drain(SHUTDOWN_GRACE).await;
     overdue.abort();
+    if let Some(task) = metrics {
+        task.abort();
+    }
     if let Some(link) = attachments.cluster {
         link.close().await;
     }

@@ -1,6 +1,8 @@
 //! `rds-csi controller` as an operator runs it: configured by flags and environment, against
 //! the simulator over SSH, serving CSI on a Unix socket, and stopping cleanly on SIGTERM.
 
+mod scrape;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -44,6 +46,7 @@ async fn controller_serves_csi_and_stops_on_sigterm() {
         )
         .env("RDS_CSI_NVME_ADDRESS", "192.0.2.44")
         .env("RDS_CSI_ATTACHMENT_STATE", "memory")
+        .env("RDS_CSI_METRICS_ADDRESS", "127.0.0.1:0")
         .env("RDS_CSI_LOG", "info")
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -112,6 +115,17 @@ async fn controller_serves_csi_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(sim.snapshot().file_disks().count(), 0);
     assert_eq!(sim.snapshot().plain_files().count(), 0);
+
+    // The calls are counted by method and code, with their latencies.
+    let scraped = scrape::scrape(scrape::metrics_address(log.lines())).await;
+    for line in [
+        "rds_csi_controller_rpc_total{method=\"CreateVolume\",code=\"OK\"} 1",
+        "rds_csi_controller_rpc_total{method=\"DeleteVolume\",code=\"OK\"} 1",
+        "rds_csi_controller_rpc_duration_seconds_count{method=\"Probe\"} 1",
+        "rds_csi_controller_migrations_overdue 0",
+    ] {
+        assert!(scraped.lines().any(|l| l == line), "{line} in {scraped}");
+    }
 
     let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();

@@ -1,6 +1,9 @@
 //! `rds-csi node` as a process: it serves Identity and Node on its socket, says in its log
 //! that the loop fabric is for tests only, and stops cleanly on SIGTERM.
 
+mod scrape;
+
+use scrape::{metrics_address, scrape};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -50,14 +53,7 @@ async fn serves_the_node_plugin_on_its_socket_until_sigterm() {
         "{log:#?}"
     );
     // The metrics port it bound, from its log line, answers a scrape.
-    let address: std::net::SocketAddr = log
-        .iter()
-        .find(|l| l.contains("serving metrics at /metrics"))
-        .and_then(|l| l.split("address=").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no metrics line in {log:#?}"))
-        .parse()
-        .unwrap();
+    let address = metrics_address(log.iter().map(String::as_str));
     let scraped = scrape(address).await;
     for line in [
         "rds_csi_node_restages_total{result=\"failed\"} 0",
@@ -171,19 +167,6 @@ async fn pod_deletion_reaches_the_api_its_kubeconfig_names() {
         "{log:#?}"
     );
     child.kill().await.unwrap();
-}
-
-/// GET /metrics over plain HTTP/1.0, as a scraper asks; the whole response.
-async fn scrape(address: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
 }
 
 /// The plugin's log up to the line saying its socket is served (which it must say in 30 s);

@@ -142,7 +142,7 @@ impl Controller for CsiController {
         let req = request.into_inner();
         let volume_id = naming::volume_id_for_name(&req.name);
         let span = tracing::info_span!("csi", rpc = "CreateVolume", volume_id, name = ?req.name);
-        traced(span, Verbosity::Change, async {
+        traced("CreateVolume", span, Verbosity::Change, async {
             capabilities::check_all(&req.volume_capabilities)?;
             if req.volume_content_source.is_some() {
                 return Err(DriverError::NotSupported(
@@ -190,7 +190,7 @@ impl Controller for CsiController {
     ) -> std::result::Result<Response<DeleteVolumeResponse>, Status> {
         let req = request.into_inner();
         let span = tracing::info_span!("csi", rpc = "DeleteVolume", volume_id = req.volume_id);
-        traced(span, Verbosity::Change, async {
+        traced("DeleteVolume", span, Verbosity::Change, async {
             let Some(id) = VolumeId::parse(required(&req.volume_id, "volume_id")?) else {
                 tracing::info!("not an id this driver issues; nothing to delete");
                 return Ok(DeleteVolumeResponse {});
@@ -223,7 +223,7 @@ impl Controller for CsiController {
             volume_id = req.volume_id,
             node_id = req.node_id
         );
-        traced(span, Verbosity::Change, async {
+        traced("ControllerPublishVolume", span, Verbosity::Change, async {
             let id = existing_volume_id(&req.volume_id)?;
             // Attachments are by node name: a node id also carries the host NQN (node_id.rs).
             let node = NodeRef::parse(required(&req.node_id, "node_id")?);
@@ -271,22 +271,27 @@ impl Controller for CsiController {
             volume_id = req.volume_id,
             node_id = req.node_id
         );
-        traced(span, Verbosity::Change, async {
-            let Some(id) = VolumeId::parse(required(&req.volume_id, "volume_id")?) else {
-                tracing::info!("not an id this driver issues; nothing to unpublish");
-                return Ok(ControllerUnpublishVolumeResponse {});
-            };
-            let node = Some(req.node_id)
-                .filter(|n| !n.is_empty())
-                .map(|id| NodeRef::parse(&id));
-            self.exclusive(&id.clone(), move |service| async move {
-                service
-                    .unpublish_volume(&id, node.as_ref(), SystemTime::now())
-                    .await
-            })
-            .await?;
-            Ok(ControllerUnpublishVolumeResponse {})
-        })
+        traced(
+            "ControllerUnpublishVolume",
+            span,
+            Verbosity::Change,
+            async {
+                let Some(id) = VolumeId::parse(required(&req.volume_id, "volume_id")?) else {
+                    tracing::info!("not an id this driver issues; nothing to unpublish");
+                    return Ok(ControllerUnpublishVolumeResponse {});
+                };
+                let node = Some(req.node_id)
+                    .filter(|n| !n.is_empty())
+                    .map(|id| NodeRef::parse(&id));
+                self.exclusive(&id.clone(), move |service| async move {
+                    service
+                        .unpublish_volume(&id, node.as_ref(), SystemTime::now())
+                        .await
+                })
+                .await?;
+                Ok(ControllerUnpublishVolumeResponse {})
+            },
+        )
         .await
     }
 
@@ -304,49 +309,54 @@ impl Controller for CsiController {
             rpc = "ValidateVolumeCapabilities",
             volume_id = req.volume_id
         );
-        traced(span, Verbosity::Query, async {
-            let id = existing_volume_id(&req.volume_id)?;
-            if req.volume_capabilities.is_empty() {
-                return Err(DriverError::MissingField("volume_capabilities"));
-            }
-            let disk = self.service.volume(&id).await?;
-            let verdict = capabilities::check_all(&req.volume_capabilities)
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    VolumeParams::parse(&req.parameters)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+        traced(
+            "ValidateVolumeCapabilities",
+            span,
+            Verbosity::Query,
+            async {
+                let id = existing_volume_id(&req.volume_id)?;
+                if req.volume_capabilities.is_empty() {
+                    return Err(DriverError::MissingField("volume_capabilities"));
+                }
+                let disk = self.service.volume(&id).await?;
+                let verdict = capabilities::check_all(&req.volume_capabilities)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        VolumeParams::parse(&req.parameters)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                    .and_then(|()| match req.volume_context.get(params::NQN) {
+                        Some(nqn) if *nqn != disk.nqn => Err(format!(
+                            "volume_context names NQN {nqn}, the volume is exported as {}",
+                            disk.nqn
+                        )),
+                        _ => Ok(()),
+                    })
+                    .and_then(|()| {
+                        if req.mutable_parameters.is_empty() {
+                            Ok(())
+                        } else {
+                            Err("mutable_parameters are not supported".to_owned())
+                        }
+                    });
+                Ok(match verdict {
+                    Ok(()) => ValidateVolumeCapabilitiesResponse {
+                        confirmed: Some(validate_volume_capabilities_response::Confirmed {
+                            volume_context: req.volume_context,
+                            volume_capabilities: req.volume_capabilities,
+                            parameters: req.parameters,
+                            mutable_parameters: Default::default(),
+                        }),
+                        message: String::new(),
+                    },
+                    Err(message) => ValidateVolumeCapabilitiesResponse {
+                        confirmed: None,
+                        message,
+                    },
                 })
-                .and_then(|()| match req.volume_context.get(params::NQN) {
-                    Some(nqn) if *nqn != disk.nqn => Err(format!(
-                        "volume_context names NQN {nqn}, the volume is exported as {}",
-                        disk.nqn
-                    )),
-                    _ => Ok(()),
-                })
-                .and_then(|()| {
-                    if req.mutable_parameters.is_empty() {
-                        Ok(())
-                    } else {
-                        Err("mutable_parameters are not supported".to_owned())
-                    }
-                });
-            Ok(match verdict {
-                Ok(()) => ValidateVolumeCapabilitiesResponse {
-                    confirmed: Some(validate_volume_capabilities_response::Confirmed {
-                        volume_context: req.volume_context,
-                        volume_capabilities: req.volume_capabilities,
-                        parameters: req.parameters,
-                        mutable_parameters: Default::default(),
-                    }),
-                    message: String::new(),
-                },
-                Err(message) => ValidateVolumeCapabilitiesResponse {
-                    confirmed: None,
-                    message,
-                },
-            })
-        })
+            },
+        )
         .await
     }
 
@@ -359,7 +369,7 @@ impl Controller for CsiController {
     ) -> std::result::Result<Response<ListVolumesResponse>, Status> {
         let req = request.into_inner();
         let span = tracing::info_span!("csi", rpc = "ListVolumes", token = req.starting_token);
-        traced(span, Verbosity::Query, async {
+        traced("ListVolumes", span, Verbosity::Query, async {
             let max_entries =
                 usize::try_from(req.max_entries).map_err(|_| DriverError::InvalidField {
                     field: "max_entries",
@@ -397,7 +407,7 @@ impl Controller for CsiController {
     ) -> std::result::Result<Response<GetCapacityResponse>, Status> {
         let req = request.into_inner();
         let span = tracing::info_span!("csi", rpc = "GetCapacity");
-        traced(span, Verbosity::Query, async {
+        traced("GetCapacity", span, Verbosity::Query, async {
             let config = self.service.config();
             volume_path(config, &VolumeParams::parse(&req.parameters)?)?;
             let sizes = config.sizes;
@@ -459,7 +469,7 @@ impl Controller for CsiController {
             rpc = "ControllerExpandVolume",
             volume_id = req.volume_id
         );
-        traced(span, Verbosity::Change, async {
+        traced("ControllerExpandVolume", span, Verbosity::Change, async {
             let id = existing_volume_id(&req.volume_id)?;
             let range = req
                 .capacity_range
@@ -497,7 +507,7 @@ impl Controller for CsiController {
             rpc = "ControllerGetVolume",
             volume_id = req.volume_id
         );
-        traced(span, Verbosity::Query, async {
+        traced("ControllerGetVolume", span, Verbosity::Query, async {
             let id = existing_volume_id(&req.volume_id)?;
             let disk = self.service.volume(&id).await?;
             Ok(ControllerGetVolumeResponse {

@@ -184,13 +184,14 @@ impl ControllerService {
     }
 }
 
-/// Logs a warning for every overdue migration, every `every`, while `leading` (one replica
-/// says it, not each), until the task is dropped: an overdue migration waits for a person (or
-/// KubeVirt) to detach one side, so it keeps being said.
-pub async fn warn_overdue(
+/// Every `every`, while `leading` (one replica says it, not each): logs a warning for every
+/// overdue migration — it waits for a person (or KubeVirt) to detach one side, so it keeps
+/// being said — and sets the fencing gauges. Runs until the task is dropped.
+pub async fn watch_attachments(
     service: Arc<ControllerService>,
     every: Duration,
     leading: tokio::sync::watch::Receiver<bool>,
+    metrics: crate::metrics::FencingMetrics,
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -199,21 +200,30 @@ pub async fn warn_overdue(
         if !*leading.borrow() {
             continue;
         }
-        match service.overdue_migrations(SystemTime::now()) {
-            Ok(late) => {
-                for (volume_id, late) in late {
-                    tracing::warn!(
-                        volume_id,
-                        source = late.source,
-                        target = late.target,
-                        age_s = late.age.as_secs(),
-                        window_s = late.window.as_secs(),
-                        "live migration overdue: new targets are refused until the source or \
-                         the target unpublishes; the driver detaches neither by itself"
-                    );
-                }
+        let now = SystemTime::now();
+        let all = match service.attachments().all() {
+            Ok(all) => all,
+            Err(error) => {
+                tracing::warn!(%error, "cannot check the attachments");
+                continue;
             }
-            Err(error) => tracing::warn!(%error, "cannot check for overdue migrations"),
+        };
+        let migrations = all.iter().filter(|(_, h)| h.holders.len() > 1).count();
+        let mut overdue = 0;
+        for (volume_id, holders) in &all {
+            if let Some(late) = rules::overdue(holders, now) {
+                overdue += 1;
+                tracing::warn!(
+                    volume_id,
+                    source = late.source,
+                    target = late.target,
+                    age_s = late.age.as_secs(),
+                    window_s = late.window.as_secs(),
+                    "live migration overdue: new targets are refused until the source or \
+                     the target unpublishes; the driver detaches neither by itself"
+                );
+            }
         }
+        metrics.set(all.len(), migrations, overdue);
     }
 }
