@@ -11,7 +11,7 @@ use kube::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::backoff::RetryBackoff;
 use super::facts::{Watched, update_of};
@@ -60,7 +60,12 @@ impl AttachmentIndex {
         let attachments = Api::<VolumeAttachment>::all(client.clone());
         let volumes = Api::<PersistentVolume>::all(client);
         let task = tokio::spawn(async move {
-            tokio::join!(follow(attachments, writer.clone()), follow(volumes, writer),);
+            // One task per kind, so the two lists are parsed in parallel at start; the set
+            // aborts both when this task is aborted.
+            let mut kinds = JoinSet::new();
+            kinds.spawn(follow(attachments, writer.clone()));
+            kinds.spawn(follow(volumes, writer));
+            while kinds.join_next().await.is_some() {}
         });
         let index = AttachmentIndex {
             state,
@@ -143,11 +148,11 @@ impl Writer {
             tracing::debug!(volumes = ?changed, "attachment holders changed");
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
-        self.ready.send_if_modified(|r| {
-            let was = *r;
-            *r = ready;
-            was != ready
-        });
+        // Only ever false → true: the two kinds' tasks apply in parallel, and one that saw
+        // "not ready" must not undo the other's "ready" sent in between.
+        if ready {
+            self.ready.send_if_modified(|r| !std::mem::replace(r, true));
+        }
     }
 }
 
