@@ -2,7 +2,8 @@
 //! hold a volume (see `docs/fencing.md`).
 //!
 //! - [`rules`]: the decisions, pure, time passed in;
-//! - [`state`]: who holds what, behind a trait (in memory now, watched from Kubernetes later);
+//! - [`state`]: who holds what, behind a trait, kept in memory;
+//! - [`watched`]: the same read from the cluster's VolumeAttachments (the default);
 //! - here: the controller's publish and unpublish, reading the state, deciding, recording.
 
 pub mod rules;
@@ -22,8 +23,7 @@ use super::export_acl::{ExportHostsPlan, plan_publish, plan_unpublish};
 use super::rules::VolumeId;
 use super::service::ControllerService;
 use crate::capabilities::Supported;
-use crate::error::DriverError;
-use crate::error::Result;
+use crate::error::{DriverError, Result};
 use crate::node_id::NodeRef;
 
 impl ControllerService {
