@@ -544,7 +544,11 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             Err(error) => tracing::warn!(%error, "cannot reach the RDS yet"),
         }
     });
-    let service = Arc::new(ControllerService::new(rds, config).with_attachments(attachments.state));
+    let mut service = ControllerService::new(rds, config).with_attachments(attachments.state);
+    if let Some(link) = &attachments.cluster {
+        service = service.with_events(link.events.clone());
+    }
+    let service = Arc::new(service);
     let mut registry = driver::metrics::Registry::default();
     driver::metrics::register_rpc(&mut registry, "controller");
     let fencing = driver::metrics::FencingMetrics::register(&mut registry);

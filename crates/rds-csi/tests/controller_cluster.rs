@@ -16,6 +16,7 @@ use csi::v1::{
 };
 use driver::server::{self, Endpoint};
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube_fake::FakeApiServer;
 use rds_sim::{SimConfig, Simulator};
@@ -33,8 +34,10 @@ const HOST: &str = "nqn.2014-08.org.nvmexpress:uuid:6f1e2d3c-4b5a-4697-8877-6655
 fn pv(volume: &str) -> serde_json::Value {
     json!({
         "apiVersion": "v1", "kind": "PersistentVolume",
-        "metadata": {"name": format!("pv-{volume}")},
+        // Named like the volume, bound to a claim: as the external-provisioner makes them.
+        "metadata": {"name": volume},
         "spec": {"csi": {"driver": DRIVER, "volumeHandle": volume},
+                 "claimRef": {"namespace": "apps", "name": format!("claim-{volume}"), "uid": "c-1"},
                  "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}
     })
 }
@@ -44,7 +47,7 @@ fn attachment(volume: &str, node: &str, created: &str) -> serde_json::Value {
         "apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment",
         "metadata": {"name": format!("csi-{node}-{volume}"), "creationTimestamp": created},
         "spec": {"attacher": DRIVER, "nodeName": node,
-                 "source": {"persistentVolumeName": format!("pv-{volume}")}},
+                 "source": {"persistentVolumeName": volume}},
         "status": {"attached": true}
     })
 }
@@ -211,6 +214,17 @@ async fn fencing_decides_from_the_clusters_volume_attachments_across_a_restart()
         "{}",
         refused.message()
     );
+    // A person reading the claim's events learns why, and who holds it.
+    api.wait_until(Duration::from_secs(10), || {
+        api.list::<Event>(Some("apps")).iter().any(|e| {
+            e.reason.as_deref() == Some("PublishRefused")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref())
+                    == Some(format!("claim-{RWO}").as_str())
+                && e.note.as_deref().is_some_and(|n| n.contains("node-a"))
+        })
+    })
+    .await
+    .expect("a PublishRefused event on the claim");
     first
         .publish(publish(RWO, "node-a", false, Mode::SingleNodeWriter))
         .await

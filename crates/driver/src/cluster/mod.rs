@@ -9,8 +9,10 @@
 
 pub mod attachments;
 pub mod backoff;
+pub mod events;
 pub mod facts;
 pub mod index;
 
 pub use attachments::{AttachmentIndex, IndexStopped};
+pub use events::VolumeEvents;
 pub use index::{AttachmentState, ClusterAttachment, Kind, Source, Update};

@@ -36,6 +36,8 @@ pub struct ControllerService {
     ledger: Ledger,
     locks: VolumeLocks,
     attachments: Arc<dyn AttachmentState>,
+    /// Events on claims (with Kubernetes).
+    events: Option<crate::cluster::VolumeEvents>,
 }
 
 impl ControllerService {
@@ -53,6 +55,27 @@ impl ControllerService {
             // The binary chooses with --attachment-state; without Kubernetes (tests, the
             // demo) memory is the only state there is.
             attachments: Arc::new(MemoryAttachments::default()),
+            events: None,
+        }
+    }
+
+    /// The same service posting events about volumes on their claims.
+    pub fn with_events(mut self, events: crate::cluster::VolumeEvents) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Posts an event about `volume_id` on its claim, when the service has a cluster.
+    pub(crate) fn volume_event(
+        &self,
+        volume_id: &str,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        if let Some(events) = &self.events {
+            events.post(volume_id, warning, reason, action, note);
         }
     }
 

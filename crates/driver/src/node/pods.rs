@@ -12,6 +12,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::cluster::events::note_text;
 use kube::{Resource as _, ResourceExt as _};
 
 /// What the node does about pods left on a replaced namespace.
@@ -145,7 +147,7 @@ impl ClusterPods {
         let event = Event {
             type_: EventType::Warning,
             reason: "VolumeNamespaceReplaced".into(),
-            note: Some(truncate(note, 1000)),
+            note: Some(note_text(note, 1000)),
             action: "Restage".into(),
             secondary: None,
         };
@@ -196,17 +198,6 @@ impl ClusterPods {
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary (events refuse longer notes).
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
-}
-
 /// The pod UID in a published path, when the path has one of kubelet's two shapes.
 pub fn pod_uid_of_target(path: &Path) -> Option<String> {
     let parts: Vec<&str> = path
@@ -291,13 +282,6 @@ mod tests {
         ] {
             assert!(deletion_verdict(&refused).is_err(), "{refused:?}");
         }
-    }
-
-    #[test]
-    fn long_notes_are_cut_on_a_character_boundary() {
-        assert_eq!(truncate("abc".into(), 10), "abc");
-        assert_eq!(truncate("ééé".into(), 3), "é");
-        assert_eq!(truncate("x".repeat(2000), 1000).len(), 1000);
     }
 
     #[test]

@@ -49,18 +49,38 @@ impl ControllerService {
                 if let FenceError::MigrationOverdue { .. } = refusal {
                     tracing::warn!(%refusal, "migration overdue");
                 }
+                self.volume_event(
+                    id.as_str(),
+                    true,
+                    "PublishRefused",
+                    "ControllerPublishVolume",
+                    format!("not attached to node {node}: {refusal}"),
+                );
                 return Err(refusal.into());
             }
         };
         match &decision {
             PublishDecision::Already => tracing::debug!("already published to this node"),
             PublishDecision::Attach => tracing::info!("attached"),
-            PublishDecision::StartMigration { source } => tracing::info!(
-                source,
-                target = node,
-                window_s = window.duration().as_secs(),
-                "live migration started"
-            ),
+            PublishDecision::StartMigration { source } => {
+                tracing::info!(
+                    source,
+                    target = node,
+                    window_s = window.duration().as_secs(),
+                    "live migration started"
+                );
+                self.volume_event(
+                    id.as_str(),
+                    false,
+                    "MigrationStarted",
+                    "ControllerPublishVolume",
+                    format!(
+                        "live migration from node {source} to node {node} started; both may \
+                         hold the volume for {} s",
+                        window.duration().as_secs()
+                    ),
+                );
+            }
         }
         if self.config().export_acl {
             let others_hold = holders.holders.iter().any(|h| h.node != node);
@@ -113,10 +133,24 @@ impl ControllerService {
             UnpublishDecision::NotHeld => tracing::debug!("not published to this node"),
             UnpublishDecision::Detach { node } => tracing::info!(node, "detached"),
             UnpublishDecision::CompleteMigration { source, target } => {
-                tracing::info!(source, target, "live migration completed")
+                tracing::info!(source, target, "live migration completed");
+                self.volume_event(
+                    id.as_str(),
+                    false,
+                    "MigrationCompleted",
+                    "ControllerUnpublishVolume",
+                    format!("live migration from node {source} to node {target} completed"),
+                );
             }
             UnpublishDecision::RollBack { source, target } => {
-                tracing::info!(source, target, "live migration rolled back")
+                tracing::info!(source, target, "live migration rolled back");
+                self.volume_event(
+                    id.as_str(),
+                    false,
+                    "MigrationRolledBack",
+                    "ControllerUnpublishVolume",
+                    format!("live migration from node {source} to node {target} rolled back"),
+                );
             }
             UnpublishDecision::DetachAll { nodes } => {
                 tracing::info!(?nodes, "detached from every node")
@@ -213,6 +247,21 @@ pub async fn watch_attachments(
         for (volume_id, holders) in &all {
             if let Some(late) = rules::overdue(holders, now) {
                 overdue += 1;
+                service.volume_event(
+                    volume_id,
+                    true,
+                    "MigrationOverdue",
+                    "LiveMigration",
+                    format!(
+                        "live migration from node {} to node {} is {} s old, past its {} s \
+                         window: new targets are refused until one side detaches; the driver \
+                         detaches neither",
+                        late.source,
+                        late.target,
+                        late.age.as_secs(),
+                        late.window.as_secs()
+                    ),
+                );
                 tracing::warn!(
                     volume_id,
                     source = late.source,

@@ -175,6 +175,8 @@ pub struct ClusterLink {
     pub attachments: Arc<WatchedAttachments>,
     /// Whether this replica leads (runs the background loops).
     pub leading: watch::Receiver<bool>,
+    /// Events on the claims of volumes.
+    pub events: crate::cluster::VolumeEvents,
     stop: watch::Sender<bool>,
     index_task: JoinHandle<()>,
     election_task: JoinHandle<()>,
@@ -193,6 +195,12 @@ impl ClusterLink {
         let namespace =
             lease_namespace.map_or_else(|| client.default_namespace().to_owned(), str::to_owned);
         let (index, index_task) = AttachmentIndex::spawn(client.clone(), driver_name);
+        let events = crate::cluster::VolumeEvents::new(
+            client.clone(),
+            driver_name,
+            "rds-csi-controller",
+            identity,
+        );
         let (stop, stopped) = watch::channel(false);
         let leases: kube::Api<Lease> = kube::Api::namespaced(client, &namespace);
         let lease = format!("{}-controller", driver_name.replace('.', "-"));
@@ -206,6 +214,7 @@ impl ClusterLink {
         Ok(Self {
             attachments: Arc::new(WatchedAttachments::new(index)),
             leading,
+            events,
             stop,
             index_task,
             election_task,
