@@ -227,7 +227,8 @@ pub async fn watch_attachments(
     leading: tokio::sync::watch::Receiver<bool>,
     metrics: crate::metrics::FencingMetrics,
 ) {
-    let mut ticks = tokio::time::interval(every);
+    // The first pass after one period: at start the watched state is still listing.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
