@@ -98,13 +98,11 @@ impl NodeMetrics {
     }
 
     pub fn set_replaced_volumes(&self, count: usize) {
-        self.replaced_volumes
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        set_count(&self.replaced_volumes, count);
     }
 
     pub fn set_staged_volumes(&self, count: usize) {
-        self.staged_volumes
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        set_count(&self.staged_volumes, count);
     }
 
     pub fn pod_deleted(&self) {
@@ -112,8 +110,7 @@ impl NodeMetrics {
     }
 
     pub fn set_orphaned_attachments(&self, count: usize) {
-        self.orphaned_attachments
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        set_count(&self.orphaned_attachments, count);
     }
 
     pub fn orphan_disconnected(&self) {
@@ -218,11 +215,15 @@ impl FencingMetrics {
     }
 
     pub fn set(&self, held_volumes: usize, migrations: usize, overdue: usize) {
-        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        self.held_volumes.set(gauge(held_volumes));
-        self.migrations.set(gauge(migrations));
-        self.overdue.set(gauge(overdue));
+        set_count(&self.held_volumes, held_volumes);
+        set_count(&self.migrations, migrations);
+        set_count(&self.overdue, overdue);
     }
+}
+
+/// Sets a gauge that counts things (a count past `i64` saturates).
+fn set_count(gauge: &Gauge, count: usize) {
+    gauge.set(i64::try_from(count).unwrap_or(i64::MAX));
 }
 
 /// The registry as OpenMetrics text.
