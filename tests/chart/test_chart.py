@@ -158,6 +158,10 @@ class EveryCase(unittest.TestCase):
                 for (group, res), verbs in ctrl.items():
                     self.assertNotIn("*", verbs)
                     self.assertNotEqual(res, "*")
+                driver = container(one(docs, "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi")
+                serialized = env_of(driver).get("RDS_CSI_SERIALIZE_VMI_ATTACH") == "true"
+                self.assertEqual(ctrl.get(("kubevirt.io", "virtualmachineinstances")),
+                                 {"list"} if serialized else None)
                 lease = rules(docs, "Role", "-controller")
                 self.assertEqual(lease, {("coordination.k8s.io", "leases"): {"get", "watch", "list", "delete", "update", "create"}})
                 snapshots = any(c["name"] == "csi-snapshotter" for c in
@@ -300,6 +304,18 @@ class Cases(unittest.TestCase):
         self.assertEqual(args_of(controller)["--metrics-address"], "")
         self.assertNotIn("metrics", [p["name"] for p in node["ports"]])
         self.assertNotIn("initContainers", one(off, "DaemonSet", "-node")["spec"]["template"]["spec"])
+
+    def test_opt_in_fencing_and_vmi_serialization(self):
+        plain = env_of(container(one(load("minimal"), "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi"))
+        self.assertNotIn("RDS_CSI_EXPORT_ACL", plain)
+        self.assertNotIn("RDS_CSI_SERIALIZE_VMI_ATTACH", plain)
+        self.assertEqual(plain["RDS_CSI_ATTACHMENT_STATE"], "kubernetes")
+        rest = env_of(container(one(load("rest"), "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi"))
+        self.assertEqual(rest["RDS_CSI_EXPORT_ACL"], "true")
+        go = load("go-upgrade")
+        env = env_of(container(one(go, "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi"))
+        self.assertEqual(env["RDS_CSI_SERIALIZE_VMI_ATTACH"], "true")
+        self.assertEqual(rules(go, "ClusterRole", "-controller")[("kubevirt.io", "virtualmachineinstances")], {"list"})
 
     def test_pdb(self):
         pdb = one(load("minimal"), "PodDisruptionBudget")

@@ -378,6 +378,43 @@ async fn publish(
     .await
 }
 
+/// A second node asks for the ReadWriteOnce volume this node holds (a pod rescheduled while
+/// the first still writes): the controller refuses it, naming the holder.
+async fn second_node(rep: &mut Reporter, s: &mut Session, v: &Attached) -> Result<(), StepFailure> {
+    rep.step(Step::SecondNode, async {
+        let csi = s.csi()?;
+        let holder = csi.publish_node().unwrap_or("this node").to_owned();
+        match csi
+            .controller_publish_to(&v.volume, &v.mode, SECOND_NODE)
+            .await
+        {
+            Err(e2e::E2eError::Call { status, .. })
+                if status.code() == tonic::Code::FailedPrecondition =>
+            {
+                Ok(((), second_node_refusal(&holder, status.message())))
+            }
+            Err(error) => Err(error.into()),
+            Ok(_) => Err(DemoError::Check(format!(
+                "{SECOND_NODE} was given {}, which {holder} holds",
+                v.id()
+            ))),
+        }
+    })
+    .await
+}
+
+/// The node id of the demo's second node (one with no plugin: only its publish is asked for).
+const SECOND_NODE: &str = "demo-node-2";
+
+/// What the second node's refusal step shows: the controller's reason, and where a cluster
+/// shows it.
+fn second_node_refusal(holder: &str, message: &str) -> String {
+    format!(
+        "refused (FAILED_PRECONDITION), {holder} holds it: \"{message}\"; in a cluster, \
+         `kubectl describe pvc` shows it as a PublishRefused warning"
+    )
+}
+
 async fn unpublish(
     rep: &mut Reporter,
     s: &mut Session,
@@ -447,6 +484,7 @@ async fn filesystem(rep: &mut Reporter, s: &mut Session) -> Result<Attached, Ste
     let v = create(rep, s, Step::CreateFilesystem, mode).await?;
     stage(rep, s, Step::StageFilesystem, &v).await?;
     publish(rep, s, Step::PublishFilesystem, &v).await?;
+    second_node(rep, s, &v).await?;
 
     let data = v.target.join(DATA_FILE);
     let len = s.sizes.data;

@@ -95,6 +95,7 @@ pub enum Step {
     CreateFilesystem,
     StageFilesystem,
     PublishFilesystem,
+    SecondNode,
     WriteFile,
     ReadBack,
     VolumeStats,
@@ -117,13 +118,14 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 25] = [
+    pub const ALL: [Step; 26] = [
         Step::StartSimulator,
         Step::StartController,
         Step::StartNode,
         Step::CreateFilesystem,
         Step::StageFilesystem,
         Step::PublishFilesystem,
+        Step::SecondNode,
         Step::WriteFile,
         Step::ReadBack,
         Step::VolumeStats,
@@ -155,6 +157,7 @@ impl Step {
             Step::CreateFilesystem => "CreateVolume (filesystem)",
             Step::StageFilesystem => "NodeStageVolume (filesystem)",
             Step::PublishFilesystem => "NodePublishVolume (filesystem)",
+            Step::SecondNode => "ControllerPublishVolume (node 2)",
             Step::WriteFile => "write a file",
             Step::ReadBack => "read it back",
             Step::VolumeStats => "NodeGetVolumeStats",

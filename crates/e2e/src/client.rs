@@ -146,6 +146,14 @@ impl Csi {
         Ok(Some(info.node_id))
     }
 
+    /// The same CO, but one that skips ControllerPublishVolume (a node that stages on its
+    /// own, as a partitioned node the cluster moved away from might): for proving that the
+    /// storage refuses it.
+    pub fn without_controller_publish(mut self) -> Self {
+        self.publish_to = None;
+        self
+    }
+
     /// The node id volumes are ControllerPublished to, if the controller publishes.
     pub fn publish_node(&self) -> Option<&str> {
         self.publish_to.as_deref()
@@ -162,9 +170,20 @@ impl Csi {
         let Some(node_id) = &self.publish_to else {
             return Ok(HashMap::new());
         };
+        self.controller_publish_to(volume, mode, node_id).await
+    }
+
+    /// ControllerPublishVolume to the node `node_id`, which need not be this CO's node (to show
+    /// what the controller answers a second node).
+    pub async fn controller_publish_to(
+        &self,
+        volume: &Volume,
+        mode: &VolumeMode,
+        node_id: &str,
+    ) -> Result<HashMap<String, String>> {
         let request = ControllerPublishVolumeRequest {
             volume_id: volume.volume_id.clone(),
-            node_id: node_id.clone(),
+            node_id: node_id.to_owned(),
             volume_capability: Some(mode.capability()),
             readonly: false,
             volume_context: volume.volume_context.clone(),

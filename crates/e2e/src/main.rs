@@ -94,6 +94,10 @@ enum Command {
         fs_type: String,
         #[arg(long)]
         block: bool,
+        /// Stage without ControllerPublishVolume, as a node the cluster moved away from
+        /// might (to show that the storage refuses it).
+        #[arg(long)]
+        no_controller_publish: bool,
     },
     /// Unpublish and unstage a volume made by `attach`; with --delete, delete it too.
     Detach {
@@ -220,8 +224,12 @@ async fn run(command: Command) -> Result<(), E2eError> {
             size_mib,
             fs_type,
             block,
+            no_controller_publish,
         } => {
-            let csi = connection.open().await?;
+            let mut csi = connection.open().await?;
+            if no_controller_publish {
+                csi = csi.without_controller_publish();
+            }
             let layout = PathLayout::new(&connection.work_dir);
             let mut steps = StepLog::new();
             let volume = attach(

@@ -194,6 +194,11 @@ pub struct ControllerArgs {
         value_parser = driver::metrics::parse_metrics_address)]
     pub metrics_address: driver::metrics::MetricsAddress,
 
+    /// KubeVirt hotplug workaround: publish the volumes of one VirtualMachineInstance one at a
+    /// time (needs `--attachment-state kubernetes`; RBAC to list VMIs).
+    #[arg(long, env = "RDS_CSI_SERIALIZE_VMI_ATTACH", value_parser = BoolishValueParser::new(), default_value_t = false)]
+    pub serialize_vmi_attach: bool,
+
     /// Namespace of the controller's leader-election Lease (kubernetes attachment state);
     /// the Kubernetes client's default namespace when not given.
     #[arg(long, env = "POD_NAMESPACE")]
@@ -461,6 +466,10 @@ struct Attachments {
 impl ControllerArgs {
     async fn attachments(&self) -> anyhow::Result<Attachments> {
         match self.attachment_state {
+            AttachmentStateKind::Memory if self.serialize_vmi_attach => anyhow::bail!(
+                "--serialize-vmi-attach needs --attachment-state kubernetes: it finds a \
+                 volume's VMI in the cluster"
+            ),
             AttachmentStateKind::Memory => Ok(Attachments {
                 state: Arc::new(MemoryAttachments::default()),
                 // Alone by definition: no other replica can share its memory.
@@ -547,6 +556,10 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let mut service = ControllerService::new(rds, config).with_attachments(attachments.state);
     if let Some(link) = &attachments.cluster {
         service = service.with_events(link.events.clone());
+        if args.serialize_vmi_attach {
+            let turns = driver::cluster::VmiTurns::new(link.client.clone(), &args.driver_name);
+            service = service.with_vmi_turns(turns);
+        }
     }
     let service = Arc::new(service);
     let mut registry = driver::metrics::Registry::default();

@@ -200,3 +200,22 @@ fn the_attachment_state_comes_from_kubernetes_unless_asked_otherwise() {
     let fenced = parse(&["--rds-insecure", "--export-acl"]);
     assert!(fenced.controller_config().unwrap().export_acl);
 }
+
+#[tokio::test]
+async fn vmi_serialization_needs_the_cluster() {
+    assert!(!parse(&["--rds-insecure"]).serialize_vmi_attach);
+    let args = parse(&[
+        "--rds-insecure",
+        "--attachment-state",
+        "memory",
+        "--serialize-vmi-attach",
+    ]);
+    assert!(args.serialize_vmi_attach);
+    let error = args.attachments().await.err().expect("refused").to_string();
+    assert!(
+        error.contains("--serialize-vmi-attach needs --attachment-state kubernetes"),
+        "{error}"
+    );
+    let alone = parse(&["--rds-insecure", "--attachment-state", "memory"]);
+    assert!(alone.attachments().await.is_ok());
+}

@@ -174,6 +174,17 @@ fn assert_every_step_passed(stdout: &str, keep: bool, may_skip_growth: bool) {
                 && stdout.lines().any(|l| l.starts_with(&skipped)));
         assert!(ok, "no passing line for {:?} in:\n{stdout}", step.label());
     }
+    let refused = stdout
+        .lines()
+        .find(|l| l.starts_with(" ok  ControllerPublishVolume (node 2)"))
+        .expect("the second node's step");
+    // The holder is named, with the reason the claim's event would carry.
+    assert!(
+        refused.contains("refused (FAILED_PRECONDITION)")
+            && refused.contains("is published to node")
+            && refused.contains("PublishRefused"),
+        "{refused}"
+    );
     for needle in [
         "\nSummary\n",
         "  total ",

@@ -60,12 +60,15 @@ stop_sim() {
   wait "$SIM_PID" || fail "simulator exited with $? on SIGTERM"
 }
 
+# start_controller NVME_ADDR [CONTROLLER FLAGS...]
 start_controller() {
   local addr=$1
+  shift
   "$BIN" controller --endpoint "unix://$W/controller.sock" \
     --rds-address "${SIM_SSH%:*}" --rds-port "${SIM_SSH##*:}" --rds-user admin \
     --rds-key-file "$W/id" --rds-host-key-fingerprint "$SIM_FP" \
-    --nvme-address "$addr" --nvme-port 4420 --attachment-state memory >"$W/controller.out" 2>"$W/controller.err" &
+    --nvme-address "$addr" --nvme-port 4420 --attachment-state memory --metrics-address "" \
+    "$@" >"$W/controller.out" 2>"$W/controller.err" &
   PIDS+=($!)
   wait_for 30 "controller socket" test -S "$W/controller.sock"
 }

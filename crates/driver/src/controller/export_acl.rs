@@ -29,6 +29,22 @@ pub enum ExportHostsPlan {
     Refuse(String),
 }
 
+/// The hosts a list admits, as a person reads it: [`NO_HOST`] alone is "no host".
+pub fn admitted(hosts: &AllowedHosts) -> String {
+    match hosts {
+        AllowedHosts::Only(listed) if listed.iter().all(|h| h.as_str() == NO_HOST) => {
+            "no host".to_owned()
+        }
+        AllowedHosts::Only(listed) => listed
+            .iter()
+            .filter(|h| h.as_str() != NO_HOST)
+            .map(Nqn::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}
+
 fn no_host() -> Nqn {
     Nqn::try_from(NO_HOST).expect("a valid NQN")
 }
@@ -191,5 +207,16 @@ mod tests {
         assert!(matches!(plan, ExportHostsPlan::Refuse(m) if m.contains("\"worker-1\"")));
         let plan = plan_unpublish("v", &odd, Some(&a), 0);
         assert!(matches!(plan, ExportHostsPlan::Leave(m) if m.contains("\"worker-1\"")));
+    }
+
+    #[test]
+    fn what_an_export_admits_reads_plainly() {
+        let hosts = |list: &[&str]| {
+            AllowedHosts::only(list.iter().map(|h| Nqn::try_from(*h).unwrap())).unwrap()
+        };
+        assert_eq!(admitted(&hosts(&[NO_HOST])), "no host");
+        assert_eq!(admitted(&hosts(&[A])), A);
+        assert_eq!(admitted(&hosts(&[A, B])), format!("{A}, {B}"));
+        assert_eq!(admitted(&AllowedHosts::Any), "any host");
     }
 }

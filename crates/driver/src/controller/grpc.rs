@@ -212,6 +212,7 @@ impl Controller for CsiController {
     /// capabilities are INVALID_ARGUMENT; a volume the RDS does not have is NOT_FOUND. Any
     /// node id is accepted (the driver has no list of nodes). `readonly` is not enforced here:
     /// PUBLISH_READONLY is not advertised, and the node mounts read-only when asked to.
+    /// With `--serialize-vmi-attach`, publishes of one KubeVirt VMI's volumes take turns.
     async fn controller_publish_volume(
         &self,
         request: Request<ControllerPublishVolumeRequest>,
@@ -241,7 +242,11 @@ impl Controller for CsiController {
                     "migrationTimeoutSeconds is outside 30..=3600; clamped"
                 );
             }
+            // Before the volume's lock: a publish waiting for its VMI's turn holds nothing.
+            let turn = self.service.publish_turn(id.as_str()).await;
             self.exclusive(&id.clone(), move |service| async move {
+                // Held until the publish is done, also when the caller gives up first.
+                let _turn = turn;
                 service
                     .publish_volume(&id, &node, access, window, SystemTime::now())
                     .await

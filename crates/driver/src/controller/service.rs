@@ -38,6 +38,8 @@ pub struct ControllerService {
     attachments: Arc<dyn AttachmentState>,
     /// Events on claims (with Kubernetes).
     events: Option<crate::cluster::VolumeEvents>,
+    /// Turns of KubeVirt VMIs' publishes (`--serialize-vmi-attach`).
+    vmi_turns: Option<crate::cluster::VmiTurns>,
 }
 
 impl ControllerService {
@@ -56,6 +58,22 @@ impl ControllerService {
             // demo) memory is the only state there is.
             attachments: Arc::new(MemoryAttachments::default()),
             events: None,
+            vmi_turns: None,
+        }
+    }
+
+    /// The same service publishing the volumes of one KubeVirt VMI one at a time.
+    pub fn with_vmi_turns(mut self, turns: crate::cluster::VmiTurns) -> Self {
+        self.vmi_turns = Some(turns);
+        self
+    }
+
+    /// Waits for the turn of the VMIs using `volume_id`, when publishes are serialized per
+    /// VMI; hold it for the whole publish.
+    pub(crate) async fn publish_turn(&self, volume_id: &str) -> Option<crate::cluster::VmiTurn> {
+        match &self.vmi_turns {
+            Some(turns) => turns.turn(volume_id).await,
+            None => None,
         }
     }
 

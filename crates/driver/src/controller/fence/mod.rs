@@ -19,7 +19,7 @@ pub use rules::{
 pub use state::{AttachmentState, MemoryAttachments, StateError};
 pub use watched::WatchedAttachments;
 
-use super::export_acl::{ExportHostsPlan, plan_publish, plan_unpublish};
+use super::export_acl::{ExportHostsPlan, admitted, plan_publish, plan_unpublish};
 use super::rules::VolumeId;
 use super::service::ControllerService;
 use crate::capabilities::Supported;
@@ -207,14 +207,39 @@ impl ControllerService {
             ExportHostsPlan::Set(hosts) => {
                 self.rds().set_export_hosts(id.slot(), &hosts).await?;
                 tracing::info!(hosts = %hosts, "export access set");
+                self.volume_event(
+                    id.as_str(),
+                    false,
+                    "FencingApplied",
+                    action(publishing),
+                    format!(
+                        "the volume's NVMe/TCP export now admits {}",
+                        admitted(&hosts)
+                    ),
+                );
                 Ok(())
             }
             ExportHostsPlan::Leave(why) => {
                 tracing::warn!(%why, publishing, "export access not changed");
+                self.volume_event(
+                    id.as_str(),
+                    true,
+                    "FencingNotApplied",
+                    action(publishing),
+                    format!("the volume's export access was left as it is: {why}"),
+                );
                 Ok(())
             }
             ExportHostsPlan::Refuse(why) => Err(DriverError::Precondition(why)),
         }
+    }
+}
+
+fn action(publishing: bool) -> &'static str {
+    if publishing {
+        "ControllerPublishVolume"
+    } else {
+        "ControllerUnpublishVolume"
     }
 }
 

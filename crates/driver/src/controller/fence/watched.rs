@@ -170,16 +170,25 @@ impl AttachmentState for WatchedAttachments {
 
 /// The controller's link to the cluster: the watched attachment state, and the Lease election
 /// that picks the one replica running the background loops.
-#[derive(Debug)]
 pub struct ClusterLink {
     pub attachments: Arc<WatchedAttachments>,
     /// Whether this replica leads (runs the background loops).
     pub leading: watch::Receiver<bool>,
     /// Events on the claims of volumes.
     pub events: crate::cluster::VolumeEvents,
+    /// The client, for the controller's other lookups.
+    pub client: kube::Client,
     stop: watch::Sender<bool>,
     index_task: JoinHandle<()>,
     election_task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ClusterLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterLink")
+            .field("leading", &*self.leading.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClusterLink {
@@ -202,7 +211,7 @@ impl ClusterLink {
             identity,
         );
         let (stop, stopped) = watch::channel(false);
-        let leases: kube::Api<Lease> = kube::Api::namespaced(client, &namespace);
+        let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &namespace);
         let lease = format!("{}-controller", driver_name.replace('.', "-"));
         let (leading, election_task) = crate::leader::spawn(
             leases,
@@ -215,6 +224,7 @@ impl ClusterLink {
             attachments: Arc::new(WatchedAttachments::new(index)),
             leading,
             events,
+            client,
             stop,
             index_task,
             election_task,
