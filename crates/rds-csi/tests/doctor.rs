@@ -65,7 +65,7 @@ fn assert_node_truth(report: &Value, kubelet_dir: &Path) {
     );
 }
 
-const RDS_CHECKS: [&str; 9] = [
+const RDS_CHECKS: [&str; 10] = [
     "rds.settings",
     "rds.flags",
     "rds.reachable",
@@ -74,6 +74,7 @@ const RDS_CHECKS: [&str; 9] = [
     "rds.version",
     "rds.pool",
     "rds.volumes",
+    "rds.export-access",
     "rds.round-trip",
 ];
 
@@ -197,7 +198,13 @@ async fn a_wrong_password_fails_the_login_and_not_the_host_key() {
             .unwrap()
             .contains("--rds-password-file")
     );
-    for id in ["rds.version", "rds.pool", "rds.volumes", "rds.round-trip"] {
+    for id in [
+        "rds.version",
+        "rds.pool",
+        "rds.volumes",
+        "rds.export-access",
+        "rds.round-trip",
+    ] {
         assert_eq!(status(&report, id), "skip", "{id}");
     }
     assert_eq!(output.status.code(), Some(1));

@@ -33,6 +33,8 @@ pub struct FileDisk {
     pub nqn_source: NqnSource,
     pub mount_filesystem: bool,
     pub comment: Option<String>,
+    /// Who may connect to the export (`nvme-tcp-server-allow-host-name`; absent = any host).
+    pub allowed_hosts: crate::access::AllowedHosts,
 }
 
 /// Whatever holds a slot: one of our kind (a file disk) or anything else (the pool, a RAID
@@ -237,6 +239,7 @@ impl CreateDisk<'_> {
             },
             mount_filesystem: false,
             comment: self.spec.comment.clone(),
+            allowed_hosts: crate::access::AllowedHosts::Any,
         }
     }
 

@@ -245,6 +245,9 @@ pub fn file_disk(obj: &Object) -> Result<FileDisk, Error> {
         // RouterOS defaults this to yes, so absence means yes.
         mount_filesystem: opt_bool(obj, "mount-filesystem")?.unwrap_or(true),
         comment: opt_str(obj, "comment").filter(|c| !c.is_empty()),
+        allowed_hosts: crate::access::AllowedHosts::parse(
+            &opt_str(obj, "nvme-tcp-server-allow-host-name").unwrap_or_default(),
+        ),
         slot,
     })
 }

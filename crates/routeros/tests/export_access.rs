@@ -70,6 +70,12 @@ async fn export_hosts_are_set_and_read_back_over_both_transports() {
         client.set_export_hosts(&slot, &one).await.unwrap();
         let read = client.export_hosts(&slot).await.unwrap();
         assert!(read.admits(B) && !read.admits(A), "{read}");
+        // Listing and reading a disk show the same list.
+        let listed = client.list_disks("").await.unwrap();
+        let disk = listed.iter().find(|d| d.slot == slot.as_str()).unwrap();
+        assert_eq!(disk.allowed_hosts, one);
+        let read = client.get_disk(&slot).await.unwrap().unwrap();
+        assert_eq!(read.allowed_hosts, one);
 
         // What the client does not understand, it does not write.
         let odd = AllowedHosts::Unrecognized("worker-1".into());

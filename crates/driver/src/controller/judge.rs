@@ -162,6 +162,7 @@ mod tests {
 
     fn disk(id: &str, slot: &str, path: &str) -> FileDisk {
         FileDisk {
+            allowed_hosts: routeros::AllowedHosts::Any,
             id: id.into(),
             slot: slot.into(),
             file_path: path.into(),

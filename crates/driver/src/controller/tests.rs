@@ -136,6 +136,7 @@ impl Transport for FakeRds {
             let mut disks = self.disks.lock().unwrap();
             let id = format!("*{}", disks.len() + 1);
             let mut disk = FileDisk {
+                allowed_hosts: routeros::AllowedHosts::Any,
                 id: id.clone(),
                 slot: spec.slot.to_string(),
                 file_path: spec.file_path.to_string(),

@@ -25,6 +25,7 @@ fn range(required: u64, limit: u64) -> CapacityRange {
 fn disk_for(plan: &VolumePlan) -> FileDisk {
     let spec = plan.disk_spec();
     FileDisk {
+        allowed_hosts: routeros::AllowedHosts::Any,
         id: "*1".into(),
         slot: spec.slot.to_string(),
         file_path: spec.file_path.to_string(),
@@ -41,6 +42,7 @@ fn disk_for(plan: &VolumePlan) -> FileDisk {
 /// A disk as the Go driver made it: no comment, image `<path>/<id>.img`.
 fn go_disk(path: &str, size: u64) -> FileDisk {
     FileDisk {
+        allowed_hosts: routeros::AllowedHosts::Any,
         id: "*7".into(),
         slot: PVC.into(),
         file_path: format!("{path}/{PVC}.img"),

@@ -62,6 +62,10 @@ pub fn checks(facts: &RdsFacts) -> Vec<Check> {
         Some(disks) => judge_volumes(&facts.base_path, &facts.nqn_prefix, disks),
         None => unasked("rds.volumes", "driver volumes"),
     });
+    checks.push(match &facts.disks {
+        Some(disks) => super::judge_export_access(&facts.base_path, disks),
+        None => unasked("rds.export-access", "export access"),
+    });
     checks.push(match &facts.round_trips {
         Some(times) => judge_round_trips(times),
         None => unasked("rds.round-trip", "round trip"),

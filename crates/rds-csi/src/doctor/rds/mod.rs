@@ -1,6 +1,6 @@
 //! RDS checks, each distinct so that its fix is precise: the settings, the connection flags,
 //! TCP reachability, the pinned host key or certificate, the login, the RouterOS version, the
-//! pool, the driver's volumes and the round-trip time.
+//! pool, the driver's volumes, which hosts their exports admit and the round-trip time.
 //!
 //! [`gather`] walks those steps in order with a deadline each and stops where going on makes
 //! no sense (credentials are never sent to a device whose identity did not check out, and a
@@ -9,11 +9,13 @@
 //!
 //! The steps live in `gather.rs`, the verdicts in `judge.rs`.
 
+mod export_access;
 mod gather;
 mod judge;
 #[cfg(test)]
 mod tests;
 
+pub use export_access::judge_export_access;
 pub use gather::gather;
 pub use judge::*;
 

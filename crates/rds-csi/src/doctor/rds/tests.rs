@@ -248,6 +248,7 @@ fn low_pool_space_warns_and_a_full_or_missing_pool_fails() {
 
 fn disk(slot: &str, path: &str, nqn: &str) -> FileDisk {
     FileDisk {
+        allowed_hosts: routeros::AllowedHosts::Any,
         id: "*1".into(),
         slot: slot.into(),
         file_path: path.into(),
