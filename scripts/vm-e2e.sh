@@ -75,7 +75,7 @@ build_initrd() {
   cp /bin/busybox "$r/bin/busybox"
   ln -s busybox "$r/bin/sh"
   local mods="configfs nvmet nvmet-tcp nvme-tcp nvme-fabrics nvme-core loop ext4 xfs
-    crc32c_generic veth 9p 9pnet_virtio virtio_pci"
+    crc32c_generic veth 9p 9pnet_virtio virtio_pci virtio_net"
   local m f rel
   for m in $mods; do
     modprobe -d "$LAB/kernel" -S "$KVER" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
@@ -97,31 +97,66 @@ build_initrd() {
   echo "$want" >"$stamp"
 }
 
-# Boots one VM running scripts/vm/<test>.sh in the host-root chroot; 0 on VMTEST PASS.
-run_test() {
-  local name=$1 out=$LAB/$1.log start
-  start=$(date +%s)
-  log "$name: booting"
-  local rc=0
+# One VM running scripts/vm/<test>.sh in the host-root chroot, its console to OUT; extra
+# kernel arguments, then QEMU flags (a VM of a pair gets a network card).
+boot_vm() {
+  local name=$1 out=$2 append=$3
+  shift 3
   timeout --kill-after=10 "$VM_TIMEOUT" qemu-system-x86_64 \
-    -nographic -no-reboot -accel tcg -cpu max -smp 2 -m 2G -nic none \
+    -nographic -no-reboot -accel tcg -cpu max -smp 2 -m 2G -nic none "$@" \
     -kernel "$VMLINUZ" -initrd "$INITRD" \
     -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
-    -append "console=ttyS0 quiet panic=-1 vmtest.root=$ROOT vmtest.bin=$BIN_DIR vmtest.test=$name" \
-    </dev/null >"$out" 2>&1 || rc=$?
-  local took=$(($(date +%s) - start))
+    -append "console=ttyS0 quiet panic=-1 vmtest.root=$ROOT vmtest.bin=$BIN_DIR vmtest.test=$name $append" \
+    </dev/null >"$out" 2>&1
+}
+
+# Says how a VM's run went (LABEL, its console OUT, exit RC, seconds TOOK); 0 on VMTEST PASS.
+judge_vm() {
+  local label=$1 out=$2 rc=$3 took=$4
   grep -E '^(VMTEST|\[vm\]|\[test\])' "$out" | sed "s/^/  | /" || true
   if grep -q '^VMTEST PASS' "$out"; then
-    log "$name: PASS (${took}s)"
+    log "$label: PASS (${took}s)"
     return 0
   fi
   if [[ $rc -eq 124 ]]; then
-    log "$name: FAIL: timed out after ${VM_TIMEOUT}s (log: $out)"
+    log "$label: FAIL: timed out after ${VM_TIMEOUT}s (log: $out)"
   else
-    log "$name: FAIL (exit $rc, ${took}s, log: $out)"
+    log "$label: FAIL (exit $rc, ${took}s, log: $out)"
   fi
   tail -n 40 "$out" | sed "s/^/  ! /"
   return 1
+}
+
+# Boots the VM(s) of scripts/vm/<test>.sh; 0 when each says VMTEST PASS. A script with the
+# line `# vm: pair` runs on two VMs at once, `a` (10.0.0.1) and `b` (10.0.0.2), joined by a
+# point-to-point UDP link between their network cards: two kernels, two NVMe hosts.
+run_test() {
+  local name=$1 start rc=0
+  start=$(date +%s)
+  if ! grep -qx '# vm: pair' "$ROOT/scripts/vm/$name.sh"; then
+    log "$name: booting"
+    boot_vm "$name" "$LAB/$name.log" "" || rc=$?
+    judge_vm "$name" "$LAB/$name.log" "$rc" $(($(date +%s) - start))
+    return
+  fi
+  log "$name: booting two VMs"
+  local port_a=$((20000 + RANDOM % 20000)) port_b pid_a pid_b rc_a=0 rc_b=0
+  port_b=$((port_a + 1))
+  local link=local.type=inet,local.host=127.0.0.1,remote.type=inet,remote.host=127.0.0.1
+  boot_vm "$name" "$LAB/$name-a.log" "vmtest.role=a vmtest.ip=10.0.0.1/24" \
+    -netdev "dgram,id=n0,$link,local.port=$port_a,remote.port=$port_b" \
+    -device virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01 &
+  pid_a=$!
+  boot_vm "$name" "$LAB/$name-b.log" "vmtest.role=b vmtest.ip=10.0.0.2/24" \
+    -netdev "dgram,id=n0,$link,local.port=$port_b,remote.port=$port_a" \
+    -device virtio-net-pci,netdev=n0,mac=52:54:00:00:00:02 &
+  pid_b=$!
+  wait "$pid_a" || rc_a=$?
+  wait "$pid_b" || rc_b=$?
+  local took=$(($(date +%s) - start)) failed=0
+  judge_vm "$name (a)" "$LAB/$name-a.log" "$rc_a" "$took" || failed=1
+  judge_vm "$name (b)" "$LAB/$name-b.log" "$rc_b" "$took" || failed=1
+  return $failed
 }
 
 install_packages

@@ -32,7 +32,13 @@ pub enum VolumeMode {
 }
 
 impl VolumeMode {
+    /// The capability of a single-node writer.
     pub fn capability(&self) -> VolumeCapability {
+        self.capability_as(Mode::SingleNodeWriter)
+    }
+
+    /// The capability with access mode `access`.
+    pub fn capability_as(&self, access: Mode) -> VolumeCapability {
         let access_type = match self {
             VolumeMode::Filesystem { fs_type } => AccessType::Mount(MountVolume {
                 fs_type: fs_type.clone(),
@@ -44,7 +50,7 @@ impl VolumeMode {
         VolumeCapability {
             access_type: Some(access_type),
             access_mode: Some(AccessMode {
-                mode: Mode::SingleNodeWriter.into(),
+                mode: access.into(),
             }),
         }
     }
@@ -91,6 +97,8 @@ pub struct Csi {
     /// The node id (from NodeGetInfo) to ControllerPublish to, when the controller has the
     /// PUBLISH_UNPUBLISH_VOLUME capability; otherwise the CO attaches nothing.
     publish_to: Option<String>,
+    /// The access mode every capability is asked with.
+    access: Mode,
 }
 
 async fn open(endpoint: &Endpoint) -> Result<Channel> {
@@ -111,6 +119,7 @@ impl Csi {
             node: NodeClient::new(open(node).await?),
             call_timeout,
             publish_to: None,
+            access: Mode::SingleNodeWriter,
         };
         csi.publish_to = csi.attach_node().await?;
         Ok(csi)
@@ -154,6 +163,13 @@ impl Csi {
         self
     }
 
+    /// The same CO, asking for every volume with access mode `access` (MULTI_NODE_MULTI_WRITER
+    /// for a raw block volume two nodes hold during a live migration).
+    pub fn with_access_mode(mut self, access: Mode) -> Self {
+        self.access = access;
+        self
+    }
+
     /// The node id volumes are ControllerPublished to, if the controller publishes.
     pub fn publish_node(&self) -> Option<&str> {
         self.publish_to.as_deref()
@@ -184,7 +200,7 @@ impl Csi {
         let request = ControllerPublishVolumeRequest {
             volume_id: volume.volume_id.clone(),
             node_id: node_id.to_owned(),
-            volume_capability: Some(mode.capability()),
+            volume_capability: Some(mode.capability_as(self.access)),
             readonly: false,
             volume_context: volume.volume_context.clone(),
             ..Default::default()
@@ -279,7 +295,7 @@ impl Csi {
                 required_bytes: bytes as i64,
                 limit_bytes: 0,
             }),
-            volume_capabilities: vec![mode.capability()],
+            volume_capabilities: vec![mode.capability_as(self.access)],
             parameters: parameters.clone(),
             ..Default::default()
         };
@@ -320,7 +336,7 @@ impl Csi {
                 required_bytes: bytes as i64,
                 limit_bytes: 0,
             }),
-            volume_capability: Some(mode.capability()),
+            volume_capability: Some(mode.capability_as(self.access)),
             ..Default::default()
         };
         let reply = self
@@ -346,7 +362,7 @@ impl Csi {
             volume_id: volume.volume_id.clone(),
             publish_context: publish_context.clone(),
             staging_target_path: path_text(staging),
-            volume_capability: Some(mode.capability()),
+            volume_capability: Some(mode.capability_as(self.access)),
             volume_context: volume.volume_context.clone(),
             ..Default::default()
         };
@@ -382,7 +398,7 @@ impl Csi {
             volume_id: volume.volume_id.clone(),
             staging_target_path: path_text(staging),
             target_path: path_text(target),
-            volume_capability: Some(mode.capability()),
+            volume_capability: Some(mode.capability_as(self.access)),
             readonly: false,
             volume_context: volume.volume_context.clone(),
             ..Default::default()
@@ -445,7 +461,7 @@ impl Csi {
                 required_bytes: bytes as i64,
                 limit_bytes: 0,
             }),
-            volume_capability: Some(mode.capability()),
+            volume_capability: Some(mode.capability_as(self.access)),
             ..Default::default()
         };
         let reply = self
@@ -481,6 +497,12 @@ mod tests {
         assert_eq!(
             block.access_mode.unwrap().mode,
             i32::from(Mode::SingleNodeWriter)
+        );
+        let shared = VolumeMode::Block.capability_as(Mode::MultiNodeMultiWriter);
+        assert!(matches!(shared.access_type, Some(AccessType::Block(_))));
+        assert_eq!(
+            shared.access_mode.unwrap().mode,
+            i32::from(Mode::MultiNodeMultiWriter)
         );
     }
 

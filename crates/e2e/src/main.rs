@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use csi::v1::volume_capability::access_mode::Mode;
 use driver::server::Endpoint;
 use e2e::pattern::{MIB, verify_pattern_file, write_pattern_file};
 use e2e::{Csi, E2eError, FlowConfig, PathLayout, StepLog, VolumeMode, attach, detach, run_full};
@@ -98,6 +99,10 @@ enum Command {
         /// might (to show that the storage refuses it).
         #[arg(long)]
         no_controller_publish: bool,
+        /// Ask for MULTI_NODE_MULTI_WRITER (with --block: a volume two nodes hold during a
+        /// live migration).
+        #[arg(long)]
+        multi_node: bool,
     },
     /// Unpublish and unstage a volume made by `attach`; with --delete, delete it too.
     Detach {
@@ -225,10 +230,14 @@ async fn run(command: Command) -> Result<(), E2eError> {
             fs_type,
             block,
             no_controller_publish,
+            multi_node,
         } => {
             let mut csi = connection.open().await?;
             if no_controller_publish {
                 csi = csi.without_controller_publish();
+            }
+            if multi_node {
+                csi = csi.with_access_mode(Mode::MultiNodeMultiWriter);
             }
             let layout = PathLayout::new(&connection.work_dir);
             let mut steps = StepLog::new();

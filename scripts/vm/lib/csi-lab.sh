@@ -11,6 +11,10 @@ SIM_SSH_PORT=${SIM_SSH_PORT:-2222}
 NODE_FABRIC=(--fabric nvme-tcp
   --host-nqn "nqn.2014-08.org.nvmexpress:uuid:2b7c5e1a-9f3d-4c8e-a6b1-0d4f7e9c3a51"
   --host-id 2b7c5e1a-9f3d-4c8e-a6b1-0d4f7e9c3a51)
+# Where the controller serves CSI (tcp://ADDR:PORT for the calls of another VM) and the id
+# of the node plugin.
+CONTROLLER_ENDPOINT=${CONTROLLER_ENDPOINT:-unix://$W/controller.sock}
+NODE_ID=${NODE_ID:-vm-node}
 PIDS=()
 say() { echo "[test] $*"; }
 fail() {
@@ -64,21 +68,27 @@ stop_sim() {
 start_controller() {
   local addr=$1
   shift
-  "$BIN" controller --endpoint "unix://$W/controller.sock" \
+  "$BIN" controller --endpoint "$CONTROLLER_ENDPOINT" \
     --rds-address "${SIM_SSH%:*}" --rds-port "${SIM_SSH##*:}" --rds-user admin \
     --rds-key-file "$W/id" --rds-host-key-fingerprint "$SIM_FP" \
     --nvme-address "$addr" --nvme-port 4420 --attachment-state memory --metrics-address "" \
     "$@" >"$W/controller.out" 2>"$W/controller.err" &
   PIDS+=($!)
-  wait_for 30 "controller socket" test -S "$W/controller.sock"
+  case $CONTROLLER_ENDPOINT in
+    unix://*) wait_for 30 "controller socket" test -S "${CONTROLLER_ENDPOINT#unix://}" ;;
+    tcp://*) wait_for 30 "controller port" serving "${CONTROLLER_ENDPOINT#tcp://}" ;;
+  esac
 }
+
+# serving HOST:PORT: something accepts TCP connections there.
+serving() { (echo >"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 
 # start_node [NODE FLAGS...]
 start_node() {
   mkdir -p "$W/csi/volumeDevices"
   # mounts::phase at debug: the timing events of the NodeStageVolume breakdown.
   "$BIN" --log info,driver=debug,nvme=debug,mounts::phase=debug --log-format json node \
-    --endpoint "unix://$W/node.sock" --node-id vm-node "${NODE_FABRIC[@]}" \
+    --endpoint "unix://$W/node.sock" --node-id "$NODE_ID" "${NODE_FABRIC[@]}" \
     --block-publish-dir "$W/csi/volumeDevices" --state-dir "$W/node-state" "$@" \
     >"$W/node.out" 2>"$W/node.log" &
   PIDS+=($!)
@@ -88,7 +98,7 @@ start_node() {
 
 # Connection flags for csi-e2e.
 csi_flags() {
-  echo --controller "unix://$W/controller.sock" --node "unix://$W/node.sock" --work-dir "$W/csi"
+  echo --controller "$CONTROLLER_ENDPOINT" --node "unix://$W/node.sock" --work-dir "$W/csi"
 }
 
 ros() {

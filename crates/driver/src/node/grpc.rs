@@ -22,6 +22,7 @@ use tracing::Instrument as _;
 
 use super::error::{NodeError, Result};
 use super::expand::{ExpandRequest, required_bytes};
+use super::pod_events::PodRef;
 use super::publish::PublishRequest;
 use super::request::{
     Capability, Volume, absolute_path, grpc_timeout, operation_time, volume_path,
@@ -178,10 +179,21 @@ impl Node for NodeService {
             capability,
             readonly: request.readonly,
         };
-        self.exclusive("NodePublishVolume", &volume, move |core| async move {
-            core.publish(publish, deadline).await
-        })
-        .await?;
+        let published = self
+            .exclusive("NodePublishVolume", &volume, move |core| async move {
+                core.publish(publish, deadline).await
+            })
+            .await;
+        if let Err(error) = &published {
+            // The pod that asked hears why (podInfoOnMount), when the node talks to the cluster.
+            if let (Some(pods), Some(pod)) = (
+                &self.core.pods,
+                PodRef::from_context(&request.volume_context),
+            ) {
+                pods.publish_failed(pod, &volume.id, code_of(error), &error.to_string());
+            }
+        }
+        published?;
         Ok(Response::new(NodePublishVolumeResponse {}))
     }
 

@@ -22,6 +22,7 @@ pub mod fabric;
 mod grpc;
 mod health;
 mod orphans;
+mod pod_events;
 mod pods;
 mod probe;
 mod publish;

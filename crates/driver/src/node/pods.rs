@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
+use super::pod_events::{PUBLISH_FAILED, PodRef, publish_failure_note};
 use crate::cluster::events::note_text;
 use kube::{Resource as _, ResourceExt as _};
 
@@ -115,6 +116,36 @@ impl ClusterPods {
             }
         }
         deleted
+    }
+
+    /// Posts, in the background, a Warning event on `pod` saying why NodePublishVolume of
+    /// `volume_id` failed (nothing for the failures that need no person, see
+    /// [`publish_failure_note`]). Posted whatever `--pod-recovery` says: kubelet's own event
+    /// names the call, this one says what to do.
+    pub fn publish_failed(&self, pod: PodRef, volume_id: &str, code: tonic::Code, message: &str) {
+        let Some(note) = publish_failure_note(volume_id, code, message) else {
+            return;
+        };
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move {
+            let event = Event {
+                type_: EventType::Warning,
+                reason: PUBLISH_FAILED.into(),
+                note: Some(note_text(note, 1000)),
+                action: "NodePublishVolume".into(),
+                secondary: None,
+            };
+            let posted =
+                tokio::time::timeout(API_TIME, recorder.publish(&event, &pod.object_ref())).await;
+            let (namespace, name) = (&pod.namespace, &pod.name);
+            match posted {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%namespace, pod = %name, %error, "event not posted")
+                }
+                Err(_) => tracing::warn!(%namespace, pod = %name, "event not posted in time"),
+            }
+        });
     }
 
     async fn pods_here(&self) -> Result<Vec<Pod>, String> {
