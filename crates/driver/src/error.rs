@@ -27,6 +27,8 @@ pub enum DriverError {
     NotSupported(String),
     #[error("volume {0} does not exist")]
     VolumeNotFound(String),
+    #[error("node {0} does not exist in the cluster")]
+    NodeNotFound(String),
     /// A volume with this name exists but does not match the request.
     #[error("volume {volume_id} already exists but {reason}")]
     Incompatible { volume_id: String, reason: String },

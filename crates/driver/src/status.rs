@@ -54,7 +54,7 @@ fn driver_code(error: &DriverError) -> Code {
         | DriverError::NotSupported(_) => Code::InvalidArgument,
         DriverError::Size(SizeError::Negative { .. } | SizeError::Unset) => Code::InvalidArgument,
         DriverError::Size(_) => Code::OutOfRange,
-        DriverError::VolumeNotFound(_) => Code::NotFound,
+        DriverError::VolumeNotFound(_) | DriverError::NodeNotFound(_) => Code::NotFound,
         DriverError::Incompatible { .. } => Code::AlreadyExists,
         DriverError::InsufficientSpace { .. } => Code::ResourceExhausted,
         DriverError::OperationPending(_) | DriverError::InvalidToken(_) => Code::Aborted,
@@ -232,6 +232,7 @@ mod tests {
                 Code::OutOfRange,
             ),
             (DriverError::VolumeNotFound("v".into()), Code::NotFound),
+            (DriverError::NodeNotFound("n".into()), Code::NotFound),
             (
                 DriverError::Incompatible {
                     volume_id: "v".into(),

@@ -555,7 +555,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     });
     let mut service = ControllerService::new(rds, config).with_attachments(attachments.state);
     if let Some(link) = &attachments.cluster {
-        service = service.with_events(link.events.clone());
+        service = service
+            .with_events(link.events.clone())
+            .with_nodes(driver::cluster::NodeDirectory::new(link.client.clone()));
         if args.serialize_vmi_attach {
             let turns = driver::cluster::VmiTurns::new(link.client.clone(), &args.driver_name);
             service = service.with_vmi_turns(turns);

@@ -42,6 +42,10 @@ fn pv(volume: &str) -> serde_json::Value {
     })
 }
 
+fn node(name: &str) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+}
+
 fn attachment(volume: &str, node: &str, created: &str) -> serde_json::Value {
     json!({
         "apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment",
@@ -176,6 +180,9 @@ async fn fencing_decides_from_the_clusters_volume_attachments_across_a_restart()
     // What the cluster says: node-a holds the RWO volume; the RWX one is mid-migration from
     // node-a to node-b (node-b's attachment is the newer).
     for object in [
+        node("node-a"),
+        node("node-b"),
+        node("node-c"),
         pv(RWO),
         pv(RWX),
         attachment(RWO, "node-a", "2026-12-05T01:00:00Z"),
@@ -225,6 +232,13 @@ async fn fencing_decides_from_the_clusters_volume_attachments_across_a_restart()
     })
     .await
     .expect("a PublishRefused event on the claim");
+    // The spec's row "node does not exist": a node the cluster does not have.
+    let gone = first
+        .publish(publish(RWX, "node-gone", true, Mode::MultiNodeMultiWriter))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+    assert!(gone.message().contains("node-gone"), "{}", gone.message());
     first
         .publish(publish(RWO, "node-a", false, Mode::SingleNodeWriter))
         .await

@@ -5,17 +5,19 @@
 //!
 //! [`index`] is the pure state (updates in, changed volumes out), [`facts`] reduces
 //! Kubernetes objects to updates, [`attachments`] runs the watchers, [`backoff`] says when
-//! they retry. [`events`] posts events on claims; [`vmi`] serializes the publishes of one
-//! KubeVirt VMI's volumes when asked to.
+//! they retry. [`events`] posts events on claims; [`nodes`] tells whether a node exists;
+//! [`vmi`] serializes the publishes of one KubeVirt VMI's volumes when asked to.
 
 pub mod attachments;
 pub mod backoff;
 pub mod events;
 pub mod facts;
 pub mod index;
+pub mod nodes;
 pub mod vmi;
 
 pub use attachments::{AttachmentIndex, IndexStopped};
 pub use events::VolumeEvents;
 pub use index::{AttachmentState, ClusterAttachment, Kind, Source, Update};
+pub use nodes::NodeDirectory;
 pub use vmi::{VmiTurn, VmiTurns};

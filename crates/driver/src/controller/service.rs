@@ -40,6 +40,8 @@ pub struct ControllerService {
     events: Option<crate::cluster::VolumeEvents>,
     /// Turns of KubeVirt VMIs' publishes (`--serialize-vmi-attach`).
     vmi_turns: Option<crate::cluster::VmiTurns>,
+    /// The cluster's Nodes, for publishes to a node that does not exist (with Kubernetes).
+    nodes: Option<crate::cluster::NodeDirectory>,
 }
 
 impl ControllerService {
@@ -59,6 +61,21 @@ impl ControllerService {
             attachments: Arc::new(MemoryAttachments::default()),
             events: None,
             vmi_turns: None,
+            nodes: None,
+        }
+    }
+
+    /// The same service refusing publishes to nodes the cluster does not have.
+    pub fn with_nodes(mut self, nodes: crate::cluster::NodeDirectory) -> Self {
+        self.nodes = Some(nodes);
+        self
+    }
+
+    /// `Some(false)` only when the cluster says it has no node `name`.
+    pub(crate) async fn node_exists(&self, name: &str) -> Option<bool> {
+        match &self.nodes {
+            Some(nodes) => nodes.exists(name).await,
+            None => None,
         }
     }
 

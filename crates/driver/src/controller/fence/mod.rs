@@ -28,7 +28,8 @@ use crate::node_id::NodeRef;
 
 impl ControllerService {
     /// ControllerPublishVolume for a validated request, under the volume's lock: the volume
-    /// must exist on the RDS (NOT_FOUND), then the rules decide from the holders at `now`.
+    /// must exist on the RDS and, with Kubernetes, the node in the cluster (NOT_FOUND), then
+    /// the rules decide from the holders at `now`.
     pub async fn publish_volume(
         &self,
         id: &VolumeId,
@@ -39,6 +40,9 @@ impl ControllerService {
     ) -> Result<PublishDecision> {
         let node = node_ref.name.as_str();
         self.volume(id).await?;
+        if self.node_exists(node).await == Some(false) {
+            return Err(DriverError::NodeNotFound(node.to_owned()));
+        }
         let attachments = self.attachments();
         let mut holders = attachments.holders(id.as_str())?;
         // The window this publish's volume context gives (a watched state may not know it).
