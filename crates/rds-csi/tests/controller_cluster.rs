@@ -1,8 +1,9 @@
 //! `rds-csi controller` with the Kubernetes attachment state, against the API server double
 //! over HTTP (a kubeconfig, real kube-rs requests and watches) and the simulator: attach
-//! fencing decides from the cluster's VolumeAttachments — after a restart as before it, a
-//! VolumeAttachment deleted by hand frees the volume — and the controller leads through a
-//! Lease it gives up when it stops.
+//! fencing decides from the cluster's VolumeAttachments — two replicas alike, the second as
+//! the first before it, a VolumeAttachment deleted by hand frees the volume, a node the
+//! cluster lacks is NOT_FOUND — and one replica leads through a Lease it gives up when it
+//! stops, to the other.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -167,7 +168,7 @@ fn lease_holder(api: &FakeApiServer) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fencing_decides_from_the_clusters_volume_attachments_across_a_restart() {
+async fn fencing_decides_from_the_clusters_volume_attachments_across_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(SimConfig::new(dir.path().join("rds")).with_password(PASSWORD))
         .await
@@ -248,10 +249,23 @@ async fn fencing_decides_from_the_clusters_volume_attachments_across_a_restart()
         .expect("the controller takes the Lease");
     assert_eq!(lease_holder(&api).as_deref(), Some("controller-1"));
 
-    // Restarted: the same facts, the same answers (a third node during the migration too).
-    first.stop().await;
-    assert_eq!(lease_holder(&api), None, "the Lease is given up at stop");
+    // A second replica serves CSI too, from its own watch, while the first leads.
     let mut second = start(dir.path(), &sim, "controller-2").await;
+    let refused = second
+        .publish(publish(RWO, "node-b", false, Mode::SingleNodeWriter))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(lease_holder(&api).as_deref(), Some("controller-1"));
+
+    // The leader stops: it gives the Lease up and the other replica leads at once; the
+    // same facts give the same answers (a third node during the migration too).
+    first.stop().await;
+    api.wait_until(Duration::from_secs(10), || {
+        lease_holder(&api).as_deref() == Some("controller-2")
+    })
+    .await
+    .expect("the second replica takes the Lease");
     let refused = second
         .publish(publish(RWO, "node-b", false, Mode::SingleNodeWriter))
         .await
