@@ -221,6 +221,94 @@ impl FencingMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    transport: &'static str,
+    verb: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerbLabels {
+    transport: &'static str,
+    verb: &'static str,
+}
+
+/// The RouterOS client's commands (count, latency, in flight) and its circuit breaker, fed by
+/// the client as it goes (no scrape ever asks the device).
+#[derive(Debug, Clone)]
+pub struct RouterOsMetrics {
+    transport: &'static str,
+    commands: Family<CommandLabels, Counter>,
+    duration: Family<VerbLabels, Histogram>,
+    in_flight: Gauge,
+    breaker: Gauge,
+}
+
+impl RouterOsMetrics {
+    /// Registers them for a client over `transport` (`ssh`, `rest`).
+    pub fn register(registry: &mut Registry, transport: &'static str) -> Self {
+        let metrics = Self {
+            transport,
+            commands: Family::default(),
+            // From 1 ms to about 30 s, the default command deadline.
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+            in_flight: Gauge::default(),
+            breaker: Gauge::default(),
+        };
+        registry.register(
+            "rds_csi_controller_routeros_commands",
+            "RouterOS commands by transport, verb and result (answered: the device replied, \
+             a refusal included; failed: no answer, or not sent while the breaker is open)",
+            metrics.commands.clone(),
+        );
+        registry.register(
+            "rds_csi_controller_routeros_command_duration_seconds",
+            "Time of a RouterOS command, waiting for a session included",
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "rds_csi_controller_routeros_commands_in_flight",
+            "RouterOS commands sent or waiting for a session",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "rds_csi_controller_routeros_breaker_state",
+            "The RouterOS circuit breaker: 0 closed, 1 open (commands fail at once), 2 half-open",
+            metrics.breaker.clone(),
+        );
+        metrics
+    }
+}
+
+impl routeros::client::CommandObserver for RouterOsMetrics {
+    fn started(&self, _verb: &'static str) {
+        self.in_flight.inc();
+    }
+
+    fn finished(&self, verb: &'static str, elapsed: std::time::Duration, answered: bool) {
+        self.in_flight.dec();
+        let transport = self.transport;
+        let result = if answered { "answered" } else { "failed" };
+        self.commands
+            .get_or_create(&CommandLabels {
+                transport,
+                verb,
+                result,
+            })
+            .inc();
+        self.duration
+            .get_or_create(&VerbLabels { transport, verb })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn breaker(&self, state: routeros::BreakerState) {
+        self.breaker.set(state.code());
+    }
+}
+
 /// Sets a gauge that counts things (a count past `i64` saturates).
 fn set_count(gauge: &Gauge, count: usize) {
     gauge.set(i64::try_from(count).unwrap_or(i64::MAX));

@@ -105,6 +105,15 @@ pub struct RdsConnectionArgs {
     #[arg(long, env = "RDS_CSI_RDS_MAX_SESSIONS", default_value_t = routeros::DEFAULT_MAX_CONCURRENCY)]
     pub rds_max_sessions: usize,
 
+    /// RouterOS commands that got no answer in a row after which commands fail at once
+    /// (UNAVAILABLE) for a cool-down, instead of piling up on the device; 0 never.
+    #[arg(long, env = "RDS_CSI_RDS_BREAKER_FAILURES", default_value_t = routeros::breaker::DEFAULT_FAILURES)]
+    pub rds_breaker_failures: u32,
+
+    /// Seconds of the breaker's first cool-down (doubled after each failed probe, up to 8x).
+    #[arg(long, env = "RDS_CSI_RDS_BREAKER_COOL_DOWN_SECONDS", default_value_t = routeros::breaker::DEFAULT_COOL_DOWN.as_secs())]
+    pub rds_breaker_cool_down_seconds: u64,
+
     /// Deadline of one RouterOS command, in seconds.
     #[arg(long, env = "RDS_CSI_RDS_TIMEOUT_SECONDS", default_value_t = routeros::DEFAULT_COMMAND_TIMEOUT.as_secs())]
     pub rds_timeout_seconds: u64,
@@ -431,6 +440,10 @@ impl RdsConnectionArgs {
             return Err(ConnectionError::NoTimeout);
         }
         config.command_timeout = Duration::from_secs(self.rds_timeout_seconds);
+        config.breaker = routeros::BreakerConfig {
+            failures: self.rds_breaker_failures,
+            cool_down: Duration::from_secs(self.rds_breaker_cool_down_seconds.max(1)),
+        };
         Ok(config)
     }
 }
@@ -538,7 +551,10 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         attachment_state = ?args.attachment_state,
         "starting the CSI controller"
     );
+    let mut registry = driver::metrics::Registry::default();
     let rds = routeros::Client::new(client_config).context("setting up the RouterOS client")?;
+    let commands = driver::metrics::RouterOsMetrics::register(&mut registry, rds.transport());
+    let rds = rds.with_observer(Arc::new(commands));
     // The controller serves even while the RDS is down (Probe reports not ready); this
     // first contact only tells the operator early whether the settings work.
     let first_contact = rds.clone();
@@ -564,7 +580,6 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         }
     }
     let service = Arc::new(service);
-    let mut registry = driver::metrics::Registry::default();
     driver::metrics::register_rpc(&mut registry, "controller");
     let fencing = driver::metrics::FencingMetrics::register(&mut registry);
     let metrics = match args.metrics_address.0 {

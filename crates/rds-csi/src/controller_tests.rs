@@ -219,3 +219,22 @@ async fn vmi_serialization_needs_the_cluster() {
     let alone = parse(&["--rds-insecure", "--attachment-state", "memory"]);
     assert!(alone.attachments().await.is_ok());
 }
+
+#[test]
+fn the_breaker_is_on_by_default_and_configurable() {
+    let c = parse(&["--rds-insecure"])
+        .rds
+        .client_config(password())
+        .unwrap();
+    assert_eq!(c.breaker, routeros::BreakerConfig::default());
+    let args = parse(&[
+        "--rds-insecure",
+        "--rds-breaker-failures",
+        "0",
+        "--rds-breaker-cool-down-seconds",
+        "30",
+    ]);
+    let c = args.rds.client_config(password()).unwrap();
+    assert_eq!(c.breaker.failures, 0);
+    assert_eq!(c.breaker.cool_down, Duration::from_secs(30));
+}

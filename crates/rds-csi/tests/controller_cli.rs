@@ -123,8 +123,20 @@ async fn controller_serves_csi_and_stops_on_sigterm() {
         "rds_csi_controller_rpc_total{method=\"DeleteVolume\",code=\"OK\"} 1",
         "rds_csi_controller_rpc_duration_seconds_count{method=\"Probe\"} 1",
         "rds_csi_controller_migrations_overdue 0",
+        "rds_csi_controller_routeros_breaker_state 0",
+        "rds_csi_controller_routeros_commands_in_flight 0",
     ] {
         assert!(scraped.lines().any(|l| l == line), "{line} in {scraped}");
+    }
+    // The RouterOS commands those calls made, by verb, with their latencies.
+    for prefix in [
+        "rds_csi_controller_routeros_commands_total{transport=\"ssh\",verb=\"system-info\",result=\"answered\"} ",
+        "rds_csi_controller_routeros_command_duration_seconds_count{transport=\"ssh\",verb=\"system-info\"} ",
+    ] {
+        assert!(
+            scraped.lines().any(|l| l.starts_with(prefix)),
+            "{prefix} in {scraped}"
+        );
     }
 
     let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();

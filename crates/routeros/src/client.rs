@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
 use crate::access::AllowedHosts;
+use crate::breaker::{self, Breaker, BreakerConfig, BreakerState};
 use crate::config::{ClientConfig, TlsPolicy, TransportConfig};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -28,6 +29,21 @@ use crate::version::RouterOsVersion;
 pub struct Limits {
     pub max_concurrency: usize,
     pub command_timeout: Duration,
+    pub breaker: BreakerConfig,
+}
+
+/// A ticket of the breaker not yet recorded; abandoned when dropped so.
+struct PendingTicket<'a> {
+    client: &'a Client,
+    ticket: Option<breaker::Ticket>,
+}
+
+impl Drop for PendingTicket<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.client.breaker().abandon(ticket);
+        }
+    }
 }
 
 /// A RouterOS client. Cheap to clone; clones share the connection and the limits.
@@ -44,6 +60,21 @@ struct Inner {
     version: std::sync::Mutex<Option<(u64, RouterOsVersion)>>,
     /// Serialises version detection so a burst of first commands asks the device once.
     version_fetch: tokio::sync::Mutex<()>,
+    breaker: std::sync::Mutex<Breaker>,
+    /// Told about every command (metrics).
+    observer: Option<Arc<dyn CommandObserver>>,
+}
+
+/// Hears about every command the client sends, for metrics. Called on the command's path:
+/// implementations must not block.
+pub trait CommandObserver: Send + Sync {
+    /// A command of `verb` starts waiting for a session.
+    fn started(&self, verb: &'static str);
+    /// It ended after `elapsed` (waiting included); `answered` when the device answered
+    /// (with a result or a refusal), false for transport failures and fail-fast rejections.
+    fn finished(&self, verb: &'static str, elapsed: Duration, answered: bool);
+    /// The breaker is now in `state`.
+    fn breaker(&self, state: BreakerState);
 }
 
 impl std::fmt::Debug for Client {
@@ -63,6 +94,7 @@ impl Client {
         let limits = Limits {
             max_concurrency: config.max_concurrency,
             command_timeout: config.command_timeout,
+            breaker: config.breaker,
         };
         let transport: Arc<dyn Transport> = match config.transport {
             TransportConfig::Ssh { auth, host_key } => Arc::new(SshTransport::new(SshSettings {
@@ -125,8 +157,29 @@ impl Client {
                 command_timeout: limits.command_timeout,
                 version: std::sync::Mutex::new(None),
                 version_fetch: tokio::sync::Mutex::new(()),
+                breaker: std::sync::Mutex::new(Breaker::new(limits.breaker)),
+                observer: None,
             }),
         })
+    }
+
+    /// The same client, telling `observer` about every command. Set before the client is
+    /// cloned or used.
+    pub fn with_observer(mut self, observer: Arc<dyn CommandObserver>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("observer set before the client is shared")
+            .observer = Some(observer);
+        self
+    }
+
+    /// The circuit breaker's state now.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker().state()
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        // Changed by whole calls; a panic elsewhere leaves it consistent.
+        self.inner.breaker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `ssh` or `rest` (or the name of a substituted transport).
@@ -141,13 +194,32 @@ impl Client {
         F: Future<Output = Result<T>>,
     {
         let inner = &self.inner;
+        let observer = inner.observer.as_deref();
+        if let Some(observer) = observer {
+            observer.started(verb);
+        }
+        let started = Instant::now();
+        let admitted = self.breaker().admit(started);
+        let ticket = match admitted {
+            Ok(ticket) => ticket,
+            Err(rejected) => {
+                if let Some(observer) = observer {
+                    observer.finished(verb, started.elapsed(), false);
+                }
+                return Err(Error::Unavailable(format!("{verb} {subject}: {rejected}")));
+            }
+        };
+        // Gives an unfinished probe back if this future is dropped (its caller gave up).
+        let mut pending = PendingTicket {
+            client: self,
+            ticket: Some(ticket),
+        };
         let span = tracing::debug_span!(
             "routeros",
             verb,
             subject,
             transport = inner.transport.kind()
         );
-        let started = Instant::now();
         let deadline = inner.command_timeout;
         let bounded = async {
             let _permit = inner
@@ -167,11 +239,49 @@ impl Client {
                 deadline.as_millis()
             ))),
         };
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
         span.in_scope(|| match &outcome {
             Ok(_) => tracing::debug!(elapsed_ms, "done"),
             Err(error) => tracing::debug!(elapsed_ms, %error, "failed"),
         });
+        let answered = !matches!(&outcome, Err(error) if error.is_retryable());
+        let heard = if answered {
+            breaker::Outcome::Answered
+        } else {
+            let reason = outcome
+                .as_ref()
+                .err()
+                .map(Error::message)
+                .unwrap_or_default();
+            breaker::Outcome::TransportFailed(reason.to_owned())
+        };
+        let (before, after) = {
+            let mut breaker = self.breaker();
+            let before = breaker.state();
+            if let Some(ticket) = pending.ticket.take() {
+                breaker.record(ticket, heard, Instant::now());
+            }
+            (before, breaker.state())
+        };
+        if before != after {
+            match after {
+                BreakerState::Open => tracing::warn!(
+                    transport = inner.transport.kind(),
+                    "the RDS stopped answering: commands fail at once until a probe gets through"
+                ),
+                BreakerState::Closed => {
+                    tracing::info!(transport = inner.transport.kind(), "the RDS answers again")
+                }
+                BreakerState::HalfOpen => {}
+            }
+        }
+        if let Some(observer) = observer {
+            observer.finished(verb, elapsed, answered);
+            if before != after {
+                observer.breaker(after);
+            }
+        }
         outcome
     }
 

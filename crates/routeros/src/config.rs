@@ -144,6 +144,8 @@ pub struct ClientConfig {
     pub command_timeout: Duration,
     pub connect_timeout: Duration,
     pub backoff: Backoff,
+    /// When to stop asking a device that does not answer (see [`crate::breaker`]).
+    pub breaker: crate::breaker::BreakerConfig,
 }
 
 impl ClientConfig {
@@ -181,6 +183,7 @@ impl ClientConfig {
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             backoff: Backoff::default(),
+            breaker: crate::breaker::BreakerConfig::default(),
         }
     }
 

@@ -33,6 +33,7 @@
 //! ```
 
 pub mod access;
+pub mod breaker;
 pub mod client;
 pub mod command;
 pub mod config;
@@ -49,6 +50,7 @@ pub mod validate;
 pub mod version;
 
 pub use access::{AllowedHosts, ExportAccess};
+pub use breaker::{BreakerConfig, BreakerState};
 pub use client::{Client, Limits};
 pub use config::{
     Backoff, ClientConfig, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,

@@ -280,6 +280,7 @@ async fn service() -> (ControllerService, Arc<FakeRds>) {
         Limits {
             max_concurrency: 4,
             command_timeout: Duration::from_secs(5),
+            breaker: routeros::BreakerConfig::default(),
         },
     )
     .unwrap();

@@ -114,6 +114,7 @@ fn client(fake: Arc<Fake>, max: usize, timeout: Duration) -> Client {
         Limits {
             max_concurrency: max,
             command_timeout: timeout,
+            breaker: crate::BreakerConfig::default(),
         },
     )
     .unwrap()
@@ -248,7 +249,8 @@ async fn inputs_are_validated_before_any_io() {
             fake,
             Limits {
                 max_concurrency: 0,
-                command_timeout: Duration::from_secs(1)
+                command_timeout: Duration::from_secs(1),
+                breaker: crate::BreakerConfig::default(),
             }
         )
         .is_err()
