@@ -10,7 +10,8 @@
 # venv. Then: helm lint --strict and helm template over every values file in the chart's ci/,
 # every rendered object validated against Kubernetes 1.33 (the oldest the chart supports)
 # and the newest kubernetes-validate knows, the invariants in tests/chart/test_chart.py, the
-# refused values files in tests/chart/refused/, and deploy/manifests/ in sync with the chart.
+# refused values files in tests/chart/refused/, deploy/manifests/ in sync with the chart, and
+# the Grafana dashboard against the documented metrics.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -140,6 +141,9 @@ done
 # --- invariants ----------------------------------------------------------------------------
 step "chart invariants (tests/chart/test_chart.py)"
 "$py" tests/chart/test_chart.py "$helm" "$chart" "$out"
+
+step "the Grafana dashboard queries exactly the documented metrics (tests/grafana)"
+"$py" tests/grafana/test_dashboard.py
 
 step "deploy/manifests/ in sync with the chart"
 if ! diff -u deploy/manifests/rds-csi.yaml "$out/manifests.yaml"; then
