@@ -1,7 +1,9 @@
 //! The controller's flags and settings.
 
 use super::*;
+use crate::connection::*;
 use clap::Parser;
+use routeros::{HostKeyPolicy, Secret, SshAuth, TlsPolicy};
 
 #[derive(Debug, Parser)]
 struct Cli {

@@ -1,6 +1,7 @@
 //! `rds-csi`: the one binary. Subcommands are thin shells over library crates, except `doctor`,
 //! which lives here beside the controller flags it shares.
 
+mod connection;
 mod controller;
 mod doctor;
 

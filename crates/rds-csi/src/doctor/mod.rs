@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::controller::{RdsConnectionArgs, VolumeLayoutArgs};
+use crate::connection::{RdsConnectionArgs, VolumeLayoutArgs};
 use node::{DEFAULT_KUBELET_DIR, NodeInputs, NodeRoot};
 use report::{Check, Report};
 

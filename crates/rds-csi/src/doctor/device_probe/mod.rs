@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use routeros::{Client, DirPath};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::controller::{RdsConnectionArgs, RdsTransport, VolumeLayoutArgs};
+use crate::connection::{RdsConnectionArgs, RdsTransport, VolumeLayoutArgs};
 use cleanup::CleanupReport;
 use findings::Findings;
 use plan::Plan;

@@ -7,7 +7,7 @@ use routeros::hostkey::HostKeyPins;
 use routeros::{Error, HostKeyPolicy, TlsPolicy};
 
 use super::{PROBE_DEADLINE, PeerIdentity, Pinning, ROUND_TRIPS, RdsFacts, judge_identity};
-use crate::controller::{
+use crate::connection::{
     ConnectionError, RdsConnectionArgs, RdsTransport, Trust, VolumeLayoutArgs,
 };
 use crate::doctor::probe;

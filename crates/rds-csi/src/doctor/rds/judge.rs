@@ -10,7 +10,7 @@ use routeros::{Error, FileDisk, Pool, SystemInfo};
 use sha2::{Digest as _, Sha256};
 
 use super::{LOW_FREE_PERCENT, PeerIdentity, Pinning, RdsFacts, SLOW_ROUND_TRIP};
-use crate::controller::RdsTransport;
+use crate::connection::RdsTransport;
 use crate::doctor::probe::TcpFailure;
 use crate::doctor::report::{Check, Status, bytes, millis};
 

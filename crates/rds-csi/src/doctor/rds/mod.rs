@@ -25,7 +25,7 @@ use std::time::Duration;
 use routeros::hostkey::HostKeyPins;
 use routeros::{Error, FileDisk, Pool, SystemInfo};
 
-use crate::controller::RdsTransport;
+use crate::connection::RdsTransport;
 use crate::doctor::probe::{Reached, TcpFailure};
 
 /// Longest wait for a TCP connect, key exchange or TLS handshake (shorter when

@@ -5,7 +5,7 @@ use routeros::{Error, FileDisk, NqnSource, Pool, RouterOsVersion, SystemInfo};
 use sha2::{Digest as _, Sha256};
 
 use super::*;
-use crate::controller::RdsTransport;
+use crate::connection::RdsTransport;
 use crate::doctor::probe::{Reached, TcpFailure};
 use crate::doctor::report::Status;
 
