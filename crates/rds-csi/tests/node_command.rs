@@ -80,6 +80,14 @@ async fn serves_the_node_plugin_on_its_socket_until_sigterm() {
         .unwrap()
         .into_inner();
     assert_eq!(plugin.name, "rds.csi.example.org");
+    // Those calls are counted by method and code.
+    let scraped = scrape(address).await;
+    for line in [
+        "rds_csi_node_rpc_total{method=\"NodeGetInfo\",code=\"OK\"} 1",
+        "rds_csi_node_rpc_duration_seconds_count{method=\"NodeGetInfo\"} 1",
+    ] {
+        assert!(scraped.lines().any(|l| l == line), "{line} in {scraped}");
+    }
 
     let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();

@@ -246,6 +246,7 @@ pub async fn run(args: NodeArgs) -> Result<(), SetupError> {
     .await
     .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
     let mut registry = prometheus_client::registry::Registry::default();
+    crate::metrics::register_rpc(&mut registry, "node");
     let service = with_cluster(service, &args)
         .await?
         .with_metrics(&mut registry);
