@@ -310,6 +310,8 @@ class Cases(unittest.TestCase):
         self.assertNotIn("RDS_CSI_EXPORT_ACL", plain)
         self.assertNotIn("RDS_CSI_SERIALIZE_VMI_ATTACH", plain)
         self.assertEqual(plain["RDS_CSI_ATTACHMENT_STATE"], "kubernetes")
+        self.assertEqual(plain["RDS_CSI_RDS_BREAKER_FAILURES"], "5")
+        self.assertEqual(plain["RDS_CSI_RDS_BREAKER_COOL_DOWN_SECONDS"], "10")
         rest = env_of(container(one(load("rest"), "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi"))
         self.assertEqual(rest["RDS_CSI_EXPORT_ACL"], "true")
         go = load("go-upgrade")
