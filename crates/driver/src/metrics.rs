@@ -47,6 +47,12 @@ pub struct NodeMetrics {
     pods_deleted: Counter,
     orphaned_attachments: Gauge,
     orphans_disconnected: Counter,
+    nvme_controllers: Family<StateLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
 }
 
 impl NodeMetrics {
@@ -86,6 +92,12 @@ impl NodeMetrics {
             "Orphaned attachments disconnected after the grace period (--orphans disconnect)",
             metrics.orphans_disconnected.clone(),
         );
+        registry.register(
+            "rds_csi_node_nvme_controllers",
+            "NVMe controllers of the driver's volumes on this node, by state as sysfs says it \
+             (live; connecting while the RDS is away; ...)",
+            metrics.nvme_controllers.clone(),
+        );
         // Every result exists from the start at 0, so that rates and alerts see a series.
         for result in [RestageResult::Succeeded, RestageResult::Failed] {
             let _series = metrics.restages.get_or_create(&RestageLabels { result });
@@ -115,6 +127,25 @@ impl NodeMetrics {
 
     pub fn orphan_disconnected(&self) {
         self.orphans_disconnected.inc();
+    }
+
+    /// Sets the controller count of every state from `states` (one per controller); states
+    /// not seen are 0, so a controller that went from connecting to live leaves no stale count.
+    pub fn set_nvme_controllers(&self, states: impl IntoIterator<Item = &'static str>) {
+        let mut counts: std::collections::HashMap<&'static str, usize> =
+            nvme::sysfs::ControllerState::LABELS
+                .iter()
+                .map(|s| (*s, 0))
+                .collect();
+        for state in states {
+            *counts.entry(state).or_default() += 1;
+        }
+        for (state, count) in counts {
+            set_count(
+                &self.nvme_controllers.get_or_create(&StateLabels { state }),
+                count,
+            );
+        }
     }
 }
 
@@ -378,6 +409,29 @@ pub fn parse_address(text: &str) -> Result<Option<SocketAddr>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nvme_controllers_are_counted_by_state_and_stale_states_go_to_zero() {
+        let mut registry = Registry::default();
+        let metrics = NodeMetrics::register(&mut registry);
+        metrics.set_nvme_controllers(["live", "connecting", "live"]);
+        let text = render(&registry);
+        for line in [
+            "rds_csi_node_nvme_controllers{state=\"live\"} 2",
+            "rds_csi_node_nvme_controllers{state=\"connecting\"} 1",
+            "rds_csi_node_nvme_controllers{state=\"dead\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        metrics.set_nvme_controllers(["live"]);
+        let text = render(&registry);
+        for line in [
+            "rds_csi_node_nvme_controllers{state=\"live\"} 1",
+            "rds_csi_node_nvme_controllers{state=\"connecting\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+    }
 
     #[test]
     fn addresses_parse_with_empty_meaning_off() {

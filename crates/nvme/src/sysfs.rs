@@ -97,6 +97,33 @@ impl ControllerState {
         }
     }
 
+    /// A short name for metrics: the kernel's word (`deleting-no-io` for `deleting (no IO)`),
+    /// `other` for any state this crate does not know.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Live => "live",
+            Self::Resetting => "resetting",
+            Self::Connecting => "connecting",
+            Self::Deleting => "deleting",
+            Self::DeletingNoIo => "deleting-no-io",
+            Self::Dead => "dead",
+            Self::Other(_) => "other",
+        }
+    }
+
+    /// Every [`label`](Self::label), so that a metric can show each, zeros included.
+    pub const LABELS: [&'static str; 8] = [
+        "new",
+        "live",
+        "resetting",
+        "connecting",
+        "deleting",
+        "deleting-no-io",
+        "dead",
+        "other",
+    ];
+
     /// On its way to live by itself (a reconnect or reset in progress).
     pub fn is_settling(&self) -> bool {
         matches!(self, Self::New | Self::Resetting | Self::Connecting)
@@ -506,6 +533,31 @@ fn read_namespace(dir: &Path, name: String) -> Result<Option<Namespace>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_state_has_a_listed_label() {
+        for text in [
+            "new",
+            "live",
+            "resetting",
+            "connecting",
+            "deleting",
+            "deleting (no IO)",
+            "dead",
+            "sleeping",
+        ] {
+            let label = ControllerState::parse(text).label();
+            assert!(
+                ControllerState::LABELS.contains(&label),
+                "{text} -> {label}"
+            );
+        }
+        assert_eq!(
+            ControllerState::parse("deleting (no IO)").label(),
+            "deleting-no-io"
+        );
+        assert_eq!(ControllerState::parse("sleeping").label(), "other");
+    }
 
     #[test]
     fn node_names_are_told_apart_without_arithmetic() {

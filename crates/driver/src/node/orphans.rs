@@ -88,10 +88,14 @@ impl NodeCore {
     ) {
         // The fabric lists only the driver's NQNs; checked again here, as every fabric may not.
         let ours = nvme::ManagedPrefix::new(format!("{}:", self.config.nqn_prefix));
-        let attached = match self.fabric.managed_nqns(deadline).await {
-            Ok(mut attached) => {
-                attached.retain(|nqn| ours.as_ref().is_ok_and(|p| p.covers(nqn)));
-                attached
+        let attached = match self.fabric.managed_controllers(deadline).await {
+            Ok(mut controllers) => {
+                controllers.retain(|c| ours.as_ref().is_ok_and(|p| p.covers(&c.nqn)));
+                self.metrics
+                    .set_nvme_controllers(controllers.iter().map(|c| c.state));
+                let mut nqns: Vec<String> = controllers.into_iter().map(|c| c.nqn).collect();
+                nqns.dedup();
+                nqns
             }
             Err(error) => {
                 tracing::warn!(%error, "orphaned attachments not checked");

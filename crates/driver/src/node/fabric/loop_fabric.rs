@@ -21,7 +21,7 @@ use nvme::NamespaceIds;
 use tokio::time::Instant;
 
 use super::exports::{ExportEntry, read_exports};
-use super::{AttachedDevice, Condition, Fabric, FabricError};
+use super::{AttachedDevice, Condition, Fabric, FabricError, ManagedController};
 use crate::params::VolumeContext;
 
 /// How long a detached loop device may take to be cleared by the kernel.
@@ -373,8 +373,12 @@ impl Fabric for LoopFabric {
             .any(|bound| bound.device == device))
     }
 
-    /// The exports (and this process's attachments) with a loop device over their file.
-    async fn managed_nqns(&self, deadline: Instant) -> Result<Vec<String>, FabricError> {
+    /// The exports (and this process's attachments) with a loop device over their file; a loop
+    /// device has no controller state, so each is `live`.
+    async fn managed_controllers(
+        &self,
+        deadline: Instant,
+    ) -> Result<Vec<ManagedController>, FabricError> {
         let dir = self.sim_data_dir.clone();
         let mut candidates: HashMap<String, PathBuf> =
             run_blocking("reading the export record", deadline, move || {
@@ -394,10 +398,10 @@ impl Fabric for LoopFabric {
         let mut attached = Vec::new();
         for (nqn, backing) in candidates {
             if !self.loops_backed_by(&backing, deadline).await?.is_empty() {
-                attached.push(nqn);
+                attached.push(ManagedController { nqn, state: "live" });
             }
         }
-        attached.sort();
+        attached.sort_by(|a, b| a.nqn.cmp(&b.nqn));
         Ok(attached)
     }
 

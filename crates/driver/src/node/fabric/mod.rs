@@ -17,6 +17,14 @@ use tokio::time::Instant;
 
 use crate::params::VolumeContext;
 
+/// One attachment of a driver volume: its subsystem and its controller's state
+/// ([`nvme::ControllerState::label`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedController {
+    pub nqn: String,
+    pub state: &'static str,
+}
+
 pub use exports::{ExportEntry, read_exports};
 pub use loop_fabric::LoopFabric;
 pub use nvme_tcp::NvmeTcpFabric;
@@ -132,9 +140,12 @@ pub trait Fabric: Send + Sync + 'static {
         Ok(self.find(nqn, deadline).await?.is_some())
     }
 
-    /// The NQNs of the driver's own volumes attached on this node (any controller state),
-    /// for the orphan check. The default knows none.
-    async fn managed_nqns(&self, deadline: Instant) -> Result<Vec<String>, FabricError> {
+    /// The attachments of the driver's own volumes on this node, one per controller (any
+    /// state), for the orphan check and the metrics. The default knows none.
+    async fn managed_controllers(
+        &self,
+        deadline: Instant,
+    ) -> Result<Vec<ManagedController>, FabricError> {
         let _ = deadline;
         Ok(Vec::new())
     }

@@ -11,7 +11,7 @@ use nvme::{
 };
 use tokio::time::Instant;
 
-use super::{AttachedDevice, Condition, Fabric, FabricError};
+use super::{AttachedDevice, Condition, Fabric, FabricError, ManagedController};
 use crate::params::{ConnectOptions, VolumeContext};
 
 /// Every RDS export carries exactly one namespace.
@@ -189,16 +189,21 @@ impl<K: Kernel> Fabric for NvmeTcpFabric<K> {
             .await?)
     }
 
-    async fn managed_nqns(&self, deadline: Instant) -> Result<Vec<String>, FabricError> {
+    async fn managed_controllers(
+        &self,
+        deadline: Instant,
+    ) -> Result<Vec<ManagedController>, FabricError> {
         let topology = self.host.managed_topology(deadline).await?;
-        let mut nqns: Vec<String> = topology
+        let mut controllers: Vec<ManagedController> = topology
             .controllers
             .into_iter()
-            .map(|c| c.subsystem_nqn)
+            .map(|c| ManagedController {
+                state: c.state.label(),
+                nqn: c.subsystem_nqn,
+            })
             .collect();
-        nqns.sort();
-        nqns.dedup();
-        Ok(nqns)
+        controllers.sort_by(|a, b| a.nqn.cmp(&b.nqn));
+        Ok(controllers)
     }
 
     async fn is_connected(&self, nqn: &str, deadline: Instant) -> Result<bool, FabricError> {
