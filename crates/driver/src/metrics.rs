@@ -194,10 +194,7 @@ pub fn rpc() -> Option<&'static RpcMetrics> {
 pub fn register_rpc(registry: &mut Registry, prefix: &str) -> bool {
     let metrics = RpcMetrics {
         calls: Family::default(),
-        // From 1 ms to about 30 s: a cached query to a slow create on a loaded device.
-        duration: Family::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.001, 2.0, 16))
-        }),
+        duration: latency_histograms(),
     };
     let (calls, duration) = (metrics.calls.clone(), metrics.duration.clone());
     if RPC.set(metrics).is_err() {
@@ -282,10 +279,7 @@ impl RouterOsMetrics {
         let metrics = Self {
             transport,
             commands: Family::default(),
-            // From 1 ms to about 30 s, the default command deadline.
-            duration: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.001, 2.0, 16))
-            }),
+            duration: latency_histograms(),
             in_flight: Gauge::default(),
             breaker: Gauge::default(),
         };
@@ -338,6 +332,15 @@ impl routeros::client::CommandObserver for RouterOsMetrics {
     fn breaker(&self, state: routeros::BreakerState) {
         self.breaker.set(state.code());
     }
+}
+
+/// Latency histograms from 1 ms to about 30 s (the default RouterOS command deadline): a
+/// cached query to a slow create on a loaded device.
+fn latency_histograms<L>() -> Family<L, Histogram>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 16)))
 }
 
 /// Sets a gauge that counts things (a count past `i64` saturates).

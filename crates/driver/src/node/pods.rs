@@ -9,7 +9,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
@@ -68,6 +68,20 @@ impl std::fmt::Debug for ClusterPods {
             .field("node_name", &self.node_name)
             .field("recovery", &self.recovery)
             .finish()
+    }
+}
+
+/// Posts `event` about the pod `reference`, within [`API_TIME`]; a failure is logged, never
+/// an error of the caller.
+async fn post_event(recorder: &Recorder, event: &Event, reference: &ObjectReference) {
+    let (namespace, name) = (
+        reference.namespace.as_deref().unwrap_or_default(),
+        reference.name.as_deref().unwrap_or_default(),
+    );
+    match tokio::time::timeout(API_TIME, recorder.publish(event, reference)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(namespace, pod = name, %error, "event not posted"),
+        Err(_) => tracing::warn!(namespace, pod = name, "event not posted in time"),
     }
 }
 
@@ -135,16 +149,7 @@ impl ClusterPods {
                 action: "NodePublishVolume".into(),
                 secondary: None,
             };
-            let posted =
-                tokio::time::timeout(API_TIME, recorder.publish(&event, &pod.object_ref())).await;
-            let (namespace, name) = (&pod.namespace, &pod.name);
-            match posted {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(%namespace, pod = %name, %error, "event not posted")
-                }
-                Err(_) => tracing::warn!(%namespace, pod = %name, "event not posted in time"),
-            }
+            post_event(&recorder, &event, &pod.object_ref()).await;
         });
     }
 
@@ -182,12 +187,7 @@ impl ClusterPods {
             action: "Restage".into(),
             secondary: None,
         };
-        let reference = pod.object_ref(&());
-        match tokio::time::timeout(API_TIME, self.recorder.publish(&event, &reference)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%namespace, pod = %name, %error, "event not posted"),
-            Err(_) => tracing::warn!(%namespace, pod = %name, "event not posted in time"),
-        }
+        post_event(&self.recorder, &event, &pod.object_ref(&())).await;
         match verdict {
             Ok(()) => self.delete(&namespace, &name, pod).await,
             Err(reason) => {
