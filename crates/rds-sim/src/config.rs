@@ -192,6 +192,11 @@ pub struct SimArgs {
     /// Behave like a device that differs from our facts: comma-separated quirk names.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     pub quirks: Vec<Quirk>,
+    /// `/system health` readings instead of the defaults: NAME=VALUE, comma-separated or
+    /// repeated (`psu2-state=fail,cpu-temperature=85`); an empty VALUE removes the sensor.
+    #[arg(long, value_delimiter = ',', value_name = "NAME=VALUE",
+        value_parser = crate::health::parse_override)]
+    pub health: Vec<(String, String)>,
 }
 
 fn parse_capacity(text: &str) -> Result<u64, String> {
@@ -270,6 +275,7 @@ impl SimArgs {
                 exit_status_on_error: self.exit_status_on_error,
                 float_numbers: self.float_numbers,
                 quirks: self.quirks.into_iter().collect(),
+                health: self.health.into_iter().collect(),
                 ..Faults::default()
             },
         })

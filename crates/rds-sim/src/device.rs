@@ -7,7 +7,7 @@
 use crate::error::CmdError;
 use crate::quirks::Quirks;
 use crate::records::{Record, disk_record, file_record};
-use crate::state::{DiskArgs, Effect, Env, ExportSpec, State};
+use crate::state::{Disk, DiskArgs, Effect, Env, ExportSpec, FileEntry, State};
 use crate::usage::PoolUsage;
 
 /// Performs effects. One real implementation
@@ -23,6 +23,11 @@ pub trait Backend: Send {
 /// implementation ([`crate::storage::StateFiles`]).
 pub trait Persist: Send {
     fn persist(&mut self, state: &State, exports: &[ExportSpec]) -> std::io::Result<()>;
+
+    /// Saves `state` whole, in one file (at shutdown); by default, nothing more to do.
+    fn checkpoint(&mut self, _state: &State) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What a save needs, taken under the device lock and written outside it.
@@ -127,6 +132,26 @@ impl Device {
 
     pub fn file_records(&self) -> Vec<Record> {
         self.state.files.iter().map(|f| file_record(f)).collect()
+    }
+
+    /// The records of the disks `keep` admits, in id order.
+    pub fn disk_records_where(&self, mut keep: impl FnMut(&Disk) -> bool) -> Vec<Record> {
+        self.state
+            .disks
+            .iter()
+            .filter(|d| keep(d))
+            .map(|d| disk_record(&self.state, d, &self.env))
+            .collect()
+    }
+
+    /// The records of the files `keep` admits, in id order.
+    pub fn file_records_where(&self, mut keep: impl FnMut(&FileEntry) -> bool) -> Vec<Record> {
+        self.state
+            .files
+            .iter()
+            .filter(|f| keep(f))
+            .map(|f| file_record(f))
+            .collect()
     }
 
     pub fn add_disk(&mut self, args: &DiskArgs) -> Result<u64, CmdError> {

@@ -104,6 +104,17 @@ impl Engine {
         }
     }
 
+    /// Saves the current state whole (at shutdown), so that the data directory holds it in
+    /// one file. Errors are logged.
+    pub fn checkpoint(&self) {
+        let mut saver = self.saver.lock().unwrap_or_else(|p| p.into_inner());
+        let job = self.lock().save_job();
+        match saver.persist.checkpoint(&job.state) {
+            Ok(()) => saver.saved = saver.saved.max(job.generation),
+            Err(e) => tracing::error!(error = %e, "saving the state at shutdown failed"),
+        }
+    }
+
     /// Runs `f` on the device with the command's conditions applied, then
     /// saves, on a blocking thread (file and configfs I/O happen inside), once the rest of
     /// the command's injected delay has passed.
@@ -118,6 +129,7 @@ impl Engine {
         let ctx = RunContext {
             float_numbers: faults.float_numbers,
             uptime_seconds: self.uptime_seconds(),
+            health: faults.health.clone(),
         };
         tokio::task::spawn_blocking(move || {
             delay.finish_blocking();
@@ -166,6 +178,10 @@ impl Engine {
                 script::run(&script, device, ctx)
             })
             .await;
+        if faults.lose_reply {
+            tracing::info!("fault: the command ran; its reply is lost");
+            return ExecReply::Drop;
+        }
         let mut lines = output.lines;
         let failed = output.error.is_some();
         if let Some(error) = output.error {

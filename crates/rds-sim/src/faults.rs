@@ -1,5 +1,6 @@
 //! Fault injection: latency, a session cap, failed and dropped commands,
-//! a full pool, slow adds, exit status 1 on errors, float numbers, and quirks.
+//! a full pool, slow adds, exit status 1 on errors, float numbers, quirks, and the readings of
+//! `/system health`.
 //!
 //! Faults come from the command-line flags (the base), the in-process API,
 //! and the control file `<data-dir>/faults.json`: whenever that file's
@@ -7,6 +8,7 @@
 //! base (fields it leaves out keep their base value); when it disappears
 //! the base applies again. The stamp is checked with one `stat` per command.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,6 +38,11 @@ pub struct Faults {
     pub fail_message: String,
     /// The next N commands get no reply: the TCP connection is closed.
     pub drop_next: u32,
+    /// Each command is dropped so, unrun, with this chance in percent (a lost request).
+    pub drop_percent: u8,
+    /// Each command runs and then loses its reply (the connection is closed) with this chance
+    /// in percent: the device changed and the caller cannot know.
+    pub lose_reply_percent: u8,
     /// The pool reports no free space; adds and grows fail.
     pub pool_full: bool,
     /// Extra latency per `/disk add` (SSH) or create (REST).
@@ -46,6 +53,9 @@ pub struct Faults {
     pub float_numbers: bool,
     /// Ways the device differs from the facts (see [`crate::quirks`]).
     pub quirks: Quirks,
+    /// `/system health` readings laid over the defaults: sensor name → value
+    /// (`{"psu2-state": "fail"}`); an empty value removes the sensor (see [`crate::health`]).
+    pub health: BTreeMap<String, String>,
 }
 
 impl Default for Faults {
@@ -57,11 +67,14 @@ impl Default for Faults {
             fail_next: 0,
             fail_message: "failure: simulated failure".to_string(),
             drop_next: 0,
+            drop_percent: 0,
+            lose_reply_percent: 0,
             pool_full: false,
             slow_add_ms: 0,
             exit_status_on_error: false,
             float_numbers: false,
             quirks: Quirks::default(),
+            health: BTreeMap::new(),
         }
     }
 }
@@ -71,14 +84,17 @@ impl Default for Faults {
 pub struct CommandFaults {
     pub latency: Duration,
     pub slow_add: Duration,
-    /// Close the connection without a reply.
+    /// Close the connection without a reply, without running.
     pub drop: bool,
+    /// Run, then close the connection without a reply.
+    pub lose_reply: bool,
     /// Fail with this text without running.
     pub fail: Option<String>,
     pub pool_full: bool,
     pub exit_status_on_error: bool,
     pub float_numbers: bool,
     pub quirks: Quirks,
+    pub health: BTreeMap<String, String>,
 }
 
 /// Identity of a version of the control file.
@@ -155,9 +171,10 @@ impl FaultControl {
         self.refresh();
         let mut inner = self.lock();
         let f = &mut inner.current;
-        let drop = f.drop_next > 0;
+        let chance = |percent: u8| percent > 0 && rand::random_range(0..100u8) < percent;
+        let drop = f.drop_next > 0 || chance(f.drop_percent);
         let fail = if drop {
-            f.drop_next -= 1;
+            f.drop_next = f.drop_next.saturating_sub(1);
             None
         } else if f.fail_next > 0 {
             f.fail_next -= 1;
@@ -174,11 +191,13 @@ impl FaultControl {
             latency: Duration::from_millis(f.latency_ms + jitter),
             slow_add: Duration::from_millis(f.slow_add_ms),
             drop,
+            lose_reply: !drop && fail.is_none() && chance(f.lose_reply_percent),
             fail,
             pool_full: f.pool_full,
             exit_status_on_error: f.exit_status_on_error,
             float_numbers: f.float_numbers,
             quirks: f.quirks,
+            health: f.health.clone(),
         }
     }
 
@@ -464,6 +483,29 @@ mod tests {
             2,
             "an armed counter survives the file going away"
         );
+    }
+
+    #[test]
+    fn chances_in_percent_drop_or_lose_about_that_share_and_never_both() {
+        let control = FaultControl::new(Faults::default(), None);
+        let draws = |n: usize| (0..n).map(|_| control.begin_command()).collect::<Vec<_>>();
+        assert!(
+            draws(200).iter().all(|f| !f.drop && !f.lose_reply),
+            "0 % is never"
+        );
+        control.update(|f| {
+            f.drop_percent = 20;
+            f.lose_reply_percent = 50;
+        });
+        let drawn = draws(4000);
+        let dropped = drawn.iter().filter(|f| f.drop).count();
+        let lost = drawn.iter().filter(|f| f.lose_reply).count();
+        assert!(drawn.iter().all(|f| !(f.drop && f.lose_reply)));
+        // 20 % of 4000 is 800; 50 % of the 3200 left is 1600 (bounds far beyond chance).
+        assert!((600..1000).contains(&dropped), "{dropped}");
+        assert!((1350..1850).contains(&lost), "{lost}");
+        control.update(|f| f.drop_percent = 100);
+        assert!(draws(100).iter().all(|f| f.drop && !f.lose_reply));
     }
 
     #[test]

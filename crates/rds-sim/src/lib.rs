@@ -9,7 +9,7 @@
 //! parser, evaluator, pure over [`device::Device`]), [`device`] (effects
 //! with rollback), [`usage`] (the pool's allocated bytes), [`storage`] and
 //! [`nvmet`] (the side effects), [`ssh`] and [`rest`] (the servers),
-//! [`faults`] and [`quirks`].
+//! [`faults`] and [`quirks`]; [`health`] the readings of `/system health`.
 
 pub mod args;
 pub mod config;
@@ -18,6 +18,8 @@ pub mod engine;
 pub mod error;
 pub mod faults;
 pub mod format;
+pub mod health;
+pub mod journal;
 pub mod keys;
 pub mod kill;
 pub mod nvmet;
@@ -455,6 +457,8 @@ impl SimHandle {
                 tracing::error!(error = %e, "removing nvmet exports at shutdown failed");
             }
         }
+        let engine = Arc::clone(&self.engine);
+        let _ = tokio::task::spawn_blocking(move || engine.checkpoint()).await;
         tracing::info!("simulator stopped");
     }
 }

@@ -2,7 +2,10 @@
 //! record and (where configfs exists) nvmet exports.
 //!
 //! Layout of `<data-dir>`:
-//! - `state.json`: the state model, rewritten atomically after every change;
+//! - `state.json`: a snapshot of the state model, replaced atomically (at start, at
+//!   shutdown and whenever the journal has grown past it);
+//! - `state.journal`: the changes since the snapshot, one line per save
+//!   ([`crate::journal`]): a save costs what it changed, not the whole state;
 //! - `files/<file path>`: backing files (`files/storage-pool/pvc-1.img`);
 //! - `exports.json`: the active NVMe/TCP exports ([`ExportsFile`]);
 //! - `faults.json`: optional fault control file (see [`crate::faults`]);
@@ -20,6 +23,10 @@ use crate::nvmet::NvmetExporter;
 use crate::state::{Effect, ExportSpec, FileKind, Id128, STATE_FORMAT, State};
 
 pub const STATE_FILE: &str = "state.json";
+/// The changes saved since `state.json` was written.
+pub const JOURNAL_FILE: &str = "state.journal";
+/// The journal is folded into a new snapshot once it is larger than the snapshot and this.
+pub const COMPACT_FLOOR_BYTES: u64 = 1 << 20;
 pub const EXPORTS_FILE: &str = "exports.json";
 /// The state before the last save: the scratch file the next save writes into.
 pub const PREVIOUS_STATE_FILE: &str = "state.json.prev";
@@ -70,6 +77,11 @@ pub enum LoadError {
     },
     #[error("{path} has format {found}; this simulator reads format {STATE_FORMAT}")]
     Format { path: PathBuf, found: u32 },
+    #[error("{path} is not a valid state journal: {source}")]
+    Journal {
+        path: PathBuf,
+        source: crate::journal::BadEntry,
+    },
 }
 
 /// Absolute path of the backing file for a `/file` name.
@@ -113,6 +125,21 @@ impl FileStore {
                 path,
                 found: state.format,
             });
+        }
+        let mut state = state;
+        let path = data_dir.join(JOURNAL_FILE);
+        let journal = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => return Err(LoadError::Read { path, source }),
+        };
+        let (_, torn) =
+            crate::journal::replay(&mut state, &journal).map_err(|e| LoadError::Journal {
+                path: path.clone(),
+                source: e,
+            })?;
+        if torn {
+            tracing::warn!(journal = %path.display(), "the last save was cut short; the state is the one before it");
         }
         Ok(Some(state))
     }
@@ -225,8 +252,15 @@ pub struct StateFiles {
     nvmet: bool,
     /// The exports last written to the export record.
     last_exports: Option<Vec<ExportSpec>>,
-    /// Serialisation buffer, kept between saves so a save allocates nothing.
+    /// Serialisation buffer, kept between saves.
     buffer: Vec<u8>,
+    /// The state as saved (snapshot plus journal), which the next save is a change of;
+    /// `None` until the first save, which writes a snapshot.
+    saved: Option<State>,
+    /// `state.journal`, open for appending once a snapshot has been written.
+    journal: Option<fs::File>,
+    journal_bytes: u64,
+    snapshot_bytes: u64,
 }
 
 impl StateFiles {
@@ -237,7 +271,51 @@ impl StateFiles {
             nvmet,
             last_exports: None,
             buffer: Vec::new(),
+            saved: None,
+            journal: None,
+            journal_bytes: 0,
+            snapshot_bytes: 0,
         }
+    }
+
+    /// Writes `state` as the new snapshot, then empties the journal. A crash in between
+    /// leaves a journal whose entries the snapshot already holds, which replay harmlessly.
+    fn write_snapshot(&mut self, state: &State) -> io::Result<()> {
+        // Compact: only the simulator reads it.
+        self.buffer.clear();
+        serde_json::to_writer(&mut self.buffer, state).map_err(io::Error::other)?;
+        replace_via_scratch(
+            &self.data_dir.join(STATE_FILE),
+            &self.data_dir.join(PREVIOUS_STATE_FILE),
+            &self.buffer,
+        )?;
+        self.snapshot_bytes = self.buffer.len() as u64;
+        let journal = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join(JOURNAL_FILE))?;
+        journal.set_len(0)?;
+        self.journal = Some(journal);
+        self.journal_bytes = 0;
+        self.buffer = Vec::new();
+        Ok(())
+    }
+
+    /// Appends what changed since the last save as one line.
+    fn append_change(&mut self, old: &State, state: &State) -> io::Result<()> {
+        let Some(entry) = crate::journal::EntryRef::diff(old, state) else {
+            return Ok(());
+        };
+        self.buffer.clear();
+        serde_json::to_writer(&mut self.buffer, &entry).map_err(io::Error::other)?;
+        self.buffer.push(b'\n');
+        let journal = self
+            .journal
+            .as_mut()
+            .expect("a snapshot opened the journal");
+        journal.write_all(&self.buffer)?;
+        self.journal_bytes += self.buffer.len() as u64;
+        Ok(())
     }
 
     fn export_record(&self, spec: &ExportSpec) -> ExportRecord {
@@ -259,14 +337,18 @@ impl StateFiles {
 
 impl Persist for StateFiles {
     fn persist(&mut self, state: &State, exports: &[ExportSpec]) -> io::Result<()> {
-        // Compact: the file is rewritten after every change, and only the simulator reads it.
-        self.buffer.clear();
-        serde_json::to_writer(&mut self.buffer, state).map_err(io::Error::other)?;
-        replace_via_scratch(
-            &self.data_dir.join(STATE_FILE),
-            &self.data_dir.join(PREVIOUS_STATE_FILE),
-            &self.buffer,
-        )?;
+        let compact = self.journal_bytes > self.snapshot_bytes.max(COMPACT_FLOOR_BYTES);
+        match self.saved.take() {
+            Some(old) if !compact && self.journal.is_some() => {
+                if let Err(e) = self.append_change(&old, state) {
+                    // Unknown how much of the line made it: the next save writes a snapshot.
+                    self.journal = None;
+                    return Err(e);
+                }
+            }
+            _ => self.write_snapshot(state)?,
+        }
+        self.saved = Some(state.clone());
         if self.last_exports.as_deref() != Some(exports) {
             let record = ExportsFile {
                 exports: exports.iter().map(|s| self.export_record(s)).collect(),
@@ -275,6 +357,13 @@ impl Persist for StateFiles {
             write_atomic(&self.data_dir.join(EXPORTS_FILE), &text)?;
             self.last_exports = Some(exports.to_vec());
         }
+        Ok(())
+    }
+
+    /// Folds the journal into a new snapshot (at shutdown: one file holds the state).
+    fn checkpoint(&mut self, state: &State) -> io::Result<()> {
+        self.write_snapshot(state)?;
+        self.saved = Some(state.clone());
         Ok(())
     }
 }

@@ -243,6 +243,17 @@ async fn session_cap_answers_503_and_drop_closes_the_connection() {
         .await;
     assert!(dropped.is_err(), "no reply: {dropped:?}");
     assert!(sim.snapshot().disk_by_slot("pvc-1").is_none());
+    // A lost reply: the request ran, the caller hears nothing.
+    sim.faults().update(|f| f.lose_reply_percent = 100);
+    let lost = http
+        .put(&url)
+        .basic_auth(USER, Some(PASSWORD))
+        .json(&create_body("pvc-lost"))
+        .send()
+        .await;
+    assert!(lost.is_err(), "no reply: {lost:?}");
+    assert!(sim.snapshot().disk_by_slot("pvc-lost").is_some(), "it ran");
+    sim.faults().update(|f| f.lose_reply_percent = 0);
 
     sim.faults().update(|f| {
         f.fail_next = 1;

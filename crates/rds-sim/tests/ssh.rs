@@ -338,6 +338,12 @@ async fn faults_drop_fail_and_floats() {
         sim.snapshot().disk_by_slot("pvc-1").is_none(),
         "a dropped command does not run"
     );
+    // A lost reply: the command ran, the caller hears nothing.
+    sim.faults().update(|f| f.lose_reply_percent = 100);
+    let lost = exec(&connect(&sim).await, &create_script("pvc-lost", 1 << 20)).await;
+    assert_eq!((lost.stdout.as_str(), lost.exit_status), ("", None));
+    assert!(sim.snapshot().disk_by_slot("pvc-lost").is_some(), "it ran");
+    sim.faults().update(|f| f.lose_reply_percent = 0);
 
     // Through the control file, as an operator would.
     let control = sim.data_dir().join("faults.json");

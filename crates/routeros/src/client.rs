@@ -12,6 +12,7 @@ use crate::access::AllowedHosts;
 use crate::breaker::{self, Breaker, BreakerConfig, BreakerState};
 use crate::config::{ClientConfig, TlsPolicy, TransportConfig};
 use crate::error::{Error, Result};
+use crate::inventory::Inventory;
 use crate::model::{
     AddReport, CreateDisk, CreateOutcome, DiskItem, DiskSpec, FileDisk, FileEntry, ImageRemoval,
     Pool, SystemInfo, VolumeFacts, verify_grown,
@@ -397,6 +398,14 @@ impl Client {
         Ok(facts)
     }
 
+    /// The device clock, every file disk and the `.img` files under `dir` (one round trip),
+    /// for the orphan reconciler.
+    pub async fn inventory(&self, dir: &DirPath) -> Result<Inventory> {
+        let transport = &self.inner.transport;
+        self.run("inventory", dir.as_str(), transport.inventory(dir))
+            .await
+    }
+
     /// File disks whose slot starts with `prefix` (slot characters only; empty = all).
     pub async fn list_disks(&self, prefix: &str) -> Result<Vec<FileDisk>> {
         check_slot_prefix(prefix)?;
@@ -529,6 +538,14 @@ impl Client {
     pub async fn run_script(&self, script: &str) -> Result<ExecOutput> {
         let transport = &self.inner.transport;
         self.run("script", "", transport.run_script(script)).await
+    }
+
+    /// The device's sensors (`/system health`): temperatures, fans, power supplies, as the
+    /// board has them.
+    pub async fn system_health(&self) -> Result<crate::health::DeviceHealth> {
+        let transport = &self.inner.transport;
+        self.run("system-health", "", transport.system_health())
+            .await
     }
 
     /// The pool mounted at `mount_point` (for example `storage-pool`).

@@ -28,6 +28,11 @@ pub fn system_info() -> String {
     )
 }
 
+/// Every `/system health` sensor.
+pub fn system_health() -> String {
+    put_json("/system health print as-value")
+}
+
 pub fn get_disk(slot: &Slot) -> String {
     print_disk(slot)
 }
@@ -134,6 +139,22 @@ pub fn volume_facts(slot: &Slot, dir: &DirPath) -> String {
     )
 }
 
+/// The orphan reconciler's view in one exec, three JSON values: the device clock (first, so
+/// no listed file can look older than it is), every file disk, and the `.img` files under
+/// `dir` at any depth.
+pub fn inventory(dir: &DirPath) -> String {
+    let images = format!("^/?{}/.+\\.img$", regex_escape(dir.as_str()));
+    format!(
+        "{};{};{}",
+        put_json("/system clock print as-value"),
+        put_json("/disk print detail as-value where type=file"),
+        put_json(&format!(
+            "/file print detail as-value where name~{}",
+            quote(&images)
+        ))
+    )
+}
+
 pub fn grow_disk(slot: &Slot, size: u64) -> String {
     format!(
         "/disk set [find where slot={}] file-size={size};{}",
@@ -215,6 +236,10 @@ mod tests {
         assert_eq!(
             list_disks("a.b"),
             r#":put [:serialize to=json [/disk print detail as-value where type=file and slot~"\5Ea\5C.b"]]"#
+        );
+        assert_eq!(
+            system_health(),
+            r#":put [:serialize to=json [/system health print as-value]]"#
         );
         assert_eq!(
             pool("storage-pool"),

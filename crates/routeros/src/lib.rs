@@ -1,5 +1,6 @@
 //! RouterOS 7 (ROSE storage) management client for the MikroTik RDS: file-backed NVMe/TCP
-//! disks, their backing files, the storage pool, version and identity, over SSH or REST.
+//! disks, their backing files, the storage pool, version and identity, the device's sensors
+//! (`/system health`), over SSH or REST.
 //!
 //! Pure logic (grammars, quoting, command text, reply parsing, error mapping, version rules,
 //! host-key and certificate pinning) lives in modules without I/O; [`ssh`] and [`rest`] are
@@ -38,7 +39,9 @@ pub mod client;
 pub mod command;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod hostkey;
+pub mod inventory;
 pub mod model;
 pub mod quote;
 pub mod reply;
@@ -58,7 +61,9 @@ pub use config::{
     TlsPolicy, TransportConfig,
 };
 pub use error::{Error, Result};
+pub use health::{DeviceHealth, HealthEntry, HealthValue};
 pub use hostkey::sha256_fingerprint;
+pub use inventory::{DeviceTime, Inventory};
 pub use model::{
     AddReport, CreateDisk, CreateOutcome, DEFAULT_NVME_TCP_PORT, DiskItem, DiskSpec, FileDisk,
     FileEntry, ImageRemoval, ImageUser, NqnSource, Pool, SystemInfo, VolumeFacts,

@@ -4,6 +4,7 @@
 //! value types (REST sends every value as a string, `:serialize` sends numbers, sometimes as
 //! floats, and booleans). The field readers here accept all of those forms.
 
+use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, device_text_error, truncate};
@@ -36,10 +37,16 @@ pub fn script_values(output: &ExecOutput) -> Result<Vec<Value>, Error> {
     if !rest.is_empty() {
         return Err(device_text_error(rest));
     }
-    match output.exit_status {
-        Some(0) | None => Ok(values),
+    check_exit_status(output.exit_status, &output.stderr)?;
+    Ok(values)
+}
+
+/// A non-zero exit status is a failure, classified by its stderr when that is device text.
+fn check_exit_status(exit_status: Option<u32>, stderr: &[u8]) -> Result<(), Error> {
+    match exit_status {
+        Some(0) | None => Ok(()),
         Some(status) => {
-            let stderr = String::from_utf8_lossy(&output.stderr);
+            let stderr = String::from_utf8_lossy(stderr);
             let stderr = stderr.trim();
             if let Some(error) = crate::error::classify_device_text(stderr) {
                 return Err(error);
@@ -50,6 +57,149 @@ pub fn script_values(output: &ExecOutput) -> Result<Vec<Value>, Error> {
                 truncate(stderr, 512)
             )))
         }
+    }
+}
+
+/// The file disks of a one-value listing script: what [`expect_values`] of one value and
+/// [`file_disks_lenient`] make of `output`, read one item at a time. A listing of thousands
+/// of disks then never exists as a JSON tree, only as its text (unwrapped in place) and
+/// the disks read from it.
+pub fn file_disks_listing(output: ExecOutput) -> Result<Vec<FileDisk>, Error> {
+    let ExecOutput {
+        mut stdout,
+        stderr,
+        exit_status,
+    } = output;
+    stdout.retain(|b| !matches!(b, b'\r' | b'\n'));
+    let text =
+        String::from_utf8(stdout).map_err(|_| Error::Protocol("reply is not UTF-8".into()))?;
+    let mut stream = serde_json::Deserializer::from_str(&text).into_iter::<Listing>();
+    let mut listings = Vec::new();
+    let mut consumed = 0;
+    while let Some(Ok(listing)) = stream.next() {
+        listings.push(listing);
+        consumed = stream.byte_offset();
+    }
+    let rest = text[consumed..].trim();
+    if !rest.is_empty() {
+        return Err(device_text_error(rest));
+    }
+    check_exit_status(exit_status, &stderr)?;
+    match listings.len() {
+        0 => Ok(Vec::new()),
+        1 => listings.pop().expect("one listing").result,
+        n => Err(Error::Protocol(format!(
+            "expected 1 JSON value(s) in the reply, got {n}"
+        ))),
+    }
+}
+
+/// One JSON value read as [`items`] and [`file_disks_lenient`] read it.
+struct Listing {
+    result: Result<Vec<FileDisk>, Error>,
+}
+
+impl Listing {
+    fn not_a_list(value: Value) -> Self {
+        Self {
+            result: Err(Error::Protocol(format!(
+                "expected a list of objects, got {value}"
+            ))),
+        }
+    }
+}
+
+/// A listing item: a file disk, or skipped (another kind of disk, or one the driver cannot
+/// read, with a warning).
+fn lenient_disk(obj: &Object) -> Option<FileDisk> {
+    match disk_item(obj) {
+        Ok(DiskItem::File(disk)) => Some(disk),
+        Ok(DiskItem::Other { .. }) => None,
+        Err(error) => {
+            let slot = opt_str(obj, "slot").unwrap_or_default();
+            tracing::warn!(%slot, %error, "skipping a disk the driver cannot read");
+            None
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Listing {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ListingVisitor)
+    }
+}
+
+struct ListingVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ListingVisitor {
+    type Value = Listing;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Listing, A::Error> {
+        let mut disks = Vec::new();
+        let mut error = None;
+        while let Some(item) = seq.next_element::<Value>()? {
+            match item {
+                Value::Object(obj) => disks.extend(lenient_disk(&obj)),
+                other => {
+                    error.get_or_insert_with(|| {
+                        Error::Protocol(format!("expected an object in the list, got {other}"))
+                    });
+                }
+            }
+        }
+        Ok(Listing {
+            result: error.map_or(Ok(disks), Err),
+        })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Listing, A::Error> {
+        let obj = Object::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(Listing {
+            result: Ok(lenient_disk_object(obj)),
+        })
+    }
+
+    fn visit_unit<E>(self) -> Result<Listing, E> {
+        Ok(Listing {
+            result: Ok(Vec::new()),
+        })
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Listing, E> {
+        self.visit_unit()
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Listing, E> {
+        Ok(Listing::not_a_list(Value::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Listing, E> {
+        Ok(Listing::not_a_list(Value::from(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Listing, E> {
+        Ok(Listing::not_a_list(Value::from(v)))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Listing, E> {
+        Ok(Listing::not_a_list(Value::from(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Listing, E> {
+        Ok(Listing::not_a_list(Value::from(v)))
+    }
+}
+
+/// One object as a listing: `{}` is none, anything else one item.
+fn lenient_disk_object(obj: Object) -> Vec<FileDisk> {
+    if obj.is_empty() {
+        Vec::new()
+    } else {
+        lenient_disk(&obj).into_iter().collect()
     }
 }
 
@@ -283,18 +433,7 @@ pub fn disk_item(obj: &Object) -> Result<DiskItem, Error> {
 /// file disk missing fields we need) is skipped with a warning: one odd disk on the device must
 /// not make every listing fail.
 pub fn file_disks_lenient(value: Value) -> Result<Vec<FileDisk>, Error> {
-    Ok(items(value)?
-        .iter()
-        .filter_map(|obj| match disk_item(obj) {
-            Ok(DiskItem::File(disk)) => Some(disk),
-            Ok(DiskItem::Other { .. }) => None,
-            Err(error) => {
-                let slot = opt_str(obj, "slot").unwrap_or_default();
-                tracing::warn!(%slot, %error, "skipping a disk the driver cannot read");
-                None
-            }
-        })
-        .collect())
+    Ok(items(value)?.iter().filter_map(lenient_disk).collect())
 }
 
 /// A disk as a user of an image: id and file path are required, so that no user is ever

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::access::ExportAccess;
 use crate::config::Secret;
 use crate::error::{Error, Result, rest_error, truncate};
+use crate::inventory::Inventory;
 use crate::model::{
     AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, ImageRemoval, Pool, SystemInfo,
     VolumeFacts,
@@ -309,6 +310,12 @@ impl Transport for RestTransport {
         reply::volume_facts(reply::expect_values(&output, 3)?, &format!("{slot}.img"))
     }
 
+    /// The same script as over SSH: the clock first, then the listings, in one request.
+    async fn inventory(&self, dir: &DirPath) -> Result<Inventory> {
+        let output = self.execute(&crate::command::inventory(dir)).await?;
+        crate::inventory::parse(reply::expect_values(&output, 3)?, dir.as_str())
+    }
+
     /// One `/execute` of the same script the SSH transport runs: a DELETE by id plus a file
     /// look-up and its DELETE would cost three round trips.
     async fn remove_disk(
@@ -350,6 +357,10 @@ impl Transport for RestTransport {
             .await?
             .ok_or_else(|| Error::NotFound(format!("no disk is mounted at {mount_point}")))?;
         reply::pool(&obj)
+    }
+
+    async fn system_health(&self) -> Result<crate::health::DeviceHealth> {
+        crate::health::device_health(self.call(Method::GET, "/system/health", &[], None).await?)
     }
 
     async fn run_script(&self, script: &str) -> Result<ExecOutput> {

@@ -20,6 +20,7 @@ use crate::command;
 use crate::config::{Backoff, HostKeyPolicy, SshAuth};
 use crate::error::{Error, Result};
 use crate::hostkey::{HostKeyPins, HostKeyRejection, sha256_fingerprint};
+use crate::inventory::Inventory;
 use crate::model::{
     AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, ImageRemoval, Pool, SystemInfo,
     VolumeFacts,
@@ -459,7 +460,7 @@ impl Transport for SshTransport {
     }
 
     async fn list_disks(&self, prefix: &str) -> Result<Vec<FileDisk>> {
-        reply::file_disks_lenient(self.query_one(&command::list_disks(prefix)).await?)
+        reply::file_disks_listing(self.exec(&command::list_disks(prefix)).await?)
     }
 
     async fn create_disk(&self, request: CreateDisk<'_>) -> Result<AddReport> {
@@ -497,6 +498,11 @@ impl Transport for SshTransport {
         reply::volume_facts(values, &format!("{slot}.img"))
     }
 
+    async fn inventory(&self, dir: &DirPath) -> Result<Inventory> {
+        let values = self.query(&command::inventory(dir), 3).await?;
+        crate::inventory::parse(values, dir.as_str())
+    }
+
     async fn remove_disk(
         &self,
         id: &ItemId,
@@ -528,6 +534,10 @@ impl Transport for SshTransport {
         let obj = reply::at_most_one(value, &format!("mount-point {mount_point}"))?
             .ok_or_else(|| Error::NotFound(format!("no disk is mounted at {mount_point}")))?;
         reply::pool(&obj)
+    }
+
+    async fn system_health(&self) -> Result<crate::health::DeviceHealth> {
+        crate::health::device_health(self.query_one(&command::system_health()).await?)
     }
 
     async fn run_script(&self, script: &str) -> Result<ExecOutput> {

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use crate::access::ExportAccess;
 use crate::error::{Error, Result};
+use crate::inventory::Inventory;
 use crate::model::{
     AddReport, CreateDisk, DiskItem, FileDisk, FileEntry, ImageRemoval, Pool, SystemInfo,
     VolumeFacts,
@@ -53,6 +54,14 @@ pub trait Transport: Send + Sync + 'static {
     async fn get_file(&self, path: &FilePath) -> Result<Option<FileEntry>>;
     /// Removes the file; absent is not an error.
     async fn remove_file(&self, path: &FilePath) -> Result<()>;
+    /// The device clock, every file disk and the `.img` files under `dir`, in one round trip.
+    async fn inventory(&self, dir: &DirPath) -> Result<Inventory> {
+        let _ = dir;
+        Err(Error::Unsupported(format!(
+            "the {} transport cannot list the inventory",
+            self.kind()
+        )))
+    }
     /// The disk entry mounted at `mount_point` (already validated); `NotFound` if none.
     async fn pool(&self, mount_point: &str) -> Result<Pool>;
     /// The file disk's export access; `None` when the slot holds no disk.
@@ -69,6 +78,13 @@ pub trait Transport: Send + Sync + 'static {
         let _ = (slot, value);
         Err(Error::Unavailable(format!(
             "the {} transport cannot set export access",
+            self.kind()
+        )))
+    }
+    /// Every `/system health` sensor.
+    async fn system_health(&self) -> Result<crate::health::DeviceHealth> {
+        Err(Error::Unsupported(format!(
+            "the {} transport cannot read /system health",
             self.kind()
         )))
     }

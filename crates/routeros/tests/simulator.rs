@@ -1,109 +1,12 @@
 //! The client against the RDS simulator, over both transports: real SSH and real HTTPS on
 //! loopback, a real state model with backing files, and its fault injection.
 
-use std::time::Duration;
+mod common;
 
-use rds_sim::{SimConfig, SimHandle, Simulator};
+use common::{BOTH, Device, Transport, created, id_of, spec};
 use routeros::{
-    Client, ClientConfig, CreateOutcome, DirPath, DiskItem, DiskSpec, Error, FileDisk, FilePath,
-    HostKeyPolicy, ImageRemoval, ItemId, Nqn, NqnSource, Secret, Slot, SshAuth, TlsPolicy,
+    Client, CreateOutcome, DirPath, DiskItem, Error, FilePath, ImageRemoval, NqnSource, Slot,
 };
-
-const PASSWORD: &str = "sim-pw";
-
-#[derive(Clone, Copy, Debug)]
-enum Transport {
-    Ssh,
-    Rest,
-}
-
-const BOTH: [Transport; 2] = [Transport::Ssh, Transport::Rest];
-
-struct Device {
-    sim: Option<SimHandle>,
-    _dir: tempfile::TempDir,
-}
-
-impl Device {
-    async fn start(version: &str, tune: impl FnOnce(&mut SimConfig)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = SimConfig::new(dir.path()).with_password(PASSWORD);
-        config.routeros_version = version.parse().unwrap();
-        config.capacity = 64 << 30;
-        tune(&mut config);
-        let sim = Simulator::start(config).await.unwrap();
-        Self {
-            sim: Some(sim),
-            _dir: dir,
-        }
-    }
-
-    fn sim(&self) -> &SimHandle {
-        self.sim.as_ref().unwrap()
-    }
-
-    fn config(&self, transport: Transport) -> ClientConfig {
-        let sim = self.sim();
-        let mut cfg = match transport {
-            Transport::Ssh => {
-                let mut c = ClientConfig::ssh(
-                    "127.0.0.1",
-                    "admin+ct",
-                    SshAuth::Password(PASSWORD.into()),
-                    HostKeyPolicy::Fingerprints(vec![sim.host_key_fingerprint()]),
-                );
-                c.port = Some(sim.ssh_addr().port());
-                c
-            }
-            Transport::Rest => {
-                let mut c = ClientConfig::rest(
-                    "127.0.0.1",
-                    "admin",
-                    Secret::new(PASSWORD),
-                    TlsPolicy::Fingerprint(sim.certificate_fingerprint()),
-                );
-                c.port = Some(sim.rest_addr().port());
-                c
-            }
-        };
-        cfg.command_timeout = Duration::from_secs(10);
-        cfg
-    }
-
-    async fn client(&self, transport: Transport) -> Client {
-        Client::connect(self.config(transport)).await.unwrap()
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(sim) = self.sim.take() {
-            sim.shutdown().await;
-        }
-    }
-}
-
-fn spec(slot: &str, size: u64) -> DiskSpec {
-    DiskSpec {
-        slot: Slot::try_from(slot).unwrap(),
-        file_path: FilePath::try_from(format!("/storage-pool/{slot}.img")).unwrap(),
-        size,
-        port: 4420,
-        nqn: Nqn::try_from(format!("nqn.2000-02.com.mikrotik:{slot}")).unwrap(),
-        comment: None,
-    }
-}
-
-/// The disk of a create this call made.
-fn created(outcome: routeros::Result<CreateOutcome>) -> FileDisk {
-    match outcome {
-        Ok(CreateOutcome::Created(disk)) => disk,
-        other => panic!("not created: {other:?}"),
-    }
-}
-
-fn id_of(disk: &FileDisk) -> ItemId {
-    ItemId::try_from(disk.id.as_str()).unwrap()
-}
-
 #[tokio::test]
 async fn lifecycle_over_both_transports() {
     let device = Device::start("7.21.5", |_| {}).await;

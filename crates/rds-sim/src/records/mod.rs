@@ -411,6 +411,21 @@ pub fn resource_record(info: &ResourceInfo) -> Record {
     ])
 }
 
+/// `/system clock`: the device's wall clock, in UTC (the simulator has no time zone).
+/// `date` and `time` are the 7.10+ forms, the same as `last-modified` of files.
+pub fn clock_record(now: u64) -> Record {
+    let text = format_datetime(now);
+    let (date, time) = text.split_once(' ').unwrap_or((&text, ""));
+    Record::settings(vec![
+        ("time", Val::Bare(time.to_owned())),
+        ("date", Val::Bare(date.to_owned())),
+        ("time-zone-autodetect", Val::Bool(false)),
+        ("time-zone-name", Val::Str("UTC".into())),
+        ("gmt-offset", Val::Bare("+00:00".into())),
+        ("dst-active", Val::Bool(false)),
+    ])
+}
+
 /// `/system identity`.
 pub fn identity_record(state: &State) -> Record {
     Record::settings(vec![("name", Val::Str(state.identity.clone()))])

@@ -129,6 +129,11 @@ async fn entry(
         .engine
         .with_device(&faults, delay, move |device, ctx| handle(device, ctx, &req))
         .await;
+    if faults.lose_reply {
+        tracing::info!("fault: the request ran; its reply is lost");
+        kill.kill();
+        std::future::pending::<()>().await;
+    }
     drop(permit);
     reply_response(reply)
 }

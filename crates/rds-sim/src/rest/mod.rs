@@ -14,7 +14,7 @@ use serde_json::{Value as Json, json};
 use crate::device::Device;
 use crate::error::CmdError;
 use crate::quirks::{Quirk, Quirks};
-use crate::records::{ResourceInfo, identity_record, matches_text, resource_record};
+use crate::records::{ResourceInfo, clock_record, identity_record, matches_text, resource_record};
 use crate::script::RunContext;
 
 pub use http::{RestApp, serve};
@@ -230,6 +230,15 @@ pub fn handle(device: &mut Device, ctx: &RunContext, req: &RestRequest) -> RestR
             }),
             None,
         )),
+        (&Method::GET, None, ["system", "clock"]) => {
+            RestReply::ok(to_json(&clock_record(device.env().now), None))
+        }
+        (&Method::GET, None, ["system", "health"]) => RestReply::ok(Json::Array(
+            crate::health::records(&ctx.health)
+                .iter()
+                .map(|r| to_json(r, None))
+                .collect(),
+        )),
         (&Method::GET, None, ["system", "identity"]) => {
             RestReply::ok(to_json(&identity_record(device.state()), None))
         }
@@ -245,7 +254,9 @@ pub fn handle(device: &mut Device, ctx: &RunContext, req: &RestRequest) -> RestR
 fn known_path(path: &[&str]) -> bool {
     matches!(
         path,
-        ["disk" | "file", ..] | ["system", "resource" | "identity", ..] | ["execute"]
+        ["disk" | "file", ..]
+            | ["system", "resource" | "identity" | "clock" | "health", ..]
+            | ["execute"]
     )
 }
 

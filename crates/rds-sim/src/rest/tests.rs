@@ -273,6 +273,14 @@ fn system_menus_and_execute() {
         .body
         .unwrap();
     assert_eq!(identity["name"], "rds-sim");
+    device.set_conditions(1_796_455_809, false, Default::default());
+    let clock = call(&mut device, req(Method::GET, "system/clock", &[], None))
+        .body
+        .unwrap();
+    assert_eq!(
+        (&clock["date"], &clock["time"]),
+        (&"2026-12-05".into(), &"07:30:09".into())
+    );
     // A syntax error: nothing runs. A runtime error: earlier output stays.
     let out = call(
         &mut device,

@@ -11,6 +11,9 @@ pub enum Menu {
     System,
     SystemResource,
     SystemIdentity,
+    SystemClock,
+    /// `/system health`: a list of sensors, printed only.
+    SystemHealth,
 }
 
 impl Menu {
@@ -21,6 +24,8 @@ impl Menu {
             (Menu::Root, "system") => Some(Menu::System),
             (Menu::System, "resource") => Some(Menu::SystemResource),
             (Menu::System, "identity") => Some(Menu::SystemIdentity),
+            (Menu::System, "clock") => Some(Menu::SystemClock),
+            (Menu::System, "health") => Some(Menu::SystemHealth),
             _ => None,
         }
     }
@@ -29,8 +34,9 @@ impl Menu {
         let verbs: &[&str] = match self {
             Menu::Disk => &["add", "set", "remove", "print", "find", "get"],
             Menu::File => &["remove", "print", "find", "get"],
-            Menu::SystemResource => &["print", "get"],
+            Menu::SystemResource | Menu::SystemClock => &["print", "get"],
             Menu::SystemIdentity => &["print", "get", "set"],
+            Menu::SystemHealth => &["print"],
             Menu::Root | Menu::System => &[],
         };
         verbs.contains(&verb)

@@ -372,3 +372,64 @@ fn an_image_removal_says_whether_the_image_was_kept() {
     assert!(image_removal(vec![json!("x")]).is_err());
     assert!(image_removal(vec![json!([]), json!([])]).is_err());
 }
+
+/// The one-item-at-a-time listing reads every reply as the tree-based readers do.
+#[test]
+fn a_streamed_listing_reads_like_the_tree() {
+    let mut other = disk_json();
+    other["type"] = json!("raid");
+    other["slot"] = json!("storage-pool");
+    let mut broken = disk_json();
+    broken.as_object_mut().unwrap().remove("file-size");
+    let mut second = disk_json();
+    second["slot"] = json!("pvc-2");
+    let list = json!([disk_json(), other, broken, second]).to_string();
+    let cases = [
+        wrap(&list, 80),
+        wrap(&disk_json().to_string(), 80),
+        "[]\r\n".to_owned(),
+        "{}\r\n".to_owned(),
+        String::new(),
+        "null".to_owned(),
+        "[1, 2]".to_owned(),
+        "\"text\"".to_owned(),
+        "17".to_owned(),
+        "[] []".to_owned(),
+        format!("{list}failure: no such item"),
+        "syntax error (line 1 column 3)".to_owned(),
+        "[".to_owned(),
+    ];
+    for case in cases {
+        let tree = expect_values(&out(&case), 1).and_then(|mut v| file_disks_lenient(v.remove(0)));
+        let streamed = file_disks_listing(out(&case));
+        assert_eq!(
+            format!("{streamed:?}"),
+            format!("{tree:?}"),
+            "reply {case:?}"
+        );
+    }
+    let listed = file_disks_listing(out(&wrap(&list, 80))).unwrap();
+    assert_eq!(listed.len(), 2);
+    let failed = ExecOutput {
+        exit_status: Some(1),
+        ..out("[]")
+    };
+    assert_eq!(
+        format!("{:?}", file_disks_listing(failed.clone())),
+        format!("{:?}", expect_values(&failed, 1).map(drop))
+    );
+}
+
+#[test]
+fn six_decimal_floats_above_2_pow_53_over_a_million_read_exactly() {
+    // `:serialize` may print byte counts as `N.000000`; the significand of such a text is
+    // N * 10^6, beyond 2^53 for N above ~9 GB. Parsed without full precision the value came
+    // out as 621009399427.0001 and was refused as not whole.
+    let obj: Object = serde_json::from_str(
+        r#"{"size": 621009399427.000000, "free": 3523215360001.000000, "s": "621009399427.000000"}"#,
+    )
+    .unwrap();
+    assert_eq!(opt_u64(&obj, "size").unwrap(), Some(621_009_399_427));
+    assert_eq!(opt_u64(&obj, "free").unwrap(), Some(3_523_215_360_001));
+    assert_eq!(opt_u64(&obj, "s").unwrap(), Some(621_009_399_427));
+}

@@ -14,7 +14,7 @@ use super::value::{Table, Value};
 use crate::args::{ArgsError, DiskVerb, disk_args};
 use crate::device::Device;
 use crate::error::CmdError;
-use crate::records::{Record, ResourceInfo, identity_record, resource_record};
+use crate::records::{Record, ResourceInfo, clock_record, identity_record, resource_record};
 
 /// Per-run inputs besides the device.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +22,8 @@ pub struct RunContext {
     /// Fault: `:serialize` prints numbers as floats.
     pub float_numbers: bool,
     pub uptime_seconds: u64,
+    /// `/system health` overrides of the fault set (see [`crate::health`]).
+    pub health: std::collections::BTreeMap<String, String>,
 }
 
 /// What a script run produced.
@@ -244,6 +246,8 @@ impl Interpreter<'_> {
                 uptime_seconds: self.ctx.uptime_seconds,
             })],
             Menu::SystemIdentity => vec![identity_record(self.device.state())],
+            Menu::SystemClock => vec![clock_record(self.device.env().now)],
+            Menu::SystemHealth => crate::health::records(&self.ctx.health),
             Menu::Root | Menu::System => Vec::new(),
         }
     }

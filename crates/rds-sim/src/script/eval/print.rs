@@ -30,9 +30,11 @@ impl Interpreter<'_> {
         let table = table_of(menu);
         if opts.as_value {
             let to_map = |record: &Record| record_map(record, table, &proplist);
-            return Ok(match table {
-                Some(_) => Value::Array(records.iter().map(to_map).collect()),
-                None => records.first().map(to_map).unwrap_or(Value::Nothing),
+            return Ok(match (table, menu) {
+                (Some(_), _) | (None, Menu::SystemHealth) => {
+                    Value::Array(records.iter().map(to_map).collect())
+                }
+                (None, _) => records.first().map(to_map).unwrap_or(Value::Nothing),
             });
         }
         if opts.count_only {
@@ -48,12 +50,13 @@ impl Interpreter<'_> {
             proplist,
         };
         let lines = match menu {
-            Menu::SystemResource | Menu::SystemIdentity => {
+            Menu::SystemResource | Menu::SystemIdentity | Menu::SystemClock => {
                 records.first().map(format::settings).unwrap_or_default()
             }
             _ if opts.terse => format::terse(&records, &list_opts),
             _ if opts.detail => format::detail(&records, &list_opts),
             Menu::Disk => format::table(&records, DISK_COLUMNS, &list_opts),
+            Menu::SystemHealth => format::table(&records, crate::health::COLUMNS, &list_opts),
             _ => format::table(&records, FILE_COLUMNS, &list_opts),
         };
         self.lines.extend(lines);

@@ -7,6 +7,7 @@ use crate::error::CmdError;
 use crate::records::{Record, Val, matches_text, parse_id};
 use crate::script::ast::{CmpOp, Cond, Menu};
 use crate::script::value::{Table, Value};
+use crate::state::{Disk, DiskKind, FileEntry};
 use crate::units::parse_size;
 
 /// A condition with its values evaluated.
@@ -37,6 +38,28 @@ impl Interpreter<'_> {
         // cannot match.
         let records = match (menu, required_slot(&resolved)) {
             (Menu::Disk, Some(slot)) => self.device.disk_records_in_slot(Some(slot)),
+            (Menu::Disk | Menu::File, _) => {
+                // Likewise, items that fail a condition on a property read straight off the
+                // item (slot, type, file path, file name) are not rendered: a look-up by
+                // image path costs a comparison per item, not a record.
+                let mut required = Vec::new();
+                atoms(&resolved, &mut required);
+                if required.is_empty() {
+                    self.records(menu)
+                } else if matches!(menu, Menu::Disk) {
+                    let file_disks = self.device.env().version.has_file_disks();
+                    let mut buffer = String::new();
+                    self.device.disk_records_where(|disk| {
+                        required
+                            .iter()
+                            .all(|atom| atom.admits_disk(disk, file_disks, &mut buffer))
+                    })
+                } else {
+                    self.device.file_records_where(|file| {
+                        required.iter().all(|atom| atom.admits_file(file))
+                    })
+                }
+            }
             _ => self.records(menu),
         };
         Ok(records
@@ -141,6 +164,84 @@ fn required_slot(cond: &Resolved) -> Option<&str> {
             ..
         } if prop == "slot" => Some(text),
         _ => None,
+    }
+}
+
+/// A comparison every match of a condition meets (an atom of its top-level conjunction) on
+/// a property that can be read off the state's item without rendering its record.
+struct Atom<'c> {
+    prop: &'c str,
+    op: CmpOp,
+    text: &'c str,
+    regex: Option<&'c Regex>,
+}
+
+/// Properties [`Atom`] reads off items: a `/disk` slot, type and file path, a `/file` name.
+const DIRECT_PROPERTIES: [&str; 4] = ["slot", "type", "file-path", "name"];
+
+fn atoms<'c>(cond: &'c Resolved, out: &mut Vec<Atom<'c>>) {
+    match cond {
+        Resolved::And(a, b) => {
+            atoms(a, out);
+            atoms(b, out);
+        }
+        Resolved::Cmp {
+            prop,
+            op: op @ (CmpOp::Eq | CmpOp::NotEq | CmpOp::Match),
+            text,
+            regex,
+        } if DIRECT_PROPERTIES.contains(&prop.as_str()) => out.push(Atom {
+            prop,
+            op: *op,
+            text,
+            regex: regex.as_ref(),
+        }),
+        _ => {}
+    }
+}
+
+impl Atom<'_> {
+    /// Whether a property whose raw text is `raw`, and which equals the condition's text
+    /// when `equal` (by the property's type, as [`matches_text`] compares), meets the atom.
+    fn admits(&self, raw: &str, equal: bool) -> bool {
+        match self.op {
+            CmpOp::Eq => equal,
+            CmpOp::NotEq => !equal,
+            CmpOp::Match => self.regex.is_some_and(|re| re.is_match(raw)),
+            CmpOp::Less | CmpOp::Greater => true,
+        }
+    }
+
+    /// As [`disk_record`](crate::records::disk_record) prints the disk: `slot` a string,
+    /// `type` bare, `file-path` a path with a leading `/` (only file disks, on versions
+    /// with them; otherwise the record decides).
+    fn admits_disk(&self, disk: &Disk, file_disks: bool, buffer: &mut String) -> bool {
+        match (self.prop, &disk.kind) {
+            ("slot", _) => self.admits(&disk.slot, disk.slot == self.text),
+            ("type", kind) => {
+                let kind = match kind {
+                    DiskKind::Raid => "raid",
+                    DiskKind::File { .. } => "file",
+                };
+                self.admits(kind, kind == self.text)
+            }
+            ("file-path", DiskKind::File { path, .. }) if file_disks => {
+                buffer.clear();
+                buffer.push('/');
+                buffer.push_str(path);
+                let equal = path.trim_start_matches('/') == self.text.trim_start_matches('/');
+                self.admits(buffer, equal)
+            }
+            _ => true,
+        }
+    }
+
+    /// As [`file_record`](crate::records::file_record) prints the file: `name` bare.
+    fn admits_file(&self, file: &FileEntry) -> bool {
+        match self.prop {
+            "name" => self.admits(&file.name, file.name == self.text),
+            _ => true,
+        }
     }
 }
 

@@ -154,6 +154,23 @@ fn settings_menus_serialize_as_objects() {
 }
 
 #[test]
+fn the_clock_reads_the_device_time_in_the_forms_of_last_modified() {
+    let mut device = device_with(MemoryBackend::default());
+    // 2026-12-05 07:30:09 UTC
+    device.set_conditions(1_796_455_809, false, Default::default());
+    let (lines, error) = run_text(
+        &mut device,
+        ":put [/system clock get date];:put [/system clock get time];:put [:serialize to=json [/system clock print as-value]]",
+    );
+    assert_eq!(error, None);
+    assert_eq!(lines[..2], ["2026-12-05", "07:30:09"]);
+    let clock: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
+    assert_eq!(clock["date"], "2026-12-05");
+    assert_eq!(clock["time"], "07:30:09");
+    assert_eq!(clock["time-zone-name"], "UTC");
+}
+
+#[test]
 fn items_by_find_id_name_and_position() {
     let mut device = device_with(MemoryBackend::default());
     run_text(&mut device, ADD);

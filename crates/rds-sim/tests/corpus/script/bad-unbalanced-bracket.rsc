@@ -1,0 +1,1 @@
+:put [/disk find where slot="x"

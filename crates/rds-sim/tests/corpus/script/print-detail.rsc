@@ -1,0 +1,4 @@
+/disk print detail
+/disk print terse where type=file
+/file print as-value
+/system resource print

@@ -1,0 +1,1 @@
+:local users [/disk find where file-path="storage-pool/pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60.img" or file-path="/storage-pool/pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60.img"];:if ([:len $users] = 0) do={/file remove [find where name="storage-pool/pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60.img"]} else={:put [:serialize to=json "in-use"]}
