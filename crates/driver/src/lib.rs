@@ -9,6 +9,7 @@ pub mod capacity;
 pub mod cluster;
 pub mod config;
 pub mod controller;
+pub mod device_health;
 pub mod error;
 pub mod identity;
 pub mod leader;

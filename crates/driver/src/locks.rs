@@ -59,6 +59,15 @@ impl VolumeLocks {
         }))
     }
 
+    /// Whether an operation holds the volume now.
+    pub fn is_held(&self, volume_id: &str) -> bool {
+        self.shared
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(volume_id)
+    }
+
     /// Number of volumes currently held.
     pub fn held(&self) -> usize {
         self.shared

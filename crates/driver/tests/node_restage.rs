@@ -333,6 +333,25 @@ async fn the_background_check_renumbers_a_published_block_volume() {
     .await;
     assert!(waited.is_ok(), "the device node was not renumbered");
     assert_eq!(rdev(&vm), (new_device, 0o660), "same mode");
+    // The check saves what it re-pointed after the device node changed: wait for the record,
+    // the fact the volume's condition is judged from.
+    let republished = |record: Option<serde_json::Value>| {
+        record.is_some_and(|r| {
+            r["republished"]
+                .as_array()
+                .is_some_and(|paths| paths.iter().any(|p| p.as_str() == vm.to_str()))
+        })
+    };
+    let recorded = tokio::time::timeout(Duration::from_secs(20), async {
+        while !republished(lab.staged_record(&id)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        recorded.is_ok(),
+        "the record does not say the device node was re-pointed"
+    );
     let mut back = vec![0u8; data.len()];
     let mut node = std::fs::File::open(&vm).unwrap();
     node.seek(SeekFrom::Start(MIB)).unwrap();

@@ -99,6 +99,11 @@ impl AttachmentIndex {
         self.read().volume_handles()
     }
 
+    /// The volume handles of this driver's PersistentVolumes, from memory.
+    pub fn persistent_volume_handles(&self) -> std::collections::HashSet<String> {
+        self.read().persistent_volume_handles()
+    }
+
     /// Attachments of this driver whose PersistentVolume is not known (not seen yet,
     /// deleted, or another driver's), sorted: they hold no volume in [`holders`](Self::holders).
     pub fn unresolved(&self) -> Vec<String> {

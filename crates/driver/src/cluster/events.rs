@@ -83,40 +83,68 @@ impl VolumeEvents {
     /// names the PVs it creates); a volume without one (a static PV under another name) gets
     /// no event, only the log.
     pub fn post(&self, volume_id: &str, warning: bool, reason: &str, action: &str, note: String) {
-        let (events, volume_id) = (self.clone(), volume_id.to_owned());
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note_text(note, MAX_NOTE)),
-            action: action.into(),
-            secondary: None,
-        };
+        let event = event(warning, reason, action, note);
+        self.spawn_post(volume_id.to_owned(), event, None);
+    }
+
+    /// Posts, in the background, an event about `subject` on `object` (the controller's own
+    /// Pod, for what concerns no claim: orphans on the device).
+    pub fn post_on(
+        &self,
+        object: ObjectReference,
+        subject: &str,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = event(warning, reason, action, note);
+        self.spawn_post(subject.to_owned(), event, Some(object));
+    }
+
+    fn spawn_post(&self, subject: String, event: Event, object: Option<ObjectReference>) {
+        let events = self.clone();
         tokio::spawn(async move {
             let posted = tokio::time::timeout(POST_TIME, async {
-                let pv = events.volumes.get_opt(&volume_id).await?;
-                match pv.and_then(|pv| claim_of(&pv, &events.driver, &volume_id)) {
-                    Some(claim) => events.recorder.publish(&event, &claim).await.map(|()| true),
+                let target = match object {
+                    Some(object) => Some(object),
+                    None => {
+                        let pv = events.volumes.get_opt(&subject).await?;
+                        pv.and_then(|pv| claim_of(&pv, &events.driver, &subject))
+                    }
+                };
+                match target {
+                    Some(target) => events
+                        .recorder
+                        .publish(&event, &target)
+                        .await
+                        .map(|()| true),
                     None => Ok(false),
                 }
             })
             .await;
+            let reason = &event.reason;
             match posted {
                 Ok(Ok(true)) => {}
-                Ok(Ok(false)) => {
-                    tracing::debug!(volume_id, reason = event.reason, "no claim to post on")
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(volume_id, reason = event.reason, %error, "event not posted")
-                }
-                Err(_) => {
-                    tracing::warn!(volume_id, reason = event.reason, "event not posted in time")
-                }
+                Ok(Ok(false)) => tracing::debug!(subject, reason, "no claim to post on"),
+                Ok(Err(error)) => tracing::warn!(subject, reason, %error, "event not posted"),
+                Err(_) => tracing::warn!(subject, reason, "event not posted in time"),
             }
         });
+    }
+}
+
+fn event(warning: bool, reason: &str, action: &str, note: String) -> Event {
+    Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note_text(note, MAX_NOTE)),
+        action: action.into(),
+        secondary: None,
     }
 }
 

@@ -157,6 +157,11 @@ impl AttachmentState {
             .unwrap_or_default()
     }
 
+    /// The volume handles of this driver's PersistentVolumes.
+    pub fn persistent_volume_handles(&self) -> std::collections::HashSet<String> {
+        self.volumes.values().cloned().collect()
+    }
+
     /// Both kinds have been listed once: the index reflects the cluster.
     pub fn is_ready(&self) -> bool {
         self.listed.contains(&Kind::Attachments) && self.listed.contains(&Kind::Volumes)

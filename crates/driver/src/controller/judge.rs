@@ -147,7 +147,7 @@ fn ids(items: &[DiskItem]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::ControllerConfig;
     use routeros::{FileEntry, ImageUser, NqnSource};
@@ -160,7 +160,7 @@ mod tests {
         VolumePlan::new(&config, PVC, None, &HashMap::new()).unwrap()
     }
 
-    fn disk(id: &str, slot: &str, path: &str) -> FileDisk {
+    pub(crate) fn disk(id: &str, slot: &str, path: &str) -> FileDisk {
         FileDisk {
             allowed_hosts: routeros::AllowedHosts::Any,
             id: id.into(),
@@ -176,7 +176,7 @@ mod tests {
         }
     }
 
-    fn user(disk: &FileDisk) -> ImageUser {
+    pub(crate) fn user(disk: &FileDisk) -> ImageUser {
         ImageUser {
             id: disk.id.clone(),
             slot: disk.slot.clone(),

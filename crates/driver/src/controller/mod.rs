@@ -6,6 +6,7 @@
 //! - [`export_acl`]: which hosts a volume's export admits (`--export-acl`, pure);
 //! - [`fence`]: attach fencing (ControllerPublish/Unpublish, live migration, the attachment
 //!   state behind a trait);
+//! - [`orphans`]: the reconciler of disks and images no PersistentVolume names;
 //! - [`service`]: the device work, one function per RPC;
 //! - [`grpc`]: the tonic handlers.
 
@@ -14,6 +15,7 @@ pub mod export_acl;
 pub mod fence;
 pub mod grpc;
 pub mod judge;
+pub mod orphans;
 pub mod rules;
 pub mod service;
 

@@ -296,6 +296,17 @@ pub fn page(
     starting_token: &str,
     max_entries: usize,
 ) -> Result<Page> {
+    page_and_rest(disks, base_path, starting_token, max_entries).map(|(page, _)| page)
+}
+
+/// [`page`], and the driver's disks after it (in slot order): what the pages after this one
+/// hold, read from the same listing.
+pub fn page_and_rest(
+    disks: Vec<FileDisk>,
+    base_path: &str,
+    starting_token: &str,
+    max_entries: usize,
+) -> Result<(Page, Vec<FileDisk>)> {
     check_token(starting_token)?;
     let mut ours: Vec<FileDisk> = disks
         .into_iter()
@@ -303,14 +314,19 @@ pub fn page(
         .filter(|d| starting_token.is_empty() || d.slot.as_str() > starting_token)
         .collect();
     ours.sort_by(|a, b| a.slot.cmp(&b.slot));
+    let mut rest = Vec::new();
     let next_token = (max_entries != 0 && ours.len() > max_entries).then(|| {
-        ours.truncate(max_entries);
+        rest = ours.split_off(max_entries);
         ours[max_entries - 1].slot.clone()
     });
-    Ok(Page {
-        disks: ours,
-        next_token,
-    })
+    ours.shrink_to_fit();
+    Ok((
+        Page {
+            disks: ours,
+            next_token,
+        },
+        rest,
+    ))
 }
 
 #[cfg(test)]

@@ -382,3 +382,38 @@ async fn a_leftover_image_is_cleared_once_and_the_add_repeated() {
     service.delete_volume(&p.id).await.unwrap();
     assert!(fake.files.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn pages_after_the_first_are_cut_from_its_listing() {
+    let (service, fake) = service().await;
+    for n in 0..5 {
+        let name = format!("pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f6{n}");
+        service.create_volume(&plan(&service, &name)).await.unwrap();
+    }
+    fake.take_calls();
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = service.list_volumes(&token, 2).await.unwrap();
+        seen.extend(page.disks.into_iter().map(|d| d.slot));
+        match page.next_token {
+            Some(next) => token = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    assert!(seen.is_sorted());
+    assert_eq!(
+        fake.take_calls(),
+        ["list-disks"],
+        "one listing for every page"
+    );
+
+    // A token issued before, once its listing was used up, is read anew from the device.
+    let again = service.list_volumes(&seen[1], 2).await.unwrap();
+    assert_eq!(again.disks[0].slot, seen[2]);
+    assert_eq!(fake.take_calls(), ["list-disks"]);
+    // A new listing always reads the device.
+    service.list_volumes("", 2).await.unwrap();
+    assert_eq!(fake.take_calls(), ["list-disks"]);
+}

@@ -172,6 +172,8 @@ impl AttachmentState for WatchedAttachments {
 /// that picks the one replica running the background loops.
 pub struct ClusterLink {
     pub attachments: Arc<WatchedAttachments>,
+    /// The watched index behind them (volume handles of the cluster's PVs, holders).
+    pub index: AttachmentIndex,
     /// Whether this replica leads (runs the background loops).
     pub leading: watch::Receiver<bool>,
     /// Events on the claims of volumes.
@@ -221,7 +223,8 @@ impl ClusterLink {
             stopped,
         );
         Ok(Self {
-            attachments: Arc::new(WatchedAttachments::new(index)),
+            attachments: Arc::new(WatchedAttachments::new(index.clone())),
+            index,
             leading,
             events,
             client,
