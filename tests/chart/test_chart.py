@@ -294,6 +294,7 @@ class Cases(unittest.TestCase):
                          ["t-rds-csi-controller", "t-rds-csi-node"])
         controller = container(one(on, "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi")
         self.assertEqual(args_of(controller)["--metrics-address"], ":9809")
+        self.assertEqual(env_of(controller)["RDS_CSI_DEVICE_HEALTH_INTERVAL_SECONDS"], "30")
         # Without the CRD, no ServiceMonitor (it would fail the install).
         self.assertFalse([d for d in load("minimal") if d["kind"] == "ServiceMonitor"])
         off = load("metrics-off")
@@ -302,6 +303,8 @@ class Cases(unittest.TestCase):
         self.assertEqual(args_of(node)["--metrics-address"], "")
         controller = container(one(off, "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi")
         self.assertEqual(args_of(controller)["--metrics-address"], "")
+        # Nothing reads the device's health when no metrics are served.
+        self.assertEqual(env_of(controller)["RDS_CSI_DEVICE_HEALTH_INTERVAL_SECONDS"], "0")
         self.assertNotIn("metrics", [p["name"] for p in node["ports"]])
         self.assertNotIn("initContainers", one(off, "DaemonSet", "-node")["spec"]["template"]["spec"])
 
@@ -312,8 +315,11 @@ class Cases(unittest.TestCase):
         self.assertEqual(plain["RDS_CSI_ATTACHMENT_STATE"], "kubernetes")
         self.assertEqual(plain["RDS_CSI_RDS_BREAKER_FAILURES"], "5")
         self.assertEqual(plain["RDS_CSI_RDS_BREAKER_COOL_DOWN_SECONDS"], "10")
+        self.assertEqual((plain["RDS_CSI_ORPHANS"], plain["RDS_CSI_ORPHAN_GRACE"],
+                          plain["RDS_CSI_ORPHAN_CHECK_INTERVAL"]), ("report", "1h", "10m"))
         rest = env_of(container(one(load("rest"), "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi"))
         self.assertEqual(rest["RDS_CSI_EXPORT_ACL"], "true")
+        self.assertEqual((rest["RDS_CSI_ORPHANS"], rest["RDS_CSI_ORPHAN_GRACE"]), ("delete", "1d"))
         go = load("go-upgrade")
         env = env_of(container(one(go, "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi"))
         self.assertEqual(env["RDS_CSI_SERIALIZE_VMI_ATTACH"], "true")

@@ -111,6 +111,7 @@ pub enum Step {
     UnstageBlock,
     DeleteFilesystem,
     DeleteBlock,
+    Metrics,
     DeviceClean,
     HostClean,
     KeepVolume,
@@ -118,7 +119,7 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 26] = [
+    pub const ALL: [Step; 27] = [
         Step::StartSimulator,
         Step::StartController,
         Step::StartNode,
@@ -141,6 +142,7 @@ impl Step {
         Step::UnstageBlock,
         Step::DeleteFilesystem,
         Step::DeleteBlock,
+        Step::Metrics,
         Step::DeviceClean,
         Step::HostClean,
         Step::KeepVolume,
@@ -173,6 +175,7 @@ impl Step {
             Step::UnstageBlock => "NodeUnstageVolume (block)",
             Step::DeleteFilesystem => "DeleteVolume (filesystem)",
             Step::DeleteBlock => "DeleteVolume (block)",
+            Step::Metrics => "GET /metrics (Prometheus)",
             Step::DeviceClean => "nothing left on the RDS",
             Step::HostClean => "nothing left on this host",
             Step::KeepVolume => "keep a volume published",

@@ -117,6 +117,11 @@ impl Child {
         }
     }
 
+    /// SIGKILL at once, as a crash or an OOM kill would end it; waits until it is gone.
+    pub async fn kill(&mut self) {
+        let _ = self.process.kill().await;
+    }
+
     /// SIGTERM, up to `grace` for it to finish, then SIGKILL. Says how it ended.
     pub async fn stop(&mut self, grace: Duration) -> String {
         if let Some(status) = self.exited() {

@@ -118,6 +118,8 @@ pub struct Session {
     pub ledger: Ledger,
     pub breakdown: Option<StageBreakdown>,
     pub kept: Option<KeepInfo>,
+    /// Where the controller and the node serve their Prometheus metrics.
+    pub metrics: Vec<(&'static str, std::net::SocketAddr)>,
     /// File I/O on a volume that a dropped step left running (see `flow::blocking`).
     pub io_in_flight: Option<tokio::task::JoinHandle<()>>,
 }
@@ -147,6 +149,7 @@ impl Session {
             ledger: Ledger::default(),
             breakdown: None,
             kept: None,
+            metrics: Vec::new(),
             io_in_flight: None,
         }
     }

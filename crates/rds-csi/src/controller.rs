@@ -12,6 +12,9 @@ use driver::config::{ControllerConfig, DEFAULT_CACHE_TTL, DEFAULT_DRIVER_NAME};
 use driver::controller::budget::OvercommitRatio;
 use driver::controller::fence::watched::ClusterLink;
 use driver::controller::fence::{self, AttachmentState, MemoryAttachments};
+use driver::controller::orphans::{
+    EventTarget, OrphanMetrics, OrphanMode, OrphanPolicy, OrphanReconciler,
+};
 use driver::controller::{self, ControllerService};
 use driver::server::{self, Endpoint};
 
@@ -19,6 +22,9 @@ use crate::connection::{RdsConnectionArgs, VolumeLayoutArgs};
 
 /// How often overdue live migrations are logged.
 const OVERDUE_CHECK: Duration = Duration::from_secs(60);
+
+/// Bound of one device-health poll (its interval, when shorter).
+const DEVICE_HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for volume changes still in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -100,10 +106,35 @@ pub struct ControllerArgs {
         value_parser = driver::metrics::parse_metrics_address)]
     pub metrics_address: driver::metrics::MetricsAddress,
 
+    /// Seconds between reads of the RDS's sensors (`/system health`) and pool for the
+    /// device-health metrics, on the leading replica; 0 reads never.
+    #[arg(
+        long,
+        env = "RDS_CSI_DEVICE_HEALTH_INTERVAL_SECONDS",
+        default_value_t = 30
+    )]
+    pub device_health_interval_seconds: u64,
+
     /// KubeVirt hotplug workaround: publish the volumes of one VirtualMachineInstance one at a
     /// time (needs `--attachment-state kubernetes`; RBAC to list VMIs).
     #[arg(long, env = "RDS_CSI_SERIALIZE_VMI_ATTACH", value_parser = BoolishValueParser::new(), default_value_t = false)]
     pub serialize_vmi_attach: bool,
+
+    /// Disks and images of the driver on the RDS that no PersistentVolume names, untouched
+    /// for the grace period: `report` them (metric, log, event) or `delete` them too.
+    /// Needs `--attachment-state kubernetes`.
+    #[arg(long, env = "RDS_CSI_ORPHANS", default_value = "report")]
+    pub orphans: OrphanMode,
+
+    /// How long the RDS must show an orphan untouched (its image's last-modified time against
+    /// the RDS clock) before it counts, and may be deleted (e.g. 1h, 1d; at least 1m).
+    #[arg(long, env = "RDS_CSI_ORPHAN_GRACE", default_value = "1h", value_parser = parse_orphan_grace)]
+    pub orphan_grace: Duration,
+
+    /// Time between orphan sweeps (e.g. 10m); 0s sweeps never.
+    #[arg(long, env = "RDS_CSI_ORPHAN_CHECK_INTERVAL", default_value = "10m",
+        value_parser = humantime::parse_duration)]
+    pub orphan_check_interval: Duration,
 
     /// Namespace of the controller's leader-election Lease (kubernetes attachment state);
     /// the Kubernetes client's default namespace when not given.
@@ -146,6 +177,10 @@ impl ControllerArgs {
                 "--serialize-vmi-attach needs --attachment-state kubernetes: it finds a \
                  volume's VMI in the cluster"
             ),
+            AttachmentStateKind::Memory if self.orphans == OrphanMode::Delete => anyhow::bail!(
+                "--orphans delete needs --attachment-state kubernetes: an orphan is a volume \
+                 no PersistentVolume of the cluster names"
+            ),
             AttachmentStateKind::Memory => Ok(Attachments {
                 state: Arc::new(MemoryAttachments::default()),
                 // Alone by definition: no other replica can share its memory.
@@ -184,6 +219,51 @@ impl ControllerArgs {
     }
 }
 
+impl ControllerArgs {
+    /// The orphan reconciler, when sweeps are asked for (the cluster tells what is orphaned).
+    fn orphan_reconciler(
+        &self,
+        service: &Arc<ControllerService>,
+        link: &ClusterLink,
+        registry: &mut driver::metrics::Registry,
+    ) -> Option<OrphanReconciler> {
+        if self.orphan_check_interval.is_zero() {
+            tracing::info!("orphan sweeps off (--orphan-check-interval 0s)");
+            return None;
+        }
+        let policy = OrphanPolicy {
+            mode: self.orphans,
+            grace: self.orphan_grace,
+            interval: self.orphan_check_interval,
+        };
+        let metrics = OrphanMetrics::register(registry);
+        let reconciler = OrphanReconciler::new(
+            service.clone(),
+            link.index.clone(),
+            link.client.clone(),
+            policy,
+            metrics,
+        );
+        let pod = std::env::var("POD_NAME").ok();
+        Some(match (pod, self.leader_election_namespace.as_deref()) {
+            (Some(pod), Some(namespace)) => {
+                reconciler.with_events(EventTarget::pod(link.events.clone(), namespace, &pod))
+            }
+            _ => reconciler,
+        })
+    }
+}
+
+/// A grace of at least a minute: a shorter one could take a volume whose PersistentVolume is
+/// still being made for an orphan.
+fn parse_orphan_grace(text: &str) -> Result<Duration, String> {
+    let grace = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if grace < Duration::from_secs(60) {
+        return Err(format!("{text}: at least 1m"));
+    }
+    Ok(grace)
+}
+
 /// Runs the controller until SIGTERM or SIGINT.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let config = args.controller_config()?;
@@ -219,6 +299,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             Err(error) => tracing::warn!(%error, "cannot reach the RDS yet"),
         }
     });
+    let health_source = (rds.clone(), config.pool.clone());
     let mut service = ControllerService::new(rds, config).with_attachments(attachments.state);
     if let Some(link) = &attachments.cluster {
         service = service
@@ -232,6 +313,20 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let service = Arc::new(service);
     driver::metrics::register_rpc(&mut registry, "controller");
     let fencing = driver::metrics::FencingMetrics::register(&mut registry);
+    let device_health = (args.device_health_interval_seconds > 0).then(|| {
+        let interval = Duration::from_secs(args.device_health_interval_seconds);
+        driver::device_health::Poller {
+            client: health_source.0,
+            pool: health_source.1,
+            interval,
+            timeout: interval.min(DEVICE_HEALTH_TIMEOUT),
+            metrics: driver::device_health::DeviceHealthMetrics::register(&mut registry),
+        }
+    });
+    let reconciler = attachments.cluster.as_ref().and_then(|link| {
+        let reconciler = args.orphan_reconciler(&service, link, &mut registry)?;
+        Some((reconciler, link.leading.clone()))
+    });
     let metrics = match args.metrics_address.0 {
         Some(address) => {
             let (bound, task) = driver::metrics::serve(address, Arc::new(registry))
@@ -242,6 +337,8 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let orphans = reconciler.map(|(reconciler, leading)| tokio::spawn(reconciler.run(leading)));
+    let health = device_health.map(|poller| tokio::spawn(poller.run(attachments.leading.clone())));
     let overdue = tokio::spawn(fence::watch_attachments(
         service.clone(),
         OVERDUE_CHECK,
@@ -259,6 +356,12 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     // Device changes whose callers gave up still run; let them finish, within a bound.
     service.locks().drain(SHUTDOWN_GRACE).await;
     overdue.abort();
+    if let Some(task) = health {
+        task.abort();
+    }
+    if let Some(task) = orphans {
+        task.abort();
+    }
     if let Some(task) = metrics {
         task.abort();
     }

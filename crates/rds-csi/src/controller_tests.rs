@@ -240,3 +240,61 @@ fn the_breaker_is_on_by_default_and_configurable() {
     assert_eq!(c.breaker.failures, 0);
     assert_eq!(c.breaker.cool_down, Duration::from_secs(30));
 }
+
+#[test]
+fn device_health_is_read_every_30_seconds_unless_turned_off() {
+    assert_eq!(
+        parse(&["--rds-insecure"]).device_health_interval_seconds,
+        30
+    );
+    let off = parse(&["--rds-insecure", "--device-health-interval-seconds", "0"]);
+    assert_eq!(off.device_health_interval_seconds, 0);
+}
+
+#[tokio::test]
+async fn orphans_are_reported_hourly_judged_and_deleted_only_when_asked_with_the_cluster() {
+    let args = parse(&["--rds-insecure"]);
+    assert_eq!(args.orphans, OrphanMode::Report);
+    assert_eq!(args.orphan_grace, Duration::from_secs(3600));
+    assert_eq!(args.orphan_check_interval, Duration::from_secs(600));
+    let args = parse(&[
+        "--rds-insecure",
+        "--orphans",
+        "delete",
+        "--orphan-grace",
+        "1d",
+        "--orphan-check-interval",
+        "0s",
+    ]);
+    assert_eq!(args.orphans, OrphanMode::Delete);
+    assert_eq!(args.orphan_grace, Duration::from_secs(86_400));
+    assert!(args.orphan_check_interval.is_zero());
+    let mut argv = vec!["rds-csi", "--rds-address", "10.0.0.1", "--rds-insecure"];
+    for refused in [
+        &["--orphans", "remove"][..],
+        &["--orphan-grace", "30s"],
+        &["--orphan-grace", "soon"],
+    ] {
+        argv.truncate(4);
+        argv.extend_from_slice(refused);
+        assert!(Cli::try_parse_from(&argv).is_err(), "{refused:?}");
+    }
+    // Deletion needs to know the cluster's PersistentVolumes.
+    let alone = parse(&[
+        "--rds-insecure",
+        "--attachment-state",
+        "memory",
+        "--orphans",
+        "delete",
+    ]);
+    let error = alone
+        .attachments()
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.contains("--orphans delete needs --attachment-state kubernetes"),
+        "{error}"
+    );
+}
