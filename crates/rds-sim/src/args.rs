@@ -3,7 +3,7 @@
 //! script parser/evaluator and REST so both accept exactly the same input.
 
 use crate::error::CmdError;
-use crate::state::DiskArgs;
+use crate::state::{DiskArgs, SubvolumeArgs};
 use crate::units::{parse_plain, parse_size};
 use crate::version::RouterOsVersion;
 
@@ -52,6 +52,7 @@ pub fn disk_arg_kind(name: &str, verb: DiskVerb, version: &RouterOsVersion) -> O
         | "media-sharing" => ArgKind::Bool,
         "nvme-tcp-server-port" => ArgKind::Port,
         "type" if adding => ArgKind::Enum(DISK_TYPES),
+        "copy-from" if adding => ArgKind::Text,
         "file-path" if adding && version.has_file_disks() => ArgKind::Text,
         "file-offset" if adding && version.has_file_disks() => ArgKind::Size,
         "file-size" if version.has_file_disks() => ArgKind::Size,
@@ -145,7 +146,35 @@ pub fn disk_args<'a>(
             "smb-sharing" => args.smb_sharing = Some(flag(&value)),
             "media-sharing" => args.media_sharing = Some(flag(&value)),
             "swap" => args.swap = Some(flag(&value)),
+            "copy-from" => args.copy_from = Some(text(&value)),
             other => unreachable!("argument {other} has a kind but no field"),
+        }
+    }
+    Ok(args)
+}
+
+/// The kind of a `/disk btrfs subvolume add` argument.
+pub fn subvolume_arg_kind(name: &str) -> Option<ArgKind> {
+    match name {
+        "fs" | "name" | "parent" => Some(ArgKind::Text),
+        "read-only" => Some(ArgKind::Bool),
+        _ => None,
+    }
+}
+
+/// Builds [`SubvolumeArgs`] from `(name, text)` pairs.
+pub fn subvolume_args<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<SubvolumeArgs, ArgsError> {
+    let mut args = SubvolumeArgs::default();
+    for (name, raw) in pairs {
+        let kind = subvolume_arg_kind(name).ok_or_else(|| ArgsError::Unknown(name.to_string()))?;
+        match (name, convert(name, kind, raw).map_err(ArgsError::Invalid)?) {
+            ("fs", ArgValue::Text(v)) => args.fs = Some(v),
+            ("name", ArgValue::Text(v)) => args.name = Some(v),
+            ("parent", ArgValue::Text(v)) => args.parent = Some(v),
+            ("read-only", ArgValue::Bool(v)) => args.read_only = Some(v),
+            (other, value) => unreachable!("argument {other} converted to {value:?}"),
         }
     }
     Ok(args)

@@ -6,8 +6,8 @@
 
 use crate::error::CmdError;
 use crate::quirks::Quirks;
-use crate::records::{Record, disk_record, file_record};
-use crate::state::{Disk, DiskArgs, Effect, Env, ExportSpec, FileEntry, State};
+use crate::records::{Record, disk_record, file_record, subvolume_record};
+use crate::state::{Disk, DiskArgs, Effect, Env, ExportSpec, FileEntry, State, SubvolumeArgs};
 use crate::usage::PoolUsage;
 
 /// Performs effects. One real implementation
@@ -154,6 +154,26 @@ impl Device {
             .collect()
     }
 
+    pub fn subvolume_records(&self) -> Vec<Record> {
+        self.state
+            .subvolumes
+            .iter()
+            .map(|s| subvolume_record(&self.state.pool.name, s))
+            .collect()
+    }
+
+    pub fn add_subvolume(&mut self, args: &SubvolumeArgs) -> Result<u64, CmdError> {
+        self.commit(|state, env| state.add_subvolume(args, env))
+    }
+
+    pub fn remove_subvolume(&mut self, id: u64) -> Result<(), CmdError> {
+        self.commit(|state, _| state.remove_subvolume(id))
+    }
+
+    pub fn copy_file(&mut self, id: u64, name: &str) -> Result<(), CmdError> {
+        self.commit(|state, env| state.copy_file(id, name, env))
+    }
+
     pub fn add_disk(&mut self, args: &DiskArgs) -> Result<u64, CmdError> {
         self.commit(|state, env| state.add_disk(args, env))
     }
@@ -207,6 +227,13 @@ impl Device {
             _ => None,
         });
         self.usage.update(files, &self.state, &*self.backend);
+        // A copy or a removed tree touches files no effect names: look at all of them.
+        if effects
+            .iter()
+            .any(|e| matches!(e, Effect::Copy { .. } | Effect::RemoveTree { .. }))
+        {
+            self.usage.look_again(&self.state, &*self.backend);
+        }
         self.env.pool_used = self.usage.used();
         result.map(|()| value)
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Disk, FileEntry, PoolSettings, State};
+use crate::state::{Disk, FileEntry, PoolSettings, State, Subvolume};
 
 /// One save's changes, as written.
 #[derive(Debug, Serialize)]
@@ -30,6 +30,11 @@ pub struct EntryRef<'a> {
     files: Vec<&'a FileEntry>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     removed_files: Vec<u64>,
+    next_subvolume_id: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    subvolumes: Vec<&'a Subvolume>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    removed_subvolumes: Vec<u64>,
 }
 
 /// One save's changes, as read back.
@@ -48,6 +53,17 @@ pub struct Entry {
     files: Vec<FileEntry>,
     #[serde(default)]
     removed_files: Vec<u64>,
+    /// Entries written before subvolumes existed have none of the three.
+    #[serde(default = "first_id")]
+    next_subvolume_id: u64,
+    #[serde(default)]
+    subvolumes: Vec<Subvolume>,
+    #[serde(default)]
+    removed_subvolumes: Vec<u64>,
+}
+
+fn first_id() -> u64 {
+    1
 }
 
 impl<'a> EntryRef<'a> {
@@ -57,7 +73,12 @@ impl<'a> EntryRef<'a> {
     pub fn diff(old: &State, new: &'a State) -> Option<Self> {
         let (disks, removed_disks) = diff_items(&old.disks, &new.disks, |d| d.id);
         let (files, removed_files) = diff_items(&old.files, &new.files, |f| f.id);
+        let (subvolumes, removed_subvolumes) =
+            diff_items(&old.subvolumes, &new.subvolumes, |s| s.id);
         let unchanged = disks.is_empty()
+            && subvolumes.is_empty()
+            && removed_subvolumes.is_empty()
+            && old.next_subvolume_id == new.next_subvolume_id
             && removed_disks.is_empty()
             && files.is_empty()
             && removed_files.is_empty()
@@ -74,6 +95,9 @@ impl<'a> EntryRef<'a> {
             removed_disks,
             files,
             removed_files,
+            next_subvolume_id: new.next_subvolume_id,
+            subvolumes,
+            removed_subvolumes,
         })
     }
 }
@@ -87,6 +111,13 @@ impl Entry {
         state.next_file_id = self.next_file_id;
         apply_items(&mut state.disks, self.disks, &self.removed_disks, |d| d.id);
         apply_items(&mut state.files, self.files, &self.removed_files, |f| f.id);
+        state.next_subvolume_id = self.next_subvolume_id;
+        apply_items(
+            &mut state.subvolumes,
+            self.subvolumes,
+            &self.removed_subvolumes,
+            |s| s.id,
+        );
     }
 }
 
@@ -215,13 +246,28 @@ mod tests {
         state.remove_file(id).unwrap();
         state.set_identity("rds-2").unwrap();
         journal.extend(line(&saved, &state));
+        saved = state.clone();
+        let subvolume = |name: &str, parent: Option<&str>| crate::state::SubvolumeArgs {
+            fs: Some("storage-pool".into()),
+            name: Some(name.into()),
+            parent: parent.map(str::to_string),
+            read_only: Some(parent.is_some()),
+        };
+        state.add_subvolume(&subvolume("vol", None), &env).unwrap();
+        state
+            .add_subvolume(&subvolume("snap", Some("vol")), &env)
+            .unwrap();
+        journal.extend(line(&saved, &state));
+        saved = state.clone();
+        state.remove_subvolume(1).unwrap();
+        journal.extend(line(&saved, &state));
         assert!(
             EntryRef::diff(&state, &state).is_none(),
             "no change, no entry"
         );
 
         let mut replayed = start.clone();
-        assert_eq!(replay(&mut replayed, &journal).unwrap(), (6, false));
+        assert_eq!(replay(&mut replayed, &journal).unwrap(), (8, false));
         assert_eq!(replayed, state);
 
         // Replaying over a snapshot that already holds the changes changes nothing.
@@ -238,7 +284,7 @@ mod tests {
             + 1;
         torn.truncate(last_start + 10);
         let mut replayed = start.clone();
-        assert_eq!(replay(&mut replayed, &torn).unwrap(), (5, true));
+        assert_eq!(replay(&mut replayed, &torn).unwrap(), (7, true));
         assert_eq!(replayed, saved);
 
         // A whole line that does not parse is corruption, not a torn save.

@@ -13,6 +13,7 @@
 
 pub mod args;
 pub mod config;
+pub mod copy;
 pub mod device;
 pub mod engine;
 pub mod error;

@@ -208,6 +208,17 @@ impl Backend for FileStore {
                 .open(self.backing_path(path))?
                 .set_len(*to),
             Effect::RemoveFile { path } => ignore_missing(fs::remove_file(self.backing_path(path))),
+            Effect::Copy { from, to } => {
+                let (from, to) = (self.backing_path(from), self.backing_path(to));
+                let kind = crate::copy::copy_tree(&from, &to);
+                if kind.is_err() {
+                    // All or nothing: the copy made so far goes.
+                    let _ = crate::copy::remove_tree(&to);
+                }
+                tracing::debug!(from = %from.display(), to = %to.display(), ?kind, "copied");
+                kind.map(drop)
+            }
+            Effect::RemoveTree { path } => crate::copy::remove_tree(&self.backing_path(path)),
             Effect::Export(spec) => match &self.nvmet {
                 Some(nvmet) => nvmet.export(
                     &spec.nqn,

@@ -2,7 +2,7 @@
 //! properties plus flags. The CLI formatters, `print as-value`, `where`
 //! filters and REST all read items through this one view.
 
-use crate::state::{Disk, DiskKind, Env, FileEntry, FileKind, PoolSettings, State};
+use crate::state::{Disk, DiskKind, Env, FileEntry, FileKind, PoolSettings, State, Subvolume};
 use crate::units::{format_datetime, format_duration, group_digits, humanize_bytes};
 use crate::version::RouterOsVersion;
 
@@ -378,6 +378,26 @@ pub fn file_record(file: &FileEntry) -> Record {
         ],
         flags: Vec::new(),
     }
+}
+
+/// A `/disk btrfs subvolume` item of the pool's filesystem (labelled with the pool's name).
+pub fn subvolume_record(pool: &str, subvolume: &Subvolume) -> Record {
+    Record {
+        id: Some(subvolume.id),
+        comment: String::new(),
+        props: vec![
+            ("fs", Val::Bare(pool.to_string())),
+            ("name", Val::Str(subvolume.name.clone())),
+            ("parent", Val::Str(subvolume.parent.clone())),
+            ("read-only", Val::Bool(subvolume.read_only)),
+        ],
+        flags: Vec::new(),
+    }
+}
+
+/// The properties a `/disk btrfs subvolume` condition may name.
+pub fn subvolume_property_names() -> Vec<&'static str> {
+    vec!["fs", "name", "parent", "read-only"]
 }
 
 /// What `/system resource` reports besides constants.

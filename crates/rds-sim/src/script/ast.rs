@@ -2,6 +2,12 @@
 
 use regex::Regex;
 
+use crate::state::SUBVOLUMES_SINCE_MINOR;
+use crate::version::RouterOsVersion;
+
+/// `/file copy` exists from RouterOS 7.23.
+pub const FILE_COPY_SINCE_MINOR: u32 = 23;
+
 /// A menu of the command tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Menu {
@@ -14,11 +20,20 @@ pub enum Menu {
     SystemClock,
     /// `/system health`: a list of sensors, printed only.
     SystemHealth,
+    /// `/disk btrfs` (7.18+).
+    DiskBtrfs,
+    /// `/disk btrfs subvolume`: the pool's subvolumes and snapshots.
+    DiskBtrfsSubvolume,
 }
 
 impl Menu {
-    pub(crate) fn submenu(self, name: &str) -> Option<Menu> {
+    /// The submenu `name` of this menu on `version`.
+    pub(crate) fn submenu(self, name: &str, version: &RouterOsVersion) -> Option<Menu> {
         match (self, name) {
+            (Menu::Disk, "btrfs") if version.at_least(SUBVOLUMES_SINCE_MINOR) => {
+                Some(Menu::DiskBtrfs)
+            }
+            (Menu::DiskBtrfs, "subvolume") => Some(Menu::DiskBtrfsSubvolume),
             (Menu::Root, "disk") => Some(Menu::Disk),
             (Menu::Root, "file") => Some(Menu::File),
             (Menu::Root, "system") => Some(Menu::System),
@@ -30,21 +45,24 @@ impl Menu {
         }
     }
 
-    pub(crate) fn has_verb(self, verb: &str) -> bool {
+    /// Whether this menu has command `verb` on `version`.
+    pub(crate) fn has_verb(self, verb: &str, version: &RouterOsVersion) -> bool {
         let verbs: &[&str] = match self {
             Menu::Disk => &["add", "set", "remove", "print", "find", "get"],
+            Menu::File if verb == "copy" => return version.at_least(FILE_COPY_SINCE_MINOR),
             Menu::File => &["remove", "print", "find", "get"],
+            Menu::DiskBtrfsSubvolume => &["add", "remove", "print", "find", "get"],
             Menu::SystemResource | Menu::SystemClock => &["print", "get"],
             Menu::SystemIdentity => &["print", "get", "set"],
             Menu::SystemHealth => &["print"],
-            Menu::Root | Menu::System => &[],
+            Menu::Root | Menu::System | Menu::DiskBtrfs => &[],
         };
         verbs.contains(&verb)
     }
 
     /// Menus listing items (as opposed to settings menus).
     pub fn is_list(self) -> bool {
-        matches!(self, Menu::Disk | Menu::File)
+        matches!(self, Menu::Disk | Menu::File | Menu::DiskBtrfsSubvolume)
     }
 }
 
@@ -107,6 +125,7 @@ impl Script {
                 Command::Get { item, name, .. } => {
                     item.as_ref().map_or(0, in_expr) + name.as_ref().map_or(0, in_expr)
                 }
+                Command::Copy { item, name, .. } => in_expr(item) + in_expr(name),
                 Command::Nop => 0,
             }
         }
@@ -123,7 +142,8 @@ impl Command {
             | Command::Remove { menu, .. }
             | Command::Print { menu, .. }
             | Command::Find { menu, .. }
-            | Command::Get { menu, .. } => Some(*menu),
+            | Command::Get { menu, .. }
+            | Command::Copy { menu, .. } => Some(*menu),
             Command::Put(_)
             | Command::Serialize { .. }
             | Command::Len(_)
@@ -259,6 +279,12 @@ pub enum Command {
         menu: Menu,
         item: Option<Expr>,
         name: Option<Expr>,
+    },
+    /// `/file copy <item> name=<destination>`.
+    Copy {
+        menu: Menu,
+        item: Expr,
+        name: Expr,
     },
     /// A bare menu path (changes the current menu) or an empty block.
     Nop,

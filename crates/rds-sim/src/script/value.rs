@@ -7,6 +7,7 @@ use crate::records::{Val, format_id};
 pub enum Table {
     Disk,
     File,
+    Subvolume,
 }
 
 /// A RouterOS script value.

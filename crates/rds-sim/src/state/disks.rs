@@ -17,6 +17,14 @@ impl State {
     }
 
     fn add_file_disk(&mut self, args: &DiskArgs, env: &Env) -> Outcome<u64> {
+        let merged;
+        let args = match &args.copy_from {
+            Some(reference) => {
+                merged = self.copied_defaults(reference)?.overlaid_with(args);
+                &merged
+            }
+            None => args,
+        };
         let disk_type = args
             .disk_type
             .as_deref()
@@ -31,6 +39,7 @@ impl State {
             .as_deref()
             .ok_or_else(|| CmdError::failure("file-path is required for type=file"))?;
         let path = self.validate_file_path(raw_path)?;
+        self.check_writable(&path)?;
         let slot = match &args.slot {
             Some(slot) => slot.clone(),
             None => default_slot(&path),
@@ -196,6 +205,39 @@ impl State {
             .ok_or(CmdError::NoSuchItem)
     }
 
+    /// `copy-from=`: the properties of the item `reference` names (`*ID` or slot) as the
+    /// defaults of a new item. Properties only, as RouterOS documents the argument: a file
+    /// disk made this way gets a new, empty image, never a copy of the source's data.
+    fn copied_defaults(&self, reference: &str) -> Result<DiskArgs, CmdError> {
+        let source = crate::records::parse_id(reference)
+            .and_then(|id| self.disk(id))
+            .or_else(|| self.disk_by_slot(reference))
+            .ok_or(CmdError::NoSuchItem)?;
+        let DiskKind::File { path, size, offset } = &source.kind else {
+            return Err(CmdError::failure("can not copy from this disk"));
+        };
+        Ok(DiskArgs {
+            disk_type: Some("file".into()),
+            slot: Some(source.slot.clone()),
+            comment: Some(source.comment.clone()),
+            file_path: Some(path.clone()),
+            file_size: Some(*size),
+            file_offset: Some(*offset),
+            mount_filesystem: Some(source.mount_filesystem),
+            mount_read_only: Some(source.mount_read_only),
+            nvme_tcp_export: Some(source.nvme_tcp_export),
+            nvme_tcp_server_port: Some(source.nvme_tcp_server_port),
+            nvme_tcp_server_nqn: Some(source.nvme_tcp_server_nqn.clone()).filter(|n| !n.is_empty()),
+            nvme_tcp_server_allow_host_name: Some(source.nvme_tcp_server_allow_host_name.clone()),
+            iscsi_export: Some(source.iscsi_export),
+            nfs_sharing: Some(source.nfs_sharing),
+            smb_sharing: Some(source.smb_sharing),
+            media_sharing: Some(source.media_sharing),
+            swap: Some(source.swap),
+            copy_from: None,
+        })
+    }
+
     pub(super) fn disk_using_file(&self, path: &str) -> Option<&Disk> {
         self.disks
             .iter()
@@ -241,4 +283,36 @@ fn apply_settings(disk: &mut Disk, args: &DiskArgs) {
     set(&mut disk.smb_sharing, &args.smb_sharing);
     set(&mut disk.media_sharing, &args.media_sharing);
     set(&mut disk.swap, &args.swap);
+}
+
+impl DiskArgs {
+    /// These arguments over `self` as defaults: a given argument wins.
+    fn overlaid_with(self, given: &DiskArgs) -> DiskArgs {
+        fn pick<T: Clone>(given: &Option<T>, default: Option<T>) -> Option<T> {
+            given.clone().or(default)
+        }
+        DiskArgs {
+            disk_type: pick(&given.disk_type, self.disk_type),
+            slot: pick(&given.slot, self.slot),
+            comment: pick(&given.comment, self.comment),
+            file_path: pick(&given.file_path, self.file_path),
+            file_size: pick(&given.file_size, self.file_size),
+            file_offset: pick(&given.file_offset, self.file_offset),
+            mount_filesystem: pick(&given.mount_filesystem, self.mount_filesystem),
+            mount_read_only: pick(&given.mount_read_only, self.mount_read_only),
+            nvme_tcp_export: pick(&given.nvme_tcp_export, self.nvme_tcp_export),
+            nvme_tcp_server_port: pick(&given.nvme_tcp_server_port, self.nvme_tcp_server_port),
+            nvme_tcp_server_nqn: pick(&given.nvme_tcp_server_nqn, self.nvme_tcp_server_nqn),
+            nvme_tcp_server_allow_host_name: pick(
+                &given.nvme_tcp_server_allow_host_name,
+                self.nvme_tcp_server_allow_host_name,
+            ),
+            iscsi_export: pick(&given.iscsi_export, self.iscsi_export),
+            nfs_sharing: pick(&given.nfs_sharing, self.nfs_sharing),
+            smb_sharing: pick(&given.smb_sharing, self.smb_sharing),
+            media_sharing: pick(&given.media_sharing, self.media_sharing),
+            swap: pick(&given.swap, self.swap),
+            copy_from: None,
+        }
+    }
 }

@@ -12,6 +12,16 @@ impl State {
             .position(|f| f.id == id)
             .ok_or(CmdError::NoSuchItem)?;
         let file = &self.files[index];
+        if self
+            .subvolumes
+            .iter()
+            .any(|s| self.subvolume_path(&s.name) == file.name)
+        {
+            return Err(CmdError::failure(
+                "is a subvolume: remove it with /disk btrfs subvolume remove",
+            ));
+        }
+        self.check_writable(&file.name)?;
         let effect = match file.kind {
             FileKind::Disk => return Err(CmdError::failure("can not remove a mounted disk")),
             FileKind::Directory => {

@@ -13,10 +13,14 @@ mod pool;
 #[cfg(test)]
 mod quirk_tests;
 #[cfg(test)]
+mod subvolume_tests;
+mod subvolumes;
+#[cfg(test)]
 pub(crate) mod tests;
 
 pub use namespace::{BadId128, Id128, NamespaceIds};
 pub use pool::{FILE_METADATA_BYTES, pool_used};
+pub use subvolumes::{SUBVOLUMES_SINCE_MINOR, Subvolume, SubvolumeArgs};
 
 use std::sync::Arc;
 
@@ -52,6 +56,16 @@ pub struct State {
     pub disks: Vec<Arc<Disk>>,
     /// `/file` items in id order.
     pub files: Vec<Arc<FileEntry>>,
+    /// The next `/disk btrfs subvolume` internal id; ids are never reused.
+    #[serde(default = "first_id")]
+    pub next_subvolume_id: u64,
+    /// `/disk btrfs subvolume` items of the pool's filesystem, in id order.
+    #[serde(default)]
+    pub subvolumes: Vec<Arc<Subvolume>>,
+}
+
+fn first_id() -> u64 {
+    1
 }
 
 /// The storage pool: a RAID disk mounted at `/<name>`.
@@ -151,6 +165,8 @@ pub struct DiskArgs {
     pub smb_sharing: Option<bool>,
     pub media_sharing: Option<bool>,
     pub swap: Option<bool>,
+    /// `copy-from`: the item (`*ID` or slot) whose properties are the defaults of `add`.
+    pub copy_from: Option<String>,
 }
 
 /// Inputs an operation needs besides the state.
@@ -205,6 +221,16 @@ pub enum Effect {
     RemoveFile {
         path: String,
     },
+    /// Copy a file or a directory tree (a subvolume snapshot, `/file copy`): copy-on-write
+    /// where the data directory's filesystem can share blocks, a sparse copy otherwise.
+    Copy {
+        from: String,
+        to: String,
+    },
+    /// Remove a directory tree (`/disk btrfs subvolume remove`).
+    RemoveTree {
+        path: String,
+    },
     Export(ExportSpec),
     Unexport(ExportSpec),
     /// Tell NVMe hosts the namespace changed size.
@@ -222,6 +248,7 @@ impl Effect {
         Some(match self {
             Effect::CreateDir { path } => Effect::RemoveDir { path: path.clone() },
             Effect::CreateFile { path, .. } => Effect::RemoveFile { path: path.clone() },
+            Effect::Copy { to, .. } => Effect::RemoveTree { path: to.clone() },
             Effect::ResizeFile { path, from, to } => Effect::ResizeFile {
                 path: path.clone(),
                 from: *to,
@@ -236,7 +263,10 @@ impl Effect {
                 },
                 previous: spec.allowed_hosts.clone(),
             },
-            Effect::RemoveDir { .. } | Effect::RemoveFile { .. } | Effect::Revalidate(_) => {
+            Effect::RemoveDir { .. }
+            | Effect::RemoveFile { .. }
+            | Effect::RemoveTree { .. }
+            | Effect::Revalidate(_) => {
                 return None;
             }
         })
@@ -256,6 +286,8 @@ impl State {
             disks: Vec::new(),
             files: Vec::new(),
             pool: pool.clone(),
+            next_subvolume_id: 1,
+            subvolumes: Vec::new(),
         };
         let id = state.take_disk_id();
         state.disks.push(Arc::new(Disk {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::ast::{Command, Expr, Menu, NamedArg, Script};
 use super::value::{Table, Value};
-use crate::args::{ArgsError, DiskVerb, disk_args};
+use crate::args::{ArgsError, DiskVerb, disk_args, subvolume_args};
 use crate::device::Device;
 use crate::error::CmdError;
 use crate::records::{Record, ResourceInfo, clock_record, identity_record, resource_record};
@@ -71,6 +71,7 @@ fn table_of(menu: Menu) -> Option<Table> {
     match menu {
         Menu::Disk => Some(Table::Disk),
         Menu::File => Some(Table::File),
+        Menu::DiskBtrfsSubvolume => Some(Table::Subvolume),
         _ => None,
     }
 }
@@ -140,10 +141,31 @@ impl Interpreter<'_> {
                 self.scopes.pop();
                 result.map(|()| Value::Nothing)
             }
+            Command::Add {
+                menu: Menu::DiskBtrfsSubvolume,
+                args,
+            } => {
+                let pairs = self.arg_texts(args)?;
+                let args = subvolume_args(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+                    .map_err(args_error)?;
+                let id = self.device.add_subvolume(&args)?;
+                Ok(Value::Id(Table::Subvolume, id))
+            }
             Command::Add { args, .. } => {
                 let args = self.disk_args(args, DiskVerb::Add)?;
                 let id = self.device.add_disk(&args)?;
                 Ok(Value::Id(Table::Disk, id))
+            }
+            Command::Copy { menu, item, name } => {
+                let table = table_of(*menu).expect("copy parses only on /file");
+                let item = self.eval(item)?;
+                let ids = self.resolve_items(table, &item)?;
+                let [id] = ids.as_slice() else {
+                    return Err(CmdError::NoSuchItem);
+                };
+                let name = self.eval(name)?.to_text();
+                self.device.copy_file(*id, &name)?;
+                Ok(Value::Nothing)
             }
             Command::Set {
                 menu: Menu::SystemIdentity,
@@ -180,6 +202,7 @@ impl Interpreter<'_> {
                     match table {
                         Table::Disk => self.device.remove_disk(id)?,
                         Table::File => self.device.remove_file(id)?,
+                        Table::Subvolume => self.device.remove_subvolume(id)?,
                     }
                 }
                 Ok(Value::Nothing)
@@ -216,25 +239,27 @@ impl Interpreter<'_> {
         }
     }
 
+    /// The arguments' names with their values as text.
+    fn arg_texts<'n>(&mut self, args: &'n [NamedArg]) -> Result<Vec<(&'n str, String)>, CmdError> {
+        let mut pairs = Vec::with_capacity(args.len());
+        for arg in args {
+            pairs.push((arg.name.as_str(), self.eval(&arg.value)?.to_text()));
+        }
+        Ok(pairs)
+    }
+
     fn disk_args(
         &mut self,
         args: &[NamedArg],
         verb: DiskVerb,
     ) -> Result<crate::state::DiskArgs, CmdError> {
-        let mut pairs = Vec::with_capacity(args.len());
-        for arg in args {
-            pairs.push((arg.name.as_str(), self.eval(&arg.value)?.to_text()));
-        }
+        let pairs = self.arg_texts(args)?;
         disk_args(
             pairs.iter().map(|(k, v)| (*k, v.as_str())),
             verb,
             &self.device.env().version,
         )
-        .map_err(|e| match e {
-            ArgsError::Invalid(e) => e,
-            // The parser only lets known arguments through.
-            ArgsError::Unknown(name) => CmdError::failure(format!("unknown argument {name}")),
-        })
+        .map_err(args_error)
     }
 
     fn records(&self, menu: Menu) -> Vec<Record> {
@@ -248,7 +273,16 @@ impl Interpreter<'_> {
             Menu::SystemIdentity => vec![identity_record(self.device.state())],
             Menu::SystemClock => vec![clock_record(self.device.env().now)],
             Menu::SystemHealth => crate::health::records(&self.ctx.health),
-            Menu::Root | Menu::System => Vec::new(),
+            Menu::DiskBtrfsSubvolume => self.device.subvolume_records(),
+            Menu::Root | Menu::System | Menu::DiskBtrfs => Vec::new(),
         }
+    }
+}
+
+fn args_error(error: ArgsError) -> CmdError {
+    match error {
+        ArgsError::Invalid(e) => e,
+        // The parser only lets known arguments through.
+        ArgsError::Unknown(name) => CmdError::failure(format!("unknown argument {name}")),
     }
 }

@@ -108,6 +108,7 @@ impl Interpreter<'_> {
         let exists = |id: u64| match table {
             Table::Disk => state.disk(id).is_some(),
             Table::File => state.file(id).is_some(),
+            Table::Subvolume => state.subvolume(id).is_some(),
         };
         let by_position = |n: usize| -> Result<u64, CmdError> {
             match self.listing.get(n) {
@@ -141,6 +142,7 @@ impl Interpreter<'_> {
                         match table {
                             Table::Disk => state.disk_by_slot(part).map(|d| d.id),
                             Table::File => state.file_by_name(part).map(|f| f.id),
+                            Table::Subvolume => state.subvolume_by_name(part).map(|s| s.id),
                         }
                         .ok_or(CmdError::NoSuchItem)?
                     };

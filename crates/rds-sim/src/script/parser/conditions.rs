@@ -4,7 +4,7 @@ use regex::Regex;
 
 use super::{Parser, ends_command};
 use crate::error::CmdError;
-use crate::records::{disk_property_names, file_property_names};
+use crate::records::{disk_property_names, file_property_names, subvolume_property_names};
 use crate::script::ast::{CmpOp, Cond, Expr, Menu, RelOp, Test};
 use crate::script::lexer::Tok;
 
@@ -17,6 +17,7 @@ impl Parser<'_> {
         let names = match menu {
             Menu::Disk => disk_property_names(self.version),
             Menu::File => file_property_names(),
+            Menu::DiskBtrfsSubvolume => subvolume_property_names(),
             _ => {
                 return Err(CmdError::Syntax {
                     pos: self.peek().pos,

@@ -9,7 +9,7 @@ mod tests;
 
 use super::ast::{Command, Expr, Menu, NamedArg, Script};
 use super::lexer::{Tok, Token, lex};
-use crate::args::{DiskVerb, disk_arg_kind};
+use crate::args::{DiskVerb, disk_arg_kind, subvolume_arg_kind};
 use crate::error::{CmdError, Pos};
 use crate::version::RouterOsVersion;
 
@@ -143,9 +143,9 @@ impl Parser<'_> {
             if verb.is_some() {
                 return Err(CmdError::Syntax { pos });
             }
-            if let Some(sub) = current.submenu(part) {
+            if let Some(sub) = current.submenu(part, self.version) {
                 current = sub;
-            } else if current.has_verb(part) {
+            } else if current.has_verb(part, self.version) {
                 verb = Some((part.to_string(), pos));
             } else if joined {
                 return Err(CmdError::Syntax { pos });
@@ -165,9 +165,9 @@ impl Parser<'_> {
                 return Err(CmdError::Syntax { pos });
             }
             self.next();
-            if let Some(sub) = current.submenu(&part) {
+            if let Some(sub) = current.submenu(&part, self.version) {
                 current = sub;
-            } else if current.has_verb(&part) {
+            } else if current.has_verb(&part, self.version) {
                 verb = Some((part, pos));
             } else {
                 return Err(CmdError::BadCommandName { word: part, pos });
@@ -200,12 +200,17 @@ impl Parser<'_> {
             _ => {
                 let raw = self.raw_args(menu)?;
                 match verb {
+                    "add" if menu == Menu::DiskBtrfsSubvolume => Ok(Command::Add {
+                        menu,
+                        args: self.named_only(raw, |name, _| subvolume_arg_kind(name).is_some())?,
+                    }),
                     "add" => Ok(Command::Add {
                         menu,
                         args: self.named_only(raw, |name, v| {
                             disk_arg_kind(name, DiskVerb::Add, v).is_some()
                         })?,
                     }),
+                    "copy" => self.copy(menu, raw),
                     "set" if menu == Menu::SystemIdentity => Ok(Command::Set {
                         menu,
                         items: None,
@@ -271,6 +276,18 @@ impl Parser<'_> {
                 }
             }
         }
+    }
+
+    /// `copy <item> name=<destination>` (the item also as `numbers=`).
+    fn copy(&self, menu: Menu, raw: Vec<RawArg>) -> Result<Command, CmdError> {
+        let (item, args) = self.positional_then_named(raw, |name, _| name == "name")?;
+        let item = item.ok_or_else(|| CmdError::MissingArguments("numbers".into()))?;
+        let name = args
+            .into_iter()
+            .next()
+            .ok_or_else(|| CmdError::MissingArguments("name".into()))?
+            .value;
+        Ok(Command::Copy { menu, item, name })
     }
 
     /// Reads the arguments of a command up to its end.
