@@ -13,9 +13,10 @@ use crate::breaker::{self, Breaker, BreakerConfig, BreakerState};
 use crate::config::{ClientConfig, TlsPolicy, TransportConfig};
 use crate::error::{Error, Result};
 use crate::inventory::Inventory;
+use crate::judge::{check_slots, judge_add};
 use crate::model::{
-    AddReport, CreateDisk, CreateOutcome, DiskItem, DiskSpec, FileDisk, FileEntry, ImageRemoval,
-    Pool, SystemInfo, VolumeFacts, verify_grown,
+    CreateDisk, CreateOutcome, DiskItem, DiskSpec, FileDisk, FileEntry, ImageRemoval, Pool,
+    SystemInfo, VolumeFacts, verify_grown,
 };
 use crate::reply::ExecOutput;
 use crate::rest::{RestSettings, RestTransport};
@@ -532,6 +533,20 @@ impl Client {
             .await
     }
 
+    /// Runs one of this crate's own scripts under the client's bounds and returns its
+    /// `values` JSON values.
+    pub(crate) async fn query_script(
+        &self,
+        verb: &'static str,
+        subject: &str,
+        script: &str,
+        values: usize,
+    ) -> Result<Vec<serde_json::Value>> {
+        let transport = &self.inner.transport;
+        self.run(verb, subject, transport.query_script(script, values))
+            .await
+    }
+
     /// Runs a script and returns the device's raw answer (stdout or REST `ret`, exit status),
     /// for diagnostics that record how the device words its answers. Volume operations never
     /// go through here.
@@ -555,46 +570,6 @@ impl Client {
         self.run("pool", mount_point, transport.pool(mount_point))
             .await
     }
-}
-
-/// Every item must be in the slot asked for; anything else means the device's filter did not
-/// do what we asked, and nothing may be decided on it.
-fn check_slots(slot: &Slot, items: &[DiskItem]) -> Result<()> {
-    match items.iter().find(|i| i.slot() != slot.as_str()) {
-        Some(stray) => Err(Error::Protocol(format!(
-            "asked for slot {slot}, device returned {}",
-            stray.slot()
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// What a guarded add means. The disk counts as this call's only when the add returned its
-/// id; a read-back that differs from the request is then this call's to undo.
-fn judge_add(request: &CreateDisk<'_>, report: AddReport) -> Result<CreateOutcome> {
-    check_slots(&request.spec.slot, &report.slot_after)?;
-    let Some(added) = report.added else {
-        return Ok(if report.slot_before.is_empty() {
-            CreateOutcome::FileExists
-        } else {
-            CreateOutcome::SlotTaken(report.slot_after)
-        });
-    };
-    let id = ItemId::try_from(added.as_str())
-        .map_err(|_| Error::Protocol(format!("the add returned an unexpected id {added:?}")))?;
-    let created = report
-        .slot_after
-        .iter()
-        .find(|item| item.id() == id.as_str());
-    let reason = match created {
-        Some(DiskItem::File(disk)) => match request.verify(disk) {
-            Ok(()) => return Ok(CreateOutcome::Created(disk.clone())),
-            Err(mismatch) => mismatch.message().to_owned(),
-        },
-        Some(DiskItem::Other { kind, .. }) => format!("the new disk {id} is of type {kind}"),
-        None => format!("the new disk {id} is missing from the read-back of its slot"),
-    };
-    Ok(CreateOutcome::CreatedMismatch { id, reason })
 }
 
 #[cfg(test)]

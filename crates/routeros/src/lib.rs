@@ -1,6 +1,6 @@
 //! RouterOS 7 (ROSE storage) management client for the MikroTik RDS: file-backed NVMe/TCP
 //! disks, their backing files, the storage pool, version and identity, the device's sensors
-//! (`/system health`), over SSH or REST.
+//! (`/system health`), btrfs subvolumes and their snapshots, over SSH or REST.
 //!
 //! Pure logic (grammars, quoting, command text, reply parsing, error mapping, version rules,
 //! host-key and certificate pinning) lives in modules without I/O; [`ssh`] and [`rest`] are
@@ -42,10 +42,12 @@ pub mod error;
 pub mod health;
 pub mod hostkey;
 pub mod inventory;
+mod judge;
 pub mod model;
 pub mod quote;
 pub mod reply;
 pub mod rest;
+pub mod snapshots;
 pub mod ssh;
 pub mod tls;
 pub mod transport;
@@ -68,7 +70,8 @@ pub use model::{
     AddReport, CreateDisk, CreateOutcome, DEFAULT_NVME_TCP_PORT, DiskItem, DiskSpec, FileDisk,
     FileEntry, ImageRemoval, ImageUser, NqnSource, Pool, SystemInfo, VolumeFacts,
 };
+pub use snapshots::{CopyOutcome, Subvolume, SubvolumeOutcome};
 pub use tls::cert_fingerprint;
 pub use transport::Transport;
-pub use validate::{DirPath, FilePath, ItemId, Nqn, Slot};
+pub use validate::{DirPath, FilePath, ItemId, Nqn, Slot, SubvolumeName};
 pub use version::RouterOsVersion;

@@ -363,6 +363,10 @@ impl Transport for RestTransport {
         crate::health::device_health(self.call(Method::GET, "/system/health", &[], None).await?)
     }
 
+    async fn query_script(&self, script: &str, values: usize) -> Result<Vec<Value>> {
+        reply::expect_values(&self.execute(script).await?, values)
+    }
+
     async fn run_script(&self, script: &str) -> Result<ExecOutput> {
         self.execute(script).await
     }

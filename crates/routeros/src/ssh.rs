@@ -540,6 +540,10 @@ impl Transport for SshTransport {
         crate::health::device_health(self.query_one(&command::system_health()).await?)
     }
 
+    async fn query_script(&self, script: &str, values: usize) -> Result<Vec<serde_json::Value>> {
+        self.query(script, values).await
+    }
+
     async fn run_script(&self, script: &str) -> Result<ExecOutput> {
         self.exec(script).await
     }

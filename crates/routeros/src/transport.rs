@@ -88,6 +88,16 @@ pub trait Transport: Send + Sync + 'static {
             self.kind()
         )))
     }
+    /// Runs one of this crate's own scripts (built by [`crate::command`] or
+    /// [`crate::snapshots`] from validated input) and returns exactly `values` JSON values;
+    /// device error text is an error.
+    async fn query_script(&self, script: &str, values: usize) -> Result<Vec<serde_json::Value>> {
+        let _ = (script, values);
+        Err(Error::Unsupported(format!(
+            "the {} transport cannot run the client's scripts",
+            self.kind()
+        )))
+    }
     /// Runs a script and returns its raw output, for diagnostics that record exactly how the
     /// device answers (`rds-csi doctor --probe-device`). Never used for volume operations.
     async fn run_script(&self, script: &str) -> Result<ExecOutput> {

@@ -107,6 +107,17 @@ string_newtype!(
     check_nqn
 );
 
+string_newtype!(
+    /// A btrfs subvolume name: the slot grammar (it names one directory of the pool).
+    SubvolumeName,
+    check_subvolume_name
+);
+
+fn check_subvolume_name(value: &str) -> Result<String, Error> {
+    check_name("subvolume name", value)?;
+    Ok(value.to_owned())
+}
+
 fn check_slot(value: &str) -> Result<String, Error> {
     check_name("slot", value)?;
     Ok(value.to_owned())

@@ -9,6 +9,10 @@ use crate::error::Error;
 pub const MIN_FILE_DISKS: (u32, u32) = (7, 17);
 /// The first release with `nvme-tcp-server-nqn`; before it the subsystem NQN is the slot name.
 pub const MIN_SERVER_NQN: (u32, u32) = (7, 21);
+/// The first release with btrfs subvolumes and their snapshots (`/disk btrfs subvolume`).
+pub const MIN_SUBVOLUMES: (u32, u32) = (7, 18);
+/// The first release with `/file copy`.
+pub const MIN_FILE_COPY: (u32, u32) = (7, 23);
 
 /// A pre-release tag (`7.17rc2`, `7.20beta3`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -100,6 +104,27 @@ impl RouterOsVersion {
     /// `nvme-tcp-server-nqn` exists; otherwise the subsystem NQN is the slot name.
     pub fn supports_server_nqn(&self) -> bool {
         self.at_least(MIN_SERVER_NQN)
+    }
+
+    /// `/disk btrfs subvolume` exists: subvolumes and copy-on-write snapshots of them.
+    pub fn supports_subvolumes(&self) -> bool {
+        self.at_least(MIN_SUBVOLUMES)
+    }
+
+    /// `/file copy` exists.
+    pub fn supports_file_copy(&self) -> bool {
+        self.at_least(MIN_FILE_COPY)
+    }
+
+    /// `Unsupported` unless `what` exists from `since` on this version.
+    pub fn require(&self, what: &str, since: (u32, u32)) -> Result<(), Error> {
+        if self.at_least(since) {
+            return Ok(());
+        }
+        Err(Error::Unsupported(format!(
+            "RouterOS {self} has no {what}; version {}.{} or newer is required",
+            since.0, since.1
+        )))
     }
 
     /// `Unsupported` unless file disks exist on this version.

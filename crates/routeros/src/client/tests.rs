@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{NqnSource, SystemInfo};
+use crate::model::{AddReport, NqnSource, SystemInfo};
 use crate::validate::Nqn;
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
