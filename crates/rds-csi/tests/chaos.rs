@@ -183,19 +183,24 @@ async fn chaos_cycles_leave_nothing_behind_and_every_answer_is_retryable_or_succ
     let world = Arc::new(World::start().await);
     let figures = Arc::new(Mutex::new(Figures::default()));
     let next = Arc::new(AtomicUsize::new(0));
+    let ran = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
 
     let chaos = tokio::spawn(world.clone().unleash());
     let mut callers = tokio::task::JoinSet::new();
     for _ in 0..workers {
-        let (world, figures, next) = (world.clone(), figures.clone(), next.clone());
+        let (world, figures, next, ran) =
+            (world.clone(), figures.clone(), next.clone(), ran.clone());
         callers.spawn(async move {
             let csi = world.csi().await;
             loop {
                 let n = next.fetch_add(1, Ordering::SeqCst);
-                if n >= cycles {
+                // At least `cycles`, and on until every component has been restarted under
+                // load once: on a slow machine restarts take longer than the cycles.
+                if n >= cycles && (world.rounds() > 0 || cycles < 50) {
                     return;
                 }
+                ran.fetch_add(1, Ordering::SeqCst);
                 if let Err(violation) = cycle(&world, &csi, n, &figures).await {
                     figures.lock().unwrap().violations.push(violation);
                 }
@@ -207,6 +212,7 @@ async fn chaos_cycles_leave_nothing_behind_and_every_answer_is_retryable_or_succ
     }
     let elapsed = started.elapsed();
     let restarts = world.calm(chaos).await;
+    let cycles = ran.load(Ordering::SeqCst);
 
     let figures = std::mem::take(&mut *figures.lock().unwrap());
     let retryable: usize = figures.retryable.values().sum();

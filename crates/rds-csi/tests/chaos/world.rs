@@ -48,6 +48,8 @@ pub struct World {
     launcher: Launcher,
     processes: Mutex<Processes>,
     calm: watch::Sender<bool>,
+    /// Full turns of the chaos (every component restarted once, one latency spike).
+    rounds: std::sync::atomic::AtomicUsize,
 }
 
 fn args(items: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
@@ -195,10 +197,16 @@ impl World {
             launcher,
             processes: Mutex::new(processes),
             calm: watch::channel(false).0,
+            rounds: std::sync::atomic::AtomicUsize::new(0),
         };
         world.set_faults(Self::STEADY);
         world
     }
+    /// How many full turns the chaos has made so far.
+    pub fn rounds(&self) -> usize {
+        self.rounds.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn layout(&self) -> PathLayout {
         PathLayout::new(self.launcher.work.kubelet())
     }
@@ -267,6 +275,8 @@ impl World {
                     self.set_faults(Self::SPIKE);
                     tokio::time::sleep(Duration::from_millis(800)).await;
                     self.set_faults(Self::STEADY);
+                    self.rounds
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     continue;
                 }
             };
