@@ -19,13 +19,15 @@ pub const KEEP_ALIVE_TMO: &str = "keepAliveTmo";
 pub const NR_IO_QUEUES: &str = "nrIoQueues";
 pub const MKFS_OPTIONS: &str = "mkfsOptions";
 pub const MIGRATION_TIMEOUT_SECONDS: &str = "migrationTimeoutSeconds";
+/// How the volume's snapshots are taken, which decides where its image lives.
+pub const SNAPSHOT_METHOD: &str = "snapshotMethod";
 /// VolumeContext only: the subsystem NQN.
 pub const NQN: &str = "nqn";
 /// VolumeContext only, written by the Go driver: the RDS address, used for NVMe/TCP when
 /// `nvmeAddress` is absent.
 pub const RDS_ADDRESS: &str = "rdsAddress";
 
-const STORAGE_CLASS_KEYS: [&str; 9] = [
+const STORAGE_CLASS_KEYS: [&str; 10] = [
     VOLUME_PATH,
     NVME_ADDRESS,
     NVME_PORT,
@@ -35,6 +37,7 @@ const STORAGE_CLASS_KEYS: [&str; 9] = [
     NR_IO_QUEUES,
     MKFS_OPTIONS,
     MIGRATION_TIMEOUT_SECONDS,
+    SNAPSHOT_METHOD,
 ];
 
 /// Longest `mkfsOptions` accepted; options are split into words, never run through a shell.
@@ -74,6 +77,35 @@ pub struct ConnectOptions {
     pub nr_io_queues: Option<u32>,
 }
 
+/// How a volume's snapshots are taken (`snapshotMethod`), see docs/snapshots.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMethod {
+    /// Btrfs subvolume snapshots (RouterOS 7.18+, a btrfs pool): the volume lives in a
+    /// subvolume of its own, and a snapshot shares its blocks.
+    Subvolume,
+}
+
+impl SnapshotMethod {
+    pub const SUBVOLUME: &'static str = "subvolume";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotMethod::Subvolume => Self::SUBVOLUME,
+        }
+    }
+
+    fn parse(value: &str) -> Result<Self, ParamError> {
+        match value.trim() {
+            Self::SUBVOLUME => Ok(SnapshotMethod::Subvolume),
+            _ => Err(invalid(
+                SNAPSHOT_METHOD,
+                value,
+                "only \"subvolume\" is available (the copy methods are not built yet)",
+            )),
+        }
+    }
+}
+
 /// Parsed and validated StorageClass parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VolumeParams {
@@ -84,6 +116,8 @@ pub struct VolumeParams {
     pub connect: ConnectOptions,
     pub mkfs_options: Option<String>,
     pub migration_timeout_seconds: Option<u32>,
+    /// Absent: the volume's image lies flat in its directory.
+    pub snapshot_method: Option<SnapshotMethod>,
 }
 
 fn parse_num<T: std::str::FromStr>(
@@ -230,6 +264,7 @@ impl VolumeParams {
                     p.migration_timeout_seconds =
                         Some(parse_num(MIGRATION_TIMEOUT_SECONDS, value, 1..=86_400)?)
                 }
+                SNAPSHOT_METHOD => p.snapshot_method = Some(SnapshotMethod::parse(value)?),
                 _ => return Err(ParamError::Unknown(key.clone())),
             }
         }
@@ -270,6 +305,10 @@ impl VolumeParams {
         put(
             MIGRATION_TIMEOUT_SECONDS,
             self.migration_timeout_seconds.map(|v| v.to_string()),
+        );
+        put(
+            SNAPSHOT_METHOD,
+            self.snapshot_method.map(|m| m.as_str().to_owned()),
         );
         out
     }

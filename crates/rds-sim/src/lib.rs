@@ -52,7 +52,7 @@ pub use crate::faults::{FaultControl, Faults};
 pub use crate::quirks::{Quirk, Quirks};
 pub use crate::state::{
     Disk, DiskKind, ExportSpec, FILE_METADATA_BYTES, FileEntry, FileKind, Id128, NamespaceIds,
-    PoolSettings,
+    PoolSettings, Subvolume,
 };
 pub use crate::storage::{EXPORTS_FILE, ExportRecord, ExportsFile};
 pub use crate::version::RouterOsVersion;
@@ -110,6 +110,8 @@ pub struct StateSnapshot {
     pub pool_free: u64,
     pub disks: Vec<Disk>,
     pub files: Vec<FileEntry>,
+    /// `/disk btrfs subvolume` items.
+    pub subvolumes: Vec<Subvolume>,
 }
 
 impl StateSnapshot {
@@ -426,6 +428,11 @@ impl SimHandle {
             pool_free: state.pool_free(device.env()),
             disks: state.disks.iter().map(|d| Disk::clone(d)).collect(),
             files: state.files.iter().map(|f| FileEntry::clone(f)).collect(),
+            subvolumes: state
+                .subvolumes
+                .iter()
+                .map(|s| Subvolume::clone(s))
+                .collect(),
         }
     }
 

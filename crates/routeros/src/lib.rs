@@ -70,7 +70,7 @@ pub use model::{
     AddReport, CreateDisk, CreateOutcome, DEFAULT_NVME_TCP_PORT, DiskItem, DiskSpec, FileDisk,
     FileEntry, ImageRemoval, ImageUser, NqnSource, Pool, SystemInfo, VolumeFacts,
 };
-pub use snapshots::{CopyOutcome, Subvolume, SubvolumeOutcome};
+pub use snapshots::{CopyOutcome, Subvolume, SubvolumeOutcome, SubvolumeRemoval};
 pub use tls::cert_fingerprint;
 pub use transport::Transport;
 pub use validate::{DirPath, FilePath, ItemId, Nqn, Slot, SubvolumeName};

@@ -39,6 +39,15 @@ pub enum SubvolumeOutcome {
     Exists(Subvolume),
 }
 
+/// What a guarded subvolume removal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubvolumeRemoval {
+    /// No subvolume has the name now (removed by this call, or absent before).
+    Gone,
+    /// A disk is backed by a file in it: nothing was removed.
+    InUse,
+}
+
 /// What a guarded `/file copy` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyOutcome {
@@ -92,6 +101,27 @@ pub fn remove_subvolume(name: &SubvolumeName) -> String {
     format!(
         "/disk btrfs subvolume remove [/disk btrfs subvolume find {filter}];{}",
         put_json(&format!("/disk btrfs subvolume print as-value {filter}"))
+    )
+}
+
+/// Removes subvolume `name` of the filesystem mounted at `mount` only if, at that moment, no
+/// disk is backed by a file in it; prints the ids of such disks and the subvolumes of that
+/// name afterwards: two values.
+pub fn remove_unused_subvolume(mount: &str, name: &SubvolumeName) -> String {
+    let users = format!(
+        "[/disk find where file-path~{}]",
+        quote(&format!(
+            "^/?{}/{}/",
+            regex_escape(mount),
+            regex_escape(name.as_str())
+        ))
+    );
+    let filter = subvolume_named(name);
+    format!(
+        ":local users {users};:put [:serialize to=json $users];\
+         :if ([:len $users] = 0) do={{/disk btrfs subvolume remove \
+         [/disk btrfs subvolume find {filter}]}};{after}",
+        after = put_json(&format!("/disk btrfs subvolume print as-value {filter}")),
     )
 }
 
@@ -266,6 +296,33 @@ impl Client {
             )));
         }
         Ok(())
+    }
+
+    /// Removes subvolume `name` (of the filesystem mounted at `mount`) with everything in it,
+    /// only if no disk is backed by a file in it, checked in the same command; verified gone.
+    pub async fn remove_unused_subvolume(
+        &self,
+        mount: &str,
+        name: &SubvolumeName,
+    ) -> Result<SubvolumeRemoval> {
+        check_name("mount point", mount)?;
+        self.version()
+            .await?
+            .require("btrfs subvolumes", MIN_SUBVOLUMES)?;
+        let script = remove_unused_subvolume(mount, name);
+        let mut values = self
+            .query_script("remove-unused-subvolume", name.as_str(), &script, 2)
+            .await?;
+        let left = subvolumes(values.pop().expect("two values"))?;
+        if !was_free(&values[0])? {
+            return Ok(SubvolumeRemoval::InUse);
+        }
+        if !left.is_empty() {
+            return Err(Error::Protocol(format!(
+                "subvolume {name} is still there after its removal"
+            )));
+        }
+        Ok(SubvolumeRemoval::Gone)
     }
 
     /// Copies file `from` to `to` on the device (7.23+), only if no file is at `to`.

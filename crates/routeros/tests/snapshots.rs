@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use common::{BOTH, Device, created, spec};
-use routeros::{CopyOutcome, Error, FilePath, SubvolumeName, SubvolumeOutcome};
+use routeros::{CopyOutcome, Error, FilePath, SubvolumeName, SubvolumeOutcome, SubvolumeRemoval};
 
 fn name(text: &str) -> SubvolumeName {
     SubvolumeName::try_from(text).unwrap()
@@ -81,9 +81,38 @@ async fn subvolumes_snapshot_and_go_over_both_transports() {
         client.remove_subvolume(&snap).await.unwrap();
         client.remove_subvolume(&snap).await.unwrap();
         assert!(!copy.exists());
-        // In use by the volume's disk: refused, with the device's words.
+        // In use by the volume's disk: refused, with the device's words; the guarded
+        // removal finds the disk itself and leaves everything.
         let refused = client.remove_subvolume(&volume).await.unwrap_err();
         assert!(refused.to_string().contains("in use"), "{refused}");
+        let guarded = client
+            .remove_unused_subvolume("storage-pool", &volume)
+            .await
+            .unwrap();
+        assert_eq!(guarded, SubvolumeRemoval::InUse);
+        assert!(image.exists());
+        let disk_id = routeros::ItemId::try_from(
+            client
+                .get_disk(&disk.slot)
+                .await
+                .unwrap()
+                .unwrap()
+                .id
+                .as_str(),
+        )
+        .unwrap();
+        client.remove_disk(&disk_id, None).await.unwrap();
+        let removed = client
+            .remove_unused_subvolume("storage-pool", &volume)
+            .await
+            .unwrap();
+        assert_eq!(removed, SubvolumeRemoval::Gone);
+        assert!(!image.exists(), "the subvolume went with its image");
+        let again = client
+            .remove_unused_subvolume("storage-pool", &volume)
+            .await
+            .unwrap();
+        assert_eq!(again, SubvolumeRemoval::Gone);
     }
     device.shutdown().await;
 }

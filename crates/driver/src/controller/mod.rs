@@ -7,7 +7,8 @@
 //! - [`fence`]: attach fencing (ControllerPublish/Unpublish, live migration, the attachment
 //!   state behind a trait);
 //! - [`orphans`]: the reconciler of disks and images no PersistentVolume names;
-//! - [`service`]: the device work, one function per RPC;
+//! - [`service`]: the device work, one function per RPC; `subvolumes` the volumes that live in
+//!   a btrfs subvolume of their own;
 //! - [`grpc`]: the tonic handlers.
 
 pub mod budget;
@@ -18,6 +19,7 @@ pub mod judge;
 pub mod orphans;
 pub mod rules;
 pub mod service;
+mod subvolumes;
 
 pub use grpc::{CONTROLLER_CAPABILITIES, CsiController};
 pub use service::ControllerService;

@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 
 use csi::v1::CapacityRange;
-use routeros::{DiskSpec, FileDisk, FilePath, Nqn, NqnSource, Slot};
+use routeros::{DiskSpec, FileDisk, FilePath, Nqn, NqnSource, Slot, SubvolumeName};
 
 use crate::capacity::SizePolicy;
 use crate::config::ControllerConfig;
 use crate::error::{DriverError, Result};
 use crate::naming::{self, VolumeComment};
-use crate::params::{self, VolumeContext, VolumeParams};
+use crate::params::{self, SnapshotMethod, VolumeContext, VolumeParams};
 
 /// A volume id of the shape the driver creates (`pvc-<uuid>` or `csi-<hash>`), which is also
 /// the disk's slot.
@@ -49,13 +49,22 @@ pub fn image_path(dir: &str, id: &VolumeId) -> FilePath {
 }
 
 /// The disk's image if the disk is one of the driver's: a managed slot whose image is
-/// `<slot>.img` in a directory within the base path. Anything else is never touched.
+/// `<slot>.img` in a directory within the base path, or an image named after a managed
+/// volume in a directory named after the slot (the volume's own subvolume, where a restored
+/// image keeps its source's name). Anything else is never touched.
 pub fn owned_image(disk: &FileDisk, base_path: &str) -> Option<FilePath> {
     if !naming::is_managed_volume_id(&disk.slot) {
         return None;
     }
     let (dir, file) = disk.file_path.rsplit_once('/')?;
-    let ours = params::is_within(dir, base_path) && file == format!("{}.img", disk.slot);
+    let own_directory = dir
+        .rsplit_once('/')
+        .is_some_and(|(_, last)| last == disk.slot)
+        && file
+            .strip_suffix(".img")
+            .is_some_and(naming::is_managed_volume_id);
+    let ours = params::is_within(dir, base_path)
+        && (file == format!("{}.img", disk.slot) || own_directory);
     ours.then(|| FilePath::try_from(disk.file_path.as_str()).ok())
         .flatten()
 }
@@ -80,6 +89,44 @@ pub fn volume_path(config: &ControllerConfig, params: &VolumeParams) -> Result<S
     Ok(path)
 }
 
+/// The directory of a volume in its own subvolume, and that subvolume: subvolumes live at
+/// the root of the pool's filesystem, so the base path must be the pool itself and no
+/// `volumePath` can apply.
+fn subvolume_layout(
+    config: &ControllerConfig,
+    params: &VolumeParams,
+    id: &VolumeId,
+) -> Result<(String, SubvolumeName)> {
+    let refuse = |value: String, reason: String| {
+        DriverError::Params(params::ParamError::Invalid {
+            key: params::SNAPSHOT_METHOD,
+            value,
+            reason,
+        })
+    };
+    let method = SnapshotMethod::Subvolume.as_str().to_owned();
+    if let Some(path) = &params.volume_path {
+        return Err(refuse(
+            method,
+            format!(
+                "a volume in its own subvolume lies at the pool's root; volumePath {path:?} cannot apply"
+            ),
+        ));
+    }
+    if config.volume_base_path != config.pool {
+        return Err(refuse(
+            method,
+            format!(
+                "subvolumes lie at the root of pool {:?}, outside the controller's base path {:?}",
+                config.pool, config.volume_base_path
+            ),
+        ));
+    }
+    let subvolume = SubvolumeName::try_from(id.as_str())
+        .map_err(|e| DriverError::Internal(format!("subvolume for {id}: {e}")))?;
+    Ok((format!("{}/{id}", config.pool), subvolume))
+}
+
 /// Everything CreateVolume will ask of the device, decided before any I/O.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumePlan {
@@ -93,6 +140,9 @@ pub struct VolumePlan {
     /// Directory of the image, within the base path.
     pub volume_path: String,
     pub file_path: FilePath,
+    /// The volume's own btrfs subvolume (named after its id), holding its image, when its
+    /// snapshots are subvolume snapshots.
+    pub subvolume: Option<SubvolumeName>,
     pub nqn: Nqn,
     pub port: u16,
     pub params_digest: String,
@@ -112,14 +162,21 @@ impl VolumePlan {
             range.map_or((0, 0), |r| (r.required_bytes, r.limit_bytes));
         let size = config.sizes.choose(required_bytes, limit_bytes)?;
         let params = VolumeParams::parse(parameters)?;
-        let volume_path = volume_path(config, &params)?;
         let id = VolumeId::parse(&naming::volume_id_for_name(name))
             .expect("derived volume ids are managed slots");
+        let (volume_path, subvolume) = match params.snapshot_method {
+            Some(SnapshotMethod::Subvolume) => {
+                let (dir, subvolume) = subvolume_layout(config, &params, &id)?;
+                (dir, Some(subvolume))
+            }
+            None => (volume_path(config, &params)?, None),
+        };
         let nqn = Nqn::try_from(naming::nqn_for_volume(&config.nqn_prefix, id.as_str()))
             .map_err(|e| DriverError::Internal(format!("NQN for {id}: {e}")))?;
         Ok(Self {
             name: name.to_owned(),
             file_path: image_path(&volume_path, &id),
+            subvolume,
             size,
             required_bytes,
             limit_bytes,

@@ -221,6 +221,7 @@ impl ControllerService {
             }
             Err(e) => return Err(e),
         };
+        self.ensure_subvolume(plan).await?;
         let (disk, created) = self.add(plan).await?;
         if created {
             reservation.created(&disk.slot, disk.file_size);
@@ -449,9 +450,20 @@ impl ControllerService {
     /// Round trips: the volume's facts (1: its slot, the images named `<id>.img` anywhere
     /// under the base path, and the disks using them) + one script removing the disk by id and
     /// its image (1). With the disk already gone, each leftover image no disk uses is removed.
+    /// A volume in a subvolume of its own loses the subvolume last (one more round trip), as
+    /// does a repeat that finds no disk, since a delete cut short may have left it.
     pub async fn delete_volume(&self, id: &VolumeId) -> Result<()> {
         let facts = self.rds.volume_facts(id.slot(), &self.base_dir).await?;
-        match plan_delete(&facts, &self.config.volume_base_path) {
+        let subvolume = self.may_have_subvolume(&facts).await;
+        self.delete_disk(id, &facts).await?;
+        if subvolume {
+            self.remove_volume_subvolume(id).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_disk(&self, id: &VolumeId, facts: &routeros::VolumeFacts) -> Result<()> {
+        match plan_delete(facts, &self.config.volume_base_path) {
             DeletePlan::Nothing => Ok(()),
             DeletePlan::NotOurs(reason) => {
                 tracing::warn!(%reason, "a disk holds this volume's slot but is not the driver's; leaving it alone");

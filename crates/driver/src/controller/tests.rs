@@ -269,6 +269,17 @@ impl Transport for FakeRds {
             state: Some("clean".into()),
         })
     }
+
+    /// Only the guarded subvolume removal: no disk uses a file in it, none is left.
+    async fn query_script(
+        &self,
+        script: &str,
+        values: usize,
+    ) -> routeros::Result<Vec<serde_json::Value>> {
+        assert!(script.contains("btrfs subvolume remove"), "{script}");
+        self.record("remove-unused-subvolume");
+        Ok(vec![serde_json::json!([]); values])
+    }
 }
 
 /// A service on the fake, warmed up (version and pool reading cached) so that the calls
@@ -343,8 +354,12 @@ async fn round_trips_per_operation() {
 
     service.delete_volume(&id(PVC)).await.unwrap();
     assert_eq!(fake.take_calls(), ["volume-facts", "remove-disk"]);
+    // A repeat finds no disk: a subvolume left by a delete cut short would still be there.
     service.delete_volume(&id(PVC)).await.unwrap();
-    assert_eq!(fake.take_calls(), ["volume-facts"]);
+    assert_eq!(
+        fake.take_calls(),
+        ["volume-facts", "remove-unused-subvolume"]
+    );
 }
 
 #[tokio::test]

@@ -271,6 +271,12 @@ impl Harness {
                 leaks.push(format!("file {} (no disk uses it)", file.name));
             }
         }
+        for subvolume in &state.subvolumes {
+            let root = format!("{}/{}/", state.pool.name, subvolume.name);
+            if !disk_files.iter().any(|f| f.starts_with(&root)) {
+                leaks.push(format!("subvolume {} (no disk uses it)", subvolume.name));
+            }
+        }
         leaks
     }
 

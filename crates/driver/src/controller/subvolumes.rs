@@ -1,0 +1,81 @@
+//! Volumes in a subvolume of their own (StorageClass `snapshotMethod: subvolume`): the
+//! subvolume, named after the volume id at the root of the pool's btrfs filesystem, holds the
+//! volume's image, and its snapshots share its blocks (docs/snapshots.md).
+//!
+//! A create makes the subvolume before the guarded add of the disk; a delete removes it after
+//! the disk and image, only when, in that same command, no disk is backed by a file in it.
+//! Either step interrupted leaves what the next try completes.
+
+use routeros::{FileDisk, SubvolumeName, SubvolumeOutcome, SubvolumeRemoval, VolumeFacts};
+
+use super::rules::{VolumeId, VolumePlan};
+use super::service::ControllerService;
+use crate::error::{DriverError, Result};
+
+impl ControllerService {
+    /// Makes the plan's subvolume unless it exists. One that exists is an earlier try's
+    /// (its name is this volume's id): the guarded add then judges what it holds. A
+    /// read-only one is a snapshot, never a volume's home.
+    pub(super) async fn ensure_subvolume(&self, plan: &VolumePlan) -> Result<()> {
+        let Some(subvolume) = &plan.subvolume else {
+            return Ok(());
+        };
+        match self
+            .rds()
+            .create_subvolume(&self.config().pool, subvolume)
+            .await?
+        {
+            SubvolumeOutcome::Created(_) => {
+                tracing::info!(%subvolume, "created the volume's subvolume");
+                Ok(())
+            }
+            SubvolumeOutcome::Exists(item) if item.read_only => {
+                Err(DriverError::Precondition(format!(
+                    "volume {}: a read-only subvolume {subvolume} is in the way",
+                    plan.id
+                )))
+            }
+            SubvolumeOutcome::Exists(_) => Ok(()),
+        }
+    }
+
+    /// Whether the volume may have a subvolume left to remove once its disk is gone: its disk
+    /// lies in the directory named after it, or no disk holds the slot (an interrupted
+    /// delete) on a device that has subvolumes.
+    pub(super) async fn may_have_subvolume(&self, facts: &VolumeFacts) -> bool {
+        match facts.slot_items.as_slice() {
+            [routeros::DiskItem::File(disk)] => self.lies_in_own_subvolume(disk),
+            [] => self
+                .rds()
+                .version()
+                .await
+                .is_ok_and(|v| v.supports_subvolumes()),
+            _ => false,
+        }
+    }
+
+    /// The disk's image lies in `<pool>/<slot>/`, the volume's own subvolume.
+    pub(super) fn lies_in_own_subvolume(&self, disk: &FileDisk) -> bool {
+        disk.file_path
+            .rsplit_once('/')
+            .is_some_and(|(dir, _)| dir == format!("{}/{}", self.config().pool, disk.slot))
+    }
+
+    /// Removes the volume's subvolume, with what is left in it, when no disk uses a file in
+    /// it (checked by the device in the same command).
+    pub(super) async fn remove_volume_subvolume(&self, id: &VolumeId) -> Result<()> {
+        let name = SubvolumeName::try_from(id.as_str())
+            .map_err(|e| DriverError::Internal(format!("subvolume for {id}: {e}")))?;
+        match self
+            .rds()
+            .remove_unused_subvolume(&self.config().pool, &name)
+            .await?
+        {
+            SubvolumeRemoval::Gone => Ok(()),
+            SubvolumeRemoval::InUse => {
+                tracing::warn!(subvolume = %name, "a disk uses a file in this volume's subvolume; kept");
+                Ok(())
+            }
+        }
+    }
+}
