@@ -17,6 +17,9 @@ pub const SPEC_VERSION: &str = "1.12.0";
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/csi_v1_descriptor_set.bin"));
 
+/// The well-known protobuf types the messages use (`Timestamp` of a snapshot).
+pub use prost_types;
+
 /// Generated code for the protobuf package `csi.v1`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {

@@ -60,6 +60,33 @@ pub fn volume_id_for_name(name: &str) -> String {
     format!("{HASHED_PREFIX}{hex}")
 }
 
+/// Id prefix of snapshots (the existing Go driver's `snap-` disks share it).
+pub const SNAPSHOT_PREFIX: &str = "snap-";
+/// The CSI names external-snapshotter gives snapshots: `snapshot-<uuid>`.
+const SNAPSHOT_NAME_PREFIX: &str = "snapshot-";
+
+/// The snapshot id for a validated CSI snapshot name: `snap-<uuid>` for external-snapshotter's
+/// `snapshot-<uuid>`, else `snap-<32 hex digits of SHA-256>`. Deterministic, so a repeated
+/// CreateSnapshot finds what an earlier try made.
+pub fn snapshot_id_for_name(name: &str) -> String {
+    if let Some(uuid) = name.strip_prefix(SNAPSHOT_NAME_PREFIX)
+        && is_pvc_name(&format!("{PVC_PREFIX}{uuid}"))
+    {
+        return format!("{SNAPSHOT_PREFIX}{uuid}");
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{SNAPSHOT_PREFIX}{hex}")
+}
+
+/// True for the two shapes [`snapshot_id_for_name`] gives; nothing else is a snapshot of ours.
+pub fn is_managed_snapshot_id(id: &str) -> bool {
+    id.strip_prefix(SNAPSHOT_PREFIX).is_some_and(|rest| {
+        is_pvc_name(&format!("{PVC_PREFIX}{rest}"))
+            || is_managed_volume_id(&format!("{HASHED_PREFIX}{rest}"))
+    })
+}
+
 /// What the driver records in the comment of a disk it creates:
 /// `rds-csi:v1 params=<digest> name=<csi name>`. The name comes last because it may contain
 /// any character, spaces and newlines included.
@@ -108,6 +135,30 @@ pub fn image_path(volume_path: &str, volume_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_ids_are_deterministic_and_recognised() {
+        let uuid = "3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60";
+        let id = snapshot_id_for_name(&format!("snapshot-{uuid}"));
+        assert_eq!(id, format!("snap-{uuid}"));
+        assert!(is_managed_snapshot_id(&id));
+        let hashed = snapshot_id_for_name("nightly backup");
+        assert_eq!(hashed, snapshot_id_for_name("nightly backup"));
+        assert_ne!(hashed, snapshot_id_for_name("nightly backup 2"));
+        assert_eq!(hashed.len(), "snap-".len() + 32);
+        assert!(is_managed_snapshot_id(&hashed));
+        // An upper-case or short uuid is not external-snapshotter's: hashed like any name.
+        assert!(snapshot_id_for_name("snapshot-ABC").len() == 37);
+        for other in [
+            "snap-",
+            "snap-xyz",
+            "pvc-1",
+            uuid,
+            "snap-3F2A1C9E-0b7d-4e21-9a55-1d2c3b4a5f60",
+        ] {
+            assert!(!is_managed_snapshot_id(other), "{other}");
+        }
+    }
 
     const PVC: &str = "pvc-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60";
 

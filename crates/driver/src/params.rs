@@ -94,7 +94,7 @@ impl SnapshotMethod {
         }
     }
 
-    fn parse(value: &str) -> Result<Self, ParamError> {
+    pub fn parse(value: &str) -> Result<Self, ParamError> {
         match value.trim() {
             Self::SUBVOLUME => Ok(SnapshotMethod::Subvolume),
             _ => Err(invalid(

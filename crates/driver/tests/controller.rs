@@ -13,7 +13,7 @@ use csi::v1::plugin_capability::{self, service, volume_expansion};
 use csi::v1::volume_capability::access_mode::Mode;
 use csi::v1::{
     CapacityRange, ControllerExpandVolumeRequest, ControllerGetCapabilitiesRequest,
-    ControllerGetVolumeRequest, CreateSnapshotRequest, GetCapacityRequest,
+    ControllerGetVolumeRequest, ControllerModifyVolumeRequest, GetCapacityRequest,
     GetPluginCapabilitiesRequest, GetPluginInfoRequest, ListVolumesRequest, ProbeRequest,
     ValidateVolumeCapabilitiesRequest, VolumeContentSource, volume_content_source,
 };
@@ -194,6 +194,8 @@ async fn controller_capabilities_are_exactly_what_is_implemented() {
     rpcs.sort();
     let mut expected: Vec<i32> = [
         Rpc::CreateDeleteVolume,
+        Rpc::CreateDeleteSnapshot,
+        Rpc::ListSnapshots,
         Rpc::PublishUnpublishVolume,
         Rpc::ListVolumes,
         Rpc::GetCapacity,
@@ -211,9 +213,8 @@ async fn controller_capabilities_are_exactly_what_is_implemented() {
     let mut controller = h.controller.clone();
     expect_code(
         controller
-            .create_snapshot(timed(CreateSnapshotRequest {
-                source_volume_id: PVC.into(),
-                name: "s".into(),
+            .controller_modify_volume(timed(ControllerModifyVolumeRequest {
+                volume_id: PVC.into(),
                 ..Default::default()
             }))
             .await,

@@ -33,6 +33,15 @@ impl DeviceTime {
         Self::parse(&format!("{} {}", date.trim(), time.trim()))
     }
 
+    /// Seconds since the Unix epoch if the device's clock runs in UTC (RouterOS prints no
+    /// offset, so another time zone shifts this by its offset).
+    pub fn unix_seconds_if_utc(&self) -> Option<i64> {
+        self.0
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp().as_second())
+    }
+
     /// How long after `earlier` this reading is; `None` when it is not later (a clock set
     /// back, a file touched after the clock was read): no age can be proven then.
     pub fn since(&self, earlier: &DeviceTime) -> Option<Duration> {

@@ -145,6 +145,23 @@ pub fn copy_file(from: &FilePath, to: &FilePath) -> String {
     )
 }
 
+/// The subvolumes whose names start with `prefix`, then the files at and under the pool
+/// directories of that prefix: two values.
+pub fn subvolume_contents(mount: &str, prefix: &SubvolumeName) -> String {
+    let prefix = regex_escape(prefix.as_str());
+    format!(
+        "{};{}",
+        put_json(&format!(
+            "/disk btrfs subvolume print as-value where name~{}",
+            quote(&format!("^{prefix}"))
+        )),
+        put_json(&format!(
+            "/file print as-value where name~{}",
+            quote(&format!("^/?{}/{prefix}", regex_escape(mount)))
+        ))
+    )
+}
+
 /// Reads one subvolume item.
 pub fn subvolume(obj: &Object) -> Result<Subvolume> {
     Ok(Subvolume {
@@ -323,6 +340,45 @@ impl Client {
             )));
         }
         Ok(SubvolumeRemoval::Gone)
+    }
+
+    /// The subvolumes named `prefix…` and the files in them (one round trip): what the
+    /// device knows about a family of subvolumes, such as the driver's snapshots.
+    pub async fn subvolume_contents(
+        &self,
+        mount: &str,
+        prefix: &SubvolumeName,
+    ) -> Result<(Vec<Subvolume>, Vec<FileEntry>)> {
+        check_name("mount point", mount)?;
+        self.version()
+            .await?
+            .require("btrfs subvolumes", MIN_SUBVOLUMES)?;
+        let script = subvolume_contents(mount, prefix);
+        let mut values = self
+            .query_script("subvolume-contents", prefix.as_str(), &script, 2)
+            .await?;
+        let files = items(values.pop().expect("two values"), "file listing")?
+            .iter()
+            .map(reply::file_entry)
+            .collect::<Result<Vec<_>>>()?;
+        let subvolumes = subvolumes(values.pop().expect("two values"))?;
+        if let Some(stray) = subvolumes
+            .iter()
+            .find(|s| !s.name.starts_with(prefix.as_str()))
+        {
+            return Err(Error::Protocol(format!(
+                "asked for subvolumes named {prefix}…, the device returned {}",
+                stray.name
+            )));
+        }
+        let root = format!("{mount}/{prefix}");
+        if let Some(stray) = files.iter().find(|f| !f.name.starts_with(&root)) {
+            return Err(Error::Protocol(format!(
+                "asked for files under {root}…, the device returned {}",
+                stray.name
+            )));
+        }
+        Ok((subvolumes, files))
     }
 
     /// Copies file `from` to `to` on the device (7.23+), only if no file is at `to`.

@@ -1,8 +1,8 @@
 //! The CSI Controller service over gRPC: thin handlers that check the request, take the
 //! per-volume lock and call one [`ControllerService`] function.
 //!
-//! Not offered (the generated stubs answer UNIMPLEMENTED, and the capabilities do not
-//! advertise them): snapshots, ControllerModifyVolume.
+//! Snapshots are in `snapshot_grpc`. Not offered (the generated stubs answer UNIMPLEMENTED,
+//! and the capabilities do not advertise it): ControllerModifyVolume.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,8 +38,10 @@ use crate::params::{self, VolumeParams};
 use crate::traced::{Verbosity, traced};
 
 /// The capabilities advertised by ControllerGetCapabilities.
-pub const CONTROLLER_CAPABILITIES: [Rpc; 8] = [
+pub const CONTROLLER_CAPABILITIES: [Rpc; 10] = [
     Rpc::CreateDeleteVolume,
+    Rpc::CreateDeleteSnapshot,
+    Rpc::ListSnapshots,
     Rpc::PublishUnpublishVolume,
     Rpc::ListVolumes,
     Rpc::GetCapacity,
@@ -52,7 +54,7 @@ pub const CONTROLLER_CAPABILITIES: [Rpc; 8] = [
 /// The Controller service.
 #[derive(Debug, Clone)]
 pub struct CsiController {
-    service: Arc<ControllerService>,
+    pub(super) service: Arc<ControllerService>,
 }
 
 impl CsiController {
@@ -69,9 +71,9 @@ impl CsiController {
     /// The work runs as its own task, so a caller that gives up (deadline, disconnect) does
     /// not cut a device change in half; the lock travels with the task, so the caller's
     /// retry gets ABORTED until the first attempt has finished, then finds its result.
-    async fn exclusive<T, F>(
+    pub(super) async fn exclusive<T, F>(
         &self,
-        id: &VolumeId,
+        id: &str,
         operation: impl FnOnce(Arc<ControllerService>) -> F,
     ) -> Result<T>
     where
@@ -82,8 +84,8 @@ impl CsiController {
         let task = self
             .service
             .locks()
-            .spawn_exclusive(id.as_str(), work)
-            .ok_or_else(|| DriverError::OperationPending(id.to_string()))?;
+            .spawn_exclusive(id, work)
+            .ok_or_else(|| DriverError::OperationPending(id.to_owned()))?;
         task.await
             .map_err(|e| DriverError::Internal(format!("volume operation failed: {e}")))?
     }
@@ -165,7 +167,7 @@ impl Controller for CsiController {
             )?;
             let id = plan.id.clone();
             let (disk, plan) = self
-                .exclusive(&id, |service| async move {
+                .exclusive(id.as_str(), |service| async move {
                     let disk = service.create_volume(&plan).await?;
                     Ok((disk, plan))
                 })
@@ -195,7 +197,7 @@ impl Controller for CsiController {
                 tracing::info!("not an id this driver issues; nothing to delete");
                 return Ok(DeleteVolumeResponse {});
             };
-            self.exclusive(&id.clone(), |service| async move {
+            self.exclusive(&id.to_string(), |service| async move {
                 service.delete_volume(&id).await
             })
             .await?;
@@ -244,7 +246,7 @@ impl Controller for CsiController {
             }
             // Before the volume's lock: a publish waiting for its VMI's turn holds nothing.
             let turn = self.service.publish_turn(id.as_str()).await;
-            self.exclusive(&id.clone(), move |service| async move {
+            self.exclusive(&id.to_string(), move |service| async move {
                 // Held until the publish is done, also when the caller gives up first.
                 let _turn = turn;
                 service
@@ -288,7 +290,7 @@ impl Controller for CsiController {
                 let node = Some(req.node_id)
                     .filter(|n| !n.is_empty())
                     .map(|id| NodeRef::parse(&id));
-                self.exclusive(&id.clone(), move |service| async move {
+                self.exclusive(&id.to_string(), move |service| async move {
                     service
                         .unpublish_volume(&id, node.as_ref(), SystemTime::now())
                         .await
@@ -483,7 +485,7 @@ impl Controller for CsiController {
                 capabilities::check(capability)?;
             }
             let size = self
-                .exclusive(&id.clone(), |service| async move {
+                .exclusive(&id.to_string(), |service| async move {
                     service
                         .expand_volume(&id, range.required_bytes, range.limit_bytes)
                         .await
@@ -524,5 +526,26 @@ impl Controller for CsiController {
             })
         })
         .await
+    }
+
+    async fn create_snapshot(
+        &self,
+        request: Request<csi::v1::CreateSnapshotRequest>,
+    ) -> std::result::Result<Response<csi::v1::CreateSnapshotResponse>, Status> {
+        super::snapshot_grpc::create(self, request.into_inner()).await
+    }
+
+    async fn delete_snapshot(
+        &self,
+        request: Request<csi::v1::DeleteSnapshotRequest>,
+    ) -> std::result::Result<Response<csi::v1::DeleteSnapshotResponse>, Status> {
+        super::snapshot_grpc::delete(self, request.into_inner()).await
+    }
+
+    async fn list_snapshots(
+        &self,
+        request: Request<csi::v1::ListSnapshotsRequest>,
+    ) -> std::result::Result<Response<csi::v1::ListSnapshotsResponse>, Status> {
+        super::snapshot_grpc::list(self, request.into_inner()).await
     }
 }

@@ -7,6 +7,7 @@
 //! - [`fence`]: attach fencing (ControllerPublish/Unpublish, live migration, the attachment
 //!   state behind a trait);
 //! - [`orphans`]: the reconciler of disks and images no PersistentVolume names;
+//! - [`snapshots`]: CreateSnapshot, DeleteSnapshot, ListSnapshots by btrfs subvolume snapshot;
 //! - [`service`]: the device work, one function per RPC; `subvolumes` the volumes that live in
 //!   a btrfs subvolume of their own;
 //! - [`grpc`]: the tonic handlers.
@@ -19,6 +20,8 @@ pub mod judge;
 pub mod orphans;
 pub mod rules;
 pub mod service;
+mod snapshot_grpc;
+pub mod snapshots;
 mod subvolumes;
 
 pub use grpc::{CONTROLLER_CAPABILITIES, CsiController};

@@ -1,0 +1,259 @@
+//! CreateSnapshot, DeleteSnapshot and ListSnapshots by btrfs subvolume snapshot, over a real
+//! Unix socket against the simulator: the data of the snapshot's moment, idempotency, a test
+//! per row of the spec's error tables, and snapshots that outlive their source.
+
+mod common;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+
+use common::*;
+use csi::v1::{
+    CreateSnapshotRequest, DeleteSnapshotRequest, ListSnapshotsRequest, ListSnapshotsResponse,
+    Snapshot,
+};
+use tonic::Code;
+
+const OTHER: &str = "pvc-11111111-2222-4333-8444-555555555555";
+const FLAT: &str = "pvc-22222222-2222-4333-8444-555555555555";
+const SNAPSHOT: &str = "snapshot-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60";
+const SNAPSHOT_ID: &str = "snap-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60";
+
+fn in_subvolume(name: &str) -> csi::v1::CreateVolumeRequest {
+    with_params(
+        create_request(name, GIB),
+        &[("snapshotMethod", "subvolume")],
+    )
+}
+
+fn snapshot_request(name: &str, source: &str) -> CreateSnapshotRequest {
+    CreateSnapshotRequest {
+        name: name.into(),
+        source_volume_id: source.into(),
+        ..Default::default()
+    }
+}
+
+async fn snapshot(h: &Harness, name: &str, source: &str) -> Result<Snapshot, tonic::Status> {
+    h.controller
+        .clone()
+        .create_snapshot(timed(snapshot_request(name, source)))
+        .await
+        .map(|r| r.into_inner().snapshot.expect("a snapshot"))
+}
+
+async fn delete_snapshot(h: &Harness, id: &str) -> Result<(), tonic::Status> {
+    h.controller
+        .clone()
+        .delete_snapshot(timed(DeleteSnapshotRequest {
+            snapshot_id: id.into(),
+            ..Default::default()
+        }))
+        .await
+        .map(drop)
+}
+
+async fn list(
+    h: &Harness,
+    request: ListSnapshotsRequest,
+) -> Result<ListSnapshotsResponse, tonic::Status> {
+    h.controller
+        .clone()
+        .list_snapshots(timed(request))
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn write_byte(path: &std::path::Path, byte: u8) {
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.seek(SeekFrom::Start(MIB)).unwrap();
+    file.write_all(&[byte; 4096]).unwrap();
+}
+
+fn read_byte(path: &std::path::Path) -> u8 {
+    let mut file = std::fs::File::open(path).unwrap();
+    file.seek(SeekFrom::Start(MIB)).unwrap();
+    let mut buf = [0];
+    file.read_exact(&mut buf).unwrap();
+    buf[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_keeps_its_moment_and_outlives_its_source() {
+    let h = Harness::start().await;
+    h.create(in_subvolume(PVC)).await.unwrap();
+    let image = h.sim.backing_file(&format!("storage-pool/{PVC}/{PVC}.img"));
+    write_byte(&image, 0x51);
+
+    let taken = snapshot(&h, SNAPSHOT, PVC).await.unwrap();
+    assert_eq!(taken.snapshot_id, SNAPSHOT_ID);
+    assert_eq!(taken.source_volume_id, PVC);
+    assert_eq!(taken.size_bytes, GIB as i64);
+    assert!(taken.ready_to_use);
+    let created = taken.creation_time.expect("a creation time");
+    assert!(created.seconds > 1_700_000_000, "{created:?}");
+    write_byte(&image, 0x52);
+    let copy = h
+        .sim
+        .backing_file(&format!("storage-pool/{SNAPSHOT_ID}/{PVC}.img"));
+    assert_eq!(read_byte(&copy), 0x51, "the data of its moment");
+
+    // The same request again: the same snapshot, taken at the same time.
+    let again = snapshot(&h, SNAPSHOT, PVC).await.unwrap();
+    assert_eq!(again, taken);
+
+    // Listed whole, by id, by source; an id or source that names nothing lists nothing.
+    let all = list(&h, ListSnapshotsRequest::default()).await.unwrap();
+    assert_eq!(all.entries.len(), 1);
+    assert_eq!(all.entries[0].snapshot.as_ref(), Some(&taken));
+    let by_id = list(
+        &h,
+        ListSnapshotsRequest {
+            snapshot_id: SNAPSHOT_ID.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_id.entries.len(), 1);
+    for request in [
+        ListSnapshotsRequest {
+            snapshot_id: "snap-00000000-0000-4000-8000-000000000000".into(),
+            ..Default::default()
+        },
+        ListSnapshotsRequest {
+            snapshot_id: "not-ours".into(),
+            ..Default::default()
+        },
+        ListSnapshotsRequest {
+            source_volume_id: OTHER.into(),
+            ..Default::default()
+        },
+    ] {
+        assert!(list(&h, request).await.unwrap().entries.is_empty());
+    }
+
+    // The source goes; the snapshot stays whole.
+    h.delete(PVC).await.unwrap();
+    assert_eq!(read_byte(&copy), 0x51);
+    let left = list(
+        &h,
+        ListSnapshotsRequest {
+            source_volume_id: PVC.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(left.entries.len(), 1);
+
+    delete_snapshot(&h, SNAPSHOT_ID).await.unwrap();
+    assert!(!copy.exists());
+    delete_snapshot(&h, SNAPSHOT_ID).await.unwrap();
+    assert!(
+        list(&h, ListSnapshotsRequest::default())
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_rpcs_answer_the_spec_s_codes() {
+    let h = Harness::start().await;
+    h.create(in_subvolume(PVC)).await.unwrap();
+    h.create(in_subvolume(OTHER)).await.unwrap();
+    h.create(create_request(FLAT, GIB)).await.unwrap();
+
+    // CreateSnapshot: missing name or source, INVALID_ARGUMENT; unknown parameter likewise.
+    expect_code(snapshot(&h, "", PVC).await, Code::InvalidArgument);
+    expect_code(snapshot(&h, "s", "").await, Code::InvalidArgument);
+    let mut bad_params = snapshot_request("s", PVC);
+    bad_params.parameters.insert("bogus".into(), "1".into());
+    expect_code(
+        h.controller
+            .clone()
+            .create_snapshot(timed(bad_params))
+            .await,
+        Code::InvalidArgument,
+    );
+    // A source the device does not have (or no id of ours), NOT_FOUND.
+    expect_code(
+        snapshot(&h, "s", "pvc-00000000-0000-4000-8000-000000000000").await,
+        Code::NotFound,
+    );
+    expect_code(snapshot(&h, "s", "someone-else").await, Code::NotFound);
+    // A volume whose image is not in a subvolume of its own, FAILED_PRECONDITION.
+    let flat = expect_code(snapshot(&h, "s", FLAT).await, Code::FailedPrecondition);
+    assert!(flat.contains("snapshotMethod"), "{flat}");
+    // The name taken for another source, ALREADY_EXISTS.
+    snapshot(&h, SNAPSHOT, PVC).await.unwrap();
+    expect_code(snapshot(&h, SNAPSHOT, OTHER).await, Code::AlreadyExists);
+
+    // DeleteSnapshot: no id, INVALID_ARGUMENT; ids that name nothing of ours, OK.
+    expect_code(delete_snapshot(&h, "").await, Code::InvalidArgument);
+    delete_snapshot(&h, "not-ours").await.unwrap();
+    delete_snapshot(&h, "snap-00000000-0000-4000-8000-000000000000")
+        .await
+        .unwrap();
+
+    // ListSnapshots: pages by one; a token not issued, ABORTED; negative max, INVALID_ARGUMENT.
+    snapshot(&h, "nightly", OTHER).await.unwrap();
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(
+            &h,
+            ListSnapshotsRequest {
+                max_entries: 1,
+                starting_token: token.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(page.entries.len() <= 1);
+        seen.extend(
+            page.entries
+                .into_iter()
+                .map(|e| e.snapshot.unwrap().snapshot_id),
+        );
+        if page.next_token.is_empty() {
+            break;
+        }
+        token = page.next_token;
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.is_sorted());
+    expect_code(
+        list(
+            &h,
+            ListSnapshotsRequest {
+                starting_token: "garbage".into(),
+                ..Default::default()
+            },
+        )
+        .await,
+        Code::Aborted,
+    );
+    expect_code(
+        list(
+            &h,
+            ListSnapshotsRequest {
+                max_entries: -1,
+                ..Default::default()
+            },
+        )
+        .await,
+        Code::InvalidArgument,
+    );
+
+    for id in seen {
+        delete_snapshot(&h, &id).await.unwrap();
+    }
+    for volume in [PVC, OTHER, FLAT] {
+        h.delete(volume).await.unwrap();
+    }
+    h.finish().await;
+}
