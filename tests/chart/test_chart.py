@@ -213,6 +213,7 @@ class Cases(unittest.TestCase):
         self.assertNotIn("annotations", xfs["metadata"])
         # The snapshotter only when asked for, and a VolumeSnapshotClass with it.
         self.assertEqual([d["metadata"]["name"] for d in docs if d["kind"] == "VolumeSnapshotClass"], ["rds-nvme"])
+        self.assertEqual(one(docs, "VolumeSnapshotClass")["parameters"], {"snapshotMethod": "subvolume"})
         env = env_of(container(one(docs, "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi"))
         self.assertEqual(env["RDS_CSI_RDS_HOST_KEY_FINGERPRINT"].count(","), 1)
 
