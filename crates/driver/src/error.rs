@@ -27,6 +27,11 @@ pub enum DriverError {
     NotSupported(String),
     #[error("volume {0} does not exist")]
     VolumeNotFound(String),
+    #[error("snapshot {0} does not exist")]
+    SnapshotNotFound(String),
+    /// A restore or clone cannot fit the source within the requested limit.
+    #[error("the source holds {source_bytes} bytes, more than the limit of {limit_bytes} bytes")]
+    SourceBeyondLimit { source_bytes: u64, limit_bytes: i64 },
     #[error("node {0} does not exist in the cluster")]
     NodeNotFound(String),
     /// A volume with this name exists but does not match the request.

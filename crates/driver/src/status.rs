@@ -54,7 +54,10 @@ fn driver_code(error: &DriverError) -> Code {
         | DriverError::NotSupported(_) => Code::InvalidArgument,
         DriverError::Size(SizeError::Negative { .. } | SizeError::Unset) => Code::InvalidArgument,
         DriverError::Size(_) => Code::OutOfRange,
-        DriverError::VolumeNotFound(_) | DriverError::NodeNotFound(_) => Code::NotFound,
+        DriverError::VolumeNotFound(_)
+        | DriverError::SnapshotNotFound(_)
+        | DriverError::NodeNotFound(_) => Code::NotFound,
+        DriverError::SourceBeyondLimit { .. } => Code::OutOfRange,
         DriverError::Incompatible { .. } => Code::AlreadyExists,
         DriverError::InsufficientSpace { .. } => Code::ResourceExhausted,
         DriverError::OperationPending(_) | DriverError::InvalidToken(_) => Code::Aborted,
@@ -232,6 +235,14 @@ mod tests {
                 Code::OutOfRange,
             ),
             (DriverError::VolumeNotFound("v".into()), Code::NotFound),
+            (DriverError::SnapshotNotFound("s".into()), Code::NotFound),
+            (
+                DriverError::SourceBeyondLimit {
+                    source_bytes: 2,
+                    limit_bytes: 1,
+                },
+                Code::OutOfRange,
+            ),
             (DriverError::NodeNotFound("n".into()), Code::NotFound),
             (
                 DriverError::Incompatible {

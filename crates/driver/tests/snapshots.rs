@@ -257,3 +257,123 @@ async fn snapshot_rpcs_answer_the_spec_s_codes() {
     }
     h.finish().await;
 }
+
+fn from_source(
+    name: &str,
+    size: u64,
+    source: csi::v1::volume_content_source::Type,
+) -> csi::v1::CreateVolumeRequest {
+    csi::v1::CreateVolumeRequest {
+        volume_content_source: Some(csi::v1::VolumeContentSource {
+            r#type: Some(source),
+        }),
+        ..create_request(name, size)
+    }
+}
+
+fn of_snapshot(id: &str) -> csi::v1::volume_content_source::Type {
+    csi::v1::volume_content_source::Type::Snapshot(csi::v1::volume_content_source::SnapshotSource {
+        snapshot_id: id.into(),
+    })
+}
+
+fn of_volume(id: &str) -> csi::v1::volume_content_source::Type {
+    csi::v1::volume_content_source::Type::Volume(csi::v1::volume_content_source::VolumeSource {
+        volume_id: id.into(),
+    })
+}
+
+const RESTORED: &str = "pvc-33333333-2222-4333-8444-555555555555";
+const CLONE: &str = "pvc-44444444-2222-4333-8444-555555555555";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_restores_and_a_volume_clones_into_independent_volumes() {
+    let h = Harness::start().await;
+    h.create(in_subvolume(PVC)).await.unwrap();
+    let image = h.sim.backing_file(&format!("storage-pool/{PVC}/{PVC}.img"));
+    write_byte(&image, 0x61);
+    snapshot(&h, SNAPSHOT, PVC).await.unwrap();
+    write_byte(&image, 0x62);
+
+    // A restore at twice the size: the snapshot's data, grown; the source's later write absent.
+    let restored = h
+        .create(from_source(RESTORED, 2 * GIB, of_snapshot(SNAPSHOT_ID)))
+        .await
+        .unwrap()
+        .volume
+        .unwrap();
+    assert_eq!(restored.capacity_bytes, 2 * GIB as i64);
+    assert_eq!(
+        restored.content_source,
+        Some(csi::v1::VolumeContentSource {
+            r#type: Some(of_snapshot(SNAPSHOT_ID))
+        })
+    );
+    let restored_image = h
+        .sim
+        .backing_file(&format!("storage-pool/{RESTORED}/{PVC}.img"));
+    assert_eq!(read_byte(&restored_image), 0x61);
+    let disk = h.sim.snapshot();
+    let disk = disk.disk_by_slot(RESTORED).unwrap();
+    assert!(disk.nvme_tcp_export);
+    // The same request again is the same volume.
+    let again = h
+        .create(from_source(RESTORED, 2 * GIB, of_snapshot(SNAPSHOT_ID)))
+        .await
+        .unwrap()
+        .volume
+        .unwrap();
+    assert_eq!(again.volume_id, RESTORED);
+    assert_eq!(again.capacity_bytes, 2 * GIB as i64);
+
+    // A clone of the volume as it is now.
+    h.create(from_source(CLONE, GIB, of_volume(PVC)))
+        .await
+        .unwrap();
+    let clone_image = h
+        .sim
+        .backing_file(&format!("storage-pool/{CLONE}/{PVC}.img"));
+    assert_eq!(read_byte(&clone_image), 0x62);
+    write_byte(&clone_image, 0x63);
+    assert_eq!(read_byte(&image), 0x62, "the clone is its own");
+
+    // Sources that do not exist: NOT_FOUND; a limit below the source: OUT_OF_RANGE.
+    expect_code(
+        h.create(from_source(
+            "pvc-55555555-2222-4333-8444-555555555555",
+            GIB,
+            of_snapshot("snap-00000000-0000-4000-8000-000000000000"),
+        ))
+        .await,
+        Code::NotFound,
+    );
+    let mut small = from_source(
+        "pvc-66666666-2222-4333-8444-555555555555",
+        MIB,
+        of_volume(PVC),
+    );
+    small.capacity_range = Some(csi::v1::CapacityRange {
+        required_bytes: MIB as i64,
+        limit_bytes: MIB as i64,
+    });
+    expect_code(h.create(small).await, Code::OutOfRange);
+    assert!(
+        h.sim
+            .snapshot()
+            .subvolumes
+            .iter()
+            .all(|s| !s.name.starts_with("pvc-66666666")),
+        "a refused copy leaves nothing"
+    );
+
+    // Deleting the source and the snapshot leaves the copies working; each goes on its own.
+    h.delete(PVC).await.unwrap();
+    delete_snapshot(&h, SNAPSHOT_ID).await.unwrap();
+    assert_eq!(read_byte(&restored_image), 0x61);
+    assert_eq!(read_byte(&clone_image), 0x63);
+    for volume in [RESTORED, CLONE] {
+        h.delete(volume).await.unwrap();
+        h.delete(volume).await.unwrap();
+    }
+    h.finish().await;
+}

@@ -543,7 +543,19 @@ impl Client {
         values: usize,
     ) -> Result<Vec<serde_json::Value>> {
         let transport = &self.inner.transport;
-        self.run(verb, subject, transport.query_script(script, values))
+        self.run(verb, subject, transport.query_script(script, Some(values)))
+            .await
+    }
+
+    /// Like [`Client::query_script`], for scripts whose number of values tells what they did.
+    pub(crate) async fn query_script_any(
+        &self,
+        verb: &'static str,
+        subject: &str,
+        script: &str,
+    ) -> Result<Vec<serde_json::Value>> {
+        let transport = &self.inner.transport;
+        self.run(verb, subject, transport.query_script(script, None))
             .await
     }
 

@@ -8,11 +8,11 @@ use crate::quote::{quote, regex_escape};
 use crate::validate::{DirPath, FilePath, ItemId, Slot};
 
 /// `:put` a value as one line of JSON.
-fn put_json(print: &str) -> String {
+pub(crate) fn put_json(print: &str) -> String {
     format!(":put [:serialize to=json [{print}]]")
 }
 
-fn print_disk(slot: &Slot) -> String {
+pub(crate) fn print_disk(slot: &Slot) -> String {
     put_json(&format!(
         "/disk print detail as-value where slot={}",
         quote(slot.as_str())
@@ -55,12 +55,12 @@ pub fn pool(pool: &str) -> String {
 }
 
 /// `[/disk find where slot="..."]`.
-fn find_slot(slot: &Slot) -> String {
+pub(crate) fn find_slot(slot: &Slot) -> String {
     format!("[/disk find where slot={}]", quote(slot.as_str()))
 }
 
 /// The file at `path`, whether the device names files with or without a leading `/`.
-fn find_file(path: &FilePath) -> String {
+pub(crate) fn find_file(path: &FilePath) -> String {
     let pattern = format!("^/?{}$", regex_escape(path.as_str()));
     format!("[/file find where name~{}]", quote(&pattern))
 }

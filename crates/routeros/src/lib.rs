@@ -34,6 +34,7 @@
 //! ```
 
 pub mod access;
+pub mod attach;
 pub mod breaker;
 pub mod client;
 pub mod command;
@@ -55,6 +56,7 @@ pub mod validate;
 pub mod version;
 
 pub use access::{AllowedHosts, ExportAccess};
+pub use attach::AttachOutcome;
 pub use breaker::{BreakerConfig, BreakerState};
 pub use client::{Client, Limits};
 pub use config::{

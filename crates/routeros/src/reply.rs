@@ -462,7 +462,7 @@ pub fn image_removal(values: Vec<Value>) -> Result<ImageRemoval, Error> {
 }
 
 /// The ids of a `find` (an array of ids, one id, or nothing).
-fn ids(value: Value, what: &str) -> Result<Vec<String>, Error> {
+pub(crate) fn ids(value: Value, what: &str) -> Result<Vec<String>, Error> {
     let list = match value {
         Value::Array(list) => list,
         Value::Null => Vec::new(),

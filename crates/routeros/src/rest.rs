@@ -363,8 +363,12 @@ impl Transport for RestTransport {
         crate::health::device_health(self.call(Method::GET, "/system/health", &[], None).await?)
     }
 
-    async fn query_script(&self, script: &str, values: usize) -> Result<Vec<Value>> {
-        reply::expect_values(&self.execute(script).await?, values)
+    async fn query_script(&self, script: &str, values: Option<usize>) -> Result<Vec<Value>> {
+        let output = self.execute(script).await?;
+        match values {
+            Some(n) => reply::expect_values(&output, n),
+            None => reply::script_values(&output),
+        }
     }
 
     async fn run_script(&self, script: &str) -> Result<ExecOutput> {

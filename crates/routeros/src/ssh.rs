@@ -540,8 +540,15 @@ impl Transport for SshTransport {
         crate::health::device_health(self.query_one(&command::system_health()).await?)
     }
 
-    async fn query_script(&self, script: &str, values: usize) -> Result<Vec<serde_json::Value>> {
-        self.query(script, values).await
+    async fn query_script(
+        &self,
+        script: &str,
+        values: Option<usize>,
+    ) -> Result<Vec<serde_json::Value>> {
+        match values {
+            Some(n) => self.query(script, n).await,
+            None => reply::script_values(&self.exec(script).await?),
+        }
     }
 
     async fn run_script(&self, script: &str) -> Result<ExecOutput> {

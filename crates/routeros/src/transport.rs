@@ -89,9 +89,13 @@ pub trait Transport: Send + Sync + 'static {
         )))
     }
     /// Runs one of this crate's own scripts (built by [`crate::command`] or
-    /// [`crate::snapshots`] from validated input) and returns exactly `values` JSON values;
-    /// device error text is an error.
-    async fn query_script(&self, script: &str, values: usize) -> Result<Vec<serde_json::Value>> {
+    /// [`crate::snapshots`] from validated input) and returns its JSON values, exactly
+    /// `values` of them when given; device error text is an error.
+    async fn query_script(
+        &self,
+        script: &str,
+        values: Option<usize>,
+    ) -> Result<Vec<serde_json::Value>> {
         let _ = (script, values);
         Err(Error::Unsupported(format!(
             "the {} transport cannot run the client's scripts",

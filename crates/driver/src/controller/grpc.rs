@@ -28,7 +28,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use super::fence::MigrationWindow;
-use super::rules::{VolumeId, VolumePlan, volume_condition, volume_path};
+use super::rules::{ContentSource, VolumeId, VolumePlan, volume_condition, volume_path};
 use super::service::ControllerService;
 use crate::capabilities;
 use crate::error::{DriverError, Result};
@@ -146,25 +146,21 @@ impl Controller for CsiController {
         let span = tracing::info_span!("csi", rpc = "CreateVolume", volume_id, name = ?req.name);
         traced("CreateVolume", span, Verbosity::Change, async {
             capabilities::check_all(&req.volume_capabilities)?;
-            if req.volume_content_source.is_some() {
-                return Err(DriverError::NotSupported(
-                    "volume_content_source: creating volumes from snapshots or volumes is not \
-                     supported"
-                        .into(),
-                ));
-            }
             if !req.mutable_parameters.is_empty() {
                 return Err(DriverError::NotSupported(
                     "mutable_parameters: volume modification is not supported".into(),
                 ));
             }
             let config = self.service.config();
-            let plan = VolumePlan::new(
+            let mut plan = VolumePlan::new(
                 config,
                 &req.name,
                 req.capacity_range.as_ref(),
                 &req.parameters,
             )?;
+            if let Some(source) = &req.volume_content_source {
+                plan = plan.with_source(config, ContentSource::parse(source)?)?;
+            }
             let id = plan.id.clone();
             let (disk, plan) = self
                 .exclusive(id.as_str(), |service| async move {
@@ -176,6 +172,7 @@ impl Controller for CsiController {
             Ok(CreateVolumeResponse {
                 volume: Some(Volume {
                     volume_context: context.into_iter().collect(),
+                    content_source: plan.source.as_ref().map(ContentSource::to_csi),
                     ..volume_of(&disk)
                 }),
             })

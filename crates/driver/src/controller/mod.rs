@@ -18,6 +18,7 @@ pub mod fence;
 pub mod grpc;
 pub mod judge;
 pub mod orphans;
+mod restore;
 pub mod rules;
 pub mod service;
 mod snapshot_grpc;

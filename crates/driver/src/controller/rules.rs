@@ -89,6 +89,60 @@ pub fn volume_path(config: &ControllerConfig, params: &VolumeParams) -> Result<S
     Ok(path)
 }
 
+/// What a new volume is a copy of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentSource {
+    /// One of the driver's snapshots (its id, a subvolume name).
+    Snapshot(SubvolumeName),
+    /// One of the driver's volumes.
+    Volume(VolumeId),
+}
+
+impl ContentSource {
+    /// Reads a CSI content source; ids the driver never issues name nothing (NOT_FOUND).
+    pub fn parse(source: &csi::v1::VolumeContentSource) -> Result<Self> {
+        use csi::v1::volume_content_source::Type;
+        match &source.r#type {
+            Some(Type::Snapshot(snapshot)) => {
+                let id = &snapshot.snapshot_id;
+                if id.is_empty() {
+                    return Err(DriverError::MissingField("volume_content_source.snapshot"));
+                }
+                naming::is_managed_snapshot_id(id)
+                    .then(|| SubvolumeName::try_from(id.as_str()).ok())
+                    .flatten()
+                    .map(ContentSource::Snapshot)
+                    .ok_or_else(|| DriverError::SnapshotNotFound(id.clone()))
+            }
+            Some(Type::Volume(volume)) => {
+                let id = &volume.volume_id;
+                if id.is_empty() {
+                    return Err(DriverError::MissingField("volume_content_source.volume"));
+                }
+                VolumeId::parse(id)
+                    .map(ContentSource::Volume)
+                    .ok_or_else(|| DriverError::VolumeNotFound(id.clone()))
+            }
+            None => Err(DriverError::MissingField("volume_content_source.type")),
+        }
+    }
+
+    /// The CSI form, echoed in the created volume.
+    pub fn to_csi(&self) -> csi::v1::VolumeContentSource {
+        use csi::v1::volume_content_source::{SnapshotSource, Type, VolumeSource};
+        csi::v1::VolumeContentSource {
+            r#type: Some(match self {
+                ContentSource::Snapshot(id) => Type::Snapshot(SnapshotSource {
+                    snapshot_id: id.to_string(),
+                }),
+                ContentSource::Volume(id) => Type::Volume(VolumeSource {
+                    volume_id: id.to_string(),
+                }),
+            }),
+        }
+    }
+}
+
 /// The directory of a volume in its own subvolume, and that subvolume: subvolumes live at
 /// the root of the pool's filesystem, so the base path must be the pool itself and no
 /// `volumePath` can apply.
@@ -143,6 +197,8 @@ pub struct VolumePlan {
     /// The volume's own btrfs subvolume (named after its id), holding its image, when its
     /// snapshots are subvolume snapshots.
     pub subvolume: Option<SubvolumeName>,
+    /// What the volume starts as a copy of (a restore or a clone).
+    pub source: Option<ContentSource>,
     pub nqn: Nqn,
     pub port: u16,
     pub params_digest: String,
@@ -177,6 +233,7 @@ impl VolumePlan {
             name: name.to_owned(),
             file_path: image_path(&volume_path, &id),
             subvolume,
+            source: None,
             size,
             required_bytes,
             limit_bytes,
@@ -187,6 +244,18 @@ impl VolumePlan {
             nqn,
             id,
         })
+    }
+
+    /// The same plan for a volume that starts as a copy of `source`: a copy arrives as a
+    /// snapshot of the source's subvolume, so the volume lives in a subvolume of its own
+    /// whatever the StorageClass says (with the same conditions).
+    pub fn with_source(mut self, config: &ControllerConfig, source: ContentSource) -> Result<Self> {
+        let (volume_path, subvolume) = subvolume_layout(config, &self.params, &self.id)?;
+        self.file_path = image_path(&volume_path, &self.id);
+        self.volume_path = volume_path;
+        self.subvolume = Some(subvolume);
+        self.source = Some(source);
+        Ok(self)
     }
 
     /// What to ask `/disk add` for.

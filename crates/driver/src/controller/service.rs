@@ -221,8 +221,12 @@ impl ControllerService {
             }
             Err(e) => return Err(e),
         };
-        self.ensure_subvolume(plan).await?;
-        let (disk, created) = self.add(plan).await?;
+        let (disk, created) = if plan.source.is_some() {
+            self.create_copy(plan).await?
+        } else {
+            self.ensure_subvolume(plan).await?;
+            self.add(plan).await?
+        };
         if created {
             reservation.created(&disk.slot, disk.file_size);
         }
@@ -273,7 +277,8 @@ impl ControllerService {
         }
     }
 
-    fn judged(&self, plan: &VolumePlan, items: &[DiskItem]) -> Result<FileDisk> {
+    /// What holds the slot, judged against the plan (a copy's plan names the copy's image).
+    pub(super) fn judged(&self, plan: &VolumePlan, items: &[DiskItem]) -> Result<FileDisk> {
         match judge_slot(plan, items) {
             SlotVerdict::Matches(disk) => Ok(disk),
             SlotVerdict::Incompatible(reason) => Err(DriverError::Incompatible {

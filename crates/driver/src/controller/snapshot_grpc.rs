@@ -77,9 +77,10 @@ pub(super) async fn delete(
         };
         let key = id.to_string();
         controller
-            .exclusive(&key, |service| async move {
-                service.delete_snapshot(&id).await
-            })
+            .exclusive(
+                &key,
+                |service| async move { service.delete_snapshot(&id).await },
+            )
             .await?;
         Ok(DeleteSnapshotResponse {})
     })

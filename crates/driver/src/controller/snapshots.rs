@@ -70,6 +70,8 @@ pub struct SnapshotInfo {
     pub id: String,
     pub source: String,
     pub size: u64,
+    /// The image in the snapshot (the source volume's image file, copied).
+    pub image: Option<String>,
     /// Seconds since the epoch, from the device's clock (read as UTC).
     pub created: Option<i64>,
     pub ready: bool,
@@ -102,12 +104,17 @@ pub fn snapshot_infos(
                 .find(|f| f.name == dir)
                 .and_then(routeros::Inventory::modified)
                 .and_then(|t| t.unix_seconds_if_utc());
+            let image = match images.as_slice() {
+                [image] => Some(*image),
+                _ => None,
+            };
             Some(SnapshotInfo {
                 id: s.name.clone(),
                 source,
-                size: images.iter().map(|f| f.size).max().unwrap_or(0),
+                size: image.map_or(0, |f| f.size),
+                image: image.map(|f| f.name.clone()),
                 created,
-                ready: !images.is_empty(),
+                ready: image.is_some(),
             })
         })
         .collect();
@@ -287,6 +294,7 @@ mod tests {
                 id: SNAP.into(),
                 source: VOL.into(),
                 size: 1 << 30,
+                image: Some(format!("storage-pool/{SNAP}/{VOL}.img")),
                 created: Some(1_796_464_800),
                 ready: true,
             }]
@@ -299,6 +307,7 @@ mod tests {
             id: format!("snap-{n:032x}"),
             source: VOL.into(),
             size: 1,
+            image: None,
             created: None,
             ready: true,
         };

@@ -274,11 +274,11 @@ impl Transport for FakeRds {
     async fn query_script(
         &self,
         script: &str,
-        values: usize,
+        values: Option<usize>,
     ) -> routeros::Result<Vec<serde_json::Value>> {
         assert!(script.contains("btrfs subvolume remove"), "{script}");
         self.record("remove-unused-subvolume");
-        Ok(vec![serde_json::json!([]); values])
+        Ok(vec![serde_json::json!([]); values.unwrap_or(2)])
     }
 }
 

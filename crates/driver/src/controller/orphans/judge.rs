@@ -85,7 +85,11 @@ pub fn find(inventory: &Inventory, base_path: &str, handles: &HashSet<String>) -
     findings.extend(inventory.images.iter().filter_map(|file| {
         let volume_id = file_name(&file.name).strip_suffix(".img")?;
         let unused = !used_names.contains(file_name(&file.name));
-        let ours = is_managed_volume_id(volume_id) && within(&file.name, base_path);
+        // A snapshot holds a copy of its source's image under the source's name: it is the
+        // snapshot's, never an orphan of the volume.
+        let ours = is_managed_volume_id(volume_id)
+            && within(&file.name, base_path)
+            && !in_snapshot(&file.name);
         (ours && unused && !handles.contains(volume_id)).then(|| Finding {
             kind: OrphanKind::Image,
             volume_id: volume_id.to_owned(),
@@ -96,6 +100,13 @@ pub fn find(inventory: &Inventory, base_path: &str, handles: &HashSet<String>) -
     findings
         .sort_by(|a, b| (&a.volume_id, a.kind, &a.image).cmp(&(&b.volume_id, b.kind, &b.image)));
     findings
+}
+
+/// Whether `path` lies directly in a snapshot's directory (`…/snap-<id>/<file>`).
+fn in_snapshot(path: &str) -> bool {
+    path.rsplit_once('/')
+        .and_then(|(dir, _)| dir.rsplit('/').next())
+        .is_some_and(crate::naming::is_managed_snapshot_id)
 }
 
 fn file_name(path: &str) -> &str {

@@ -164,3 +164,24 @@ fn an_age_that_cannot_be_proven_is_never_past_the_grace() {
     let found = find(&no_file, BASE, &handles(&[]));
     assert_eq!((found[0].kind, found[0].idle), (OrphanKind::Disk, None));
 }
+
+#[test]
+fn a_snapshot_s_copy_of_an_image_is_never_an_orphan() {
+    let snapshot = "snap-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60";
+    let inv = inventory(
+        &[],
+        &[
+            (
+                &format!("{BASE}/{snapshot}/{A}.img"),
+                Some("2026-12-05 01:00:00"),
+            ),
+            (&format!("{BASE}/{B}/{B}.img"), Some("2026-12-05 01:00:00")),
+        ],
+    );
+    let found = find(&inv, BASE, &handles(&[]));
+    assert_eq!(
+        found.iter().map(|f| f.image.as_str()).collect::<Vec<_>>(),
+        [format!("{BASE}/{B}/{B}.img")],
+        "the image left in a volume's own directory is one; the snapshot's copy is not"
+    );
+}
