@@ -545,7 +545,8 @@ async fn capabilities_and_sources_are_checked_on_create() {
             },
         )),
     });
-    expect_code(h.create(from_snapshot).await, Code::InvalidArgument);
+    // An id the driver never issues names no snapshot.
+    expect_code(h.create(from_snapshot).await, Code::NotFound);
     assert_eq!(h.sim.snapshot().file_disks().count(), 0);
 
     // KubeVirt live migration: a raw block volume shared by two nodes.
