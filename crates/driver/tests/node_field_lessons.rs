@@ -259,3 +259,93 @@ async fn field_lesson_08_a_block_stage_creates_nothing_at_the_staging_path() {
     }
     assert!(loops_over(&backing).is_empty());
 }
+
+/// The UUID blkid reads on `device`.
+fn fs_uuid(device: &std::path::Path) -> String {
+    let out = std::process::Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "UUID"])
+        .arg(device)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_lesson_06_an_xfs_copy_mounts_beside_its_source() {
+    if !root_or_skip("field_lesson_06_an_xfs_copy_mounts_beside_its_source") {
+        return;
+    }
+    let lab = LoopLab::start().await;
+    let mut client = lab.client();
+    // mkfs.xfs refuses filesystems below 300 MiB.
+    let size = 320 * MIB;
+    let source = volume_id(61);
+    let source_backing = lab.export(&source, size);
+    let source_staging = lab.staging(&source);
+    client
+        .node_stage_volume(stage_request(
+            &source,
+            &source_staging,
+            mount_capability("xfs", &[]),
+            lab.context(&source),
+        ))
+        .await
+        .unwrap();
+    std::fs::write(source_staging.join("data"), b"from the source").unwrap();
+    rustix::fs::sync();
+
+    // Copies taken while the source is mounted (as a snapshot is): its UUID, a dirty log.
+    let copy_of = |n: u32| {
+        let id = volume_id(n);
+        let backing = lab.export(&id, size);
+        std::fs::remove_file(&backing).unwrap();
+        rds_sim::copy::copy_file(&source_backing, &backing).unwrap();
+        id
+    };
+    let (copy, plain) = (copy_of(62), copy_of(63));
+
+    // Staged as what it is, a copy: a UUID of its own first, then it mounts beside the source.
+    let staging = lab.staging(&copy);
+    let mut context = lab.context(&copy);
+    context.insert("copyOf".into(), source.clone());
+    client
+        .node_stage_volume(stage_request(
+            &copy,
+            &staging,
+            mount_capability("xfs", &[]),
+            context,
+        ))
+        .await
+        .unwrap();
+    assert!(table().await.is_mount_point(&staging));
+    assert_eq!(
+        std::fs::read(staging.join("data")).unwrap(),
+        b"from the source"
+    );
+    let source_device = &loops_over(&source_backing)[0].0;
+    let copy_device = &loops_over(&lab.path(&format!("sim/files/storage-pool/{copy}.img")))[0].0;
+    assert_ne!(fs_uuid(source_device), fs_uuid(copy_device));
+    assert_eq!(
+        lab.staged_record(&copy).unwrap()["layout"]["fs_uuid"],
+        fs_uuid(copy_device),
+        "the record holds the new UUID a re-stage must find"
+    );
+
+    // The same copy staged without saying so keeps its source's UUID, which XFS refuses.
+    let plain_staging = lab.staging(&plain);
+    let refused = client
+        .node_stage_volume(stage_request(
+            &plain,
+            &plain_staging,
+            mount_capability("xfs", &[]),
+            lab.context(&plain),
+        ))
+        .await
+        .unwrap_err();
+    assert!(!table().await.is_mount_point(&plain_staging), "{refused:?}");
+    assert_eq!(
+        std::fs::read(source_staging.join("data")).unwrap(),
+        b"from the source",
+        "the source is untouched"
+    );
+}

@@ -166,6 +166,7 @@ fn context_for(params: &VolumeParams, nqn: String) -> VolumeContext {
         mkfs_options: params.mkfs_options.clone(),
         volume_path: params.volume_path.clone(),
         migration_timeout_seconds: params.migration_timeout_seconds,
+        copy_of: None,
     }
 }
 

@@ -369,8 +369,9 @@ impl FsTools {
     /// Gives the unmounted filesystem on `device` a new random UUID and returns it, so a clone
     /// can be mounted beside its source. For ext4 the filesystem is checked first (tune2fs
     /// requires it, and it replays a journal left by a snapshot of a mounted source). For XFS a
-    /// dirty log makes xfs_admin refuse; it is then replayed by mounting once at `scratch` (an
-    /// empty directory) with `nouuid`, and xfs_admin retried.
+    /// dirty log makes xfs_admin refuse (with exit status 0 in xfsprogs 6.1: only the UUID
+    /// read back tells); it is then replayed by mounting once at `scratch` (an empty
+    /// directory) with `nouuid`, and xfs_admin retried. The new UUID is verified either way.
     pub async fn regenerate_uuid(
         &self,
         fs: FsType,
@@ -390,16 +391,30 @@ impl FsTools {
                 run_expecting(&self.paths.tune2fs, &set, &[0], deadline).await?;
             }
             FsType::Xfs => {
+                let before = self.expect_filesystem(device, fs, deadline).await?.uuid;
                 let set = ["-U".into(), "generate".into(), device.into()];
-                if let Err(first) = run_expecting(&self.paths.xfs_admin, &set, &[0], deadline).await
-                {
-                    tracing::info!(device = %device.display(), error = %first,
-                        "xfs_admin refused; replaying the log by a mount, then retrying");
+                let first = run_expecting(&self.paths.xfs_admin, &set, &[0], deadline).await;
+                let now = self.expect_filesystem(device, fs, deadline).await?.uuid;
+                if first.is_err() || now == before {
+                    tracing::info!(device = %device.display(), outcome = ?first.err(),
+                        "xfs_admin did not change the UUID; replaying the log by a mount, then retrying");
                     self.replay_xfs_log(device, scratch, deadline).await?;
                     run_expecting(&self.paths.xfs_admin, &set, &[0], deadline).await?;
                 }
+                let uuid = self.new_uuid(device, fs, deadline).await?;
+                if Some(&uuid) == before.as_ref() {
+                    return Err(Error::ToolOutput {
+                        tool: "xfs_admin".into(),
+                        reason: format!("the UUID of {} did not change", device.display()),
+                    });
+                }
+                return Ok(uuid);
             }
         }
+        self.new_uuid(device, fs, deadline).await
+    }
+
+    async fn new_uuid(&self, device: &Path, fs: FsType, deadline: Instant) -> Result<String> {
         self.expect_filesystem(device, fs, deadline)
             .await?
             .uuid

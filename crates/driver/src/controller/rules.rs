@@ -345,6 +345,10 @@ impl VolumePlan {
             mkfs_options: self.params.mkfs_options.clone(),
             volume_path: Some(self.volume_path.clone()),
             migration_timeout_seconds: self.params.migration_timeout_seconds,
+            copy_of: self.source.as_ref().map(|source| match source {
+                ContentSource::Snapshot(id) => id.to_string(),
+                ContentSource::Volume(id) => id.to_string(),
+            }),
         }
     }
 }

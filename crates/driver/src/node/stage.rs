@@ -318,6 +318,24 @@ impl NodeCore {
                     Probe::Empty => None,
                 }
             }
+            // A copy of an XFS volume carries its source's UUID, which XFS refuses to mount
+            // twice on one host: it gets a new one first (its log replayed if need be). An
+            // unmounted filesystem with a signature is all this touches; never its data.
+            FormatOutcome::AlreadyFormatted { fs_type, .. }
+                if fs == FsType::Xfs
+                    && fs_type == fs.as_str()
+                    && request.context.copy_of.is_some() =>
+            {
+                let uuid = phase::timed(
+                    "new filesystem UUID",
+                    self.tools
+                        .regenerate_uuid(fs, &device.path, &request.staging, deadline),
+                )
+                .await?;
+                tracing::info!(device = %device.path.display(), %uuid, copy_of = ?request.context.copy_of,
+                    "gave the copy's filesystem a UUID of its own");
+                Some(uuid)
+            }
             FormatOutcome::AlreadyFormatted { fs_type, uuid } if fs_type == fs.as_str() => uuid,
             FormatOutcome::AlreadyFormatted { fs_type, .. } => {
                 return Err(NodeError::precondition(format!(

@@ -7,6 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+mod context;
+pub use context::{COPY_OF, VolumeContext, migration_timeout_seconds};
+
 /// Keys the CO itself adds to parameters (PVC/PV names, fstype, secrets references).
 pub const CO_RESERVED_PREFIX: &str = "csi.storage.k8s.io/";
 
@@ -330,94 +333,6 @@ impl VolumeParams {
     }
 }
 
-/// What the node needs to attach a volume; carried in the VolumeContext.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeContext {
-    pub nqn: String,
-    pub nvme_address: String,
-    pub nvme_port: u16,
-    pub connect: ConnectOptions,
-    pub mkfs_options: Option<String>,
-    pub volume_path: Option<String>,
-    pub migration_timeout_seconds: Option<u32>,
-}
-
-impl VolumeContext {
-    pub fn to_map(&self) -> BTreeMap<String, String> {
-        let mut ctx = BTreeMap::new();
-        ctx.insert(NQN.to_owned(), self.nqn.clone());
-        ctx.insert(NVME_ADDRESS.to_owned(), self.nvme_address.clone());
-        ctx.insert(NVME_PORT.to_owned(), self.nvme_port.to_string());
-        self.connect.write(&mut ctx);
-        if let Some(v) = &self.mkfs_options {
-            ctx.insert(MKFS_OPTIONS.to_owned(), v.clone());
-        }
-        if let Some(v) = &self.volume_path {
-            ctx.insert(VOLUME_PATH.to_owned(), v.clone());
-        }
-        if let Some(v) = self.migration_timeout_seconds {
-            ctx.insert(MIGRATION_TIMEOUT_SECONDS.to_owned(), v.to_string());
-        }
-        ctx
-    }
-
-    /// Parses a VolumeContext written by this driver or by the Go driver (which may carry
-    /// `rdsAddress` instead of `nvmeAddress`, and keys this driver does not use, which are
-    /// ignored: the context is the CO's cached copy and must not make old volumes unusable).
-    pub fn parse(ctx: &HashMap<String, String>) -> Result<Self, ParamError> {
-        let nqn = ctx.get(NQN).ok_or(ParamError::Missing(NQN))?;
-        if nqn.is_empty()
-            || nqn.len() > 223
-            || !nqn.bytes().all(|b| b.is_ascii_graphic())
-            || nqn.contains(',')
-        {
-            return Err(invalid(NQN, nqn, "not a valid NQN"));
-        }
-        let address = ctx
-            .get(NVME_ADDRESS)
-            .or_else(|| ctx.get(RDS_ADDRESS))
-            .ok_or(ParamError::Missing(NVME_ADDRESS))?;
-        let mut connect = ConnectOptions::default();
-        for key in [CTRL_LOSS_TMO, RECONNECT_DELAY, KEEP_ALIVE_TMO, NR_IO_QUEUES] {
-            match ctx.get(key) {
-                // The Go driver writes keepAliveTmo into every context, "0" meaning the
-                // kernel's default. This driver never writes 0 (its StorageClass refuses it),
-                // so the value is unambiguous: no option, as when the key is absent.
-                Some(v) if key == KEEP_ALIVE_TMO && v.trim() == "0" => {}
-                Some(v) => {
-                    connect.set(key, v)?;
-                }
-                None => {}
-            }
-        }
-        Ok(Self {
-            nqn: nqn.clone(),
-            nvme_address: parse_address(NVME_ADDRESS, address)?,
-            nvme_port: match ctx.get(NVME_PORT) {
-                Some(v) => parse_num(NVME_PORT, v, 1..=65535)?,
-                None => 4420,
-            },
-            connect,
-            mkfs_options: ctx
-                .get(MKFS_OPTIONS)
-                .map(|v| parse_mkfs_options(v))
-                .transpose()?,
-            volume_path: ctx
-                .get(VOLUME_PATH)
-                .map(|v| parse_dir_path(VOLUME_PATH, v))
-                .transpose()?,
-            migration_timeout_seconds: migration_timeout_seconds(ctx)?,
-        })
-    }
-}
-
-/// `migrationTimeoutSeconds` of a VolumeContext (ControllerPublishVolume reads only this key).
-pub fn migration_timeout_seconds(ctx: &HashMap<String, String>) -> Result<Option<u32>, ParamError> {
-    ctx.get(MIGRATION_TIMEOUT_SECONDS)
-        .map(|v| parse_num(MIGRATION_TIMEOUT_SECONDS, v, 1..=86_400))
-        .transpose()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,6 +452,7 @@ mod tests {
             mkfs_options: None,
             volume_path: Some("storage-pool".into()),
             migration_timeout_seconds: Some(120),
+            copy_of: Some("snap-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60".into()),
         };
         let m: HashMap<_, _> = ctx.to_map().into_iter().collect();
         assert_eq!(VolumeContext::parse(&m), Ok(ctx));
