@@ -26,16 +26,16 @@ use crate::usage::{FsUsage, check_growth};
 /// Deadline of each CSI call (kubelet's and the sidecars' are of this order).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Seed of the data written and checked.
-const SEED: u64 = 0x5eed;
+pub(crate) const SEED: u64 = 0x5eed;
 /// The file written to the filesystem volume.
-const DATA_FILE: &str = "demo-data.bin";
+pub(crate) const DATA_FILE: &str = "demo-data.bin";
 /// Sync while writing, so the data reaches the device as it is written.
 const SYNC_EVERY: u64 = 8 << 20;
 
 /// Runs blocking file I/O off the async threads. Such a task cannot be cancelled: if the
 /// step is dropped (a signal), the I/O goes on with files open on the volume, so its handle
 /// stays in the session for the teardown to wait on before it unmounts anything.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     in_flight: &mut Option<JoinHandle<()>>,
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -62,7 +62,7 @@ fn device_name(device: DeviceNumber) -> String {
 }
 
 /// The device mounted at `path`, as the mount table names it.
-async fn mounted_device(path: &Path) -> Result<String> {
+pub(crate) async fn mounted_device(path: &Path) -> Result<String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let table = mounts::mountinfo::read_self_mount_table(deadline).await?;
     table
@@ -71,7 +71,7 @@ async fn mounted_device(path: &Path) -> Result<String> {
         .ok_or_else(|| DemoError::Check(format!("nothing is mounted at {}", path.display())))
 }
 
-fn shorten(digest: &str) -> &str {
+pub(crate) fn shorten(digest: &str) -> &str {
     &digest[..digest.len().min(16)]
 }
 
@@ -97,13 +97,14 @@ async fn create(
     s: &mut Session,
     step: Step,
     mode: VolumeMode,
+    parameters: HashMap<String, String>,
 ) -> Result<Attached, StepFailure> {
     rep.step(step, async {
         let csi = s.csi()?;
         let name = pvc_name(rand::random());
         s.ledger.creating(&name, mode.clone());
         let volume: Volume = csi
-            .create_volume(&name, s.sizes.volume, &mode, &HashMap::new())
+            .create_volume(&name, s.sizes.volume, &mode, &parameters)
             .await?;
         if volume.volume_id != name {
             return Err(DemoError::Check(format!(
@@ -307,7 +308,12 @@ async fn filesystem(rep: &mut Reporter, s: &mut Session) -> Result<Attached, Ste
     let mode = VolumeMode::Filesystem {
         fs_type: s.fs.as_str().to_owned(),
     };
-    let v = create(rep, s, Step::CreateFilesystem, mode).await?;
+    // In a btrfs subvolume of its own, so that it can be snapshotted (docs/snapshots.md).
+    let in_subvolume = HashMap::from([(
+        driver::params::SNAPSHOT_METHOD.to_owned(),
+        driver::params::SnapshotMethod::SUBVOLUME.to_owned(),
+    )]);
+    let v = create(rep, s, Step::CreateFilesystem, mode, in_subvolume).await?;
     stage(rep, s, Step::StageFilesystem, &v).await?;
     publish(rep, s, Step::PublishFilesystem, &v).await?;
     second_node(rep, s, &v).await?;
@@ -350,6 +356,8 @@ async fn filesystem(rep: &mut Reporter, s: &mut Session) -> Result<Attached, Ste
         ))
     })
     .await?;
+
+    crate::snapshot::restore(rep, s, &v).await?;
 
     let before = rep
         .step(Step::VolumeStats, async {
@@ -418,7 +426,7 @@ async fn expand_node(
 
 /// The raw block volume, from CreateVolume to NodeUnstageVolume.
 async fn block(rep: &mut Reporter, s: &mut Session) -> Result<Attached, StepFailure> {
-    let v = create(rep, s, Step::CreateBlock, VolumeMode::Block).await?;
+    let v = create(rep, s, Step::CreateBlock, VolumeMode::Block, HashMap::new()).await?;
     stage(rep, s, Step::StageBlock, &v).await?;
     publish(rep, s, Step::PublishBlock, &v).await?;
     let target = v.target.clone();

@@ -22,18 +22,22 @@ pub enum Undo {
     Unpublish { id: String, mode: VolumeMode },
     Unstage { id: String },
     Delete { id: String },
+    DeleteSnapshot { id: String },
 }
 
 impl Undo {
     pub fn id(&self) -> &str {
         match self {
-            Undo::Unpublish { id, .. } | Undo::Unstage { id } | Undo::Delete { id } => id,
+            Undo::Unpublish { id, .. }
+            | Undo::Unstage { id }
+            | Undo::Delete { id }
+            | Undo::DeleteSnapshot { id } => id,
         }
     }
 
     /// Done by the node plugin (the rest by the controller).
     pub fn is_node_side(&self) -> bool {
-        !matches!(self, Undo::Delete { .. })
+        !matches!(self, Undo::Delete { .. } | Undo::DeleteSnapshot { .. })
     }
 
     pub fn call(&self) -> &'static str {
@@ -41,6 +45,7 @@ impl Undo {
             Undo::Unpublish { .. } => "NodeUnpublishVolume",
             Undo::Unstage { .. } => "NodeUnstageVolume",
             Undo::Delete { .. } => "DeleteVolume",
+            Undo::DeleteSnapshot { .. } => "DeleteSnapshot",
         }
     }
 }
@@ -48,6 +53,8 @@ impl Undo {
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     entries: Vec<Entry>,
+    /// Snapshots that may exist.
+    snapshots: Vec<String>,
 }
 
 impl Ledger {
@@ -117,12 +124,25 @@ impl Ledger {
         }
     }
 
+    /// Before CreateSnapshot (its id derives from the name, so it is known in advance).
+    pub fn snapshotting(&mut self, id: &str) {
+        if !self.snapshots.iter().any(|s| s == id) {
+            self.snapshots.push(id.to_owned());
+        }
+    }
+
+    /// After a DeleteSnapshot that succeeded.
+    pub fn snapshot_deleted(&mut self, id: &str) {
+        self.snapshots.retain(|s| s != id);
+    }
+
     /// Applies the effect of an undo call that succeeded.
     pub fn undone(&mut self, undo: &Undo) {
         match undo {
             Undo::Unpublish { id, .. } => self.unpublished(id),
             Undo::Unstage { id } => self.unstaged(id),
             Undo::Delete { id } => self.deleted(id),
+            Undo::DeleteSnapshot { id } => self.snapshot_deleted(id),
         }
     }
 
@@ -149,6 +169,13 @@ impl Ledger {
                 plan.push(Undo::Delete { id: e.id.clone() });
             }
         }
+        // Snapshots are independent of their volumes: last, newest first.
+        plan.extend(
+            self.snapshots
+                .iter()
+                .rev()
+                .map(|id| Undo::DeleteSnapshot { id: id.clone() }),
+        );
         plan
     }
 }
@@ -251,5 +278,36 @@ mod tests {
         ledger.creating("pvc-a", fs());
         ledger.creating("pvc-a", fs());
         assert_eq!(ledger.undo_plan().len(), 1);
+    }
+
+    #[test]
+    fn snapshots_are_deleted_after_the_volumes_and_only_while_they_may_exist() {
+        let mut ledger = Ledger::default();
+        ledger.creating("pvc-a", fs());
+        ledger.snapshotting("snap-a");
+        ledger.snapshotting("snap-a");
+        ledger.creating("pvc-b", fs());
+        let calls: Vec<_> = ledger
+            .undo_plan()
+            .iter()
+            .map(|u| (u.call(), u.id().to_owned(), u.is_node_side()))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("DeleteVolume", "pvc-b".into(), false),
+                ("DeleteVolume", "pvc-a".into(), false),
+                ("DeleteSnapshot", "snap-a".into(), false),
+            ]
+        );
+        ledger.undone(&Undo::DeleteSnapshot {
+            id: "snap-a".into(),
+        });
+        assert!(
+            ledger
+                .undo_plan()
+                .iter()
+                .all(|u| u.call() != "DeleteSnapshot")
+        );
     }
 }

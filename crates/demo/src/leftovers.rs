@@ -25,6 +25,7 @@ pub enum Leftover {
     NvmetSubsystem { nqn: String },
     Disk { slot: String },
     File { path: String },
+    Subvolume { name: String },
     PoolInUse { free: u64, size: u64 },
 }
 
@@ -43,6 +44,7 @@ impl fmt::Display for Leftover {
             Leftover::NvmetSubsystem { nqn } => write!(f, "nvmet subsystem {nqn} still exported"),
             Leftover::Disk { slot } => write!(f, "the RDS still has disk {slot}"),
             Leftover::File { path } => write!(f, "the RDS still has file {path}"),
+            Leftover::Subvolume { name } => write!(f, "the RDS still has subvolume {name}"),
             Leftover::PoolInUse { free, size } => write!(
                 f,
                 "{} of the RDS pool is still in use: files are left in it",
@@ -123,6 +125,8 @@ pub struct DeviceView {
     pub disks: Vec<FileDisk>,
     /// The demo's volume images that still exist.
     pub files: Vec<String>,
+    /// Every btrfs subvolume (the simulator is the demo's own: any is a leftover).
+    pub subvolumes: Vec<String>,
     pub pool: Pool,
 }
 
@@ -140,6 +144,11 @@ pub fn device_leftovers(view: &DeviceView) -> Vec<Leftover> {
         view.files
             .iter()
             .map(|path| Leftover::File { path: path.clone() }),
+    );
+    found.extend(
+        view.subvolumes
+            .iter()
+            .map(|name| Leftover::Subvolume { name: name.clone() }),
     );
     if view.pool.free != view.pool.size {
         found.push(Leftover::PoolInUse {
@@ -220,6 +229,12 @@ pub async fn device_view(client: &Client, pool: &str, images: &[FilePath]) -> Re
     Ok(DeviceView {
         disks,
         files,
+        subvolumes: client
+            .subvolumes()
+            .await?
+            .into_iter()
+            .map(|s| s.name)
+            .collect(),
         pool: client.pool(pool).await?,
     })
 }
@@ -301,11 +316,13 @@ mod tests {
         let clean = DeviceView {
             disks: Vec::new(),
             files: Vec::new(),
+            subvolumes: Vec::new(),
             pool: pool(10 << 40, 10 << 40),
         };
         assert!(device_leftovers(&clean).is_empty());
         let used = DeviceView {
             files: vec!["storage-pool/pvc-a.img".into()],
+            subvolumes: vec!["snap-a".into()],
             pool: pool((10 << 40) - (1 << 30), 10 << 40),
             ..clean
         };
@@ -317,6 +334,7 @@ mod tests {
             text,
             [
                 "the RDS still has file storage-pool/pvc-a.img",
+                "the RDS still has subvolume snap-a",
                 "1 GiB of the RDS pool is still in use: files are left in it",
             ]
         );

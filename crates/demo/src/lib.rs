@@ -18,6 +18,7 @@ pub mod procs;
 pub mod render;
 pub mod session;
 pub mod signals;
+pub mod snapshot;
 pub mod start;
 pub mod sweep;
 pub mod teardown;

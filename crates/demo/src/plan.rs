@@ -98,6 +98,10 @@ pub enum Step {
     SecondNode,
     WriteFile,
     ReadBack,
+    Snapshot,
+    Restore,
+    ReadRestored,
+    DeleteRestored,
     VolumeStats,
     ExpandController,
     ExpandNode,
@@ -119,7 +123,7 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 27] = [
+    pub const ALL: [Step; 31] = [
         Step::StartSimulator,
         Step::StartController,
         Step::StartNode,
@@ -129,6 +133,10 @@ impl Step {
         Step::SecondNode,
         Step::WriteFile,
         Step::ReadBack,
+        Step::Snapshot,
+        Step::Restore,
+        Step::ReadRestored,
+        Step::DeleteRestored,
         Step::VolumeStats,
         Step::ExpandController,
         Step::ExpandNode,
@@ -162,6 +170,10 @@ impl Step {
             Step::SecondNode => "ControllerPublishVolume (node 2)",
             Step::WriteFile => "write a file",
             Step::ReadBack => "read it back",
+            Step::Snapshot => "CreateSnapshot",
+            Step::Restore => "CreateVolume (from the snapshot)",
+            Step::ReadRestored => "read the restored copy",
+            Step::DeleteRestored => "DeleteVolume, DeleteSnapshot",
             Step::VolumeStats => "NodeGetVolumeStats",
             Step::ExpandController => "ControllerExpandVolume",
             Step::ExpandNode => "NodeExpandVolume",

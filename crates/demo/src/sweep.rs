@@ -91,6 +91,7 @@ pub async fn force(leftovers: &[Leftover]) -> Vec<Result<String, String>> {
             Leftover::NvmetSubsystem { .. }
             | Leftover::Disk { .. }
             | Leftover::File { .. }
+            | Leftover::Subvolume { .. }
             | Leftover::PoolInUse { .. } => continue,
         };
         done.push(outcome);

@@ -52,6 +52,7 @@ async fn undo_one(csi: &Csi, layout: &PathLayout, undo: &Undo) -> Result<(), E2e
                 failed => failed,
             },
             Undo::Delete { id } => csi.delete_volume(id).await,
+            Undo::DeleteSnapshot { id } => csi.delete_snapshot(id).await,
         };
         match outcome {
             Err(error) if retryable(&error) && Instant::now() < give_up => {

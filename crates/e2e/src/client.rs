@@ -14,10 +14,11 @@ use csi::v1::volume_capability::access_mode::Mode;
 use csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use csi::v1::{
     CapacityRange, ControllerExpandVolumeRequest, ControllerGetCapabilitiesRequest,
-    ControllerPublishVolumeRequest, ControllerUnpublishVolumeRequest, CreateVolumeRequest,
-    DeleteVolumeRequest, NodeExpandVolumeRequest, NodeGetInfoRequest, NodeGetVolumeStatsRequest,
-    NodeGetVolumeStatsResponse, NodePublishVolumeRequest, NodeStageVolumeRequest,
-    NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, Volume, VolumeCapability,
+    ControllerPublishVolumeRequest, ControllerUnpublishVolumeRequest, CreateSnapshotRequest,
+    CreateVolumeRequest, DeleteSnapshotRequest, DeleteVolumeRequest, NodeExpandVolumeRequest,
+    NodeGetInfoRequest, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse,
+    NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
+    NodeUnstageVolumeRequest, Snapshot, Volume, VolumeCapability, VolumeContentSource,
 };
 use driver::server::{Endpoint, connect};
 use tonic::transport::Channel;
@@ -289,6 +290,19 @@ impl Csi {
         mode: &VolumeMode,
         parameters: &HashMap<String, String>,
     ) -> Result<Volume> {
+        self.create_volume_from(name, bytes, mode, parameters, None)
+            .await
+    }
+
+    /// CreateVolume as a copy of `source` (a snapshot to restore, a volume to clone).
+    pub async fn create_volume_from(
+        &self,
+        name: &str,
+        bytes: u64,
+        mode: &VolumeMode,
+        parameters: &HashMap<String, String>,
+        source: Option<VolumeContentSource>,
+    ) -> Result<Volume> {
         let request = CreateVolumeRequest {
             name: name.to_owned(),
             capacity_range: Some(CapacityRange {
@@ -297,6 +311,7 @@ impl Csi {
             }),
             volume_capabilities: vec![mode.capability_as(self.access)],
             parameters: parameters.clone(),
+            volume_content_source: source,
             ..Default::default()
         };
         let reply = self
@@ -308,6 +323,37 @@ impl Csi {
         reply
             .volume
             .ok_or_else(|| E2eError::Check("CreateVolume returned no volume".into()))
+    }
+
+    /// CreateSnapshot of volume `source` under the CSI name `name`.
+    pub async fn create_snapshot(&self, name: &str, source: &str) -> Result<Snapshot> {
+        let request = CreateSnapshotRequest {
+            name: name.to_owned(),
+            source_volume_id: source.to_owned(),
+            ..Default::default()
+        };
+        let reply = self
+            .call("CreateSnapshot", request, |r| {
+                let mut client = self.controller.clone();
+                async move { client.create_snapshot(r).await }
+            })
+            .await?;
+        reply
+            .snapshot
+            .ok_or_else(|| E2eError::Check("CreateSnapshot returned no snapshot".into()))
+    }
+
+    pub async fn delete_snapshot(&self, snapshot_id: &str) -> Result<()> {
+        let request = DeleteSnapshotRequest {
+            snapshot_id: snapshot_id.to_owned(),
+            ..Default::default()
+        };
+        self.call("DeleteSnapshot", request, |r| {
+            let mut client = self.controller.clone();
+            async move { client.delete_snapshot(r).await }
+        })
+        .await
+        .map(drop)
     }
 
     pub async fn delete_volume(&self, volume_id: &str) -> Result<()> {
