@@ -17,6 +17,7 @@ pub mod export_acl;
 pub mod fence;
 pub mod grpc;
 pub mod judge;
+mod listing;
 pub mod orphans;
 mod restore;
 pub mod rules;
