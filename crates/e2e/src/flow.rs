@@ -118,7 +118,35 @@ pub async fn attach(
     parameters: &HashMap<String, String>,
     steps: &mut StepLog,
 ) -> Result<Attached> {
-    attach_timed(csi, layout, name, bytes, mode, parameters, steps, None).await
+    attach_timed(
+        csi, layout, name, bytes, mode, parameters, None, steps, None,
+    )
+    .await
+}
+
+/// [`attach`] of a new volume made as a copy of `source` (a snapshot or a volume).
+pub async fn attach_copy(
+    csi: &Csi,
+    layout: &PathLayout,
+    name: &str,
+    bytes: u64,
+    mode: VolumeMode,
+    source: csi::v1::VolumeContentSource,
+    steps: &mut StepLog,
+) -> Result<Attached> {
+    let none = HashMap::new();
+    attach_timed(
+        csi,
+        layout,
+        name,
+        bytes,
+        mode,
+        &none,
+        Some(source),
+        steps,
+        None,
+    )
+    .await
 }
 
 /// [`attach`], with the stage broken down when `timings` are kept.
@@ -130,13 +158,14 @@ async fn attach_timed(
     bytes: u64,
     mode: VolumeMode,
     parameters: &HashMap<String, String>,
+    source: Option<csi::v1::VolumeContentSource>,
     steps: &mut StepLog,
     timings: Option<(&mut StageTimings, StageLabel)>,
 ) -> Result<Attached> {
     let volume = steps
         .time(
             format!("{name}: CreateVolume"),
-            csi.create_volume(name, bytes, &mode, parameters),
+            csi.create_volume_from(name, bytes, &mode, parameters, source),
         )
         .await?;
     let staging = layout.staging(&volume.volume_id);
@@ -309,6 +338,7 @@ async fn run_filesystem(
         config.volume_bytes,
         mode.clone(),
         &config.parameters,
+        None,
         steps,
         timings.as_deref_mut().map(|t| {
             let label = StageLabel {
@@ -445,6 +475,7 @@ async fn run_warm_stage(
         config.volume_bytes,
         mode.clone(),
         &config.parameters,
+        None,
         steps,
         timings.map(|t| (t, label)),
     )
@@ -479,6 +510,7 @@ async fn run_block(
         config.block_volume_bytes,
         VolumeMode::Block,
         &config.parameters,
+        None,
         steps,
         timings.map(|t| (t, label)),
     )

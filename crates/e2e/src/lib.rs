@@ -14,5 +14,5 @@ pub mod timing;
 pub use breakdown::{LogTail, StageBreakdown};
 pub use client::{Csi, PathLayout, VolumeMode};
 pub use error::{E2eError, Result};
-pub use flow::{Attached, FlowConfig, FlowReport, attach, detach, run_full};
+pub use flow::{Attached, FlowConfig, FlowReport, attach, attach_copy, detach, run_full};
 pub use timing::StepLog;

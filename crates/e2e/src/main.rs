@@ -9,7 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use csi::v1::volume_capability::access_mode::Mode;
 use driver::server::Endpoint;
 use e2e::pattern::{MIB, verify_pattern_file, write_pattern_file};
-use e2e::{Csi, E2eError, FlowConfig, PathLayout, StepLog, VolumeMode, attach, detach, run_full};
+use e2e::{
+    Csi, E2eError, FlowConfig, PathLayout, StepLog, VolumeMode, attach, attach_copy, detach,
+    run_full,
+};
 
 #[derive(Parser)]
 #[command(
@@ -103,6 +106,25 @@ enum Command {
         /// live migration).
         #[arg(long)]
         multi_node: bool,
+        /// Make the volume as a copy of this snapshot (a restore).
+        #[arg(long)]
+        from_snapshot: Option<String>,
+    },
+    /// CreateSnapshot of a volume; prints the snapshot's id.
+    Snapshot {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        source: String,
+    },
+    /// DeleteSnapshot.
+    DeleteSnapshot {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long)]
+        snapshot_id: String,
     },
     /// Unpublish and unstage a volume made by `attach`; with --delete, delete it too.
     Detach {
@@ -231,6 +253,7 @@ async fn run(command: Command) -> Result<(), E2eError> {
             block,
             no_controller_publish,
             multi_node,
+            from_snapshot,
         } => {
             let mut csi = connection.open().await?;
             if no_controller_publish {
@@ -241,16 +264,37 @@ async fn run(command: Command) -> Result<(), E2eError> {
             }
             let layout = PathLayout::new(&connection.work_dir);
             let mut steps = StepLog::new();
-            let volume = attach(
-                &csi,
-                &layout,
-                &name,
-                size_mib * MIB,
-                mode(block, &fs_type),
-                &connection.parameters(),
-                &mut steps,
-            )
-            .await?;
+            let volume = match from_snapshot {
+                Some(snapshot_id) => {
+                    use csi::v1::volume_content_source::{SnapshotSource, Type};
+                    let source = csi::v1::VolumeContentSource {
+                        r#type: Some(Type::Snapshot(SnapshotSource { snapshot_id })),
+                    };
+                    let mode = mode(block, &fs_type);
+                    attach_copy(
+                        &csi,
+                        &layout,
+                        &name,
+                        size_mib * MIB,
+                        mode,
+                        source,
+                        &mut steps,
+                    )
+                    .await?
+                }
+                None => {
+                    attach(
+                        &csi,
+                        &layout,
+                        &name,
+                        size_mib * MIB,
+                        mode(block, &fs_type),
+                        &connection.parameters(),
+                        &mut steps,
+                    )
+                    .await?
+                }
+            };
             print!("{}", steps.table());
             println!("volume-id: {}", volume.id());
             println!("target: {}", volume.target.display());
@@ -272,6 +316,27 @@ async fn run(command: Command) -> Result<(), E2eError> {
                     .await?;
             }
             print!("{}", steps.table());
+        }
+        Command::Snapshot {
+            connection,
+            name,
+            source,
+        } => {
+            let csi = connection.open().await?;
+            let snapshot = csi.create_snapshot(&name, &source).await?;
+            println!("snapshot-id: {}", snapshot.snapshot_id);
+            println!("ready: {}", snapshot.ready_to_use);
+            println!("size: {}", snapshot.size_bytes);
+        }
+        Command::DeleteSnapshot {
+            connection,
+            snapshot_id,
+        } => {
+            connection
+                .open()
+                .await?
+                .delete_snapshot(&snapshot_id)
+                .await?;
         }
         Command::Publish {
             connection,
