@@ -37,7 +37,12 @@ fn leftovers(lab: &Lab) -> Vec<String> {
     let state = lab.sim.snapshot();
     let disks = state.disks.iter().map(|d| d.slot.clone());
     let files = state.files.iter().map(|f| f.name.clone());
-    disks.chain(files).filter(|n| n.contains(TAG)).collect()
+    let subvolumes = state.subvolumes.iter().map(|s| s.name.clone());
+    disks
+        .chain(files)
+        .chain(subvolumes)
+        .filter(|n| n.contains(TAG))
+        .collect()
 }
 
 fn quirk_names(report: &Value) -> Vec<String> {
@@ -130,6 +135,19 @@ async fn without_quirks_every_refusal_reads_as_the_driver_expects_and_nothing_is
         let allocation = report["pool"]["allocation"].as_str().unwrap();
         assert!(["sparse", "allocated"].contains(&allocation), "{report:#}");
         assert_eq!(report["cleanup"]["clean"], true);
+        // RouterOS 7.21: subvolume snapshots, no /file copy yet.
+        let methods = &report["methods"];
+        assert_eq!(
+            methods["subvolume_snapshot"]["result"], "works",
+            "{methods:#}"
+        );
+        let seen = methods["subvolume_snapshot"]["seen"].to_string();
+        assert!(
+            seen.contains("read-only: yes") && seen.contains("1048576 bytes"),
+            "{seen}"
+        );
+        assert_eq!(methods["file_copy"]["result"], "not-on-this-version");
+        assert_eq!(methods["left"], serde_json::json!([]));
         assert_eq!(leftovers(&lab), Vec::<String>::new(), "{transport:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
@@ -149,6 +167,14 @@ async fn without_quirks_every_refusal_reads_as_the_driver_expects_and_nothing_is
         "{text}"
     );
     assert!(text.contains("matching quirks: none\n"), "{text}");
+    assert!(
+        text.contains("   btrfs subvolume snapshots: works (the snapshot shows its parent: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("   /file copy: not on this RouterOS (needs 7.23)"),
+        "{text}"
+    );
     assert!(!String::from_utf8_lossy(&output.stderr).contains(common::PASSWORD));
     assert_eq!(leftovers(&lab), Vec::<String>::new());
     lab.sim.shutdown().await;

@@ -10,6 +10,7 @@
 mod cleanup;
 mod findings;
 mod judge;
+mod methods;
 mod plan;
 mod probes;
 mod render;
@@ -37,7 +38,7 @@ pub async fn run(
     layout: &VolumeLayoutArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (client, device, plan, pool_size) = match prepare(conn, layout).await {
+    let (client, device, plan, pool_size, version) = match prepare(conn, layout).await {
         Ok(prepared) => prepared,
         Err(error) => {
             eprintln!(
@@ -71,6 +72,18 @@ pub async fn run(
             _ = sigterm.recv() => Err(Stop::Interrupted("SIGTERM")),
         }
     };
+    // The snapshot methods, once the refusals are recorded (and only if the run got there).
+    let methods = match &outcome {
+        Ok(()) => {
+            let pool = layout.controller_config(conn.address()?).pool;
+            tokio::select! {
+                report = methods::probe(&client, &plan, &pool, &version) => Some(report),
+                _ = sigint.recv() => None,
+                _ = sigterm.recv() => None,
+            }
+        }
+        Err(_) => None,
+    };
     let cleanup = match &outcome {
         // Those items are not this run's: never remove them.
         Err(Stop::Collision(_)) => CleanupReport::nothing_made(),
@@ -86,7 +99,7 @@ pub async fn run(
     findings.stopped = outcome.err().map(|stop| stop.to_string());
 
     let verdict = judge::judge(&plan, &findings);
-    let report = ProbeReport::new(device, &plan, findings, verdict, cleanup);
+    let report = ProbeReport::new(device, &plan, findings, verdict, cleanup, methods);
     if json {
         println!("{}", report.to_json());
     } else {
@@ -104,7 +117,7 @@ pub async fn run(
 async fn prepare(
     conn: &RdsConnectionArgs,
     layout: &VolumeLayoutArgs,
-) -> anyhow::Result<(Client, DeviceInfo, Plan, u64)> {
+) -> anyhow::Result<(Client, DeviceInfo, Plan, u64, routeros::RouterOsVersion)> {
     let address = conn.address()?;
     let config = layout
         .controller_config(address)
@@ -119,7 +132,7 @@ async fn prepare(
         .await
         .with_context(|| format!("reading the pool {}", config.pool))?;
     let device = DeviceInfo {
-        routeros: info.version_text,
+        routeros: info.version_text.clone(),
         board: info.board_name,
         identity: info.identity,
         transport: match conn.rds_transport {
@@ -128,5 +141,11 @@ async fn prepare(
         },
         target: format!("{address}:{}", conn.port()),
     };
-    Ok((client, device, Plan::new(base, rand::random()), pool.size))
+    Ok((
+        client,
+        device,
+        Plan::new(base, rand::random()),
+        pool.size,
+        info.version,
+    ))
 }

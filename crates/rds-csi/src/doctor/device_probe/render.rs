@@ -78,6 +78,9 @@ pub struct ProbeReport {
     pub probes: Vec<ProbeEntry>,
     pub pool: PoolEntry,
     pub cleanup: CleanupReport,
+    /// The snapshot methods, when the run got to them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub methods: Option<super::methods::MethodsReport>,
     pub matching_quirks: Vec<Quirk>,
     /// What the device did that no simulator quirk plays.
     pub unmatched: Vec<String>,
@@ -90,6 +93,7 @@ impl ProbeReport {
         findings: Findings,
         verdict: Verdict,
         cleanup: CleanupReport,
+        methods: Option<super::methods::MethodsReport>,
     ) -> Self {
         let mut judged = verdict.probes.into_iter();
         let probes = Probe::ALL
@@ -136,6 +140,7 @@ impl ProbeReport {
                 allocation: verdict.allocation,
             },
             cleanup,
+            methods,
             matching_quirks: verdict.quirks,
             unmatched: verdict.unmatched,
         }
@@ -143,7 +148,9 @@ impl ProbeReport {
 
     /// The probe ran to its end and left nothing behind.
     pub fn succeeded(&self) -> bool {
-        self.completed && self.cleanup.clean
+        self.completed
+            && self.cleanup.clean
+            && self.methods.as_ref().is_none_or(|m| m.left.is_empty())
     }
 
     pub fn to_json(&self) -> String {
@@ -173,6 +180,9 @@ impl ProbeReport {
             let _ = writeln!(out, "\n{}. {}: {}", index + 1, probe.id, probe.title);
             render_probe(&mut out, probe, previous);
             previous = probe.after.as_ref().or(previous);
+        }
+        if let Some(methods) = &self.methods {
+            out.push_str(&methods.render());
         }
         let _ = writeln!(out, "\nimage allocation: {}", self.pool.describe());
         if let Some(stopped) = &self.stopped {

@@ -19,7 +19,7 @@ fn device(transport: &'static str) -> DeviceInfo {
 fn report(findings: Findings, cleanup: CleanupReport) -> ProbeReport {
     let plan = plan();
     let verdict = judge(&plan, &findings);
-    ProbeReport::new(device("ssh"), &plan, findings, verdict, cleanup)
+    ProbeReport::new(device("ssh"), &plan, findings, verdict, cleanup, None)
 }
 
 fn clean() -> CleanupReport {
@@ -152,7 +152,7 @@ fn rest_replies_have_no_exit_status_and_rejections_say_so() {
             *exit_status = None;
         }
     }
-    let text = ProbeReport::new(device("rest"), &plan, findings, verdict, clean()).render();
+    let text = ProbeReport::new(device("rest"), &plan, findings, verdict, clean(), None).render();
     assert!(text.contains("   exit:    none (REST)\n"), "{text}");
     assert!(
         text.contains("   reply:   REST error \"Bad Request: no such item\" (Invalid)\n"),
