@@ -117,6 +117,7 @@ async fn the_method_is_refused_where_it_cannot_apply() {
             "volumePath",
         ),
         (vec![("snapshotMethod", "copy-from")], "only"),
+        (vec![("snapshotMethod", "Auto")], "only"),
         (vec![("snapshotMethod", "")], "only"),
     ] {
         let request = with_params(create_request(PVC, GIB), &params);
@@ -136,5 +137,59 @@ async fn the_method_is_refused_where_it_cannot_apply() {
     );
     assert!(message.contains("base path"), "{message}");
     assert!(deeper.sim.snapshot().subvolumes.is_empty());
+    deeper.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_uses_a_subvolume_where_the_device_and_the_settings_allow_it() {
+    const AUTO: (&str, &str) = ("snapshotMethod", "auto");
+    let h = Harness::start().await;
+    let volume = h
+        .create(with_params(create_request(PVC, GIB), &[AUTO]))
+        .await
+        .unwrap()
+        .volume
+        .unwrap();
+    assert_eq!(
+        volume.volume_context["volumePath"],
+        format!("storage-pool/{PVC}")
+    );
+    assert_eq!(h.sim.snapshot().subvolumes.len(), 1);
+    // The same request again is the same volume.
+    h.create(with_params(create_request(PVC, GIB), &[AUTO]))
+        .await
+        .unwrap();
+    // With a volumePath it cannot: a flat image, no refusal.
+    let other = "pvc-11111111-2222-4333-8444-555555555555";
+    let flat = h
+        .create(with_params(
+            create_request(other, GIB),
+            &[AUTO, ("volumePath", "storage-pool/fast")],
+        ))
+        .await
+        .unwrap()
+        .volume
+        .unwrap();
+    assert_eq!(flat.volume_context["volumePath"], "storage-pool/fast");
+    assert_eq!(h.sim.snapshot().subvolumes.len(), 1);
+    h.delete(PVC).await.unwrap();
+    h.delete(other).await.unwrap();
+    h.finish().await;
+
+    // Below the pool's root: flat.
+    let deeper = Harness::with(Options {
+        configure: |c| c.volume_base_path = "storage-pool/k8s".into(),
+        ..Options::default()
+    })
+    .await;
+    let volume = deeper
+        .create(with_params(create_request(PVC, GIB), &[AUTO]))
+        .await
+        .unwrap()
+        .volume
+        .unwrap();
+    assert_eq!(volume.volume_context["volumePath"], "storage-pool/k8s");
+    assert!(deeper.sim.snapshot().subvolumes.is_empty());
+    deeper.delete(PVC).await.unwrap();
     deeper.finish().await;
 }

@@ -161,6 +161,7 @@ impl Controller for CsiController {
             if let Some(source) = &req.volume_content_source {
                 plan = plan.with_source(config, ContentSource::parse(source)?)?;
             }
+            let plan = self.service.decide_layout(plan).await?;
             let id = plan.id.clone();
             let (disk, plan) = self
                 .exclusive(id.as_str(), |service| async move {

@@ -225,7 +225,8 @@ impl VolumePlan {
                 let (dir, subvolume) = subvolume_layout(config, &params, &id)?;
                 (dir, Some(subvolume))
             }
-            None => (volume_path(config, &params)?, None),
+            // `auto` starts flat; [`VolumePlan::with_subvolume`] moves it when the device can.
+            Some(SnapshotMethod::Auto) | None => (volume_path(config, &params)?, None),
         };
         let nqn = Nqn::try_from(naming::nqn_for_volume(&config.nqn_prefix, id.as_str()))
             .map_err(|e| DriverError::Internal(format!("NQN for {id}: {e}")))?;
@@ -249,12 +250,26 @@ impl VolumePlan {
     /// The same plan for a volume that starts as a copy of `source`: a copy arrives as a
     /// snapshot of the source's subvolume, so the volume lives in a subvolume of its own
     /// whatever the StorageClass says (with the same conditions).
-    pub fn with_source(mut self, config: &ControllerConfig, source: ContentSource) -> Result<Self> {
+    pub fn with_source(self, config: &ControllerConfig, source: ContentSource) -> Result<Self> {
+        let mut plan = self.with_subvolume(config)?;
+        plan.source = Some(source);
+        Ok(plan)
+    }
+
+    /// Whether `auto` may put this volume in a subvolume of its own: it sets no `volumePath`
+    /// and the base path is the pool's root.
+    pub fn auto_may_use_subvolume(&self, config: &ControllerConfig) -> bool {
+        self.params.snapshot_method == Some(SnapshotMethod::Auto)
+            && self.params.volume_path.is_none()
+            && config.volume_base_path == config.pool
+    }
+
+    /// The same plan with the volume in a subvolume of its own.
+    pub fn with_subvolume(mut self, config: &ControllerConfig) -> Result<Self> {
         let (volume_path, subvolume) = subvolume_layout(config, &self.params, &self.id)?;
         self.file_path = image_path(&volume_path, &self.id);
         self.volume_path = volume_path;
         self.subvolume = Some(subvolume);
-        self.source = Some(source);
         Ok(self)
     }
 

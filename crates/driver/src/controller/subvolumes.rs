@@ -13,6 +13,20 @@ use super::service::ControllerService;
 use crate::error::{DriverError, Result};
 
 impl ControllerService {
+    /// The plan with `snapshotMethod: auto` decided: a subvolume of its own when the device
+    /// has subvolumes (RouterOS 7.18+) and a btrfs pool, else as it is (a flat image). Reads
+    /// are cached (the version per connection, the pool for `cache_ttl`).
+    pub async fn decide_layout(&self, plan: VolumePlan) -> Result<VolumePlan> {
+        if plan.subvolume.is_some() || !plan.auto_may_use_subvolume(self.config()) {
+            return Ok(plan);
+        }
+        let subvolumes = self.rds().version().await?.supports_subvolumes();
+        if subvolumes && self.pool().await?.fs == "btrfs" {
+            return plan.with_subvolume(self.config());
+        }
+        Ok(plan)
+    }
+
     /// Makes the plan's subvolume unless it exists. One that exists is an earlier try's
     /// (its name is this volume's id): the guarded add then judges what it holds. A
     /// read-only one is a snapshot, never a volume's home.

@@ -86,24 +86,31 @@ pub enum SnapshotMethod {
     /// Btrfs subvolume snapshots (RouterOS 7.18+, a btrfs pool): the volume lives in a
     /// subvolume of its own, and a snapshot shares its blocks.
     Subvolume,
+    /// `subvolume` where the device can (RouterOS 7.18+, a btrfs pool, volumes at the pool's
+    /// root), else a flat image, decided when the volume is created.
+    Auto,
 }
 
 impl SnapshotMethod {
     pub const SUBVOLUME: &'static str = "subvolume";
+    pub const AUTO: &'static str = "auto";
 
     pub fn as_str(self) -> &'static str {
         match self {
             SnapshotMethod::Subvolume => Self::SUBVOLUME,
+            SnapshotMethod::Auto => Self::AUTO,
         }
     }
 
     pub fn parse(value: &str) -> Result<Self, ParamError> {
         match value.trim() {
             Self::SUBVOLUME => Ok(SnapshotMethod::Subvolume),
+            Self::AUTO => Ok(SnapshotMethod::Auto),
             _ => Err(invalid(
                 SNAPSHOT_METHOD,
                 value,
-                "only \"subvolume\" is available (the copy methods are not built yet)",
+                "only \"subvolume\" and \"auto\" are available (the copy methods are not built \
+                 yet)",
             )),
         }
     }
