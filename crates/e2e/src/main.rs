@@ -107,8 +107,11 @@ enum Command {
         #[arg(long)]
         multi_node: bool,
         /// Make the volume as a copy of this snapshot (a restore).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from_volume")]
         from_snapshot: Option<String>,
+        /// Make the volume as a copy of this volume (a clone).
+        #[arg(long)]
+        from_volume: Option<String>,
     },
     /// CreateSnapshot of a volume; prints the snapshot's id.
     Snapshot {
@@ -254,6 +257,7 @@ async fn run(command: Command) -> Result<(), E2eError> {
             no_controller_publish,
             multi_node,
             from_snapshot,
+            from_volume,
         } => {
             let mut csi = connection.open().await?;
             if no_controller_publish {
@@ -264,11 +268,16 @@ async fn run(command: Command) -> Result<(), E2eError> {
             }
             let layout = PathLayout::new(&connection.work_dir);
             let mut steps = StepLog::new();
-            let volume = match from_snapshot {
-                Some(snapshot_id) => {
-                    use csi::v1::volume_content_source::{SnapshotSource, Type};
+            use csi::v1::volume_content_source::{SnapshotSource, Type, VolumeSource};
+            let source = match (from_snapshot, from_volume) {
+                (Some(snapshot_id), _) => Some(Type::Snapshot(SnapshotSource { snapshot_id })),
+                (None, Some(volume_id)) => Some(Type::Volume(VolumeSource { volume_id })),
+                (None, None) => None,
+            };
+            let volume = match source {
+                Some(source) => {
                     let source = csi::v1::VolumeContentSource {
-                        r#type: Some(Type::Snapshot(SnapshotSource { snapshot_id })),
+                        r#type: Some(source),
                     };
                     let mode = mode(block, &fs_type);
                     attach_copy(
