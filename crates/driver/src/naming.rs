@@ -87,6 +87,19 @@ pub fn is_managed_snapshot_id(id: &str) -> bool {
     })
 }
 
+/// The source volume of one of the existing Go driver's snapshots, from its id
+/// `snap-<source uuid>-at-<hex>` (an unexported disk over `<base>/<id>.img`, made with
+/// `copy-from`); `None` for anything else.
+pub fn go_snapshot_source(id: &str) -> Option<String> {
+    let (uuid, hash) = id.strip_prefix(SNAPSHOT_PREFIX)?.split_once("-at-")?;
+    let source = format!("{PVC_PREFIX}{uuid}");
+    let hash_ok = (1..=64).contains(&hash.len())
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (is_pvc_name(&source) && hash_ok).then_some(source)
+}
+
 /// What the driver records in the comment of a disk it creates:
 /// `rds-csi:v1 params=<digest> name=<csi name>`. The name comes last because it may contain
 /// any character, spaces and newlines included.
@@ -157,6 +170,18 @@ mod tests {
             "snap-3F2A1C9E-0b7d-4e21-9a55-1d2c3b4a5f60",
         ] {
             assert!(!is_managed_snapshot_id(other), "{other}");
+        }
+        // The Go driver's: recognised as its, never as this driver's.
+        let go = format!("snap-{uuid}-at-3a9f8c02d1");
+        assert_eq!(go_snapshot_source(&go), Some(format!("pvc-{uuid}")));
+        assert!(!is_managed_snapshot_id(&go));
+        for other in [
+            format!("snap-{uuid}-at-"),
+            format!("snap-{uuid}-at-XYZ"),
+            format!("snap-{uuid}"),
+            "snap-1-at-ab".to_owned(),
+        ] {
+            assert_eq!(go_snapshot_source(&other), None, "{other}");
         }
     }
 

@@ -12,7 +12,8 @@ use common::{GIB, Harness, Options, expect_code, timed};
 use csi::v1::volume_capability::access_mode::Mode;
 use csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use csi::v1::{
-    CapacityRange, ControllerExpandVolumeRequest, ControllerGetVolumeRequest, ListVolumesRequest,
+    CapacityRange, ControllerExpandVolumeRequest, ControllerGetVolumeRequest,
+    DeleteSnapshotRequest, ListSnapshotsRequest, ListVolumesRequest,
     ValidateVolumeCapabilitiesRequest, VolumeCapability,
 };
 use driver::config::{DEFAULT_DRIVER_NAME, DEFAULT_NQN_PREFIX};
@@ -167,7 +168,7 @@ fn image_of(id: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn this_controller_serves_the_go_drivers_volumes_and_leaves_its_snapshots() {
+async fn this_controller_serves_the_go_drivers_volumes_and_lists_and_deletes_its_snapshots() {
     let h = Harness::with(Options {
         configure: |c| c.volume_base_path = GO_BASE_PATH.into(),
         ..Options::default()
@@ -297,5 +298,52 @@ async fn this_controller_serves_the_go_drivers_volumes_and_leaves_its_snapshots(
         assert!(state.disk_by_slot(slot).is_none());
         assert!(state.file_by_name(&image_of(slot)).is_none());
     }
-    h.finish_keeping(&[&snap]).await;
+    assert!(h.sim.snapshot().disk_by_slot(&snap).is_some());
+
+    // The Go driver's snapshot is listed, by its id too, with its source; restoring from it
+    // is refused (copy-from copied no data); DeleteSnapshot removes its disk and image.
+    let listed = controller
+        .list_snapshots(timed(ListSnapshotsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let entry = listed.entries[0].snapshot.as_ref().unwrap();
+    assert_eq!(listed.entries.len(), 1);
+    assert_eq!(entry.snapshot_id, snap);
+    assert_eq!(entry.source_volume_id, volumes[0]);
+    assert!(entry.ready_to_use && entry.creation_time.is_some());
+    let by_id = controller
+        .list_snapshots(timed(ListSnapshotsRequest {
+            snapshot_id: snap.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_id.entries.len(), 1);
+    let restore = csi::v1::CreateVolumeRequest {
+        volume_content_source: Some(csi::v1::VolumeContentSource {
+            r#type: Some(csi::v1::volume_content_source::Type::Snapshot(
+                csi::v1::volume_content_source::SnapshotSource {
+                    snapshot_id: snap.clone(),
+                },
+            )),
+        }),
+        ..common::create_request("pvc-0e0e0e0e-0b7d-4e21-9a55-1d2c3b4a5f60", GIB)
+    };
+    let refused = expect_code(h.create(restore).await, Code::InvalidArgument);
+    assert!(refused.contains("copy-from"), "{refused}");
+    for _ in 0..2 {
+        controller
+            .delete_snapshot(timed(DeleteSnapshotRequest {
+                snapshot_id: snap.clone(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    let state = h.sim.snapshot();
+    assert!(state.disk_by_slot(&snap).is_none());
+    assert!(state.file_by_name(&image_of(&snap)).is_none());
+    h.finish().await;
 }

@@ -15,6 +15,7 @@
 pub mod budget;
 pub mod export_acl;
 pub mod fence;
+mod go_snapshots;
 pub mod grpc;
 pub mod judge;
 mod listing;

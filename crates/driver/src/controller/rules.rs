@@ -108,6 +108,13 @@ impl ContentSource {
                 if id.is_empty() {
                     return Err(DriverError::MissingField("volume_content_source.snapshot"));
                 }
+                if naming::go_snapshot_source(id).is_some() {
+                    return Err(DriverError::NotSupported(format!(
+                        "volume_content_source: {id} is a snapshot of the Go driver, made with \
+                         copy-from, which copies a disk's properties and not its data; it \
+                         cannot be restored"
+                    )));
+                }
                 naming::is_managed_snapshot_id(id)
                     .then(|| SubvolumeName::try_from(id.as_str()).ok())
                     .flatten()

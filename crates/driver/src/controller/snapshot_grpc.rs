@@ -58,7 +58,8 @@ pub(super) async fn create(
 }
 
 /// DeleteSnapshot. MUST be idempotent: a snapshot that does not exist, or an id this driver
-/// never issues, is OK. A snapshot a disk uses is FAILED_PRECONDITION.
+/// never issues, is OK. A snapshot a disk uses is FAILED_PRECONDITION. The Go driver's
+/// snapshots go with their images.
 pub(super) async fn delete(
     controller: &CsiController,
     req: DeleteSnapshotRequest,
@@ -67,6 +68,15 @@ pub(super) async fn delete(
     traced("DeleteSnapshot", span, Verbosity::Change, async {
         if req.snapshot_id.is_empty() {
             return Err(DriverError::MissingField("snapshot_id"));
+        }
+        if naming::go_snapshot_source(&req.snapshot_id).is_some() {
+            let id = req.snapshot_id.clone();
+            controller
+                .exclusive(&req.snapshot_id, |service| async move {
+                    service.delete_go_snapshot(&id).await
+                })
+                .await?;
+            return Ok(DeleteSnapshotResponse {});
         }
         let id = match SubvolumeName::try_from(req.snapshot_id.as_str()) {
             Ok(id) if naming::is_managed_snapshot_id(id.as_str()) => id,
@@ -104,12 +114,12 @@ pub(super) async fn list(
         let service = &controller.service;
         let mut infos = if req.snapshot_id.is_empty() {
             service.list_snapshots().await?
-        } else if naming::is_managed_snapshot_id(&req.snapshot_id) {
-            let id = SubvolumeName::try_from(req.snapshot_id.as_str())
-                .map_err(|e| DriverError::Internal(e.to_string()))?;
-            service.snapshot(&id).await?.into_iter().collect()
         } else {
-            Vec::new()
+            service
+                .any_snapshot(&req.snapshot_id)
+                .await?
+                .into_iter()
+                .collect()
         };
         if !req.source_volume_id.is_empty() {
             infos.retain(|s| s.source == req.source_volume_id);

@@ -129,7 +129,10 @@ pub fn page_snapshots(
     token: &str,
     max_entries: usize,
 ) -> Result<(Vec<SnapshotInfo>, Option<String>)> {
-    if !token.is_empty() && !naming::is_managed_snapshot_id(token) {
+    if !token.is_empty()
+        && !naming::is_managed_snapshot_id(token)
+        && naming::go_snapshot_source(token).is_none()
+    {
         return Err(DriverError::InvalidToken(token.to_owned()));
     }
     let mut rest: Vec<SnapshotInfo> = infos
@@ -199,17 +202,31 @@ impl ControllerService {
         Ok(snapshot_infos(pool, &exact, &files).into_iter().next())
     }
 
-    /// Every snapshot of the driver's (one round trip); none on a device without subvolumes.
+    /// Every snapshot: the driver's (one round trip, on a device with subvolumes) and the Go
+    /// driver's (one more), sorted by id.
     pub async fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         let pool = &self.config().pool;
-        if !self.rds().version().await?.supports_subvolumes() {
-            return Ok(Vec::new());
+        let mut infos = self.go_snapshots().await?;
+        if self.rds().version().await?.supports_subvolumes() {
+            let (subvolumes, files) = self
+                .rds()
+                .subvolume_contents(pool, &snapshot_prefix())
+                .await?;
+            infos.extend(snapshot_infos(pool, &subvolumes, &files));
         }
-        let (subvolumes, files) = self
-            .rds()
-            .subvolume_contents(pool, &snapshot_prefix())
-            .await?;
-        Ok(snapshot_infos(pool, &subvolumes, &files))
+        infos.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(infos)
+    }
+
+    /// Any snapshot by id: the driver's or the Go driver's; `None` for other ids.
+    pub async fn any_snapshot(&self, id: &str) -> Result<Option<SnapshotInfo>> {
+        if naming::go_snapshot_source(id).is_some() {
+            return Ok(self.go_snapshots().await?.into_iter().find(|s| s.id == id));
+        }
+        match SubvolumeName::try_from(id) {
+            Ok(name) if naming::is_managed_snapshot_id(id) => self.snapshot(&name).await,
+            _ => Ok(None),
+        }
     }
 
     /// DeleteSnapshot: removes the snapshot's subvolume when it is one of the driver's
