@@ -377,3 +377,53 @@ async fn a_snapshot_restores_and_a_volume_clones_into_independent_volumes() {
     }
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_cut_short_before_its_grow_is_grown_by_the_retry() {
+    let h = Harness::start().await;
+    h.create(in_subvolume(PVC)).await.unwrap();
+    let taken = snapshot(&h, SNAPSHOT, PVC).await.unwrap();
+    // What a first try left: the copy's subvolume and a disk over its image at the copy's size.
+    let name = |s: &str| routeros::SubvolumeName::try_from(s).unwrap();
+    h.rds
+        .snapshot_subvolume(
+            "storage-pool",
+            &name(&taken.snapshot_id),
+            &name(RESTORED),
+            false,
+        )
+        .await
+        .unwrap();
+    let digest = driver::params::VolumeParams::default().digest();
+    let spec = routeros::DiskSpec {
+        slot: routeros::Slot::try_from(RESTORED).unwrap(),
+        file_path: routeros::FilePath::try_from(format!("storage-pool/{RESTORED}/{PVC}.img"))
+            .unwrap(),
+        size: GIB,
+        port: 4420,
+        nqn: routeros::Nqn::try_from(format!("nqn.2000-02.com.mikrotik:{RESTORED}")).unwrap(),
+        comment: Some(
+            driver::naming::VolumeComment {
+                params_digest: &digest,
+                name: RESTORED,
+            }
+            .render(),
+        ),
+    };
+    assert!(matches!(
+        h.rds.attach_image(&spec).await.unwrap(),
+        routeros::AttachOutcome::Attached(_)
+    ));
+    // The retry completes it: the same volume, grown to what was asked.
+    let volume = h
+        .create(from_source(RESTORED, 2 * GIB, of_snapshot(SNAPSHOT_ID)))
+        .await
+        .unwrap()
+        .volume
+        .unwrap();
+    assert_eq!(volume.capacity_bytes, 2 * GIB as i64);
+    h.delete(RESTORED).await.unwrap();
+    h.delete(PVC).await.unwrap();
+    delete_snapshot(&h, SNAPSHOT_ID).await.unwrap();
+    h.finish().await;
+}

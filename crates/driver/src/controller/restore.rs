@@ -12,6 +12,7 @@ use routeros::{AttachOutcome, SubvolumeName, SubvolumeOutcome};
 
 use super::rules::{ContentSource, VolumePlan};
 use super::service::ControllerService;
+use crate::capacity::SizePolicy;
 use crate::error::{DriverError, Result};
 
 /// Where a copy comes from on the device.
@@ -87,8 +88,13 @@ impl ControllerService {
         let (disk, added) = match self.rds().attach_image(&spec).await? {
             AttachOutcome::Attached(disk) => (disk, true),
             AttachOutcome::SlotTaken(items) => {
-                let disk = self.judged(&plan, &items)?;
-                return Ok((disk, false));
+                // An earlier try's disk, still at the copy's size when that try stopped before
+                // its grow: judged as the copy it is, and grown below.
+                let as_attached = VolumePlan {
+                    required_bytes: plan.required_bytes.min(origin.size as i64),
+                    ..plan.clone()
+                };
+                (self.judged(&as_attached, &items)?, false)
             }
             AttachOutcome::AttachedMismatch { id, reason } => {
                 // Only the disk: the image is the copy, which the retry attaches again.
@@ -110,10 +116,22 @@ impl ControllerService {
                 )));
             }
         };
-        tracing::info!(source = %origin.subvolume, size = disk.file_size, "created the volume as a copy");
-        if size > disk.file_size {
-            let grown = self.rds().grow_disk(plan.id.slot(), size).await?;
-            return Ok((grown, added));
+        if added {
+            tracing::info!(source = %origin.subvolume, size = disk.file_size, "created the volume as a copy");
+        }
+        let disk = if size > disk.file_size && disk.file_size == origin.size {
+            self.rds().grow_disk(plan.id.slot(), size).await?
+        } else {
+            disk
+        };
+        if !SizePolicy::satisfies(disk.file_size, plan.required_bytes, plan.limit_bytes) {
+            return Err(DriverError::Incompatible {
+                volume_id: plan.id.to_string(),
+                reason: format!(
+                    "its size {} bytes is outside the requested range",
+                    disk.file_size
+                ),
+            });
         }
         Ok((disk, added))
     }
