@@ -27,7 +27,8 @@ cargo test --workspace --locked
 # simulator's own `rest` suite comes along, briefly.
 for quirk in generic-errors duplicate-slots reuse-existing-file; do
   step "controller suite with the simulator quirk $quirk"
-  RDS_CSI_TEST_QUIRKS=$quirk cargo test --workspace --locked --test controller --test rest --test device_quirks
+  RDS_CSI_TEST_QUIRKS=$quirk cargo test --workspace --locked --test controller --test rest \
+    --test device_quirks --test snapshots --test subvolume_volumes
 done
 
 # Chaos: the binary's simulator, controller and node killed and restarted under concurrent
