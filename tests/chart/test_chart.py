@@ -216,6 +216,7 @@ class Cases(unittest.TestCase):
         self.assertEqual(one(docs, "VolumeSnapshotClass")["parameters"], {"snapshotMethod": "subvolume"})
         env = env_of(container(one(docs, "Deployment", "-controller")["spec"]["template"]["spec"], "rds-csi"))
         self.assertEqual(env["RDS_CSI_RDS_HOST_KEY_FINGERPRINT"].count(","), 1)
+        self.assertEqual(env["RDS_CSI_BTRFS_FILESYSTEM"], "pool-fs")
 
     def test_snapshotter_is_off_by_default(self):
         docs = load("minimal")

@@ -43,6 +43,9 @@ pub struct ControllerConfig {
     /// Storage-level fencing: each export admits only the host NQNs of the nodes the volume
     /// is published to (`nvme-tcp-server-allow-host-name`).
     pub export_acl: bool,
+    /// Label of the pool's btrfs filesystem (`fs=` of `/disk btrfs subvolume`); `None`: the
+    /// pool's name.
+    pub btrfs_filesystem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +57,11 @@ pub enum ConfigError {
     DriverName(String),
     #[error("pool {0:?} must be 1-64 characters of [A-Za-z0-9._-], not starting with '.' or '-'")]
     Pool(String),
+    #[error(
+        "btrfs filesystem label {0:?} must be 1-64 characters of [A-Za-z0-9._-], not starting \
+         with '.' or '-'"
+    )]
+    BtrfsFilesystem(String),
     #[error("volume base path: {0}")]
     BasePath(ParamError),
     #[error("volume base path {base:?} is not inside the pool {pool:?}")]
@@ -75,6 +83,11 @@ pub enum ConfigError {
 }
 
 impl ControllerConfig {
+    /// The label of the pool's btrfs filesystem, for `/disk btrfs subvolume add fs=`.
+    pub fn btrfs_filesystem(&self) -> &str {
+        self.btrfs_filesystem.as_deref().unwrap_or(&self.pool)
+    }
+
     /// A configuration with every default, for the RDS at `rds_address`.
     pub fn new(rds_address: impl Into<String>) -> Self {
         Self {
@@ -89,6 +102,7 @@ impl ControllerConfig {
             cache_ttl: DEFAULT_CACHE_TTL,
             overcommit_ratio: OvercommitRatio::ONE,
             export_acl: false,
+            btrfs_filesystem: None,
         }
     }
 
@@ -99,6 +113,11 @@ impl ControllerConfig {
         }
         if routeros::Slot::try_from(self.pool.as_str()).is_err() {
             return Err(ConfigError::Pool(self.pool));
+        }
+        if let Some(label) = &self.btrfs_filesystem
+            && routeros::SubvolumeName::try_from(label.as_str()).is_err()
+        {
+            return Err(ConfigError::BtrfsFilesystem(label.clone()));
         }
         self.volume_base_path = params::parse_dir_path("volume base path", &self.volume_base_path)
             .map_err(ConfigError::BasePath)?;
@@ -201,6 +220,13 @@ mod tests {
                     ..base()
                 },
                 "base path",
+            ),
+            (
+                ControllerConfig {
+                    btrfs_filesystem: Some("fs\" name".into()),
+                    ..base()
+                },
+                "btrfs filesystem label",
             ),
             (
                 ControllerConfig {

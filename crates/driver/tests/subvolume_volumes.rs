@@ -193,3 +193,29 @@ async fn auto_uses_a_subvolume_where_the_device_and_the_settings_allow_it() {
     deeper.delete(PVC).await.unwrap();
     deeper.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subvolumes_are_made_on_the_filesystem_the_settings_name() {
+    // A label the device does not have: refused by the device, nothing made.
+    let h = Harness::with(Options {
+        configure: |c| c.btrfs_filesystem = Some("not-the-pool".into()),
+        ..Options::default()
+    })
+    .await;
+    let refused = h.create(in_subvolume(PVC)).await.unwrap_err();
+    assert!(refused.message().contains("fs"), "{refused:?}");
+    let state = h.sim.snapshot();
+    assert!(state.subvolumes.is_empty() && state.disk_by_slot(PVC).is_none());
+    h.finish().await;
+
+    // The pool's own label, named explicitly.
+    let h = Harness::with(Options {
+        configure: |c| c.btrfs_filesystem = Some("storage-pool".into()),
+        ..Options::default()
+    })
+    .await;
+    h.create(in_subvolume(PVC)).await.unwrap();
+    assert_eq!(h.sim.snapshot().subvolumes.len(), 1);
+    h.delete(PVC).await.unwrap();
+    h.finish().await;
+}

@@ -109,6 +109,11 @@ pub struct VolumeLayoutArgs {
     /// NQN prefix of volume subsystems: `<prefix>:<volume id>`.
     #[arg(long, env = "RDS_CSI_NQN_PREFIX", default_value = DEFAULT_NQN_PREFIX)]
     pub nqn_prefix: String,
+
+    /// Label of the pool's btrfs filesystem, for volumes in subvolumes and their snapshots
+    /// (`/disk btrfs subvolume add fs=`) [default: the pool's name].
+    #[arg(long, env = "RDS_CSI_BTRFS_FILESYSTEM")]
+    pub btrfs_filesystem: Option<String>,
 }
 
 /// Why the connection flags do not make a usable RouterOS client configuration.
@@ -353,6 +358,7 @@ impl VolumeLayoutArgs {
             pool: self.pool.clone(),
             volume_base_path: self.volume_base_path.clone(),
             nqn_prefix: self.nqn_prefix.clone(),
+            btrfs_filesystem: self.btrfs_filesystem.clone(),
             ..ControllerConfig::new(nvme_address)
         }
     }

@@ -48,7 +48,12 @@ impl ControllerService {
         let pool = &self.config().pool;
         match self
             .rds()
-            .snapshot_subvolume(pool, &origin.subvolume, subvolume, false)
+            .snapshot_subvolume(
+                self.config().btrfs_filesystem(),
+                &origin.subvolume,
+                subvolume,
+                false,
+            )
             .await?
         {
             SubvolumeOutcome::Created(_) => {

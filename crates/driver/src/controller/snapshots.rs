@@ -167,10 +167,10 @@ impl ControllerService {
         }
         let parent = SubvolumeName::try_from(plan.source.as_str())
             .map_err(|e| DriverError::Internal(format!("subvolume of {}: {e}", plan.source)))?;
-        let pool = &self.config().pool;
+        let fs = self.config().btrfs_filesystem();
         let outcome = self
             .rds()
-            .snapshot_subvolume(pool, &parent, &plan.id, true)
+            .snapshot_subvolume(fs, &parent, &plan.id, true)
             .await?;
         if let SubvolumeOutcome::Created(_) = outcome {
             tracing::info!(snapshot = %plan.id, source = %plan.source, "took the snapshot");

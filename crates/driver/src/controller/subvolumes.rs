@@ -36,7 +36,7 @@ impl ControllerService {
         };
         match self
             .rds()
-            .create_subvolume(&self.config().pool, subvolume)
+            .create_subvolume(self.config().btrfs_filesystem(), subvolume)
             .await?
         {
             SubvolumeOutcome::Created(_) => {

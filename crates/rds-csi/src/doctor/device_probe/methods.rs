@@ -98,6 +98,7 @@ pub async fn probe(
     client: &Client,
     plan: &Plan,
     pool: &str,
+    fs: &str,
     version: &RouterOsVersion,
 ) -> MethodsReport {
     let mut report = MethodsReport::default();
@@ -107,7 +108,7 @@ pub async fn probe(
         return report;
     }
     let names = Names::new(plan, pool);
-    report.subvolume_snapshot = subvolume_snapshot(client, pool, &names).await;
+    report.subvolume_snapshot = subvolume_snapshot(client, pool, fs, &names).await;
     report.file_copy = if !version.supports_file_copy() {
         MethodOutcome::NotOnThisVersion { needs: "7.23" }
     } else if matches!(report.subvolume_snapshot, MethodOutcome::Works { .. }) {
@@ -119,8 +120,8 @@ pub async fn probe(
     report
 }
 
-async fn subvolume_snapshot(client: &Client, pool: &str, names: &Names) -> MethodOutcome {
-    match client.create_subvolume(pool, &names.subvolume).await {
+async fn subvolume_snapshot(client: &Client, pool: &str, fs: &str, names: &Names) -> MethodOutcome {
+    match client.create_subvolume(fs, &names.subvolume).await {
         Ok(SubvolumeOutcome::Created(_)) => {}
         Ok(SubvolumeOutcome::Exists(_)) => {
             return failed("adding a subvolume", "one of the run's names is taken");
@@ -145,7 +146,7 @@ async fn subvolume_snapshot(client: &Client, pool: &str, names: &Names) -> Metho
         Err(error) => return failed("adding a disk in the subvolume", error),
     }
     let snapshot = match client
-        .snapshot_subvolume(pool, &names.subvolume, &names.snapshot, true)
+        .snapshot_subvolume(fs, &names.subvolume, &names.snapshot, true)
         .await
     {
         Ok(SubvolumeOutcome::Created(item)) => item,

@@ -75,9 +75,10 @@ pub async fn run(
     // The snapshot methods, once the refusals are recorded (and only if the run got there).
     let methods = match &outcome {
         Ok(()) => {
-            let pool = layout.controller_config(conn.address()?).pool;
+            let config = layout.controller_config(conn.address()?);
+            let fs = config.btrfs_filesystem();
             tokio::select! {
-                report = methods::probe(&client, &plan, &pool, &version) => Some(report),
+                report = methods::probe(&client, &plan, &config.pool, fs, &version) => Some(report),
                 _ = sigint.recv() => None,
                 _ = sigterm.recv() => None,
             }
