@@ -314,7 +314,9 @@ impl NodeCore {
     }
 
     /// Refuses to move the volume off `device` while it still carries the volume's data path
-    /// (a second path to the same disk, not a dead one): two writers must never result.
+    /// (a second path to the same disk, not a dead one): two writers must never result. The
+    /// old device goes once the kernel has torn it down, so the refusal is UNAVAILABLE (retry
+    /// later), not a state the caller must fix.
     async fn require_gone(
         &self,
         record: &StagedVolume,
@@ -324,7 +326,7 @@ impl NodeCore {
         if self.fabric.is_gone(&record.nqn, device, deadline).await? {
             return Ok(());
         }
-        Err(NodeError::precondition(format!(
+        Err(NodeError::Unavailable(format!(
             "device {device}, which the volume was staged on, is still present beside the new \
              one: not re-staged while two devices may carry {}",
             record.nqn
