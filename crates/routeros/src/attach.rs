@@ -6,7 +6,7 @@
 //! the condition; it reports what it saw and the slot's items afterwards.
 
 use crate::client::Client;
-use crate::command::{find_file, find_slot, print_disk, put_json};
+use crate::command::{disk_add, find_file, find_slot, print_disk, put_json};
 use crate::error::{Error, Result};
 use crate::judge::check_slots;
 use crate::model::{CreateDisk, DiskItem, DiskSpec, FileDisk};
@@ -41,21 +41,7 @@ fn find_users(path: &FilePath) -> String {
 /// then the new id when it added, then the slot's items: four or five JSON values.
 pub fn attach_image(req: &CreateDisk<'_>) -> String {
     let spec = req.spec;
-    let mut add = format!(
-        "/disk add type=file slot={} file-path={} mount-filesystem=no nvme-tcp-export=yes \
-         nvme-tcp-server-port={}",
-        quote(spec.slot.as_str()),
-        quote(spec.file_path.as_str()),
-        spec.port,
-    );
-    if req.send_nqn {
-        add.push_str(" nvme-tcp-server-nqn=");
-        add.push_str(&quote(spec.nqn.as_str()));
-    }
-    if let Some(comment) = &spec.comment {
-        add.push_str(" comment=");
-        add.push_str(&quote(comment));
-    }
+    let add = disk_add(req, false);
     let (in_slot, at_path, users) = (
         find_slot(&spec.slot),
         find_file(&spec.file_path),

@@ -94,12 +94,31 @@ pub fn remove_unused_image(path: &FilePath) -> String {
 /// variables, so the guard cannot fail open on a device that scopes variables differently.
 pub fn create_disk(req: &CreateDisk<'_>) -> String {
     let spec = req.spec;
-    let slot = quote(spec.slot.as_str());
-    let path = quote(spec.file_path.as_str());
+    let add = disk_add(req, true);
+    let (in_slot, at_path) = (find_slot(&spec.slot), find_file(&spec.file_path));
+    format!(
+        ":put [:serialize to=json {in_slot}];:put [:serialize to=json {at_path}];\
+         :if (([:len {in_slot}] = 0) && ([:len {at_path}] = 0)) do={{{}}};{}",
+        put_json(&add),
+        print_disk(&spec.slot)
+    )
+}
+
+/// The `/disk add` of an exported file disk for `req`; `file-size` only when `with_size`
+/// (a disk over an image that exists takes the image's size).
+pub(crate) fn disk_add(req: &CreateDisk<'_>, with_size: bool) -> String {
+    let spec = req.spec;
+    let size = if with_size {
+        format!(" file-size={}", spec.size)
+    } else {
+        String::new()
+    };
     let mut add = format!(
-        "/disk add type=file slot={slot} file-path={path} file-size={} mount-filesystem=no \
+        "/disk add type=file slot={} file-path={}{size} mount-filesystem=no \
          nvme-tcp-export=yes nvme-tcp-server-port={}",
-        spec.size, spec.port,
+        quote(spec.slot.as_str()),
+        quote(spec.file_path.as_str()),
+        spec.port,
     );
     if req.send_nqn {
         add.push_str(" nvme-tcp-server-nqn=");
@@ -109,13 +128,7 @@ pub fn create_disk(req: &CreateDisk<'_>) -> String {
         add.push_str(" comment=");
         add.push_str(&quote(comment));
     }
-    let (in_slot, at_path) = (find_slot(&spec.slot), find_file(&spec.file_path));
-    format!(
-        ":put [:serialize to=json {in_slot}];:put [:serialize to=json {at_path}];\
-         :if (([:len {in_slot}] = 0) && ([:len {at_path}] = 0)) do={{{}}};{}",
-        put_json(&add),
-        print_disk(&spec.slot)
-    )
+    add
 }
 
 /// A volume's facts (see [`crate::model::VolumeFacts`]) in one exec, three JSON values: the
