@@ -109,6 +109,14 @@ fn existing_volume_id(value: &str) -> Result<VolumeId> {
         .ok_or_else(|| DriverError::VolumeNotFound(value.to_owned()))
 }
 
+/// A listing's `max_entries`: 0 is "as many as the plugin likes", negative is invalid.
+pub(super) fn max_entries(value: i32) -> Result<usize> {
+    usize::try_from(value).map_err(|_| DriverError::InvalidField {
+        field: "max_entries",
+        reason: "must not be negative".into(),
+    })
+}
+
 fn bytes(size: u64) -> i64 {
     i64::try_from(size).unwrap_or(i64::MAX)
 }
@@ -375,11 +383,7 @@ impl Controller for CsiController {
         let req = request.into_inner();
         let span = tracing::info_span!("csi", rpc = "ListVolumes", token = req.starting_token);
         traced("ListVolumes", span, Verbosity::Query, async {
-            let max_entries =
-                usize::try_from(req.max_entries).map_err(|_| DriverError::InvalidField {
-                    field: "max_entries",
-                    reason: "must not be negative".into(),
-                })?;
+            let max_entries = max_entries(req.max_entries)?;
             let page = self
                 .service
                 .list_volumes(&req.starting_token, max_entries)

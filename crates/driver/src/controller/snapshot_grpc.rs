@@ -106,11 +106,7 @@ pub(super) async fn list(
 ) -> Result<Response<ListSnapshotsResponse>, Status> {
     let span = tracing::info_span!("csi", rpc = "ListSnapshots", token = req.starting_token);
     traced("ListSnapshots", span, Verbosity::Query, async {
-        let max_entries =
-            usize::try_from(req.max_entries).map_err(|_| DriverError::InvalidField {
-                field: "max_entries",
-                reason: "must not be negative".into(),
-            })?;
+        let max_entries = super::grpc::max_entries(req.max_entries)?;
         let service = &controller.service;
         let mut infos = if req.snapshot_id.is_empty() {
             service.list_snapshots().await?
