@@ -3,7 +3,7 @@
 //! script parser/evaluator and REST so both accept exactly the same input.
 
 use crate::error::CmdError;
-use crate::state::{DiskArgs, SubvolumeArgs};
+use crate::state::{BlockCopyArgs, DiskArgs, SubvolumeArgs};
 use crate::units::{parse_plain, parse_size};
 use crate::version::RouterOsVersion;
 
@@ -174,6 +174,34 @@ pub fn subvolume_args<'a>(
             ("name", ArgValue::Text(v)) => args.name = Some(v),
             ("parent", ArgValue::Text(v)) => args.parent = Some(v),
             ("read-only", ArgValue::Bool(v)) => args.read_only = Some(v),
+            (other, value) => unreachable!("argument {other} converted to {value:?}"),
+        }
+    }
+    Ok(args)
+}
+
+/// The kind of a `/disk copy` argument.
+pub fn block_copy_arg_kind(name: &str) -> Option<ArgKind> {
+    match name {
+        "src" | "dst" => Some(ArgKind::Text),
+        "src-offset" | "dst-offset" | "size" => Some(ArgKind::Size),
+        _ => None,
+    }
+}
+
+/// Builds [`BlockCopyArgs`] from `(name, text)` pairs.
+pub fn block_copy_args<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<BlockCopyArgs, ArgsError> {
+    let mut args = BlockCopyArgs::default();
+    for (name, raw) in pairs {
+        let kind = block_copy_arg_kind(name).ok_or_else(|| ArgsError::Unknown(name.to_string()))?;
+        match (name, convert(name, kind, raw).map_err(ArgsError::Invalid)?) {
+            ("src", ArgValue::Text(v)) => args.src = Some(v),
+            ("dst", ArgValue::Text(v)) => args.dst = Some(v),
+            ("src-offset", ArgValue::Num(v)) => args.src_offset = v,
+            ("dst-offset", ArgValue::Num(v)) => args.dst_offset = v,
+            ("size", ArgValue::Num(v)) => args.size = Some(v),
             (other, value) => unreachable!("argument {other} converted to {value:?}"),
         }
     }

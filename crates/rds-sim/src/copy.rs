@@ -100,6 +100,72 @@ fn sparse_copy(source: &fs::File, target: &fs::File) -> io::Result<()> {
     Ok(())
 }
 
+/// Copies `len` bytes of `source` from offset `from` into the existing `target` at offset
+/// `to` (a block copy, `/disk copy`): the target's range first becomes a hole, so the source's
+/// holes read back as zeros there too, then the source's data extents are copied into it.
+pub fn copy_range(source: &Path, from: u64, target: &Path, to: u64, len: u64) -> io::Result<()> {
+    let source = fs::File::open(source)?;
+    let target = fs::OpenOptions::new().write(true).open(target)?;
+    zero_range(&target, to, len)?;
+    let end = from + len;
+    let mut at = from;
+    while at < end {
+        let start = match rustix::fs::seek(&source, SeekFrom::Data(at)) {
+            Ok(start) if start < end => start,
+            // Only a hole is left in the range.
+            Ok(_) | Err(Errno::NXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let stop = rustix::fs::seek(&source, SeekFrom::Hole(start))?.min(end);
+        let (mut off_in, mut off_out) = (start, to + (start - from));
+        while off_in < stop {
+            let chunk = usize::try_from(stop - off_in)
+                .unwrap_or(usize::MAX)
+                .min(1 << 30);
+            let copied = rustix::fs::copy_file_range(
+                &source,
+                Some(&mut off_in),
+                &target,
+                Some(&mut off_out),
+                chunk,
+            )?;
+            if copied == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the source ended inside the range to copy",
+                ));
+            }
+        }
+        at = stop;
+    }
+    Ok(())
+}
+
+/// Makes `len` bytes of `file` at `at` read as zeros: a hole where the filesystem can punch
+/// one, written zeros otherwise.
+fn zero_range(file: &fs::File, at: u64, len: u64) -> io::Result<()> {
+    use rustix::fs::FallocateFlags;
+    match rustix::fs::fallocate(
+        file,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        at,
+        len,
+    ) {
+        Ok(()) => return Ok(()),
+        Err(Errno::OPNOTSUPP) => {}
+        Err(e) => return Err(e.into()),
+    }
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0u8; 1 << 20];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
 /// Removes a file or a directory tree; a missing one is not an error.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
     let result = match fs::symlink_metadata(path) {
@@ -163,6 +229,43 @@ mod tests {
         reader.seek(io::SeekFrom::Start(512 << 20)).unwrap();
         reader.read_exact(&mut original).unwrap();
         assert_eq!(original, vec![0x5a; 4096]);
+    }
+
+    #[test]
+    fn a_range_copy_overwrites_only_its_range_and_zeroes_the_source_s_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, target) = (dir.path().join("src"), dir.path().join("dst"));
+        let mut src = fs::File::create(&source).unwrap();
+        src.set_len(4 << 20).unwrap();
+        src.seek(std::io::SeekFrom::Start(1 << 20)).unwrap();
+        src.write_all(&[7u8; 4096]).unwrap();
+        let mut dst = fs::File::create(&target).unwrap();
+        dst.write_all(&vec![9u8; 6 << 20]).unwrap();
+        // Source bytes [0, 2 MiB) land at target [1 MiB, 3 MiB).
+        copy_range(&source, 0, &target, 1 << 20, 2 << 20).unwrap();
+        let mut data = Vec::new();
+        fs::File::open(&target)
+            .unwrap()
+            .read_to_end(&mut data)
+            .unwrap();
+        assert_eq!(data.len(), 6 << 20, "the target keeps its size");
+        assert!(
+            data[..1 << 20].iter().all(|b| *b == 9),
+            "before the range: untouched"
+        );
+        assert!(
+            data[1 << 20..2 << 20].iter().all(|b| *b == 0),
+            "a source hole reads as zeros"
+        );
+        assert!(
+            data[2 << 20..(2 << 20) + 4096].iter().all(|b| *b == 7),
+            "the data moved"
+        );
+        assert!(data[(2 << 20) + 4096..3 << 20].iter().all(|b| *b == 0));
+        assert!(
+            data[3 << 20..].iter().all(|b| *b == 9),
+            "after the range: untouched"
+        );
     }
 
     #[test]

@@ -7,7 +7,10 @@
 use crate::error::CmdError;
 use crate::quirks::Quirks;
 use crate::records::{Record, disk_record, file_record, subvolume_record};
-use crate::state::{Disk, DiskArgs, Effect, Env, ExportSpec, FileEntry, State, SubvolumeArgs};
+use crate::state::{
+    BlockCopy, BlockCopyArgs, Disk, DiskArgs, Effect, Env, ExportSpec, FileEntry, State,
+    SubvolumeArgs,
+};
 use crate::usage::PoolUsage;
 
 /// Performs effects. One real implementation
@@ -17,6 +20,9 @@ pub trait Backend: Send {
 
     /// Bytes allocated to the backing file of `/file` item `path` (0 when it is missing).
     fn allocated(&self, path: &str) -> std::io::Result<u64>;
+
+    /// Copies `len` bytes of `copy` starting `done` bytes into it (`/disk copy`, in steps).
+    fn copy_blocks(&mut self, copy: &BlockCopy, done: u64, len: u64) -> std::io::Result<()>;
 }
 
 /// Saves the state; `exports` are the active exports it implies. One real
@@ -37,6 +43,9 @@ pub struct SaveJob {
     pub state: State,
     pub exports: Vec<ExportSpec>,
 }
+
+/// Progress steps of a `/disk copy`.
+pub const COPY_STEPS: u64 = 8;
 
 pub struct Device {
     state: State,
@@ -174,6 +183,43 @@ impl Device {
         self.commit(|state, env| state.copy_file(id, name, env))
     }
 
+    /// `/disk copy`: the copy in [`COPY_STEPS`] steps, calling `progress` with the bytes
+    /// copied after each; `stop_half_way` (a fault) ends it after half of them, as a device
+    /// that went down would, and says so with `Ok(false)`. The state does not change.
+    pub fn block_copy(
+        &mut self,
+        args: &BlockCopyArgs,
+        stop_half_way: bool,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<bool, CmdError> {
+        let copy = self.state.plan_block_copy(args)?;
+        let step = copy.len.div_ceil(COPY_STEPS);
+        let mut done = 0;
+        let mut result = Ok(true);
+        progress(0, copy.len);
+        while done < copy.len {
+            if stop_half_way && done >= copy.len / 2 {
+                result = Ok(false);
+                break;
+            }
+            let len = step.min(copy.len - done);
+            if let Err(e) = self.backend.copy_blocks(&copy, done, len) {
+                tracing::error!(?copy, error = %e, "block copy failed");
+                result = Err(CmdError::failure(e.to_string()));
+                break;
+            }
+            done += len;
+            progress(done, copy.len);
+        }
+        self.usage.update(
+            std::iter::once(copy.to.as_str()),
+            &self.state,
+            &*self.backend,
+        );
+        self.env.pool_used = self.usage.used();
+        result
+    }
+
     pub fn add_disk(&mut self, args: &DiskArgs) -> Result<u64, CmdError> {
         self.commit(|state, env| state.add_disk(args, env))
     }
@@ -285,6 +331,8 @@ pub(crate) mod tests {
         pub log: Arc<Mutex<Vec<Effect>>>,
         pub fail_exports: bool,
         pub allocated: Arc<Mutex<HashMap<String, u64>>>,
+        /// `/disk copy` steps: the copy, bytes done before the step, the step's length.
+        pub copies: Arc<Mutex<Vec<(BlockCopy, u64, u64)>>>,
     }
 
     impl Backend for MemoryBackend {
@@ -307,6 +355,11 @@ pub(crate) mod tests {
                 .get(path)
                 .copied()
                 .unwrap_or(0))
+        }
+
+        fn copy_blocks(&mut self, copy: &BlockCopy, done: u64, len: u64) -> std::io::Result<()> {
+            self.copies.lock().unwrap().push((copy.clone(), done, len));
+            Ok(())
         }
     }
 

@@ -128,6 +128,7 @@ impl Engine {
         let (pool_full, quirks) = (faults.pool_full, faults.quirks);
         let ctx = RunContext {
             float_numbers: faults.float_numbers,
+            interrupt_copies: faults.interrupt_copies,
             uptime_seconds: self.uptime_seconds(),
             health: faults.health.clone(),
         };
@@ -178,7 +179,7 @@ impl Engine {
                 script::run(&script, device, ctx)
             })
             .await;
-        if faults.lose_reply {
+        if faults.lose_reply || output.cut_off {
             tracing::info!("fault: the command ran; its reply is lost");
             return ExecReply::Drop;
         }

@@ -51,6 +51,9 @@ pub struct Faults {
     pub exit_status_on_error: bool,
     /// `:serialize` prints numbers as floats (`1073741824.000000`).
     pub float_numbers: bool,
+    /// Every `/disk copy` stops half-way and loses its session, as when the device goes
+    /// down in the middle of a copy.
+    pub interrupt_copies: bool,
     /// Ways the device differs from the facts (see [`crate::quirks`]).
     pub quirks: Quirks,
     /// `/system health` readings laid over the defaults: sensor name → value
@@ -73,6 +76,7 @@ impl Default for Faults {
             slow_add_ms: 0,
             exit_status_on_error: false,
             float_numbers: false,
+            interrupt_copies: false,
             quirks: Quirks::default(),
             health: BTreeMap::new(),
         }
@@ -93,6 +97,7 @@ pub struct CommandFaults {
     pub pool_full: bool,
     pub exit_status_on_error: bool,
     pub float_numbers: bool,
+    pub interrupt_copies: bool,
     pub quirks: Quirks,
     pub health: BTreeMap<String, String>,
 }
@@ -196,6 +201,7 @@ impl FaultControl {
             pool_full: f.pool_full,
             exit_status_on_error: f.exit_status_on_error,
             float_numbers: f.float_numbers,
+            interrupt_copies: f.interrupt_copies,
             quirks: f.quirks,
             health: f.health.clone(),
         }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::{Backend, Persist};
 use crate::nvmet::NvmetExporter;
-use crate::state::{Effect, ExportSpec, FileKind, Id128, STATE_FORMAT, State};
+use crate::state::{BlockCopy, Effect, ExportSpec, FileKind, Id128, STATE_FORMAT, State};
 
 pub const STATE_FILE: &str = "state.json";
 /// The changes saved since `state.json` was written.
@@ -242,6 +242,16 @@ impl Backend for FileStore {
                 None => Ok(()),
             },
         }
+    }
+
+    fn copy_blocks(&mut self, copy: &BlockCopy, done: u64, len: u64) -> io::Result<()> {
+        crate::copy::copy_range(
+            &self.backing_path(&copy.from),
+            copy.from_offset + done,
+            &self.backing_path(&copy.to),
+            copy.to_offset + done,
+            len,
+        )
     }
 
     fn allocated(&self, path: &str) -> io::Result<u64> {

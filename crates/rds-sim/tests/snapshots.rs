@@ -174,3 +174,81 @@ async fn each_method_exists_from_its_version_on() {
         sim.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_block_copy_fills_its_destination_whole_and_reports_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start(dir.path()).await;
+    let conn = connect(&sim).await;
+    ok(
+        &conn,
+        "/disk add type=file slot=pvc-1 file-path=storage-pool/pvc-1.img file-size=64M \
+         nvme-tcp-export=yes; /disk add type=file slot=snap-1 \
+         file-path=storage-pool/snap-1.img file-size=64M",
+    )
+    .await;
+    let (source, target) = (
+        sim.backing_file("storage-pool/pvc-1.img"),
+        sim.backing_file("storage-pool/snap-1.img"),
+    );
+    write_at(&source, 8 * MIB, 0x11);
+    // Stale data where the source has a hole must not survive the copy.
+    write_at(&target, 40 * MIB, 0x77);
+
+    let out = ok(&conn, "/disk copy src=pvc-1 dst=snap-1").await;
+    let statuses: Vec<&str> = out.lines().filter(|l| l.contains("status:")).collect();
+    assert!(statuses.len() > 2, "progress as it goes: {out}");
+    assert!(
+        statuses[0].contains("status: 0 / 64.0MiB (0%)"),
+        "{}",
+        statuses[0]
+    );
+    assert!(
+        statuses
+            .last()
+            .unwrap()
+            .contains("status: 64.0MiB / 64.0MiB (100%)"),
+        "{out}"
+    );
+    assert_eq!(byte_at(&target, 8 * MIB), 0x11);
+    assert_eq!(
+        byte_at(&target, 40 * MIB),
+        0,
+        "the source's hole reads as zeros"
+    );
+
+    // A file as the source, too; a destination too small, a missing one, the same disk: refused.
+    ok(&conn, "/disk copy src=storage-pool/pvc-1.img dst=snap-1").await;
+    ok(
+        &conn,
+        "/disk add type=file slot=small file-path=storage-pool/small.img file-size=1M",
+    )
+    .await;
+    for (script, why) in [
+        ("/disk copy src=pvc-1 dst=small", "too small"),
+        ("/disk copy src=pvc-1 dst=nosuch", "no such disk"),
+        ("/disk copy src=pvc-1 dst=pvc-1", "same"),
+        ("/disk copy src=nosuch dst=snap-1", "no such disk or file"),
+        ("/disk copy dst=snap-1", "src"),
+    ] {
+        let refused = exec(&conn, script).await;
+        assert!(refused.stdout.contains(why), "{script}: {}", refused.stdout);
+    }
+
+    // A copy cut off half-way (the device went down): the session ends without a reply and
+    // the destination holds only the first half.
+    write_at(&source, 60 * MIB, 0x33);
+    sim.faults().update(|f| f.interrupt_copies = true);
+    let cut = exec(&conn, "/disk copy src=pvc-1 dst=snap-1").await;
+    assert_ne!(cut.exit_status, Some(0), "{}", cut.stdout);
+    sim.faults().update(|f| f.interrupt_copies = false);
+    assert_eq!(byte_at(&target, 8 * MIB), 0x11);
+    assert_eq!(
+        byte_at(&target, 60 * MIB),
+        0,
+        "the second half was never copied"
+    );
+    let conn = connect(&sim).await;
+    ok(&conn, "/disk copy src=pvc-1 dst=snap-1").await;
+    assert_eq!(byte_at(&target, 60 * MIB), 0x33);
+}

@@ -97,6 +97,10 @@ pub(super) fn execute(device: &mut Device, ctx: &RunContext, body: Option<&Json>
     let mut lines = match script::parse(text, &device.env().version) {
         Ok(parsed) => {
             let out = script::run(&parsed, device, ctx);
+            if out.cut_off {
+                // What RouterOS's REST server answers when a command outlives its session.
+                return RestReply::bad_request("Session closed".to_string());
+            }
             let mut lines = out.lines;
             lines.extend(out.error.map(|e| e.to_string()));
             lines

@@ -48,7 +48,7 @@ impl Menu {
     /// Whether this menu has command `verb` on `version`.
     pub(crate) fn has_verb(self, verb: &str, version: &RouterOsVersion) -> bool {
         let verbs: &[&str] = match self {
-            Menu::Disk => &["add", "set", "remove", "print", "find", "get"],
+            Menu::Disk => &["add", "set", "remove", "print", "find", "get", "copy"],
             Menu::File if verb == "copy" => return version.at_least(FILE_COPY_SINCE_MINOR),
             Menu::File => &["remove", "print", "find", "get"],
             Menu::DiskBtrfsSubvolume => &["add", "remove", "print", "find", "get"],
@@ -126,6 +126,7 @@ impl Script {
                     item.as_ref().map_or(0, in_expr) + name.as_ref().map_or(0, in_expr)
                 }
                 Command::Copy { item, name, .. } => in_expr(item) + in_expr(name),
+                Command::BlockCopy { args } => args.iter().map(|a| in_expr(&a.value)).sum(),
                 Command::Nop => 0,
             }
         }
@@ -144,6 +145,7 @@ impl Command {
             | Command::Find { menu, .. }
             | Command::Get { menu, .. }
             | Command::Copy { menu, .. } => Some(*menu),
+            Command::BlockCopy { .. } => Some(Menu::Disk),
             Command::Put(_)
             | Command::Serialize { .. }
             | Command::Len(_)
@@ -285,6 +287,10 @@ pub enum Command {
         menu: Menu,
         item: Expr,
         name: Expr,
+    },
+    /// `/disk copy src=… dst=…`: a block copy.
+    BlockCopy {
+        args: Vec<NamedArg>,
     },
     /// A bare menu path (changes the current menu) or an empty block.
     Nop,

@@ -5,6 +5,7 @@
 //! needs. [`crate::device::Device`] performs those effects, rolls back on
 //! failure and persists the result.
 
+mod block_copy;
 mod disks;
 mod exports;
 mod files;
@@ -18,6 +19,7 @@ mod subvolumes;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use block_copy::{BlockCopy, BlockCopyArgs, copy_status};
 pub use namespace::{BadId128, Id128, NamespaceIds};
 pub use pool::{FILE_METADATA_BYTES, pool_used};
 pub use subvolumes::{SUBVOLUMES_SINCE_MINOR, Subvolume, SubvolumeArgs};

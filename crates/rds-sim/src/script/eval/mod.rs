@@ -11,16 +11,19 @@ use std::collections::HashMap;
 
 use super::ast::{Command, Expr, Menu, NamedArg, Script};
 use super::value::{Table, Value};
-use crate::args::{ArgsError, DiskVerb, disk_args, subvolume_args};
+use crate::args::{ArgsError, DiskVerb, block_copy_args, disk_args, subvolume_args};
 use crate::device::Device;
 use crate::error::CmdError;
 use crate::records::{Record, ResourceInfo, clock_record, identity_record, resource_record};
+use crate::state::copy_status;
 
 /// Per-run inputs besides the device.
 #[derive(Debug, Clone, Default)]
 pub struct RunContext {
     /// Fault: `:serialize` prints numbers as floats.
     pub float_numbers: bool,
+    /// Fault: `/disk copy` stops half-way and the session is lost.
+    pub interrupt_copies: bool,
     pub uptime_seconds: u64,
     /// `/system health` overrides of the fault set (see [`crate::health`]).
     pub health: std::collections::BTreeMap<String, String>,
@@ -33,6 +36,8 @@ pub struct RunOutput {
     pub lines: Vec<String>,
     /// The error that stopped the script, if any (not yet in `lines`).
     pub error: Option<crate::error::CmdError>,
+    /// The session ended without a reply (a fault cut a copy off).
+    pub cut_off: bool,
 }
 
 /// Runs `script`; output of the commands before a failure is kept.
@@ -43,6 +48,7 @@ pub fn run(script: &Script, device: &mut Device, ctx: &RunContext) -> RunOutput 
         lines: Vec::new(),
         scopes: vec![HashMap::new()],
         listing: Vec::new(),
+        cut_off: false,
     };
     let mut error = None;
     for command in &script.commands {
@@ -54,6 +60,7 @@ pub fn run(script: &Script, device: &mut Device, ctx: &RunContext) -> RunOutput 
     RunOutput {
         lines: interp.lines,
         error,
+        cut_off: interp.cut_off,
     }
 }
 
@@ -65,6 +72,7 @@ struct Interpreter<'a> {
     scopes: Vec<HashMap<String, Value>>,
     /// Ids in the order of the last list printed, for numeric references.
     listing: Vec<(Table, u64)>,
+    cut_off: bool,
 }
 
 fn table_of(menu: Menu) -> Option<Table> {
@@ -155,6 +163,25 @@ impl Interpreter<'_> {
                 let args = self.disk_args(args, DiskVerb::Add)?;
                 let id = self.device.add_disk(&args)?;
                 Ok(Value::Id(Table::Disk, id))
+            }
+            Command::BlockCopy { args } => {
+                let pairs = self.arg_texts(args)?;
+                let args = block_copy_args(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+                    .map_err(args_error)?;
+                let mut lines = Vec::new();
+                let finished =
+                    self.device
+                        .block_copy(&args, self.ctx.interrupt_copies, |copied, total| {
+                            lines.push(copy_status(copied, total))
+                        });
+                for line in &lines {
+                    self.emit(line);
+                }
+                if !finished? {
+                    self.cut_off = true;
+                    return Err(CmdError::failure("copy interrupted"));
+                }
+                Ok(Value::Nothing)
             }
             Command::Copy { menu, item, name } => {
                 let table = table_of(*menu).expect("copy parses only on /file");

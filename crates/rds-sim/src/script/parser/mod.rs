@@ -9,7 +9,7 @@ mod tests;
 
 use super::ast::{Command, Expr, Menu, NamedArg, Script};
 use super::lexer::{Tok, Token, lex};
-use crate::args::{DiskVerb, disk_arg_kind, subvolume_arg_kind};
+use crate::args::{DiskVerb, block_copy_arg_kind, disk_arg_kind, subvolume_arg_kind};
 use crate::error::{CmdError, Pos};
 use crate::version::RouterOsVersion;
 
@@ -209,6 +209,10 @@ impl Parser<'_> {
                         args: self.named_only(raw, |name, v| {
                             disk_arg_kind(name, DiskVerb::Add, v).is_some()
                         })?,
+                    }),
+                    "copy" if menu == Menu::Disk => Ok(Command::BlockCopy {
+                        args: self
+                            .named_only(raw, |name, _| block_copy_arg_kind(name).is_some())?,
                     }),
                     "copy" => self.copy(menu, raw),
                     "set" if menu == Menu::SystemIdentity => Ok(Command::Set {
