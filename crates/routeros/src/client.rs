@@ -195,6 +195,21 @@ impl Client {
     where
         F: Future<Output = Result<T>>,
     {
+        self.run_within(verb, subject, self.inner.command_timeout, operation)
+            .await
+    }
+
+    /// [`Client::run`] with its own deadline, for commands that last as long as their work.
+    async fn run_within<T, F>(
+        &self,
+        verb: &'static str,
+        subject: &str,
+        deadline: Duration,
+        operation: F,
+    ) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
         let inner = &self.inner;
         let observer = inner.observer.as_deref();
         if let Some(observer) = observer {
@@ -222,7 +237,6 @@ impl Client {
             subject,
             transport = inner.transport.kind()
         );
-        let deadline = inner.command_timeout;
         let bounded = async {
             let _permit = inner
                 .permits
@@ -565,6 +579,20 @@ impl Client {
     pub async fn run_script(&self, script: &str) -> Result<ExecOutput> {
         let transport = &self.inner.transport;
         self.run("script", "", transport.run_script(script)).await
+    }
+
+    /// Runs a script that lasts as long as its work (a block copy) within `deadline`; its
+    /// raw answer is for the caller to judge.
+    pub(crate) async fn run_long_script(
+        &self,
+        verb: &'static str,
+        subject: &str,
+        script: &str,
+        deadline: Duration,
+    ) -> Result<ExecOutput> {
+        let transport = &self.inner.transport;
+        self.run_within(verb, subject, deadline, transport.run_script(script))
+            .await
     }
 
     /// The device's sensors (`/system health`): temperatures, fans, power supplies, as the

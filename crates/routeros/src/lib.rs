@@ -39,6 +39,7 @@ pub mod breaker;
 pub mod client;
 pub mod command;
 pub mod config;
+pub mod copies;
 pub mod error;
 pub mod health;
 pub mod hostkey;
@@ -64,6 +65,7 @@ pub use config::{
     DEFAULT_MAX_CONCURRENCY, DEFAULT_REST_PORT, DEFAULT_SSH_PORT, HostKeyPolicy, Secret, SshAuth,
     TlsPolicy, TransportConfig,
 };
+pub use copies::{BlockCopyOutcome, CopyProgress, UnexportedDisk, UnexportedOutcome};
 pub use error::{Error, Result};
 pub use health::{DeviceHealth, HealthEntry, HealthValue};
 pub use hostkey::sha256_fingerprint;
