@@ -99,7 +99,7 @@ pub(super) fn execute(device: &mut Device, ctx: &RunContext, body: Option<&Json>
             let out = script::run(&parsed, device, ctx);
             if out.cut_off {
                 // What RouterOS's REST server answers when a command outlives its session.
-                return RestReply::bad_request("Session closed".to_string());
+                return RestReply::bad_request("Session closed");
             }
             let mut lines = out.lines;
             lines.extend(out.error.map(|e| e.to_string()));
