@@ -28,7 +28,7 @@ cargo test --workspace --locked
 for quirk in generic-errors duplicate-slots reuse-existing-file; do
   step "controller suite with the simulator quirk $quirk"
   RDS_CSI_TEST_QUIRKS=$quirk cargo test --workspace --locked --test controller --test rest \
-    --test device_quirks --test snapshots --test subvolume_volumes
+    --test device_quirks --test snapshots --test subvolume_volumes --test copy_snapshots
 done
 
 # Chaos: the binary's simulator, controller and node killed and restarted under concurrent

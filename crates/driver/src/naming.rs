@@ -135,6 +135,20 @@ impl<'a> VolumeComment<'a> {
     }
 }
 
+/// Marks the comment of a volume's disk while a block copy fills it (a restore or a clone
+/// by `disk-copy`); the mark goes once the copy is whole.
+const COPYING_MARK: &str = "rds-csi:copying ";
+
+/// `comment` marked as a block copy under way.
+pub fn copying_comment(comment: &str) -> String {
+    format!("{COPYING_MARK}{comment}")
+}
+
+/// The comment under a block copy's mark, if `comment` carries the mark.
+pub fn unmarked_comment(comment: &str) -> Option<&str> {
+    comment.strip_prefix(COPYING_MARK)
+}
+
 /// The subsystem NQN of a volume: `<prefix>:<volume id>`.
 pub fn nqn_for_volume(nqn_prefix: &str, volume_id: &str) -> String {
     format!("{nqn_prefix}:{volume_id}")

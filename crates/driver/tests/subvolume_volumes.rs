@@ -116,9 +116,9 @@ async fn the_method_is_refused_where_it_cannot_apply() {
             vec![METHOD, ("volumePath", "storage-pool/fast")],
             "volumePath",
         ),
-        (vec![("snapshotMethod", "copy-from")], "only"),
-        (vec![("snapshotMethod", "Auto")], "only"),
-        (vec![("snapshotMethod", "")], "only"),
+        (vec![("snapshotMethod", "copy-from")], "one of"),
+        (vec![("snapshotMethod", "Auto")], "one of"),
+        (vec![("snapshotMethod", "")], "one of"),
     ] {
         let request = with_params(create_request(PVC, GIB), &params);
         let message = expect_code(h.create(request).await, Code::InvalidArgument);

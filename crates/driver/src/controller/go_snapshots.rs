@@ -56,6 +56,18 @@ impl ControllerService {
         ))
     }
 
+    /// The snapshots that are disks: the driver's copies and the Go driver's (one round
+    /// trip: the inventory).
+    pub(super) async fn device_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let inventory = self.rds().inventory(self.base_dir()).await?;
+        let base_path = &self.config().volume_base_path;
+        let mut infos = go_snapshot_infos(&inventory, base_path);
+        infos.extend(super::copy_snapshots::copy_snapshot_infos(
+            &inventory, base_path,
+        ));
+        Ok(infos)
+    }
+
     /// Deletes one of the Go driver's snapshots: its disk, then its image unless another disk
     /// uses a file of its name (checked by the device in the same command); with the disk
     /// already gone, the one image of its name no disk uses. Anything else in its slot is left.

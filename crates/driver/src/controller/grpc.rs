@@ -167,7 +167,7 @@ impl Controller for CsiController {
                 &req.parameters,
             )?;
             if let Some(source) = &req.volume_content_source {
-                plan = plan.with_source(config, ContentSource::parse(source)?)?;
+                plan = plan.with_source(ContentSource::parse(source)?);
             }
             let plan = self.service.decide_layout(plan).await?;
             let id = plan.id.clone();

@@ -13,6 +13,8 @@
 //! - [`grpc`]: the tonic handlers.
 
 pub mod budget;
+mod copy_snapshots;
+mod copying;
 pub mod export_acl;
 pub mod fence;
 mod go_snapshots;
@@ -21,6 +23,7 @@ pub mod judge;
 mod listing;
 pub mod orphans;
 mod restore;
+mod restore_copy;
 pub mod rules;
 pub mod service;
 mod snapshot_grpc;

@@ -1,6 +1,7 @@
-//! CreateVolume from a snapshot (a restore) or from a volume (a clone): the new volume's
-//! subvolume is a writable snapshot of the source's subvolume, and its disk is added over the
-//! image that came with it, then grown when the request is larger than the source.
+//! CreateVolume from a snapshot (a restore) or from a volume (a clone) in a subvolume: the
+//! new volume's subvolume is a writable snapshot of the source's subvolume, and its disk is
+//! added over the image that came with it, then grown when the request is larger than the
+//! source. Sources whose image lies flat are copied by [`super::restore_copy`].
 //!
 //! Each step is guarded and idempotent, so an attempt cut short anywhere is completed by the
 //! next: the snapshot is made only when no subvolume has the name (one that exists must be
@@ -32,6 +33,9 @@ impl ControllerService {
         &self,
         plan: &VolumePlan,
     ) -> Result<(routeros::FileDisk, bool)> {
+        if let Some(method) = plan.copy_method {
+            return self.create_flat_copy(plan, method).await;
+        }
         let source = plan.source.as_ref().expect("a copy has a source");
         let origin = self.origin(source).await?;
         let size = plan.size.max(origin.size);
@@ -161,11 +165,13 @@ impl ControllerService {
             ContentSource::Volume(id) => {
                 let disk = self.volume(id).await?;
                 if !self.lies_in_own_subvolume(&disk) {
-                    return Err(DriverError::NotSupported(format!(
-                        "volume_content_source: volume {id} keeps its image at {}, not in a \
-                         subvolume of its own, and cannot be cloned yet",
+                    // It did when the layout was decided; the retry decides again.
+                    return Err(routeros::Error::Unavailable(format!(
+                        "volume_content_source: volume {id} now keeps its image at {}, not in \
+                         a subvolume of its own",
                         disk.file_path
-                    )));
+                    ))
+                    .into());
                 }
                 Ok(Origin {
                     subvolume: SubvolumeName::try_from(id.as_str())

@@ -11,7 +11,7 @@ use crate::capacity::SizePolicy;
 use crate::config::ControllerConfig;
 use crate::error::{DriverError, Result};
 use crate::naming::{self, VolumeComment};
-use crate::params::{self, SnapshotMethod, VolumeContext, VolumeParams};
+use crate::params::{self, CopyMethod, SnapshotMethod, VolumeContext, VolumeParams};
 
 /// A volume id of the shape the driver creates (`pvc-<uuid>` or `csi-<hash>`), which is also
 /// the disk's slot.
@@ -206,6 +206,11 @@ pub struct VolumePlan {
     pub subvolume: Option<SubvolumeName>,
     /// What the volume starts as a copy of (a restore or a clone).
     pub source: Option<ContentSource>,
+    /// How its image is copied from a source whose image lies flat; `None` with a source: a
+    /// writable snapshot of the source's subvolume (decided by `decide_layout`).
+    pub copy_method: Option<CopyMethod>,
+    /// Its disk is added with the comment of a block copy under way (see `restore_copy`).
+    pub copying: bool,
     pub nqn: Nqn,
     pub port: u16,
     pub params_digest: String,
@@ -233,7 +238,8 @@ impl VolumePlan {
                 (dir, Some(subvolume))
             }
             // `auto` starts flat; [`VolumePlan::with_subvolume`] moves it when the device can.
-            Some(SnapshotMethod::Auto) | None => (volume_path(config, &params)?, None),
+            Some(SnapshotMethod::Auto | SnapshotMethod::FileCopy | SnapshotMethod::DiskCopy)
+            | None => (volume_path(config, &params)?, None),
         };
         let nqn = Nqn::try_from(naming::nqn_for_volume(&config.nqn_prefix, id.as_str()))
             .map_err(|e| DriverError::Internal(format!("NQN for {id}: {e}")))?;
@@ -242,6 +248,8 @@ impl VolumePlan {
             file_path: image_path(&volume_path, &id),
             subvolume,
             source: None,
+            copy_method: None,
+            copying: false,
             size,
             required_bytes,
             limit_bytes,
@@ -254,13 +262,11 @@ impl VolumePlan {
         })
     }
 
-    /// The same plan for a volume that starts as a copy of `source`: a copy arrives as a
-    /// snapshot of the source's subvolume, so the volume lives in a subvolume of its own
-    /// whatever the StorageClass says (with the same conditions).
-    pub fn with_source(self, config: &ControllerConfig, source: ContentSource) -> Result<Self> {
-        let mut plan = self.with_subvolume(config)?;
-        plan.source = Some(source);
-        Ok(plan)
+    /// The same plan for a volume that starts as a copy of `source`; how the copy is made,
+    /// and so where the volume lies, is decided with the device (`decide_layout`).
+    pub fn with_source(mut self, source: ContentSource) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// Whether `auto` may put this volume in a subvolume of its own: it sets no `volumePath`
@@ -282,19 +288,22 @@ impl VolumePlan {
 
     /// What to ask `/disk add` for.
     pub fn disk_spec(&self) -> DiskSpec {
+        let comment = VolumeComment {
+            params_digest: &self.params_digest,
+            name: &self.name,
+        }
+        .render();
         DiskSpec {
             slot: self.id.slot().clone(),
             file_path: self.file_path.clone(),
             size: self.size,
             port: self.port,
             nqn: self.nqn.clone(),
-            comment: Some(
-                VolumeComment {
-                    params_digest: &self.params_digest,
-                    name: &self.name,
-                }
-                .render(),
-            ),
+            comment: Some(if self.copying {
+                naming::copying_comment(&comment)
+            } else {
+                comment
+            }),
         }
     }
 

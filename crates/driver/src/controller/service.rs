@@ -231,7 +231,7 @@ impl ControllerService {
     }
 
     /// The guarded add and what its facts mean; `true` when this call created the disk.
-    async fn add(&self, plan: &VolumePlan) -> Result<(FileDisk, bool)> {
+    pub(super) async fn add(&self, plan: &VolumePlan) -> Result<(FileDisk, bool)> {
         let spec = plan.disk_spec();
         let mut cleared_leftover = false;
         loop {

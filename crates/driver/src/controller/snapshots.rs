@@ -1,11 +1,13 @@
-//! Snapshots by btrfs subvolume snapshot (docs/snapshots.md): a snapshot of a volume that
-//! lives in a subvolume of its own (`snapshotMethod: subvolume`) is a read-only snapshot of
-//! that subvolume, named after the snapshot id, at the root of the pool's filesystem.
+//! Snapshots (docs/snapshots.md). A volume that lives in a subvolume of its own
+//! (`snapshotMethod: subvolume`) is snapshotted by a read-only snapshot of that subvolume,
+//! named after the snapshot id, at the root of the pool's filesystem; a volume whose image
+//! lies flat, by a copy of its image (see [`super::copy_snapshots`]).
 //!
-//! The device is the truth: a snapshot's source is the subvolume's `parent`, its size the
-//! image in it, its creation time the device's `last-modified` of its directory; nothing is
-//! kept anywhere else. A snapshot is atomic on the device, so it is ready as soon as it
-//! exists, and it is independent of its source: deleting the volume leaves it working.
+//! The device is the truth: a subvolume snapshot's source is the subvolume's `parent`, its
+//! size the image in it, its creation time the device's `last-modified` of its directory;
+//! nothing is kept anywhere else. A subvolume snapshot is atomic on the device, so it is
+//! ready as soon as it exists; every snapshot is independent of its source: deleting the
+//! volume leaves it working.
 
 use std::collections::HashMap;
 
@@ -23,6 +25,8 @@ pub struct SnapshotPlan {
     pub name: String,
     pub id: SubvolumeName,
     pub source: VolumeId,
+    /// The VolumeSnapshotClass's `snapshotMethod`, for a source whose image lies flat.
+    pub method: Option<SnapshotMethod>,
 }
 
 impl SnapshotPlan {
@@ -36,11 +40,12 @@ impl SnapshotPlan {
             .ok_or_else(|| DriverError::VolumeNotFound(source.to_owned()))?;
         let mut keys: Vec<_> = parameters.iter().collect();
         keys.sort();
+        let mut method = None;
         for (key, value) in keys {
             match key.as_str() {
                 k if k.starts_with(CO_RESERVED_PREFIX) => {}
                 SNAPSHOT_METHOD => {
-                    SnapshotMethod::parse(value)?;
+                    method = Some(SnapshotMethod::parse(value)?);
                 }
                 other => {
                     return Err(ParamError::Invalid {
@@ -60,6 +65,7 @@ impl SnapshotPlan {
             name: name.to_owned(),
             id,
             source,
+            method,
         })
     }
 }
@@ -153,17 +159,25 @@ fn snapshot_prefix() -> SubvolumeName {
 }
 
 impl ControllerService {
-    /// CreateSnapshot: a read-only snapshot of the volume's subvolume; the same request again
-    /// is the same snapshot, the same name for another source ALREADY_EXISTS. Round trips:
-    /// the volume (1), the guarded snapshot (1), the snapshot's facts (1).
+    /// CreateSnapshot: a read-only snapshot of the volume's subvolume, or a copy of an image
+    /// that lies flat; the same request again is the same snapshot, the same name for another
+    /// source ALREADY_EXISTS. Round trips for a subvolume snapshot: the volume (1), the
+    /// guarded snapshot (1), the snapshot's facts (1).
     pub async fn create_snapshot(&self, plan: &SnapshotPlan) -> Result<SnapshotInfo> {
-        let disk = self.volume(&plan.source).await?;
+        let disk = match self.volume(&plan.source).await {
+            Ok(disk) => disk,
+            // A repeat after the source went: the snapshot taken before is still the answer.
+            Err(gone @ DriverError::VolumeNotFound(_)) => {
+                return match self.snapshot_by_id(&plan.id).await? {
+                    Some(info) if info.source == plan.source.as_str() && info.ready => Ok(info),
+                    _ => Err(gone),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         if !self.lies_in_own_subvolume(&disk) {
-            return Err(DriverError::Precondition(format!(
-                "volume {} keeps its image at {}, not in a subvolume of its own (it was not \
-                 created with snapshotMethod: subvolume); no other snapshot method is built yet",
-                plan.source, disk.file_path
-            )));
+            let method = self.copy_method(plan.method).await?;
+            return self.create_copy_snapshot(plan, &disk, method).await;
         }
         let parent = SubvolumeName::try_from(plan.source.as_str())
             .map_err(|e| DriverError::Internal(format!("subvolume of {}: {e}", plan.source)))?;
@@ -202,11 +216,11 @@ impl ControllerService {
         Ok(snapshot_infos(pool, &exact, &files).into_iter().next())
     }
 
-    /// Every snapshot: the driver's (one round trip, on a device with subvolumes) and the Go
-    /// driver's (one more), sorted by id.
+    /// Every snapshot: the copies and the Go driver's (one round trip), and the subvolume
+    /// snapshots (one more, on a device with subvolumes), sorted by id.
     pub async fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         let pool = &self.config().pool;
-        let mut infos = self.go_snapshots().await?;
+        let mut infos = self.device_snapshots().await?;
         if self.rds().version().await?.supports_subvolumes() {
             let (subvolumes, files) = self
                 .rds()
@@ -224,15 +238,30 @@ impl ControllerService {
             return Ok(self.go_snapshots().await?.into_iter().find(|s| s.id == id));
         }
         match SubvolumeName::try_from(id) {
-            Ok(name) if naming::is_managed_snapshot_id(id) => self.snapshot(&name).await,
+            Ok(name) if naming::is_managed_snapshot_id(id) => self.snapshot_by_id(&name).await,
             _ => Ok(None),
         }
     }
 
-    /// DeleteSnapshot: removes the snapshot's subvolume when it is one of the driver's
-    /// snapshots and no disk uses a file in it (checked by the device in the same command);
-    /// absent is success. Round trips: its facts (1), the guarded removal (1).
+    /// The driver's snapshot `id` of either kind: a subvolume snapshot (on a device with
+    /// subvolumes) or a copy.
+    pub async fn snapshot_by_id(&self, id: &SubvolumeName) -> Result<Option<SnapshotInfo>> {
+        if self.rds().version().await?.supports_subvolumes()
+            && let Some(info) = self.snapshot(id).await?
+        {
+            return Ok(Some(info));
+        }
+        self.copy_snapshot(id.as_str()).await
+    }
+
+    /// DeleteSnapshot: removes a copy snapshot's record disk and image, or the snapshot's
+    /// subvolume when it is one of the driver's snapshots and no disk uses a file in it
+    /// (checked by the device in the same command); absent is success. Round trips: the copy's
+    /// facts (1), then for a subvolume snapshot its facts (1) and the guarded removal (1).
     pub async fn delete_snapshot(&self, id: &SubvolumeName) -> Result<()> {
+        if self.delete_copy_snapshot(id.as_str()).await? {
+            return Ok(());
+        }
         if !self.rds().version().await?.supports_subvolumes() {
             return Ok(());
         }

@@ -8,15 +8,25 @@
 
 use routeros::{FileDisk, SubvolumeName, SubvolumeOutcome, SubvolumeRemoval, VolumeFacts};
 
-use super::rules::{VolumeId, VolumePlan};
+use super::rules::{ContentSource, VolumeId, VolumePlan};
 use super::service::ControllerService;
 use crate::error::{DriverError, Result};
 
 impl ControllerService {
-    /// The plan with `snapshotMethod: auto` decided: a subvolume of its own when the device
-    /// has subvolumes (RouterOS 7.18+) and a btrfs pool, else as it is (a flat image). Reads
-    /// are cached (the version per connection, the pool for `cache_ttl`).
-    pub async fn decide_layout(&self, plan: VolumePlan) -> Result<VolumePlan> {
+    /// The plan with its layout decided. A copy of a source in a subvolume of its own is a
+    /// writable snapshot of that subvolume, so it lives in a subvolume of its own whatever the
+    /// StorageClass says; a copy of an image that lies flat is copied by a copy method and
+    /// lies where the StorageClass says. `snapshotMethod: auto`: a subvolume of its own when
+    /// the device has subvolumes (RouterOS 7.18+) and a btrfs pool, else as it is (a flat
+    /// image). Reads are cached (the version per connection, the pool for `cache_ttl`); a
+    /// copy's source costs one round trip.
+    pub async fn decide_layout(&self, mut plan: VolumePlan) -> Result<VolumePlan> {
+        if let Some(source) = &plan.source {
+            if self.source_in_subvolume(source).await? {
+                return plan.with_subvolume(self.config());
+            }
+            plan.copy_method = Some(self.copy_method(plan.params.snapshot_method).await?);
+        }
         if plan.subvolume.is_some() || !plan.auto_may_use_subvolume(self.config()) {
             return Ok(plan);
         }
@@ -25,6 +35,20 @@ impl ControllerService {
             return plan.with_subvolume(self.config());
         }
         Ok(plan)
+    }
+
+    /// Whether a copy's source lies in a subvolume (a subvolume snapshot, or a volume in a
+    /// subvolume of its own); a source that does not exist is NOT_FOUND.
+    async fn source_in_subvolume(&self, source: &ContentSource) -> Result<bool> {
+        match source {
+            ContentSource::Snapshot(id) => match self.snapshot_by_id(id).await? {
+                Some(info) => Ok(info.image.is_some_and(|image| {
+                    image.starts_with(&format!("{}/{id}/", self.config().pool))
+                })),
+                None => Err(DriverError::SnapshotNotFound(id.to_string())),
+            },
+            ContentSource::Volume(id) => Ok(self.lies_in_own_subvolume(&self.volume(id).await?)),
+        }
     }
 
     /// Makes the plan's subvolume unless it exists. One that exists is an earlier try's

@@ -87,18 +87,60 @@ pub enum SnapshotMethod {
     /// subvolume of its own, and a snapshot shares its blocks.
     Subvolume,
     /// `subvolume` where the device can (RouterOS 7.18+, a btrfs pool, volumes at the pool's
-    /// root), else a flat image, decided when the volume is created.
+    /// root), else a flat image, decided when the volume is created; a flat image is
+    /// snapshotted by `file-copy` where RouterOS has it (7.23+), else by `disk-copy`.
     Auto,
+    /// A flat image, snapshotted (and restored) by `/file copy` (RouterOS 7.23+).
+    FileCopy,
+    /// A flat image, snapshotted (and restored) by `/disk copy`, a block copy (any version).
+    DiskCopy,
+}
+
+/// A way of copying an image (the copy methods of [`SnapshotMethod`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMethod {
+    FileCopy,
+    DiskCopy,
+}
+
+impl CopyMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyMethod::FileCopy => SnapshotMethod::FILE_COPY,
+            CopyMethod::DiskCopy => SnapshotMethod::DISK_COPY,
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            SnapshotMethod::FILE_COPY => Some(CopyMethod::FileCopy),
+            SnapshotMethod::DISK_COPY => Some(CopyMethod::DiskCopy),
+            _ => None,
+        }
+    }
 }
 
 impl SnapshotMethod {
     pub const SUBVOLUME: &'static str = "subvolume";
     pub const AUTO: &'static str = "auto";
+    pub const FILE_COPY: &'static str = "file-copy";
+    pub const DISK_COPY: &'static str = "disk-copy";
 
     pub fn as_str(self) -> &'static str {
         match self {
             SnapshotMethod::Subvolume => Self::SUBVOLUME,
             SnapshotMethod::Auto => Self::AUTO,
+            SnapshotMethod::FileCopy => Self::FILE_COPY,
+            SnapshotMethod::DiskCopy => Self::DISK_COPY,
+        }
+    }
+
+    /// The copy method this names, if it names one.
+    pub fn copy_method(self) -> Option<CopyMethod> {
+        match self {
+            SnapshotMethod::FileCopy => Some(CopyMethod::FileCopy),
+            SnapshotMethod::DiskCopy => Some(CopyMethod::DiskCopy),
+            SnapshotMethod::Subvolume | SnapshotMethod::Auto => None,
         }
     }
 
@@ -106,11 +148,12 @@ impl SnapshotMethod {
         match value.trim() {
             Self::SUBVOLUME => Ok(SnapshotMethod::Subvolume),
             Self::AUTO => Ok(SnapshotMethod::Auto),
+            Self::FILE_COPY => Ok(SnapshotMethod::FileCopy),
+            Self::DISK_COPY => Ok(SnapshotMethod::DiskCopy),
             _ => Err(invalid(
                 SNAPSHOT_METHOD,
                 value,
-                "only \"subvolume\" and \"auto\" are available (the copy methods are not built \
-                 yet)",
+                "one of \"subvolume\", \"auto\", \"file-copy\", \"disk-copy\"",
             )),
         }
     }
