@@ -325,7 +325,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, "scale-bench-pw\n").unwrap();
-    let mut sim = start_sim(dir.path(), &password_file).await;
+    let mut sim = start_sim(dir.path(), &password_file, &[]).await;
     let (mut controller, socket) = start_controller(dir.path(), &password_file, &sim).await;
     let channel = connect(&socket).await;
     let mut csi = ControllerClient::new(channel);

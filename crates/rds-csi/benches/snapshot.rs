@@ -1,8 +1,10 @@
 //! Snapshot and restore of a 10 GiB volume with 1 GiB written, through the binary's controller
-//! and simulator (two processes, SSH), against a plain `cp --reflink=auto` of the same image
-//! on the same filesystem: CreateSnapshot and CreateVolume from the snapshot each at most
-//! 1.2× the copy (the target). Each figure is the median of a few runs, the page cache
-//! dropped before each (as root) so that every copy reads from the disk alike.
+//! and simulator (two processes, SSH, RouterOS 7.23), by each method (a volume in a subvolume
+//! of its own by subvolume snapshot; a flat volume by `file-copy` and by `disk-copy`),
+//! against a plain `cp --reflink=auto` of the same image on the same filesystem:
+//! CreateSnapshot and CreateVolume from the snapshot each at most 1.2× the copy (the issue's
+//! target). Each figure is the median of a few runs, the page cache dropped before each (as
+//! root) so that every copy reads from the disk alike.
 //!
 //! Run: `cargo bench -p rds-csi --bench snapshot`; `-- --check` exits 1 when a target is
 //! missed; `-- --runs N` (default 3); `SCALE_BINARY=path` measures another build.
@@ -30,9 +32,14 @@ const WRITTEN_BYTES: u64 = 1 << 30;
 /// Written in this many runs, spread over the volume.
 const CHUNKS: u64 = 64;
 const TARGET_RATIO: f64 = 1.2;
-const SOURCE: &str = "pvc-5a7e0000-0000-4000-8000-00000000000a";
+const METHODS: [&str; 3] = ["subvolume", "file-copy", "disk-copy"];
 
-fn request(name: &str, source: Option<&str>) -> CreateVolumeRequest {
+/// The source volume of the runs by `method` (`m` its index).
+fn source_of(m: usize) -> String {
+    format!("pvc-5a7e0000-0000-4000-8000-00000000000{m}")
+}
+
+fn request(name: &str, method: &str, source: Option<&str>) -> CreateVolumeRequest {
     CreateVolumeRequest {
         name: name.to_owned(),
         capacity_range: Some(CapacityRange {
@@ -45,7 +52,7 @@ fn request(name: &str, source: Option<&str>) -> CreateVolumeRequest {
             }),
             access_type: Some(AccessType::Mount(MountVolume::default())),
         }],
-        parameters: HashMap::from([("snapshotMethod".to_owned(), "subvolume".to_owned())]),
+        parameters: HashMap::from([("snapshotMethod".to_owned(), method.to_owned())]),
         volume_content_source: source.map(|id| VolumeContentSource {
             r#type: Some(Type::Snapshot(SnapshotSource {
                 snapshot_id: id.to_owned(),
@@ -86,10 +93,16 @@ async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, Duration) {
     (value, started.elapsed())
 }
 
-async fn snapshot(csi: &mut ControllerClient<Channel>, name: &str) -> String {
+async fn snapshot(
+    csi: &mut ControllerClient<Channel>,
+    name: &str,
+    source: &str,
+    method: &str,
+) -> String {
     csi.create_snapshot(CreateSnapshotRequest {
         name: name.to_owned(),
-        source_volume_id: SOURCE.to_owned(),
+        source_volume_id: source.to_owned(),
+        parameters: HashMap::from([("snapshotMethod".to_owned(), method.to_owned())]),
         ..Default::default()
     })
     .await
@@ -135,17 +148,26 @@ async fn main() {
     let dir = tempfile::tempdir_in(root).unwrap();
     let password = dir.path().join("password");
     std::fs::write(&password, "bench-password").unwrap();
-    let sim = start_sim(dir.path(), &password).await;
+    let sim = start_sim(dir.path(), &password, &["--routeros-version", "7.23.1"]).await;
     let (_controller, socket) = start_controller(dir.path(), &password, &sim).await;
     let mut csi = ControllerClient::new(connect(&socket).await);
 
-    csi.create_volume(request(SOURCE, None))
-        .await
-        .expect("CreateVolume");
-    let image = sim
-        .data_dir
-        .join(format!("files/storage-pool/{SOURCE}/{SOURCE}.img"));
-    write_data(&image);
+    let mut images = Vec::new();
+    for (m, method) in METHODS.iter().enumerate() {
+        let source = source_of(m);
+        csi.create_volume(request(&source, method, None))
+            .await
+            .expect("CreateVolume");
+        let path = if *method == "subvolume" {
+            format!("files/storage-pool/{source}/{source}.img")
+        } else {
+            format!("files/storage-pool/{source}.img")
+        };
+        let image = sim.data_dir.join(path);
+        write_data(&image);
+        images.push(image);
+    }
+    let image = &images[0];
 
     let mut copies = Vec::new();
     for _ in 0..runs {
@@ -153,7 +175,7 @@ async fn main() {
         let (status, took) = timed(async {
             tokio::process::Command::new("cp")
                 .arg("--reflink=auto")
-                .arg(&image)
+                .arg(image)
                 .arg(&target)
                 .status()
                 .await
@@ -164,31 +186,31 @@ async fn main() {
         std::fs::remove_file(&target).unwrap();
         copies.push(took);
     }
-    let mut snapshots = Vec::new();
-    let mut restores = Vec::new();
-    for run in 0..runs {
-        let name = format!("snapshot-5a7e0000-0000-4000-8000-{:012x}", 0xb00 + run);
-        let (id, took) = timed(snapshot(&mut csi, &name)).await;
-        snapshots.push(took);
-        let restored = format!("pvc-5a7e0000-0000-4000-8000-{:012x}", 0xc00 + run);
-        let (_, took) = timed(async {
-            csi.create_volume(request(&restored, Some(&id)))
-                .await
-                .expect("CreateVolume from the snapshot")
-        })
-        .await;
-        restores.push(took);
-        delete_volume(&mut csi, &restored).await;
-        delete_snapshot(&mut csi, &id).await;
-    }
-    delete_volume(&mut csi, SOURCE).await;
-
     let copy = median(copies);
-    let rows = [
-        ("cp --reflink=auto", copy),
-        ("CreateSnapshot", median(snapshots)),
-        ("CreateVolume from the snapshot", median(restores)),
-    ];
+    let mut rows = vec![("cp --reflink=auto".to_owned(), copy)];
+    for (m, method) in METHODS.iter().enumerate() {
+        let source = source_of(m);
+        let mut snapshots = Vec::new();
+        let mut restores = Vec::new();
+        for run in 0..runs {
+            let name = format!("snapshot-5a7e0000-0000-4000-8{m:03x}-{:012x}", 0xb00 + run);
+            let (id, took) = timed(snapshot(&mut csi, &name, &source, method)).await;
+            snapshots.push(took);
+            let restored = format!("pvc-5a7e0000-0000-4000-8{m:03x}-{:012x}", 0xc00 + run);
+            let (_, took) = timed(async {
+                csi.create_volume(request(&restored, method, Some(&id)))
+                    .await
+                    .expect("CreateVolume from the snapshot")
+            })
+            .await;
+            restores.push(took);
+            delete_volume(&mut csi, &restored).await;
+            delete_snapshot(&mut csi, &id).await;
+        }
+        delete_volume(&mut csi, &source).await;
+        rows.push((format!("CreateSnapshot, {method}"), median(snapshots)));
+        rows.push((format!("restore, {method}"), median(restores)));
+    }
     println!(
         "10 GiB volume, 1 GiB written, median of {runs} (page cache dropped before each: {})",
         if rustix::process::geteuid().is_root() {

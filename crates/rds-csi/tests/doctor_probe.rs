@@ -147,6 +147,12 @@ async fn without_quirks_every_refusal_reads_as_the_driver_expects_and_nothing_is
             "{seen}"
         );
         assert_eq!(methods["file_copy"]["result"], "not-on-this-version");
+        // A block copy over SSH only: it outlasts REST's 60 seconds.
+        let disk_copy = &methods["disk_copy"]["result"];
+        match transport {
+            Transport::Ssh => assert_eq!(disk_copy, "works", "{methods:#}"),
+            Transport::Rest => assert_eq!(disk_copy, "not-over-this-transport", "{methods:#}"),
+        }
         assert_eq!(methods["left"], serde_json::json!([]));
         assert_eq!(leftovers(&lab), Vec::<String>::new(), "{transport:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -173,6 +179,10 @@ async fn without_quirks_every_refusal_reads_as_the_driver_expects_and_nothing_is
     );
     assert!(
         text.contains("   /file copy: not on this RouterOS (needs 7.23)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("   /disk copy: works (its last status said the whole 1048576 bytes)"),
         "{text}"
     );
     assert!(!String::from_utf8_lossy(&output.stderr).contains(common::PASSWORD));

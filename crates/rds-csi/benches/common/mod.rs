@@ -95,7 +95,8 @@ pub struct Sim {
     pub data_dir: PathBuf,
 }
 
-pub async fn start_sim(dir: &Path, password_file: &Path) -> Sim {
+/// The simulator binary with its data under `dir`; `extra` arguments go last.
+pub async fn start_sim(dir: &Path, password_file: &Path, extra: &[&str]) -> Sim {
     let log = std::fs::File::create(dir.join("sim.log")).unwrap();
     let mut child = binary()
         .args(["--log", "warn", "sim", "--data-dir"])
@@ -112,6 +113,7 @@ pub async fn start_sim(dir: &Path, password_file: &Path) -> Sim {
             "--capacity",
             "100T",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()

@@ -1,7 +1,8 @@
 //! Which snapshot methods the device has (docs/snapshots.md), tried on throwaway items under
 //! the run's own names: a subvolume with a never-exported disk's image in it, a read-only
-//! snapshot of it, and `/file copy` of that image. Everything is removed again here, disk
-//! first; what a failure leaves is named (the final cleanup also removes the run's disks).
+//! snapshot of it, `/file copy` of that image, and `/disk copy` between two never-exported
+//! disks. Everything is removed again here, disk first; what a failure leaves is named (the
+//! final cleanup also removes the run's disks).
 
 use std::fmt::Write as _;
 
@@ -20,6 +21,8 @@ pub enum MethodOutcome {
     NotTried,
     /// The device's RouterOS has no such command.
     NotOnThisVersion { needs: &'static str },
+    /// Not over this transport (a block copy outlasts REST's 60 seconds).
+    NotOverThisTransport { needs: &'static str },
     /// It did what the driver relies on; what the device showed on the way.
     Works { seen: Vec<String> },
     /// A step failed, with the device's words.
@@ -31,6 +34,7 @@ pub enum MethodOutcome {
 pub struct MethodsReport {
     pub subvolume_snapshot: MethodOutcome,
     pub file_copy: MethodOutcome,
+    pub disk_copy: MethodOutcome,
     /// What of this part could not be removed.
     pub left: Vec<String>,
 }
@@ -42,11 +46,15 @@ impl MethodsReport {
         for (name, outcome) in [
             ("btrfs subvolume snapshots", &self.subvolume_snapshot),
             ("/file copy", &self.file_copy),
+            ("/disk copy", &self.disk_copy),
         ] {
             let text = match outcome {
                 MethodOutcome::NotTried => "not tried".to_owned(),
                 MethodOutcome::NotOnThisVersion { needs } => {
                     format!("not on this RouterOS (needs {needs})")
+                }
+                MethodOutcome::NotOverThisTransport { needs } => {
+                    format!("not tried over this transport (needs {needs})")
                 }
                 MethodOutcome::Works { seen } => format!("works ({})", seen.join("; ")),
                 MethodOutcome::Failed { step, error } => format!("failed at {step}: {error}"),
@@ -67,6 +75,8 @@ struct Names {
     slot: String,
     image: FilePath,
     copy: FilePath,
+    /// The block copy's source and destination disks, with their images.
+    block: [(routeros::Slot, FilePath); 2],
 }
 
 impl Names {
@@ -79,6 +89,13 @@ impl Names {
             copy: FilePath::try_from(format!("{}-copy.img", plan.image_prefix()))
                 .expect("tag names under a valid base are file paths"),
             snapshot: SubvolumeName::try_from(name("snap")).expect("tag names are names"),
+            block: ["bcsrc", "bcdst"].map(|end| {
+                (
+                    routeros::Slot::try_from(name(end)).expect("tag names are slots"),
+                    FilePath::try_from(format!("{}-{end}.img", plan.image_prefix()))
+                        .expect("tag names under a valid base are file paths"),
+                )
+            }),
             slot: subvolume.to_string(),
             subvolume,
         }
@@ -102,12 +119,19 @@ pub async fn probe(
     version: &RouterOsVersion,
 ) -> MethodsReport {
     let mut report = MethodsReport::default();
+    let names = Names::new(plan, pool);
+    report.disk_copy = if client.transport() == "ssh" {
+        let outcome = disk_copy(client, &names).await;
+        report.left.extend(remove_block_copy(client, &names).await);
+        outcome
+    } else {
+        MethodOutcome::NotOverThisTransport { needs: "SSH" }
+    };
     if !version.supports_subvolumes() {
         report.subvolume_snapshot = MethodOutcome::NotOnThisVersion { needs: "7.18" };
         report.file_copy = MethodOutcome::NotOnThisVersion { needs: "7.23" };
         return report;
     }
-    let names = Names::new(plan, pool);
     report.subvolume_snapshot = subvolume_snapshot(client, pool, fs, &names).await;
     report.file_copy = if !version.supports_file_copy() {
         MethodOutcome::NotOnThisVersion { needs: "7.23" }
@@ -116,8 +140,56 @@ pub async fn probe(
     } else {
         MethodOutcome::NotTried
     };
-    report.left = remove(client, pool, &names).await;
+    report.left.extend(remove(client, pool, &names).await);
     report
+}
+
+/// `/disk copy` from one throwaway disk into another, judged by its last status.
+async fn disk_copy(client: &Client, names: &Names) -> MethodOutcome {
+    for (slot, image) in &names.block {
+        let disk = routeros::UnexportedDisk {
+            slot: slot.clone(),
+            file_path: image.clone(),
+            size: Some(IMAGE_SIZE),
+            comment: "rds-csi doctor".into(),
+        };
+        match client.add_unexported_disk(&disk).await {
+            Ok(routeros::UnexportedOutcome::Added(_)) => {}
+            Ok(_) => return failed("adding a disk to copy", "one of the run's names is taken"),
+            Err(error) => return failed("adding a disk to copy", error),
+        }
+    }
+    let [(src, _), (dst, _)] = &names.block;
+    let deadline = std::time::Duration::from_secs(60);
+    match client.block_copy(src, dst, deadline).await {
+        Ok(routeros::BlockCopyOutcome::Finished) => MethodOutcome::Works {
+            seen: vec![format!("its last status said the whole {IMAGE_SIZE} bytes")],
+        },
+        Ok(routeros::BlockCopyOutcome::Unfinished { said, .. }) => failed(
+            "copying",
+            format!("no final status; the device said {said:?}"),
+        ),
+        Err(error) => failed("copying", error),
+    }
+}
+
+/// Removes the block copy's disks with their images; returns what could not be removed.
+async fn remove_block_copy(client: &Client, names: &Names) -> Vec<String> {
+    let mut left = Vec::new();
+    for (slot, image) in &names.block {
+        let removed = match client.get_disk(slot).await {
+            Ok(Some(disk)) => match ItemId::try_from(disk.id.as_str()) {
+                Ok(id) => client.remove_disk(&id, Some(image)).await.map(drop),
+                Err(error) => Err(error),
+            },
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = removed {
+            left.push(format!("disk {slot} with {image} ({error})"));
+        }
+    }
+    left
 }
 
 async fn subvolume_snapshot(client: &Client, pool: &str, fs: &str, names: &Names) -> MethodOutcome {
