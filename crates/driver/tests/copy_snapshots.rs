@@ -175,6 +175,40 @@ async fn from_7_23_flat_volumes_copy_by_file_copy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flat_snapshot_restores_into_a_subvolume_and_snapshots_instantly_from_then_on() {
+    let h = Harness::with(on("7.21.5")).await;
+    h.create(create_request(FLAT, GIB)).await.unwrap();
+    write_at(&image_of(&h, FLAT), LATE, 0xa1);
+    snapshot(&h, SNAPSHOT, FLAT).await.unwrap();
+    let restore = with_params(
+        from_source(RESTORED, GIB, of_snapshot(SNAPSHOT_ID)),
+        &[("snapshotMethod", "subvolume")],
+    );
+    h.create(restore).await.unwrap();
+    let image = h
+        .sim
+        .backing_file(&format!("storage-pool/{RESTORED}/{RESTORED}.img"));
+    assert_eq!(read_at(&image, LATE), 0xa1, "copied into its own subvolume");
+    // Now a subvolume snapshot: no record disk, a read-only subvolume.
+    let later = "snapshot-4f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60";
+    let taken = snapshot(&h, later, RESTORED).await.unwrap();
+    let state = h.sim.snapshot();
+    assert!(state.disk_by_slot(&taken.snapshot_id).is_none());
+    assert!(
+        state
+            .subvolumes
+            .iter()
+            .any(|s| s.name == taken.snapshot_id && s.read_only)
+    );
+    delete_snapshot(&h, &taken.snapshot_id).await.unwrap();
+    delete_snapshot(&h, SNAPSHOT_ID).await.unwrap();
+    for volume in [RESTORED, FLAT] {
+        h.delete(volume).await.unwrap();
+    }
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_cut_off_half_way_are_completed_by_the_retry() {
     let h = Harness::with(on("7.21.5")).await;
     h.create(create_request(FLAT, GIB)).await.unwrap();

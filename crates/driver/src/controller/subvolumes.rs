@@ -11,6 +11,7 @@ use routeros::{FileDisk, SubvolumeName, SubvolumeOutcome, SubvolumeRemoval, Volu
 use super::rules::{ContentSource, VolumeId, VolumePlan};
 use super::service::ControllerService;
 use crate::error::{DriverError, Result};
+use crate::params::SnapshotMethod;
 
 impl ControllerService {
     /// The plan with its layout decided. A copy of a source in a subvolume of its own is a
@@ -25,7 +26,13 @@ impl ControllerService {
             if self.source_in_subvolume(source).await? {
                 return plan.with_subvolume(self.config());
             }
-            plan.copy_method = Some(self.copy_method(plan.params.snapshot_method).await?);
+            // `subvolume` in the StorageClass places the new volume; its data are copied by
+            // the method the device has.
+            let asked = plan
+                .params
+                .snapshot_method
+                .filter(|m| *m != SnapshotMethod::Subvolume);
+            plan.copy_method = Some(self.copy_method(asked).await?);
         }
         if plan.subvolume.is_some() || !plan.auto_may_use_subvolume(self.config()) {
             return Ok(plan);
