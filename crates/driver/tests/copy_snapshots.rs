@@ -286,8 +286,15 @@ async fn copies_cut_off_half_way_are_completed_by_the_retry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_copy_left_without_its_record_is_copied_afresh() {
-    let h = Harness::with(on("7.23.1")).await;
+async fn an_image_left_without_its_record_is_copied_afresh() {
+    // 7.23: by file-copy; 7.21: by disk-copy, whose new image must not meet the old one.
+    for version in ["7.23.1", "7.21.5"] {
+        left_image_copied_afresh(version).await;
+    }
+}
+
+async fn left_image_copied_afresh(version: &'static str) {
+    let h = Harness::with(on(version)).await;
     h.create(create_request(FLAT, GIB)).await.unwrap();
     write_at(&image_of(&h, FLAT), LATE, 0x91);
     // What a `/file copy` cut off before its record left: an image of the name, no disk.

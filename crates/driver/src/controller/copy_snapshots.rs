@@ -175,7 +175,7 @@ impl ControllerService {
             method,
             ready,
         };
-        let (found, _) = self.find_copy_snapshot(&slot).await?;
+        let (found, images) = self.find_copy_snapshot(&slot).await?;
         match found {
             Found::Other(what) => {
                 return Err(DriverError::Incompatible {
@@ -206,6 +206,9 @@ impl ControllerService {
                         self.add_record(&slot, &image, None, &record(true)).await?;
                     }
                     CopyMethod::DiskCopy => {
+                        if images.iter().any(|f| f.name == image.as_str()) {
+                            self.remove_unrecorded(&image).await?;
+                        }
                         let copying = record(false);
                         self.add_record(&slot, &image, Some(source.file_size), &copying)
                             .await?;
@@ -225,6 +228,20 @@ impl ControllerService {
                 ))
                 .into()
             })
+    }
+
+    /// Removes an image at a snapshot's path that no record names (what an interrupted copy
+    /// left), only when no disk uses it (checked by the device in the same command).
+    async fn remove_unrecorded(&self, image: &FilePath) -> Result<()> {
+        match self.rds().remove_unused_image(image).await? {
+            routeros::ImageRemoval::Removed => {
+                tracing::info!(%image, "removed the image of an unfinished snapshot");
+                Ok(())
+            }
+            routeros::ImageRemoval::InUse => Err(DriverError::Precondition(format!(
+                "a disk uses {image}, where the snapshot's copy goes"
+            ))),
+        }
     }
 
     /// The guarded add of a snapshot's record disk (over a new image of `size`, or over the
@@ -298,8 +315,7 @@ impl ControllerService {
                 Ok(true)
             }
             Found::Nothing if images.iter().any(|f| f.name == image.as_str()) => {
-                let removal = self.rds().remove_unused_image(&image).await?;
-                tracing::info!(snapshot = %id, ?removal, "removed the image of an unfinished snapshot");
+                self.remove_unrecorded(&image).await?;
                 Ok(true)
             }
             Found::Nothing => Ok(false),

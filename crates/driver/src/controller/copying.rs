@@ -14,6 +14,10 @@ use super::service::ControllerService;
 use crate::error::{DriverError, Result};
 use crate::params::{CopyMethod, SnapshotMethod};
 
+/// Block copies run at once; the others wait their turn (their CO's retries are ABORTED
+/// meanwhile), so that long copies never take every RouterOS session from the other calls.
+pub const MAX_BLOCK_COPIES: usize = 2;
+
 /// Time allowed a block copy: a minute, plus the image at 20 MiB/s (a slow pool under load).
 pub fn block_copy_deadline(bytes: u64) -> Duration {
     Duration::from_secs(60 + bytes / (20 << 20))
@@ -97,6 +101,11 @@ impl ControllerService {
 
     /// `/disk copy` of disk `src` into disk `dst` (`bytes` long); only a final status counts.
     pub(super) async fn block_copy(&self, src: &Slot, dst: &Slot, bytes: u64) -> Result<()> {
+        let _turn = self
+            .block_copies
+            .acquire()
+            .await
+            .map_err(|_| DriverError::Internal("the controller is shutting down".into()))?;
         let started = std::time::Instant::now();
         match self
             .rds()

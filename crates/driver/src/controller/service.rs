@@ -44,6 +44,8 @@ pub struct ControllerService {
     vmi_turns: Option<crate::cluster::VmiTurns>,
     /// The cluster's Nodes, for publishes to a node that does not exist (with Kubernetes).
     nodes: Option<crate::cluster::NodeDirectory>,
+    /// Block copies at once: each holds a RouterOS session for as long as it runs.
+    pub(super) block_copies: tokio::sync::Semaphore,
 }
 
 impl ControllerService {
@@ -65,6 +67,7 @@ impl ControllerService {
             events: None,
             vmi_turns: None,
             nodes: None,
+            block_copies: tokio::sync::Semaphore::new(super::copying::MAX_BLOCK_COPIES),
         }
     }
 
