@@ -196,6 +196,7 @@ async fn controller_capabilities_are_exactly_what_is_implemented() {
         Rpc::CreateDeleteVolume,
         Rpc::CreateDeleteSnapshot,
         Rpc::ListSnapshots,
+        Rpc::CloneVolume,
         Rpc::PublishUnpublishVolume,
         Rpc::ListVolumes,
         Rpc::GetCapacity,

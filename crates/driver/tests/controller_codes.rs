@@ -51,7 +51,7 @@ async fn create_without_a_name_or_capabilities_is_invalid_argument() {
     h.finish().await;
 }
 
-/// Row "Source incompatible or not supported": content sources are not offered yet.
+/// Rows "Source incompatible or not supported" and "Source does not exist".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_from_an_unsupported_source_is_invalid_argument() {
     let h = Harness::start().await;
@@ -65,14 +65,23 @@ async fn create_from_an_unsupported_source_is_invalid_argument() {
         }),
         ..create_request(PVC, GIB)
     };
-    // Row "Source incompatible or not supported": a volume whose image lies flat cannot be
-    // cloned yet.
-    let flat = "pvc-22222222-2222-4333-8444-555555555555";
-    h.create(create_request(flat, GIB)).await.unwrap();
-    expect_code(h.create(from(flat)).await, Code::InvalidArgument);
+    // Row "Source incompatible or not supported": a snapshot of the Go driver, made with
+    // copy-from, which copied no data; and a source without an id.
+    let go_snapshot = CreateVolumeRequest {
+        volume_content_source: Some(VolumeContentSource {
+            r#type: Some(volume_content_source::Type::Snapshot(
+                volume_content_source::SnapshotSource {
+                    snapshot_id: "snap-22222222-2222-4333-8444-555555555555-at-3a9f8c02d1".into(),
+                },
+            )),
+        }),
+        ..create_request(PVC, GIB)
+    };
+    let refused = expect_code(h.create(go_snapshot).await, Code::InvalidArgument);
+    assert!(refused.contains("copy-from"), "{refused}");
+    expect_code(h.create(from("")).await, Code::InvalidArgument);
     // Row "Source does not exist".
     expect_code(h.create(from(ABSENT)).await, Code::NotFound);
-    h.delete(flat).await.unwrap();
     h.finish().await;
 }
 

@@ -38,10 +38,11 @@ use crate::params::{self, VolumeParams};
 use crate::traced::{Verbosity, traced};
 
 /// The capabilities advertised by ControllerGetCapabilities.
-pub const CONTROLLER_CAPABILITIES: [Rpc; 10] = [
+pub const CONTROLLER_CAPABILITIES: [Rpc; 11] = [
     Rpc::CreateDeleteVolume,
     Rpc::CreateDeleteSnapshot,
     Rpc::ListSnapshots,
+    Rpc::CloneVolume,
     Rpc::PublishUnpublishVolume,
     Rpc::ListVolumes,
     Rpc::GetCapacity,
