@@ -94,8 +94,7 @@ staged_on "$FS_NS" || fail "staging is not on /dev/$FS_NS"
 node_on "$BLK_TARGET" "$BLK_NS" || fail "block node is not /dev/$BLK_NS"
 # What the host sees is what the simulator's export record gives the namespace.
 recorded_uuid() {
-  awk -F'"' -v n="$1" '$2 == "nqn" {cur = $4} $2 == "uuid" && cur == n {print $4}' \
-    "$W/data/exports.json"
+  awk -F'"' '$2 == "uuid" {print $4}' "$W/data/exports/$1.json"
 }
 [[ $(cat "/sys/block/$FS_NS/uuid") == "$(recorded_uuid "$FS_NQN")" ]] ||
   fail "host uuid $(cat "/sys/block/$FS_NS/uuid") is not the export record's"

@@ -21,7 +21,7 @@ pub enum NvmetMode {
     Auto,
     /// Require nvmet; refuse to start without it.
     On,
-    /// Never touch nvmet; exports are only recorded in `exports.json`.
+    /// Never touch nvmet; exports are only recorded in `exports/`.
     Off,
 }
 

@@ -54,7 +54,7 @@ pub use crate::state::{
     Disk, DiskKind, ExportSpec, FILE_METADATA_BYTES, FileEntry, FileKind, Id128, NamespaceIds,
     PoolSettings, Subvolume,
 };
-pub use crate::storage::{EXPORTS_FILE, ExportRecord, ExportsFile};
+pub use crate::storage::{EXPORTS_DIR, ExportRecord, export_record_name, read_export_records};
 pub use crate::version::RouterOsVersion;
 
 use crate::device::{Device, Persist};
@@ -392,9 +392,14 @@ impl SimHandle {
         &self.data_dir
     }
 
-    /// Path of `exports.json`.
-    pub fn exports_file(&self) -> PathBuf {
-        self.data_dir.join(EXPORTS_FILE)
+    /// The directory of the export records (`exports/<nqn>.json`).
+    pub fn exports_dir(&self) -> PathBuf {
+        self.data_dir.join(EXPORTS_DIR)
+    }
+
+    /// The export records as written now, by NQN.
+    pub fn export_records(&self) -> Vec<ExportRecord> {
+        read_export_records(&self.data_dir).expect("the export records read back")
     }
 
     /// Absolute path of the backing file for a file path such as
@@ -498,7 +503,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
             handle.certificate_path().display()
         )?;
         writeln!(out, "data-dir: {}", handle.data_dir().display())?;
-        writeln!(out, "exports-file: {}", handle.exports_file().display())?;
+        writeln!(out, "exports-dir: {}", handle.exports_dir().display())?;
         writeln!(
             out,
             "nvmet: {}",

@@ -7,10 +7,12 @@
 //! - `state.journal`: the changes since the snapshot, one line per save
 //!   ([`crate::journal`]): a save costs what it changed, not the whole state;
 //! - `files/<file path>`: backing files (`files/storage-pool/pvc-1.img`);
-//! - `exports.json`: the active NVMe/TCP exports ([`ExportsFile`]);
+//! - `exports/<nqn>.json`: one record per active NVMe/TCP export ([`ExportRecord`]), written
+//!   and removed with the export, so that a save costs the exports it changed;
 //! - `faults.json`: optional fault control file (see [`crate::faults`]);
 //! - host key, TLS certificate and key, and a lock file.
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -27,18 +29,42 @@ pub const STATE_FILE: &str = "state.json";
 pub const JOURNAL_FILE: &str = "state.journal";
 /// The journal is folded into a new snapshot once it is larger than the snapshot and this.
 pub const COMPACT_FLOOR_BYTES: u64 = 1 << 20;
-pub const EXPORTS_FILE: &str = "exports.json";
+/// The directory of the export records.
+pub const EXPORTS_DIR: &str = "exports";
+/// The single record of every export that older simulators wrote; removed at start.
+const LEGACY_EXPORTS_FILE: &str = "exports.json";
 /// The state before the last save: the scratch file the next save writes into.
 pub const PREVIOUS_STATE_FILE: &str = "state.json.prev";
 pub const FILES_DIR: &str = "files";
 
-/// `exports.json`: what the simulator exports, for tools on the same host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExportsFile {
-    pub exports: Vec<ExportRecord>,
+/// The record file name of the export of `nqn`: the NQN itself, which tools on the host
+/// look up directly. `None` for an NQN that cannot be a file name (a `/`, a leading `.`);
+/// such an export gets no record (it is still served by nvmet).
+pub fn export_record_name(nqn: &str) -> Option<String> {
+    let fits = !nqn.is_empty() && nqn.len() <= 250 && !nqn.starts_with('.');
+    (fits && !nqn.contains(['/', '\0'])).then(|| format!("{nqn}.json"))
 }
 
-/// One exported disk.
+/// Reads every export record under `data_dir` (tests and tools; unreadable records are
+/// errors).
+pub fn read_export_records(data_dir: &Path) -> io::Result<Vec<ExportRecord>> {
+    let mut records = Vec::new();
+    let entries = match fs::read_dir(data_dir.join(EXPORTS_DIR)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(records),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            records.push(serde_json::from_slice(&fs::read(&path)?).map_err(io::Error::other)?);
+        }
+    }
+    records.sort_by(|a: &ExportRecord, b| a.nqn.cmp(&b.nqn));
+    Ok(records)
+}
+
+/// One exported disk, as recorded in `exports/<nqn>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRecord {
     pub slot: String,
@@ -264,15 +290,17 @@ impl Backend for FileStore {
     }
 }
 
-/// The real [`Persist`]: `state.json` and `exports.json`, each replaced
-/// atomically; `exports.json` only when the exports changed.
+/// The real [`Persist`]: `state.json` (with its journal) and the export records, each
+/// replaced atomically; an export's record only when that export changed.
 #[derive(Debug)]
 pub struct StateFiles {
     data_dir: PathBuf,
     nvme_address: IpAddr,
     nvmet: bool,
-    /// The exports last written to the export record.
-    last_exports: Option<Vec<ExportSpec>>,
+    /// The exports whose records are on disk, by NQN; `None` until the first save, which
+    /// also removes records no export has (and after a failed write: the next save checks
+    /// every record again).
+    last_exports: Option<HashMap<String, ExportSpec>>,
     /// Serialisation buffer, kept between saves.
     buffer: Vec<u8>,
     /// The state as saved (snapshot plus journal), which the next save is a change of;
@@ -339,6 +367,59 @@ impl StateFiles {
         Ok(())
     }
 
+    /// Writes the records of the exports that changed and removes those of exports gone.
+    fn write_export_records(&mut self, exports: &[ExportSpec]) -> io::Result<()> {
+        let dir = self.data_dir.join(EXPORTS_DIR);
+        let first = self.last_exports.is_none();
+        let mut last = self.last_exports.take().unwrap_or_default();
+        if first {
+            fs::create_dir_all(&dir)?;
+            ignore_missing(fs::remove_file(self.data_dir.join(LEGACY_EXPORTS_FILE)))?;
+        }
+        let mut current = HashSet::with_capacity(exports.len());
+        for spec in exports {
+            current.insert(spec.nqn.as_str());
+            if last.get(&spec.nqn) == Some(spec) {
+                continue;
+            }
+            let Some(name) = export_record_name(&spec.nqn) else {
+                tracing::warn!(nqn = %spec.nqn, "this NQN cannot name a file: no export record");
+                continue;
+            };
+            let text =
+                serde_json::to_vec_pretty(&self.export_record(spec)).map_err(io::Error::other)?;
+            write_atomic(&dir.join(name), &text)?;
+            last.insert(spec.nqn.clone(), spec.clone());
+        }
+        let gone: Vec<String> = last
+            .keys()
+            .filter(|nqn| !current.contains(nqn.as_str()))
+            .cloned()
+            .collect();
+        for nqn in gone {
+            if let Some(name) = export_record_name(&nqn) {
+                ignore_missing(fs::remove_file(dir.join(name)))?;
+            }
+            last.remove(&nqn);
+        }
+        if first {
+            // Records an earlier run left for exports that are gone.
+            for entry in fs::read_dir(&dir)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let keep = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .is_some_and(|nqn| current.contains(nqn));
+                if !keep {
+                    ignore_missing(fs::remove_file(entry.path()))?;
+                }
+            }
+        }
+        self.last_exports = Some(last);
+        Ok(())
+    }
+
     fn export_record(&self, spec: &ExportSpec) -> ExportRecord {
         ExportRecord {
             slot: spec.slot.clone(),
@@ -370,15 +451,7 @@ impl Persist for StateFiles {
             _ => self.write_snapshot(state)?,
         }
         self.saved = Some(state.clone());
-        if self.last_exports.as_deref() != Some(exports) {
-            let record = ExportsFile {
-                exports: exports.iter().map(|s| self.export_record(s)).collect(),
-            };
-            let text = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
-            write_atomic(&self.data_dir.join(EXPORTS_FILE), &text)?;
-            self.last_exports = Some(exports.to_vec());
-        }
-        Ok(())
+        self.write_export_records(exports)
     }
 
     /// Folds the journal into a new snapshot (at shutdown: one file holds the state).

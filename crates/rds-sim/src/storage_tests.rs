@@ -84,10 +84,13 @@ fn state_and_exports_are_saved_and_reload() {
 
     let loaded = FileStore::load(dir.path()).unwrap().unwrap();
     assert_eq!(&loaded, device.state());
-    let exports: ExportsFile =
-        serde_json::from_slice(&fs::read(dir.path().join(EXPORTS_FILE)).unwrap()).unwrap();
-    assert_eq!(exports.exports.len(), 1);
-    let record = &exports.exports[0];
+    let exports = read_export_records(dir.path()).unwrap();
+    assert_eq!(exports.len(), 1);
+    let record = &exports[0];
+    let path = dir
+        .path()
+        .join("exports/nqn.2000-02.com.mikrotik:pvc-1.json");
+    assert!(path.exists(), "one record per export, named by its NQN");
     assert_eq!(record.nqn, "nqn.2000-02.com.mikrotik:pvc-1");
     assert_eq!(record.port, 4420);
     assert_eq!(record.file_path, "/storage-pool/pvc-1.img");
@@ -97,14 +100,35 @@ fn state_and_exports_are_saved_and_reload() {
     );
     assert!(record.backing_file.is_absolute());
     assert!(!record.nvmet);
-    assert!(!dir.path().join("exports.json.tmp").exists());
+    assert_eq!(
+        fs::read_dir(dir.path().join("exports")).unwrap().count(),
+        1,
+        "no scratch left"
+    );
+
+    // A second export writes its record and leaves the first one's file untouched.
+    let written = fs::metadata(&path).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    device.add_disk(&file_args("pvc-2", GIB)).unwrap();
+    let job = device.save_job();
+    files.persist(&job.state, &job.exports).unwrap();
+    assert_eq!(read_export_records(dir.path()).unwrap().len(), 2);
+    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), written);
 
     device.remove_disk(2).unwrap();
     let job = device.save_job();
     files.persist(&job.state, &job.exports).unwrap();
-    let exports: ExportsFile =
-        serde_json::from_slice(&fs::read(dir.path().join(EXPORTS_FILE)).unwrap()).unwrap();
-    assert!(exports.exports.is_empty());
+    let left = read_export_records(dir.path()).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].nqn, "nqn.2000-02.com.mikrotik:pvc-2");
+
+    // A new run removes the records of exports that are gone and the old single record.
+    fs::write(dir.path().join("exports.json"), "{}").unwrap();
+    fs::write(dir.path().join("exports/nqn.gone.json"), "{}").unwrap();
+    let mut files = StateFiles::new(dir.path(), "127.0.0.1".parse().unwrap(), false);
+    files.persist(&job.state, &job.exports).unwrap();
+    assert_eq!(read_export_records(dir.path()).unwrap(), left);
+    assert!(!dir.path().join("exports.json").exists());
 }
 
 #[test]
@@ -197,4 +221,15 @@ fn corrupt_or_foreign_state_is_refused() {
         FileStore::load(dir.path()),
         Err(LoadError::Format { found: 99, .. })
     ));
+}
+
+#[test]
+fn export_records_are_named_by_their_nqn_when_it_can_name_a_file() {
+    assert_eq!(
+        export_record_name("nqn.2000-02.com.mikrotik:pvc-1").as_deref(),
+        Some("nqn.2000-02.com.mikrotik:pvc-1.json")
+    );
+    for unfit in ["", "a/b", "../x", ".hidden", "a\0b", &"n".repeat(251)] {
+        assert_eq!(export_record_name(unfit), None, "{unfit:?}");
+    }
 }

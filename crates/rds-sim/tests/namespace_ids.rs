@@ -8,13 +8,10 @@ use std::fs;
 use std::path::Path;
 
 use common::*;
-use rds_sim::{ExportRecord, ExportsFile, NamespaceIds, NvmetMode, Quirk, SimConfig, SimHandle};
+use rds_sim::{ExportRecord, NamespaceIds, NvmetMode, Quirk, SimConfig, SimHandle};
 
 fn record(sim: &SimHandle, slot: &str) -> ExportRecord {
-    let exports: ExportsFile =
-        serde_json::from_slice(&fs::read(sim.exports_file()).unwrap()).unwrap();
-    exports
-        .exports
+    sim.export_records()
         .into_iter()
         .find(|e| e.slot == slot)
         .unwrap_or_else(|| panic!("{slot} is not in the export record"))

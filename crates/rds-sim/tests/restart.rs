@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use common::*;
-use rds_sim::{ExportsFile, NvmetMode, Simulator};
+use rds_sim::{NvmetMode, Simulator};
 
 #[tokio::test]
 async fn a_restart_keeps_state_keys_and_files() {
@@ -94,10 +94,9 @@ async fn nvmet_exports_follow_add_grow_remove_and_restarts() {
         root.join("ports/4420/subsystems/nqn.2000-02.com.mikrotik:pvc-1")
             .is_symlink()
     );
-    let exports: ExportsFile =
-        serde_json::from_slice(&fs::read(sim.exports_file()).unwrap()).unwrap();
-    assert!(exports.exports[0].nvmet);
-    assert_eq!(exports.exports[0].backing_file, backing);
+    let exports = sim.export_records();
+    assert!(exports[0].nvmet);
+    assert_eq!(exports[0].backing_file, backing);
 
     exec(&conn, "/disk set pvc-1 file-size=2M").await;
     assert_eq!(
@@ -119,9 +118,7 @@ async fn nvmet_exports_follow_add_grow_remove_and_restarts() {
     assert!(subsystem.exists());
     exec(&conn, "/disk remove pvc-1").await;
     assert!(!subsystem.exists());
-    let exports: ExportsFile =
-        serde_json::from_slice(&fs::read(sim.exports_file()).unwrap()).unwrap();
-    assert!(exports.exports.is_empty());
+    assert!(sim.export_records().is_empty());
     sim.shutdown().await;
 }
 

@@ -54,7 +54,7 @@ pub struct NodeArgs {
     pub fabric: FabricKind,
 
     /// Data directory of the RDS simulator whose exports the loop fabric attaches (its
-    /// `exports.json`). Only with `--fabric loop`.
+    /// records, `exports/<nqn>.json`). Only with `--fabric loop`.
     #[arg(long, required_if_eq("fabric", "loop"))]
     pub sim_data_dir: Option<PathBuf>,
 

@@ -86,14 +86,21 @@ impl LoopLab {
         self.dir.path().join(relative)
     }
 
+    /// Writes the export records as the simulator does: one `exports/<nqn>.json` each, and
+    /// none for an export no longer listed.
     pub fn write_record(&self) {
         let exports = self.exports.lock().unwrap();
-        let record = serde_json::json!({ "exports": *exports });
-        std::fs::write(
-            self.path("sim/exports.json"),
-            serde_json::to_vec_pretty(&record).unwrap(),
-        )
-        .unwrap();
+        let dir = self.path("sim/exports");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for export in exports.iter() {
+            let nqn = export["nqn"].as_str().unwrap();
+            std::fs::write(
+                dir.join(format!("{nqn}.json")),
+                serde_json::to_vec_pretty(export).unwrap(),
+            )
+            .unwrap();
+        }
     }
 
     /// Exports a new sparse disk of `size` bytes the way the simulator records it.

@@ -1,6 +1,6 @@
-//! The simulator's export record, `<sim-data-dir>/exports.json`: which NQN is served from
-//! which backing file. Only the fields the loop fabric needs are read; others are ignored so
-//! that the record can grow without breaking the node.
+//! The simulator's export records, `<sim-data-dir>/exports/<nqn>.json`: which NQN is served
+//! from which backing file, one file per export. Only the fields the loop fabric needs are
+//! read; others are ignored so that the record can grow without breaking the node.
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::FabricError;
 
-/// File name of the record inside the simulator's data directory.
-pub const EXPORTS_FILE: &str = "exports.json";
+/// Directory of the records inside the simulator's data directory.
+pub const EXPORTS_DIR: &str = "exports";
 
 /// One exported disk.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -38,85 +38,115 @@ impl ExportEntry {
     }
 }
 
-#[derive(Deserialize)]
-struct ExportsFile {
-    exports: Vec<ExportEntry>,
+/// Parses one record. A relative backing path is refused: the record is read by a process
+/// with another working directory.
+pub fn parse_export(path: &Path, text: &[u8]) -> Result<ExportEntry, FabricError> {
+    let refuse = |reason: String| FabricError::ExportRecord {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let entry: ExportEntry = serde_json::from_slice(text).map_err(|e| refuse(e.to_string()))?;
+    if !entry.backing_file.is_absolute() {
+        return Err(refuse(format!(
+            "backing file {} of {} is not absolute",
+            entry.backing_file.display(),
+            entry.nqn
+        )));
+    }
+    Ok(entry)
 }
 
-/// Parses the record's text. Relative backing paths are refused: the record is read by a
-/// process with another working directory.
-pub fn parse_exports(path: &Path, text: &[u8]) -> Result<Vec<ExportEntry>, FabricError> {
-    let file: ExportsFile =
-        serde_json::from_slice(text).map_err(|error| FabricError::ExportRecord {
-            path: path.to_path_buf(),
-            reason: error.to_string(),
-        })?;
-    if let Some(relative) = file
-        .exports
-        .iter()
-        .find(|entry| !entry.backing_file.is_absolute())
-    {
+/// Where the record of `nqn` lies; `None` for an NQN that cannot name a file there.
+pub fn record_path(data_dir: &Path, nqn: &str) -> Option<PathBuf> {
+    let fits = !nqn.is_empty() && !nqn.starts_with('.') && !nqn.contains(['/', '\0']);
+    fits.then(|| data_dir.join(EXPORTS_DIR).join(format!("{nqn}.json")))
+}
+
+/// The export of `nqn`, read from its record; `None` when it has none (not exported).
+pub fn read_export(data_dir: &Path, nqn: &str) -> Result<Option<ExportEntry>, FabricError> {
+    let Some(path) = record_path(data_dir, nqn) else {
+        return Ok(None);
+    };
+    let entry = match std::fs::read(&path) {
+        Ok(text) => parse_export(&path, &text)?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(FabricError::ExportRecord {
+                path,
+                reason: error.to_string(),
+            });
+        }
+    };
+    if entry.nqn != nqn {
         return Err(FabricError::ExportRecord {
-            path: path.to_path_buf(),
-            reason: format!(
-                "backing file {} of {} is not absolute",
-                relative.backing_file.display(),
-                relative.nqn
-            ),
+            path,
+            reason: format!("records {}, not {nqn}", entry.nqn),
         });
     }
-    Ok(file.exports)
+    Ok(Some(entry))
 }
 
-/// Reads `<data_dir>/exports.json`; a missing record means nothing is exported.
+/// Every export's record; no record directory means nothing is exported. A record that
+/// vanishes while it is read (its export went) is skipped.
 pub fn read_exports(data_dir: &Path) -> Result<Vec<ExportEntry>, FabricError> {
-    let path = data_dir.join(EXPORTS_FILE);
-    match std::fs::read(&path) {
-        Ok(text) => parse_exports(&path, &text),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(error) => Err(FabricError::ExportRecord {
-            path,
-            reason: error.to_string(),
-        }),
+    let dir = data_dir.join(EXPORTS_DIR);
+    let failed = |path: &Path, error: std::io::Error| FabricError::ExportRecord {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    };
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(failed(&dir, error)),
+    };
+    let mut exports = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| failed(&dir, e))?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        match std::fs::read(&path) {
+            Ok(text) => exports.push(parse_export(&path, &text)?),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(failed(&path, error)),
+        }
     }
+    Ok(exports)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-1";
     const RECORD: &str = r#"{
-      "exports": [
-        {
-          "slot": "pvc-1",
-          "nqn": "nqn.2000-02.com.mikrotik:pvc-1",
-          "address": "127.0.0.1",
-          "port": 4420,
-          "file_path": "/storage-pool/pvc-1.img",
-          "backing_file": "/var/lib/sim/files/storage-pool/pvc-1.img",
-          "size": 1073741824,
-          "nvmet": false,
-          "uuid": "8F0C44E5-0B61-4F3A-9C1D-2A7B3E4D5F60",
-          "nguid": "a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90"
-        }
-      ]
+      "slot": "pvc-1",
+      "nqn": "nqn.2000-02.com.mikrotik:pvc-1",
+      "address": "127.0.0.1",
+      "port": 4420,
+      "file_path": "/storage-pool/pvc-1.img",
+      "backing_file": "/var/lib/sim/files/storage-pool/pvc-1.img",
+      "size": 1073741824,
+      "nvmet": false,
+      "uuid": "8F0C44E5-0B61-4F3A-9C1D-2A7B3E4D5F60",
+      "nguid": "a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90"
     }"#;
 
     #[test]
     fn reads_the_fields_it_needs_and_ignores_the_rest() {
-        let entries = parse_exports(Path::new("exports.json"), RECORD.as_bytes()).unwrap();
+        let entry = parse_export(Path::new("r.json"), RECORD.as_bytes()).unwrap();
         assert_eq!(
-            entries,
-            vec![ExportEntry {
-                nqn: "nqn.2000-02.com.mikrotik:pvc-1".into(),
+            entry,
+            ExportEntry {
+                nqn: NQN.into(),
                 port: 4420,
                 backing_file: "/var/lib/sim/files/storage-pool/pvc-1.img".into(),
                 uuid: Some("8F0C44E5-0B61-4F3A-9C1D-2A7B3E4D5F60".into()),
                 nguid: Some("a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90".into()),
-            }]
+            }
         );
         // As a host shows them: lower case; a record without them gives none.
-        let ids = entries[0].namespace_ids();
+        let ids = entry.namespace_ids();
         assert_eq!(
             ids.uuid.as_deref(),
             Some("8f0c44e5-0b61-4f3a-9c1d-2a7b3e4d5f60")
@@ -125,9 +155,9 @@ mod tests {
             ids.nguid.as_deref(),
             Some("a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90")
         );
-        let old = r#"{"exports": [{"nqn": "x", "port": 1, "backing_file": "/f/x.img"}]}"#;
-        let entries = parse_exports(Path::new("e.json"), old.as_bytes()).unwrap();
-        assert!(entries[0].namespace_ids().is_empty());
+        let old = r#"{"nqn": "x", "port": 1, "backing_file": "/f/x.img"}"#;
+        let entry = parse_export(Path::new("e.json"), old.as_bytes()).unwrap();
+        assert!(entry.namespace_ids().is_empty());
     }
 
     #[test]
@@ -135,12 +165,12 @@ mod tests {
         for text in [
             "",
             "{}",
-            r#"{"exports": [{"nqn": "x"}]}"#,
-            r#"{"exports": [{"nqn": "x", "port": 1, "backing_file": "files/x.img"}]}"#,
+            r#"{"nqn": "x"}"#,
+            r#"{"nqn": "x", "port": 1, "backing_file": "files/x.img"}"#,
         ] {
             assert!(
                 matches!(
-                    parse_exports(Path::new("e.json"), text.as_bytes()),
+                    parse_export(Path::new("e.json"), text.as_bytes()),
                     Err(FabricError::ExportRecord { .. })
                 ),
                 "{text:?}"
@@ -149,10 +179,25 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_record_exports_nothing() {
+    fn records_are_read_by_nqn_and_all_together() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read_exports(dir.path()).unwrap(), vec![]);
-        std::fs::write(dir.path().join(EXPORTS_FILE), RECORD).unwrap();
+        assert_eq!(read_export(dir.path(), NQN).unwrap(), None);
+        let records = dir.path().join(EXPORTS_DIR);
+        std::fs::create_dir(&records).unwrap();
+        std::fs::write(records.join(format!("{NQN}.json")), RECORD).unwrap();
+        // A scratch file of a record being written is not a record.
+        std::fs::write(records.join(format!("{NQN}.json.tmp")), "{").unwrap();
         assert_eq!(read_exports(dir.path()).unwrap().len(), 1);
+        assert_eq!(read_export(dir.path(), NQN).unwrap().unwrap().port, 4420);
+        assert_eq!(read_export(dir.path(), "nqn.other").unwrap(), None);
+        // Never a path outside the record directory.
+        for outside in ["../x", "a/b", ".hidden", ""] {
+            assert_eq!(record_path(dir.path(), outside), None, "{outside:?}");
+            assert_eq!(read_export(dir.path(), outside).unwrap(), None);
+        }
+        // A record under another NQN's name is an error, not that export.
+        std::fs::write(records.join("nqn.liar.json"), RECORD).unwrap();
+        assert!(read_export(dir.path(), "nqn.liar").is_err());
     }
 }

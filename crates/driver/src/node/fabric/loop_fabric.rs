@@ -20,7 +20,7 @@ use mounts::tools::run_expecting;
 use nvme::NamespaceIds;
 use tokio::time::Instant;
 
-use super::exports::{ExportEntry, read_exports};
+use super::exports::{ExportEntry, read_export, read_exports};
 use super::{AttachedDevice, Condition, Fabric, FabricError, ManagedController};
 use crate::params::VolumeContext;
 
@@ -79,9 +79,7 @@ impl LoopFabric {
         let dir = self.sim_data_dir.clone();
         let wanted = nqn.to_owned();
         run_blocking("reading the export record", deadline, move || {
-            Ok(read_exports(&dir)?
-                .into_iter()
-                .find(|entry| entry.nqn == wanted))
+            read_export(&dir, &wanted)
         })
         .await
     }
@@ -186,9 +184,9 @@ impl Fabric for LoopFabric {
             .ok_or_else(|| FabricError::NotExported {
                 nqn: nqn.to_owned(),
                 reason: format!(
-                    "not in {}",
+                    "no record in {}",
                     self.sim_data_dir
-                        .join(super::exports::EXPORTS_FILE)
+                        .join(super::exports::EXPORTS_DIR)
                         .display()
                 ),
             })?;

@@ -25,7 +25,7 @@ pub struct ManagedController {
     pub state: &'static str,
 }
 
-pub use exports::{ExportEntry, read_exports};
+pub use exports::{ExportEntry, read_export, read_exports};
 pub use loop_fabric::LoopFabric;
 pub use nvme_tcp::NvmeTcpFabric;
 
