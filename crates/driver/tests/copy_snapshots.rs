@@ -209,6 +209,36 @@ async fn a_flat_snapshot_restores_into_a_subvolume_and_snapshots_instantly_from_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_a_copy_runs_the_snapshot_is_listed_not_ready_and_a_repeat_is_aborted() {
+    let h = Harness::with(on("7.21.5")).await;
+    h.create(create_request(FLAT, GIB)).await.unwrap();
+    // A block copy of eight slow steps (the device is busy).
+    h.sim.faults().update(|f| f.slow_copy_ms = 250);
+    let mut controller = h.controller.clone();
+    let first = tokio::spawn(async move {
+        controller
+            .create_snapshot(timed(snapshot_request(SNAPSHOT, FLAT)))
+            .await
+    });
+    let pending = loop {
+        let listed = list(&h, ListSnapshotsRequest::default()).await.unwrap();
+        if let Some(entry) = listed.entries.first() {
+            break entry.snapshot.clone().unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(pending.snapshot_id, SNAPSHOT_ID);
+    assert!(!pending.ready_to_use, "listed, not ready, while it copies");
+    expect_code(snapshot(&h, SNAPSHOT, FLAT).await, Code::Aborted);
+    let taken = first.await.unwrap().unwrap().into_inner().snapshot.unwrap();
+    assert!(taken.ready_to_use);
+    h.sim.faults().update(|f| f.slow_copy_ms = 0);
+    delete_snapshot(&h, SNAPSHOT_ID).await.unwrap();
+    h.delete(FLAT).await.unwrap();
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_cut_off_half_way_are_completed_by_the_retry() {
     let h = Harness::with(on("7.21.5")).await;
     h.create(create_request(FLAT, GIB)).await.unwrap();

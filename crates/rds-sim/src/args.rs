@@ -103,6 +103,17 @@ pub enum ArgsError {
     Invalid(CmdError),
 }
 
+impl ArgsError {
+    /// As the device says it.
+    pub fn into_cmd_error(self) -> CmdError {
+        match self {
+            ArgsError::Invalid(e) => e,
+            // The parser only lets known arguments through.
+            ArgsError::Unknown(name) => CmdError::failure(format!("unknown argument {name}")),
+        }
+    }
+}
+
 /// Builds [`DiskArgs`] from `(name, text)` pairs.
 pub fn disk_args<'a>(
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,

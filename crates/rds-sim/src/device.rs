@@ -9,7 +9,7 @@ use crate::quirks::Quirks;
 use crate::records::{Record, disk_record, file_record, subvolume_record};
 use crate::state::{
     BlockCopy, BlockCopyArgs, Disk, DiskArgs, Effect, Env, ExportSpec, FileEntry, State,
-    SubvolumeArgs,
+    SubvolumeArgs, run_block_copy,
 };
 use crate::usage::PoolUsage;
 
@@ -21,9 +21,14 @@ pub trait Backend: Send {
     /// Bytes allocated to the backing file of `/file` item `path` (0 when it is missing).
     fn allocated(&self, path: &str) -> std::io::Result<u64>;
 
-    /// Copies `len` bytes of `copy` starting `done` bytes into it (`/disk copy`, in steps).
-    fn copy_blocks(&mut self, copy: &BlockCopy, done: u64, len: u64) -> std::io::Result<()>;
+    /// What copies the blocks of a `/disk copy`, usable without the device (a copy runs
+    /// outside the device lock, see [`crate::engine`]).
+    fn block_copier(&self) -> BlockCopier;
 }
+
+/// Copies `len` bytes of a block copy starting `done` bytes into it.
+pub type BlockCopier =
+    std::sync::Arc<dyn Fn(&BlockCopy, u64, u64) -> std::io::Result<()> + Send + Sync>;
 
 /// Saves the state; `exports` are the active exports it implies. One real
 /// implementation ([`crate::storage::StateFiles`]).
@@ -43,9 +48,6 @@ pub struct SaveJob {
     pub state: State,
     pub exports: Vec<ExportSpec>,
 }
-
-/// Progress steps of a `/disk copy`.
-pub const COPY_STEPS: u64 = 8;
 
 pub struct Device {
     state: State,
@@ -183,41 +185,43 @@ impl Device {
         self.commit(|state, env| state.copy_file(id, name, env))
     }
 
-    /// `/disk copy`: the copy in [`COPY_STEPS`] steps, calling `progress` with the bytes
-    /// copied after each; `stop_half_way` (a fault) ends it after half of them, as a device
-    /// that went down would, and says so with `Ok(false)`. The state does not change.
+    /// `/disk copy` within this call (see [`run_block_copy`]). The state does not change.
     pub fn block_copy(
         &mut self,
         args: &BlockCopyArgs,
         stop_half_way: bool,
-        mut progress: impl FnMut(u64, u64),
+        progress: impl FnMut(u64, u64),
     ) -> Result<bool, CmdError> {
-        let copy = self.state.plan_block_copy(args)?;
-        let step = copy.len.div_ceil(COPY_STEPS);
-        let mut done = 0;
-        let mut result = Ok(true);
-        progress(0, copy.len);
-        while done < copy.len {
-            if stop_half_way && done >= copy.len / 2 {
-                result = Ok(false);
-                break;
-            }
-            let len = step.min(copy.len - done);
-            if let Err(e) = self.backend.copy_blocks(&copy, done, len) {
-                tracing::error!(?copy, error = %e, "block copy failed");
-                result = Err(CmdError::failure(e.to_string()));
-                break;
-            }
-            done += len;
-            progress(done, copy.len);
-        }
+        let (copy, copier) = self.start_block_copy(args)?;
+        let result = run_block_copy(
+            &copy,
+            stop_half_way,
+            |done, len| copier(&copy, done, len),
+            progress,
+        );
+        self.finish_block_copy(&copy);
+        result
+    }
+
+    /// A checked `/disk copy` and what copies its blocks, for a copy run outside the lock.
+    pub fn start_block_copy(
+        &self,
+        args: &BlockCopyArgs,
+    ) -> Result<(BlockCopy, BlockCopier), CmdError> {
+        Ok((
+            self.state.plan_block_copy(args)?,
+            self.backend.block_copier(),
+        ))
+    }
+
+    /// After a copy: its destination's allocated blocks counted again.
+    pub fn finish_block_copy(&mut self, copy: &BlockCopy) {
         self.usage.update(
             std::iter::once(copy.to.as_str()),
             &self.state,
             &*self.backend,
         );
         self.env.pool_used = self.usage.used();
-        result
     }
 
     pub fn add_disk(&mut self, args: &DiskArgs) -> Result<u64, CmdError> {
@@ -357,9 +361,12 @@ pub(crate) mod tests {
                 .unwrap_or(0))
         }
 
-        fn copy_blocks(&mut self, copy: &BlockCopy, done: u64, len: u64) -> std::io::Result<()> {
-            self.copies.lock().unwrap().push((copy.clone(), done, len));
-            Ok(())
+        fn block_copier(&self) -> BlockCopier {
+            let copies = Arc::clone(&self.copies);
+            Arc::new(move |copy, done, len| {
+                copies.lock().unwrap().push((copy.clone(), done, len));
+                Ok(())
+            })
         }
     }
 

@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::device::{Device, Persist};
+use crate::error::CmdError;
 use crate::faults::{CommandFaults, FaultControl, InjectedDelay, SessionGate, SessionPermit};
 use crate::format::{TERMINAL_WIDTH, terminal_wrap};
 use crate::script::{self, RunContext};
+use crate::state::{copy_status, run_block_copy};
 use crate::version::RouterOsVersion;
 
 /// How a command ends for the transport.
@@ -174,6 +176,9 @@ impl Engine {
                 return reply;
             }
         };
+        if let Some(args) = script.lone_block_copy() {
+            return self.block_copy(args, faults, delay).await;
+        }
         let output = self
             .with_device(&faults, delay, move |device, ctx| {
                 script::run(&script, device, ctx)
@@ -183,16 +188,73 @@ impl Engine {
             tracing::info!("fault: the command ran; its reply is lost");
             return ExecReply::Drop;
         }
-        let mut lines = output.lines;
-        let failed = output.error.is_some();
-        if let Some(error) = output.error {
-            tracing::debug!(%error, "command failed");
-            lines.push(error.to_string());
+        reply(output.lines, output.error, error_status)
+    }
+
+    /// A script that is one `/disk copy`: checked under the device lock, then copied outside
+    /// it, so that other commands are served while it runs (as on a device, where a copy
+    /// goes on in the background while its session prints the progress); the session ends
+    /// with the copy. A copy cut off by the fault loses its session.
+    async fn block_copy(
+        self: &Arc<Self>,
+        args: Vec<(String, String)>,
+        faults: CommandFaults,
+        delay: InjectedDelay,
+    ) -> ExecReply {
+        let engine = Arc::clone(self);
+        let (pool_full, quirks) = (faults.pool_full, faults.quirks);
+        let (stop, pace) = (faults.interrupt_copies, faults.slow_copy_step);
+        let (lines, error, cut_off) = tokio::task::spawn_blocking(move || {
+            delay.finish_blocking();
+            let started = {
+                let mut device = engine.lock();
+                device.set_conditions(unix_now(), pool_full, quirks);
+                crate::args::block_copy_args(args.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(crate::args::ArgsError::into_cmd_error)
+                    .and_then(|args| device.start_block_copy(&args))
+            };
+            let mut lines = Vec::new();
+            let (copy, copier) = match started {
+                Ok(started) => started,
+                Err(error) => return (lines, Some(error), false),
+            };
+            let result = run_block_copy(
+                &copy,
+                stop,
+                |done, len| {
+                    std::thread::sleep(pace);
+                    copier(&copy, done, len)
+                },
+                |copied, total| lines.push(copy_status(copied, total)),
+            );
+            engine.lock().finish_block_copy(&copy);
+            match result {
+                Ok(true) => (lines, None, false),
+                Ok(false) => (lines, Some(CmdError::failure("copy interrupted")), true),
+                Err(error) => (lines, Some(error), false),
+            }
+        })
+        .await
+        .expect("copy task panicked");
+        if faults.lose_reply || cut_off {
+            tracing::info!("fault: the copy's session is lost");
+            return ExecReply::Drop;
         }
-        ExecReply::Output {
-            stdout: terminal_wrap(&lines, TERMINAL_WIDTH),
-            exit_status: if failed { error_status } else { 0 },
-        }
+        let error_status = if faults.exit_status_on_error { 1 } else { 0 };
+        reply(lines, error, error_status)
+    }
+}
+
+/// A command's reply: its lines, then its error (if any) with `error_status`.
+fn reply(mut lines: Vec<String>, error: Option<CmdError>, error_status: u32) -> ExecReply {
+    let failed = error.is_some();
+    if let Some(error) = error {
+        tracing::debug!(%error, "command failed");
+        lines.push(error.to_string());
+    }
+    ExecReply::Output {
+        stdout: terminal_wrap(&lines, TERMINAL_WIDTH),
+        exit_status: if failed { error_status } else { 0 },
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Faults {
     /// Every `/disk copy` stops half-way and loses its session, as when the device goes
     /// down in the middle of a copy.
     pub interrupt_copies: bool,
+    /// Each of the eight steps of a `/disk copy` takes this much longer (a copy long enough
+    /// to watch while it runs).
+    pub slow_copy_ms: u64,
     /// Ways the device differs from the facts (see [`crate::quirks`]).
     pub quirks: Quirks,
     /// `/system health` readings laid over the defaults: sensor name → value
@@ -77,6 +80,7 @@ impl Default for Faults {
             exit_status_on_error: false,
             float_numbers: false,
             interrupt_copies: false,
+            slow_copy_ms: 0,
             quirks: Quirks::default(),
             health: BTreeMap::new(),
         }
@@ -98,6 +102,7 @@ pub struct CommandFaults {
     pub exit_status_on_error: bool,
     pub float_numbers: bool,
     pub interrupt_copies: bool,
+    pub slow_copy_step: Duration,
     pub quirks: Quirks,
     pub health: BTreeMap<String, String>,
 }
@@ -202,6 +207,7 @@ impl FaultControl {
             exit_status_on_error: f.exit_status_on_error,
             float_numbers: f.float_numbers,
             interrupt_copies: f.interrupt_copies,
+            slow_copy_step: Duration::from_millis(f.slow_copy_ms),
             quirks: f.quirks,
             health: f.health.clone(),
         }

@@ -270,14 +270,17 @@ impl Backend for FileStore {
         }
     }
 
-    fn copy_blocks(&mut self, copy: &BlockCopy, done: u64, len: u64) -> io::Result<()> {
-        crate::copy::copy_range(
-            &self.backing_path(&copy.from),
-            copy.from_offset + done,
-            &self.backing_path(&copy.to),
-            copy.to_offset + done,
-            len,
-        )
+    fn block_copier(&self) -> crate::device::BlockCopier {
+        let data_dir = self.data_dir.clone();
+        std::sync::Arc::new(move |copy: &BlockCopy, done, len| {
+            crate::copy::copy_range(
+                &backing_path(&data_dir, &copy.from),
+                copy.from_offset + done,
+                &backing_path(&data_dir, &copy.to),
+                copy.to_offset + done,
+                len,
+            )
+        })
     }
 
     fn allocated(&self, path: &str) -> io::Result<u64> {

@@ -252,3 +252,34 @@ async fn a_block_copy_fills_its_destination_whole_and_reports_progress() {
     ok(&conn, "/disk copy src=pvc-1 dst=snap-1").await;
     assert_eq!(byte_at(&target, 60 * MIB), 0x33);
 }
+
+#[tokio::test]
+async fn a_block_copy_runs_while_other_commands_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start(dir.path()).await;
+    let conn = connect(&sim).await;
+    ok(
+        &conn,
+        "/disk add type=file slot=pvc-1 file-path=storage-pool/pvc-1.img file-size=64M; \
+         /disk add type=file slot=snap-1 file-path=storage-pool/snap-1.img file-size=64M",
+    )
+    .await;
+    write_at(&sim.backing_file("storage-pool/pvc-1.img"), 60 * MIB, 0x44);
+    // Eight steps of 300 ms: a copy that lasts long enough to be watched.
+    sim.faults().update(|f| f.slow_copy_ms = 300);
+    let copying = tokio::spawn(async move {
+        let out = ok(&conn, "/disk copy src=pvc-1 dst=snap-1").await;
+        (conn, out)
+    });
+    let other = connect(&sim).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let listed = ok(&other, ":put [/disk print count-only]").await;
+    assert_eq!(listed.trim(), "3", "served while the copy runs");
+    assert!(!copying.is_finished(), "the copy is still running");
+    let (_conn, out) = copying.await.unwrap();
+    assert!(out.contains("status: 64.0MiB / 64.0MiB (100%)"), "{out}");
+    assert_eq!(
+        byte_at(&sim.backing_file("storage-pool/snap-1.img"), 60 * MIB),
+        0x44
+    );
+}

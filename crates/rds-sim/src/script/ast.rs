@@ -134,6 +134,23 @@ impl Script {
     }
 }
 
+impl Script {
+    /// The literal arguments of a script that is one `/disk copy` and nothing else: such a
+    /// copy runs outside the device lock (see [`crate::engine`]).
+    pub fn lone_block_copy(&self) -> Option<Vec<(String, String)>> {
+        let mut commands = self.commands.iter().filter(|c| !matches!(c, Command::Nop));
+        let (Some(Command::BlockCopy { args }), None) = (commands.next(), commands.next()) else {
+            return None;
+        };
+        args.iter()
+            .map(|arg| match &arg.value {
+                Expr::Lit(value) => Some((arg.name.clone(), value.clone())),
+                Expr::Var(_) | Expr::Sub(_) => None,
+            })
+            .collect()
+    }
+}
+
 impl Command {
     /// The menu of a menu command (`/disk add` → `/disk`); `None` for `:` commands.
     pub fn menu(&self) -> Option<Menu> {

@@ -87,6 +87,37 @@ impl State {
     }
 }
 
+/// Progress steps of a `/disk copy`.
+pub const COPY_STEPS: u64 = 8;
+
+/// Runs `copy` in [`COPY_STEPS`] steps: `step(done, len)` copies `len` bytes from `done`
+/// bytes into it, `progress(copied, total)` hears after each (and before the first).
+/// `stop_half_way` (a fault) ends it after half of them, as a device that went down would,
+/// and says so with `Ok(false)`.
+pub fn run_block_copy(
+    copy: &BlockCopy,
+    stop_half_way: bool,
+    mut step: impl FnMut(u64, u64) -> std::io::Result<()>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<bool, CmdError> {
+    let size = copy.len.div_ceil(COPY_STEPS);
+    let mut done = 0;
+    progress(0, copy.len);
+    while done < copy.len {
+        if stop_half_way && done >= copy.len / 2 {
+            return Ok(false);
+        }
+        let len = size.min(copy.len - done);
+        if let Err(e) = step(done, len) {
+            tracing::error!(?copy, error = %e, "block copy failed");
+            return Err(CmdError::failure(e.to_string()));
+        }
+        done += len;
+        progress(done, copy.len);
+    }
+    Ok(true)
+}
+
 /// The progress text RouterOS shows for a copy.
 pub fn copy_status(copied: u64, total: u64) -> String {
     let percent = if total == 0 {

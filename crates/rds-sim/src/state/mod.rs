@@ -19,7 +19,7 @@ mod subvolumes;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use block_copy::{BlockCopy, BlockCopyArgs, copy_status};
+pub use block_copy::{BlockCopy, BlockCopyArgs, COPY_STEPS, copy_status, run_block_copy};
 pub use namespace::{BadId128, Id128, NamespaceIds};
 pub use pool::{FILE_METADATA_BYTES, pool_used};
 pub use subvolumes::{SUBVOLUMES_SINCE_MINOR, Subvolume, SubvolumeArgs};

@@ -307,9 +307,5 @@ impl Interpreter<'_> {
 }
 
 fn args_error(error: ArgsError) -> CmdError {
-    match error {
-        ArgsError::Invalid(e) => e,
-        // The parser only lets known arguments through.
-        ArgsError::Unknown(name) => CmdError::failure(format!("unknown argument {name}")),
-    }
+    error.into_cmd_error()
 }
