@@ -58,6 +58,19 @@ impl State {
             .and_then(|d| self.export_of(d, version))
     }
 
+    /// The export serving `nqn` among the disks other than `id`.
+    fn serving_apart_from(
+        &self,
+        id: u64,
+        nqn: &str,
+        version: &RouterOsVersion,
+    ) -> Option<ExportSpec> {
+        self.disks
+            .iter()
+            .find(|d| d.id != id && exported(d) && nqn_of(d, version) == nqn)
+            .and_then(|d| self.export_of(d, version))
+    }
+
     /// Runs `op`, a change of disk `id` that returns its file effects, and adds the export
     /// effects the change implies, in a safe order: exports that end first, then the file
     /// effects, then new exports and revalidations of grown ones. A grow keeps the export
@@ -70,20 +83,31 @@ impl State {
         op: impl FnOnce(&mut State) -> Outcome<T>,
     ) -> Outcome<T> {
         let version = &env.version;
-        let before = self.clone();
+        // `op` changes this disk only (and files): what served its NQN before is read now;
+        // any other NQN was served before by the disks that serve it apart from this one.
+        let exported_nqn = |state: &State| {
+            state
+                .disk(id)
+                .filter(|d| exported(d))
+                .map(|d| nqn_of(d, version).to_string())
+        };
+        let nqn_before = exported_nqn(self);
+        let served_before = nqn_before
+            .as_deref()
+            .and_then(|nqn| self.serving(nqn, version));
         let (value, files) = op(self)?;
-        let mut nqns: Vec<String> = Vec::with_capacity(2);
-        for state in [&before, &*self] {
-            if let Some(disk) = state.disk(id).filter(|d| exported(d)) {
-                let nqn = nqn_of(disk, version);
-                if !nqns.iter().any(|n| n == nqn) {
-                    nqns.push(nqn.to_string());
-                }
-            }
+        let mut nqns: Vec<String> = nqn_before.iter().cloned().collect();
+        if let Some(nqn) = exported_nqn(self).filter(|n| !nqns.contains(n)) {
+            nqns.push(nqn);
         }
         let (mut ending, mut starting) = (Vec::new(), Vec::new());
         for nqn in &nqns {
-            match (before.serving(nqn, version), self.serving(nqn, version)) {
+            let old = if nqn_before.as_ref() == Some(nqn) {
+                served_before.clone()
+            } else {
+                self.serving_apart_from(id, nqn, version)
+            };
+            match (old, self.serving(nqn, version)) {
                 (Some(old), Some(new))
                     if old.port == new.port
                         && old.file_path == new.file_path

@@ -2,6 +2,7 @@
 //! the first failing command stops the script (RouterOS semantics).
 
 mod conditional;
+mod literal;
 mod print;
 mod select;
 #[cfg(test)]

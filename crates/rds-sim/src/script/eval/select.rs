@@ -10,6 +10,8 @@ use crate::script::value::{Table, Value};
 use crate::state::{Disk, DiskKind, FileEntry};
 use crate::units::parse_size;
 
+use super::literal::AnchoredLiteral;
+
 /// A condition with its values evaluated.
 enum Resolved {
     And(Box<Resolved>, Box<Resolved>),
@@ -20,6 +22,8 @@ enum Resolved {
         op: CmpOp,
         text: String,
         regex: Option<Regex>,
+        /// The regular expression as a plain comparison, when it is an anchored literal.
+        literal: Option<AnchoredLiteral>,
     },
     Truthy(String),
 }
@@ -91,11 +95,15 @@ impl Interpreter<'_> {
                     ),
                     _ => None,
                 };
+                let literal = regex
+                    .as_ref()
+                    .and_then(|re| AnchoredLiteral::parse(re.as_str()));
                 Resolved::Cmp {
                     prop: prop.clone(),
                     op: *op,
                     text,
                     regex,
+                    literal,
                 }
             }
         })
@@ -176,6 +184,7 @@ struct Atom<'c> {
     op: CmpOp,
     text: &'c str,
     regex: Option<&'c Regex>,
+    literal: Option<&'c AnchoredLiteral>,
 }
 
 /// Properties [`Atom`] reads off items: a `/disk` slot, type and file path, a `/file` name.
@@ -192,11 +201,13 @@ fn atoms<'c>(cond: &'c Resolved, out: &mut Vec<Atom<'c>>) {
             op: op @ (CmpOp::Eq | CmpOp::NotEq | CmpOp::Match),
             text,
             regex,
+            literal,
         } if DIRECT_PROPERTIES.contains(&prop.as_str()) => out.push(Atom {
             prop,
             op: *op,
             text,
             regex: regex.as_ref(),
+            literal: literal.as_ref(),
         }),
         _ => {}
     }
@@ -209,7 +220,10 @@ impl Atom<'_> {
         match self.op {
             CmpOp::Eq => equal,
             CmpOp::NotEq => !equal,
-            CmpOp::Match => self.regex.is_some_and(|re| re.is_match(raw)),
+            CmpOp::Match => match self.literal {
+                Some(literal) => literal.is_match(raw),
+                None => self.regex.is_some_and(|re| re.is_match(raw)),
+            },
             CmpOp::Less | CmpOp::Greater => true,
         }
     }
@@ -262,6 +276,7 @@ fn matches(cond: &Resolved, record: &Record) -> bool {
             op,
             text,
             regex,
+            ..
         } => {
             let value = record.get(prop);
             match op {
