@@ -30,10 +30,25 @@ pub trait Backend: Send {
 pub type BlockCopier =
     std::sync::Arc<dyn Fn(&BlockCopy, u64, u64) -> std::io::Result<()> + Send + Sync>;
 
-/// Saves the state; `exports` are the active exports it implies. One real
-/// implementation ([`crate::storage::StateFiles`]).
+/// The exports a save records: all of them, or what changed since the last save.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportsSave {
+    All(Vec<ExportSpec>),
+    /// In the order they happened.
+    Changes(Vec<ExportChange>),
+}
+
+/// One change of an export, read off the effects a command applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportChange {
+    Put(ExportSpec),
+    Gone(String),
+}
+
+/// Saves the state and the export records. One real implementation
+/// ([`crate::storage::StateFiles`]).
 pub trait Persist: Send {
-    fn persist(&mut self, state: &State, exports: &[ExportSpec]) -> std::io::Result<()>;
+    fn persist(&mut self, state: &State, exports: &ExportsSave) -> std::io::Result<()>;
 
     /// Saves `state` whole, in one file (at shutdown); by default, nothing more to do.
     fn checkpoint(&mut self, _state: &State) -> std::io::Result<()> {
@@ -46,7 +61,7 @@ pub trait Persist: Send {
 pub struct SaveJob {
     pub generation: u64,
     pub state: State,
-    pub exports: Vec<ExportSpec>,
+    pub exports: ExportsSave,
 }
 
 pub struct Device {
@@ -57,6 +72,10 @@ pub struct Device {
     usage: PoolUsage,
     /// Count of successful mutations.
     generation: u64,
+    /// Export changes not yet handed to a save.
+    export_changes: Vec<ExportChange>,
+    /// The next save records every export (a change the effects do not tell, a failed save).
+    exports_resync: bool,
 }
 
 impl std::fmt::Debug for Device {
@@ -79,6 +98,8 @@ impl Device {
             env,
             usage,
             generation: 0,
+            export_changes: Vec::new(),
+            exports_resync: true,
         }
     }
 
@@ -87,13 +108,36 @@ impl Device {
         self.generation
     }
 
-    /// A copy of what must be saved now.
-    pub fn save_job(&self) -> SaveJob {
+    /// What must be saved now; the export changes it carries are the save's from here on
+    /// (a failed save calls [`Device::resync_exports`]).
+    pub fn save_job(&mut self) -> SaveJob {
+        let exports = if std::mem::take(&mut self.exports_resync) {
+            self.export_changes.clear();
+            ExportsSave::All(self.exports())
+        } else {
+            ExportsSave::Changes(std::mem::take(&mut self.export_changes))
+        };
         SaveJob {
             generation: self.generation,
             state: self.state.clone(),
-            exports: self.exports(),
+            exports,
         }
+    }
+
+    /// The exports are on disk as they are now (right after a start that wrote them all).
+    pub fn exports_recorded(&mut self) {
+        self.exports_resync = false;
+        self.export_changes.clear();
+    }
+
+    /// The next save records every export again.
+    pub fn resync_exports(&mut self) {
+        self.exports_resync = true;
+    }
+
+    /// The state alone (a checkpoint at shutdown), leaving pending export changes.
+    pub fn state_job(&self) -> (u64, State) {
+        (self.generation, self.state.clone())
     }
 
     pub fn state(&self) -> &State {
@@ -229,7 +273,12 @@ impl Device {
     }
 
     pub fn set_disk(&mut self, id: u64, args: &DiskArgs) -> Result<(), CmdError> {
-        self.commit(|state, env| state.set_disk(id, args, env))
+        self.commit(|state, env| state.set_disk(id, args, env))?;
+        if args.slot.is_some() {
+            // A new slot changes an export's record without an export effect.
+            self.exports_resync = true;
+        }
+        Ok(())
     }
 
     pub fn remove_disk(&mut self, id: u64) -> Result<(), CmdError> {
@@ -304,6 +353,15 @@ impl Device {
         }
         let Some(error) = failure else {
             self.generation += 1;
+            self.export_changes
+                .extend(effects.iter().filter_map(|effect| match effect {
+                    Effect::Export(spec) | Effect::Revalidate(spec) => {
+                        Some(ExportChange::Put(spec.clone()))
+                    }
+                    Effect::AllowHosts { spec, .. } => Some(ExportChange::Put(spec.clone())),
+                    Effect::Unexport(spec) => Some(ExportChange::Gone(spec.nqn.clone())),
+                    _ => None,
+                }));
             return Ok(());
         };
         for effect in done.iter().rev() {
@@ -382,8 +440,29 @@ pub(crate) mod tests {
         assert_eq!(backend.log.lock().unwrap().len(), 2);
         assert_eq!(device.generation(), 1);
         let job = device.save_job();
-        assert_eq!((job.generation, job.exports.len()), (1, 1));
+        let ExportsSave::All(exports) = &job.exports else {
+            panic!("the first save records every export")
+        };
+        assert_eq!((job.generation, exports.len()), (1, 1));
         assert_eq!(&job.state, device.state());
+        // From then on, the changes: the next export, its removal.
+        device.add_disk(&file_args("pvc-2", GIB)).unwrap();
+        device.remove_disk(2).unwrap();
+        let job = device.save_job();
+        let ExportsSave::Changes(changes) = &job.exports else {
+            panic!("later saves record the changes")
+        };
+        let kinds: Vec<String> = changes
+            .iter()
+            .map(|c| match c {
+                ExportChange::Put(spec) => format!("put {}", spec.slot),
+                ExportChange::Gone(nqn) => format!("gone {nqn}"),
+            })
+            .collect();
+        assert_eq!(kinds, ["put pvc-2", "gone nqn.2000-02.com.mikrotik:pvc-1"]);
+        assert_eq!(device.save_job().exports, ExportsSave::Changes(Vec::new()));
+        device.resync_exports();
+        assert!(matches!(device.save_job().exports, ExportsSave::All(e) if e.len() == 1));
     }
 
     #[test]

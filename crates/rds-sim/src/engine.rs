@@ -102,7 +102,11 @@ impl Engine {
         let job = self.lock().save_job();
         match saver.persist.persist(&job.state, &job.exports) {
             Ok(()) => saver.saved = job.generation,
-            Err(e) => tracing::error!(error = %e, "saving the state failed"),
+            Err(e) => {
+                // The export changes it carried are lost with it: the next save writes all.
+                self.lock().resync_exports();
+                tracing::error!(error = %e, "saving the state failed");
+            }
         }
     }
 
@@ -110,9 +114,9 @@ impl Engine {
     /// one file. Errors are logged.
     pub fn checkpoint(&self) {
         let mut saver = self.saver.lock().unwrap_or_else(|p| p.into_inner());
-        let job = self.lock().save_job();
-        match saver.persist.checkpoint(&job.state) {
-            Ok(()) => saver.saved = saver.saved.max(job.generation),
+        let (generation, state) = self.lock().state_job();
+        match saver.persist.checkpoint(&state) {
+            Ok(()) => saver.saved = saver.saved.max(generation),
             Err(e) => tracing::error!(error = %e, "saving the state at shutdown failed"),
         }
     }

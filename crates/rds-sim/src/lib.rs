@@ -232,9 +232,10 @@ impl Simulator {
             .map_err(io_context("restoring backing files and exports"))?;
         let mut state_files = StateFiles::new(&data_dir, config.nvme_listen.ip(), nvmet_enabled);
         state_files
-            .persist(&state, &exports)
+            .persist(&state, &device::ExportsSave::All(exports.clone()))
             .map_err(io_context("saving state"))?;
-        let device = Device::new(state, Box::new(store), env);
+        let mut device = Device::new(state, Box::new(store), env);
+        device.exports_recorded();
         let engine = Arc::new(Engine::new(device, Box::new(state_files), faults));
 
         let host_key = keys::load_or_create_host_key(&data_dir)?;

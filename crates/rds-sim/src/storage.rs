@@ -12,7 +12,7 @@
 //! - `faults.json`: optional fault control file (see [`crate::faults`]);
 //! - host key, TLS certificate and key, and a lock file.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::device::{Backend, Persist};
+use crate::device::{Backend, ExportChange, ExportsSave, Persist};
 use crate::nvmet::NvmetExporter;
 use crate::state::{BlockCopy, Effect, ExportSpec, FileKind, Id128, STATE_FORMAT, State};
 
@@ -300,10 +300,7 @@ pub struct StateFiles {
     data_dir: PathBuf,
     nvme_address: IpAddr,
     nvmet: bool,
-    /// The exports whose records are on disk, by NQN; `None` until the first save, which
-    /// also removes records no export has (and after a failed write: the next save checks
-    /// every record again).
-    last_exports: Option<HashMap<String, ExportSpec>>,
+
     /// Serialisation buffer, kept between saves.
     buffer: Vec<u8>,
     /// The state as saved (snapshot plus journal), which the next save is a change of;
@@ -321,7 +318,6 @@ impl StateFiles {
             data_dir: data_dir.into(),
             nvme_address,
             nvmet,
-            last_exports: None,
             buffer: Vec::new(),
             saved: None,
             journal: None,
@@ -370,57 +366,56 @@ impl StateFiles {
         Ok(())
     }
 
-    /// Writes the records of the exports that changed and removes those of exports gone.
-    fn write_export_records(&mut self, exports: &[ExportSpec]) -> io::Result<()> {
+    /// Writes the export records: every one (and removes any other record, the single file
+    /// of older versions too), or the changes in their order.
+    fn write_export_records(&mut self, exports: &ExportsSave) -> io::Result<()> {
         let dir = self.data_dir.join(EXPORTS_DIR);
-        let first = self.last_exports.is_none();
-        let mut last = self.last_exports.take().unwrap_or_default();
-        if first {
-            fs::create_dir_all(&dir)?;
-            ignore_missing(fs::remove_file(self.data_dir.join(LEGACY_EXPORTS_FILE)))?;
-        }
-        let mut current = HashSet::with_capacity(exports.len());
-        for spec in exports {
-            current.insert(spec.nqn.as_str());
-            if last.get(&spec.nqn) == Some(spec) {
-                continue;
+        match exports {
+            ExportsSave::All(all) => {
+                fs::create_dir_all(&dir)?;
+                ignore_missing(fs::remove_file(self.data_dir.join(LEGACY_EXPORTS_FILE)))?;
+                let names: HashSet<String> = all
+                    .iter()
+                    .filter_map(|spec| export_record_name(&spec.nqn))
+                    .collect();
+                for entry in fs::read_dir(&dir)? {
+                    let entry = entry?;
+                    if !entry
+                        .file_name()
+                        .to_str()
+                        .is_some_and(|n| names.contains(n))
+                    {
+                        ignore_missing(fs::remove_file(entry.path()))?;
+                    }
+                }
+                for spec in all {
+                    self.write_export_record(&dir, spec)?;
+                }
             }
-            let Some(name) = export_record_name(&spec.nqn) else {
-                tracing::warn!(nqn = %spec.nqn, "this NQN cannot name a file: no export record");
-                continue;
-            };
-            let text =
-                serde_json::to_vec_pretty(&self.export_record(spec)).map_err(io::Error::other)?;
-            write_atomic(&dir.join(name), &text)?;
-            last.insert(spec.nqn.clone(), spec.clone());
-        }
-        let gone: Vec<String> = last
-            .keys()
-            .filter(|nqn| !current.contains(nqn.as_str()))
-            .cloned()
-            .collect();
-        for nqn in gone {
-            if let Some(name) = export_record_name(&nqn) {
-                ignore_missing(fs::remove_file(dir.join(name)))?;
-            }
-            last.remove(&nqn);
-        }
-        if first {
-            // Records an earlier run left for exports that are gone.
-            for entry in fs::read_dir(&dir)? {
-                let entry = entry?;
-                let name = entry.file_name();
-                let keep = name
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".json"))
-                    .is_some_and(|nqn| current.contains(nqn));
-                if !keep {
-                    ignore_missing(fs::remove_file(entry.path()))?;
+            ExportsSave::Changes(changes) => {
+                for change in changes {
+                    match change {
+                        ExportChange::Put(spec) => self.write_export_record(&dir, spec)?,
+                        ExportChange::Gone(nqn) => {
+                            if let Some(name) = export_record_name(nqn) {
+                                ignore_missing(fs::remove_file(dir.join(name)))?;
+                            }
+                        }
+                    }
                 }
             }
         }
-        self.last_exports = Some(last);
         Ok(())
+    }
+
+    fn write_export_record(&self, dir: &Path, spec: &ExportSpec) -> io::Result<()> {
+        let Some(name) = export_record_name(&spec.nqn) else {
+            tracing::warn!(nqn = %spec.nqn, "this NQN cannot name a file: no export record");
+            return Ok(());
+        };
+        let text =
+            serde_json::to_vec_pretty(&self.export_record(spec)).map_err(io::Error::other)?;
+        write_atomic(&dir.join(name), &text)
     }
 
     fn export_record(&self, spec: &ExportSpec) -> ExportRecord {
@@ -441,7 +436,7 @@ impl StateFiles {
 }
 
 impl Persist for StateFiles {
-    fn persist(&mut self, state: &State, exports: &[ExportSpec]) -> io::Result<()> {
+    fn persist(&mut self, state: &State, exports: &ExportsSave) -> io::Result<()> {
         let compact = self.journal_bytes > self.snapshot_bytes.max(COMPACT_FLOOR_BYTES);
         match self.saved.take() {
             Some(old) if !compact && self.journal.is_some() => {

@@ -126,7 +126,8 @@ fn state_and_exports_are_saved_and_reload() {
     fs::write(dir.path().join("exports.json"), "{}").unwrap();
     fs::write(dir.path().join("exports/nqn.gone.json"), "{}").unwrap();
     let mut files = StateFiles::new(dir.path(), "127.0.0.1".parse().unwrap(), false);
-    files.persist(&job.state, &job.exports).unwrap();
+    let all = crate::device::ExportsSave::All(device.exports());
+    files.persist(&job.state, &all).unwrap();
     assert_eq!(read_export_records(dir.path()).unwrap(), left);
     assert!(!dir.path().join("exports.json").exists());
 }
