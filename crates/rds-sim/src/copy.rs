@@ -72,22 +72,40 @@ pub fn copy_file(from: &Path, to: &Path) -> io::Result<CopyKind> {
 fn sparse_copy(source: &fs::File, target: &fs::File) -> io::Result<()> {
     let len = source.metadata()?.len();
     target.set_len(len)?;
-    let mut at = 0;
-    while at < len {
+    copy_extents(source, 0, target, 0, len)
+}
+
+/// Copies the data extents of `source` in `[from, from + len)` into `target` from `to` on;
+/// the holes between them are not written.
+fn copy_extents(
+    source: &fs::File,
+    from: u64,
+    target: &fs::File,
+    to: u64,
+    len: u64,
+) -> io::Result<()> {
+    let end = from + len;
+    let mut at = from;
+    while at < end {
         let start = match rustix::fs::seek(source, SeekFrom::Data(at)) {
-            Ok(start) => start,
-            // Only a hole is left.
-            Err(Errno::NXIO) => break,
+            Ok(start) if start < end => start,
+            // Only a hole is left in the range.
+            Ok(_) | Err(Errno::NXIO) => break,
             Err(e) => return Err(e.into()),
         };
-        let end = rustix::fs::seek(source, SeekFrom::Hole(start))?.min(len);
-        let (mut from, mut to) = (start, start);
-        while from < end {
-            let chunk = usize::try_from(end - from)
+        let stop = rustix::fs::seek(source, SeekFrom::Hole(start))?.min(end);
+        let (mut off_in, mut off_out) = (start, to + (start - from));
+        while off_in < stop {
+            let chunk = usize::try_from(stop - off_in)
                 .unwrap_or(usize::MAX)
                 .min(1 << 30);
-            let copied =
-                rustix::fs::copy_file_range(source, Some(&mut from), target, Some(&mut to), chunk)?;
+            let copied = rustix::fs::copy_file_range(
+                source,
+                Some(&mut off_in),
+                target,
+                Some(&mut off_out),
+                chunk,
+            )?;
             if copied == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -95,7 +113,7 @@ fn sparse_copy(source: &fs::File, target: &fs::File) -> io::Result<()> {
                 ));
             }
         }
-        at = end;
+        at = stop;
     }
     Ok(())
 }
@@ -107,38 +125,7 @@ pub fn copy_range(source: &Path, from: u64, target: &Path, to: u64, len: u64) ->
     let source = fs::File::open(source)?;
     let target = fs::OpenOptions::new().write(true).open(target)?;
     zero_range(&target, to, len)?;
-    let end = from + len;
-    let mut at = from;
-    while at < end {
-        let start = match rustix::fs::seek(&source, SeekFrom::Data(at)) {
-            Ok(start) if start < end => start,
-            // Only a hole is left in the range.
-            Ok(_) | Err(Errno::NXIO) => break,
-            Err(e) => return Err(e.into()),
-        };
-        let stop = rustix::fs::seek(&source, SeekFrom::Hole(start))?.min(end);
-        let (mut off_in, mut off_out) = (start, to + (start - from));
-        while off_in < stop {
-            let chunk = usize::try_from(stop - off_in)
-                .unwrap_or(usize::MAX)
-                .min(1 << 30);
-            let copied = rustix::fs::copy_file_range(
-                &source,
-                Some(&mut off_in),
-                &target,
-                Some(&mut off_out),
-                chunk,
-            )?;
-            if copied == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the source ended inside the range to copy",
-                ));
-            }
-        }
-        at = stop;
-    }
-    Ok(())
+    copy_extents(&source, from, &target, to, len)
 }
 
 /// Makes `len` bytes of `file` at `at` read as zeros: a hole where the filesystem can punch

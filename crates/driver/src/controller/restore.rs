@@ -38,7 +38,6 @@ impl ControllerService {
         }
         let source = plan.source.as_ref().expect("a copy has a source");
         let origin = self.origin(source).await?;
-        let size = plan.size.max(origin.size);
         if plan.limit_bytes > 0 && origin.size > plan.limit_bytes as u64 {
             return Err(DriverError::SourceBeyondLimit {
                 source_bytes: origin.size,
@@ -128,7 +127,19 @@ impl ControllerService {
         if added {
             tracing::info!(source = %origin.subvolume, size = disk.file_size, "created the volume as a copy");
         }
-        let disk = if size > disk.file_size && disk.file_size == origin.size {
+        Ok((self.grown_copy(&plan, disk, origin.size).await?, added))
+    }
+
+    /// A copy's disk grown to the request while it still has its source's size (a try cut
+    /// short before its grow is grown by the next), then checked against the range.
+    pub(super) async fn grown_copy(
+        &self,
+        plan: &VolumePlan,
+        disk: routeros::FileDisk,
+        source_size: u64,
+    ) -> Result<routeros::FileDisk> {
+        let size = plan.size.max(source_size);
+        let disk = if size > disk.file_size && disk.file_size == source_size {
             self.rds().grow_disk(plan.id.slot(), size).await?
         } else {
             disk
@@ -142,7 +153,7 @@ impl ControllerService {
                 ),
             });
         }
-        Ok((disk, added))
+        Ok(disk)
     }
 
     /// The source's subvolume, image and size, as the device shows them now.

@@ -13,7 +13,6 @@ use routeros::{AttachOutcome, DiskItem, FileDisk, FilePath, Slot};
 
 use super::rules::{ContentSource, VolumePlan};
 use super::service::ControllerService;
-use crate::capacity::SizePolicy;
 use crate::error::{DriverError, Result};
 use crate::naming;
 use crate::params::CopyMethod;
@@ -88,22 +87,7 @@ impl ControllerService {
         if added {
             tracing::info!(source = %origin.slot, method = method.as_str(), size = disk.file_size, "created the volume as a copy");
         }
-        let size = plan.size.max(origin.size);
-        let disk = if size > disk.file_size && disk.file_size == origin.size {
-            self.rds().grow_disk(plan.id.slot(), size).await?
-        } else {
-            disk
-        };
-        if !SizePolicy::satisfies(disk.file_size, plan.required_bytes, plan.limit_bytes) {
-            return Err(DriverError::Incompatible {
-                volume_id: plan.id.to_string(),
-                reason: format!(
-                    "its size {} bytes is outside the requested range",
-                    disk.file_size
-                ),
-            });
-        }
-        Ok((disk, added))
+        Ok((self.grown_copy(plan, disk, origin.size).await?, added))
     }
 
     /// The source's disk, image and size, as the device shows them now.
