@@ -57,30 +57,55 @@ pub fn attach_image(req: &CreateDisk<'_>) -> String {
     )
 }
 
+/// The values of a guarded add over a path: what it looked up, the new id when it added,
+/// the slot's items afterwards.
+pub(crate) struct GuardedAdd {
+    pub slot_before: Vec<String>,
+    pub files: Vec<String>,
+    pub users: Vec<String>,
+    pub added: Option<String>,
+    pub after: serde_json::Value,
+}
+
+impl GuardedAdd {
+    /// Reads the four or five values (`what` names the script in errors).
+    pub(crate) fn read(values: Vec<serde_json::Value>, what: &str) -> Result<Self> {
+        let count = values.len();
+        let mut values = values.into_iter();
+        let (Some(slot), Some(files), Some(users)) = (values.next(), values.next(), values.next())
+        else {
+            return Err(Error::Protocol(format!(
+                "{what}: expected 4 or 5 JSON values, got {count}"
+            )));
+        };
+        let (added, after) = match (values.next(), values.next(), values.next()) {
+            (Some(after), None, None) => (None, after),
+            (Some(serde_json::Value::String(id)), Some(after), None) => (Some(id), after),
+            _ => {
+                return Err(Error::Protocol(format!(
+                    "{what}: expected 4 or 5 JSON values of the right kinds, got {count}"
+                )));
+            }
+        };
+        Ok(Self {
+            slot_before: ids(slot, "slot look-up")?,
+            files: ids(files, "file look-up")?,
+            users: ids(users, "image users")?,
+            added,
+            after,
+        })
+    }
+}
+
 /// What the attach script's values mean.
 pub fn judge_attach(req: &CreateDisk<'_>, values: Vec<serde_json::Value>) -> Result<AttachOutcome> {
-    let count = values.len();
-    let mut values = values.into_iter();
-    let (Some(slot), Some(files), Some(users)) = (values.next(), values.next(), values.next())
-    else {
-        return Err(Error::Protocol(format!(
-            "guarded attach: expected 4 or 5 JSON values, got {count}"
-        )));
-    };
-    let (slot_before, files, users) = (
-        ids(slot, "slot look-up")?,
-        ids(files, "file look-up")?,
-        ids(users, "image users")?,
-    );
-    let (added, after) = match (values.next(), values.next(), values.next()) {
-        (Some(after), None, None) => (None, after),
-        (Some(serde_json::Value::String(id)), Some(after), None) => (Some(id), after),
-        _ => {
-            return Err(Error::Protocol(format!(
-                "guarded attach: expected 4 or 5 JSON values of the right kinds, got {count}"
-            )));
-        }
-    };
+    let GuardedAdd {
+        slot_before,
+        files,
+        users,
+        added,
+        after,
+    } = GuardedAdd::read(values, "guarded attach")?;
     let free = slot_before.is_empty() && files.len() == 1 && users.is_empty();
     if free != added.is_some() {
         return Err(Error::Protocol(format!(

@@ -11,13 +11,14 @@
 
 use std::time::Duration;
 
+use crate::attach::GuardedAdd;
 use crate::client::Client;
 use crate::command::{find_file, find_slot, print_disk, put_json};
 use crate::error::{Error, Result};
 use crate::judge::check_slots;
 use crate::model::{DiskItem, FileDisk};
 use crate::quote::{quote, regex_escape};
-use crate::reply::{disk_item, ids, items};
+use crate::reply::{disk_item, items};
 use crate::validate::{FilePath, Slot, check_comment};
 
 /// One progress report of a copy, as the device words it (sizes may carry units).
@@ -205,28 +206,14 @@ impl Client {
         let values = self
             .query_script_any("add-unexported", disk.slot.as_str(), &add_unexported(disk))
             .await?;
-        let count = values.len();
-        let mut values = values.into_iter();
-        let (Some(slot), Some(files), Some(users)) = (values.next(), values.next(), values.next())
-        else {
-            return Err(Error::Protocol(format!(
-                "guarded add: expected 4 or 5 JSON values, got {count}"
-            )));
-        };
-        let (holders, files, users) = (
-            ids(slot, "slot look-up")?,
-            ids(files, "file look-up")?,
-            ids(users, "image users")?,
-        );
-        let (added, after) = match (values.next(), values.next(), values.next()) {
-            (Some(after), None, None) => (false, after),
-            (Some(serde_json::Value::String(_)), Some(after), None) => (true, after),
-            _ => {
-                return Err(Error::Protocol(format!(
-                    "guarded add: expected 4 or 5 JSON values of the right kinds, got {count}"
-                )));
-            }
-        };
+        let GuardedAdd {
+            slot_before: holders,
+            files,
+            users,
+            added,
+            after,
+        } = GuardedAdd::read(values, "guarded add")?;
+        let added = added.is_some();
         let fits = match disk.size {
             Some(_) => files.is_empty(),
             None => files.len() == 1 && users.is_empty(),
