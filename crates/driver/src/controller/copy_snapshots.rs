@@ -17,8 +17,9 @@ use routeros::{
     DiskItem, FileDisk, FilePath, Inventory, ItemId, Slot, UnexportedDisk, UnexportedOutcome,
 };
 
+use super::copying::internal;
 use super::service::ControllerService;
-use super::snapshots::{SnapshotInfo, SnapshotPlan};
+use super::snapshots::{SnapshotInfo, SnapshotPlan, file_time};
 use crate::error::{DriverError, Result};
 use crate::naming;
 use crate::params::CopyMethod;
@@ -95,12 +96,7 @@ pub fn copy_snapshot_infos(inventory: &Inventory, base_path: &str) -> Vec<Snapsh
         .disks
         .iter()
         .filter_map(|disk| {
-            let created = inventory
-                .images
-                .iter()
-                .find(|f| f.name == disk.file_path.trim_start_matches('/'))
-                .and_then(Inventory::modified)
-                .and_then(|t| t.unix_seconds_if_utc());
+            let created = file_time(&inventory.images, &disk.file_path);
             copy_snapshot_info(disk, base_path, created)
         })
         .collect()
@@ -112,10 +108,6 @@ enum Found {
     Record(FileDisk, CopyRecord),
     /// Something the driver did not make as a copy snapshot.
     Other(String),
-}
-
-fn internal(e: impl std::fmt::Display) -> DriverError {
-    DriverError::Internal(e.to_string())
 }
 
 impl ControllerService {
@@ -149,11 +141,7 @@ impl ControllerService {
         let Found::Record(disk, _) = found else {
             return Ok(None);
         };
-        let created = images
-            .iter()
-            .find(|f| f.name == disk.file_path.trim_start_matches('/'))
-            .and_then(Inventory::modified)
-            .and_then(|t| t.unix_seconds_if_utc());
+        let created = file_time(&images, &disk.file_path);
         Ok(copy_snapshot_info(
             &disk,
             &self.config().volume_base_path,

@@ -14,6 +14,11 @@ use super::service::ControllerService;
 use crate::error::{DriverError, Result};
 use crate::params::{CopyMethod, SnapshotMethod};
 
+/// An id or path the driver derived itself that validation refused: a bug, not a bad request.
+pub(super) fn internal(e: impl std::fmt::Display) -> DriverError {
+    DriverError::Internal(e.to_string())
+}
+
 /// Block copies run at once; the others wait their turn (their CO's retries are ABORTED
 /// meanwhile), so that long copies never take every RouterOS session from the other calls.
 pub const MAX_BLOCK_COPIES: usize = 2;

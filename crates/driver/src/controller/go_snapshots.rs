@@ -28,12 +28,7 @@ pub fn go_snapshot_infos(inventory: &Inventory, base_path: &str) -> Vec<Snapshot
         .iter()
         .filter(|disk| is_go_snapshot(disk, base_path))
         .filter_map(|disk| {
-            let created = inventory
-                .images
-                .iter()
-                .find(|f| f.name == disk.file_path)
-                .and_then(Inventory::modified)
-                .and_then(|t| t.unix_seconds_if_utc());
+            let created = super::snapshots::file_time(&inventory.images, &disk.file_path);
             Some(SnapshotInfo {
                 id: disk.slot.clone(),
                 source: naming::go_snapshot_source(&disk.slot)?,

@@ -11,6 +11,7 @@
 
 use routeros::{AttachOutcome, DiskItem, FileDisk, FilePath, Slot};
 
+use super::copying::internal;
 use super::rules::{ContentSource, VolumePlan};
 use super::service::ControllerService;
 use crate::error::{DriverError, Result};
@@ -22,10 +23,6 @@ struct FlatOrigin {
     slot: Slot,
     image: FilePath,
     size: u64,
-}
-
-fn internal(e: impl std::fmt::Display) -> DriverError {
-    DriverError::Internal(e.to_string())
 }
 
 impl ControllerService {

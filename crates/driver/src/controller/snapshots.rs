@@ -83,6 +83,17 @@ pub struct SnapshotInfo {
     pub ready: bool,
 }
 
+/// The device's time of the file `name` among `files` (without a leading `/`), as seconds
+/// since the epoch (read as UTC): a snapshot's creation time.
+pub(super) fn file_time(files: &[FileEntry], name: &str) -> Option<i64> {
+    let name = name.trim_start_matches('/');
+    files
+        .iter()
+        .find(|f| f.name == name)
+        .and_then(routeros::Inventory::modified)
+        .and_then(|t| t.unix_seconds_if_utc())
+}
+
 /// The driver's snapshots among `subvolumes` (read-only, with a snapshot id for a name),
 /// with their images from `files`, sorted by id. A snapshot whose source cannot be told is
 /// left out: it cannot be the driver's.
@@ -105,11 +116,7 @@ pub fn snapshot_infos(
                 .parent
                 .clone()
                 .filter(|p| naming::is_managed_volume_id(p))?;
-            let created = files
-                .iter()
-                .find(|f| f.name == dir)
-                .and_then(routeros::Inventory::modified)
-                .and_then(|t| t.unix_seconds_if_utc());
+            let created = file_time(files, &dir);
             let image = match images.as_slice() {
                 [image] => Some(*image),
                 _ => None,
