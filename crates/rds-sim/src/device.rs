@@ -5,11 +5,12 @@
 //! job of a [`Persist`] outside the device lock (see [`crate::engine`]).
 
 use crate::error::CmdError;
+use crate::journal::Changes;
 use crate::quirks::Quirks;
 use crate::records::{Record, disk_record, file_record, subvolume_record};
 use crate::state::{
-    BlockCopy, BlockCopyArgs, Disk, DiskArgs, Effect, Env, ExportSpec, FileEntry, State,
-    SubvolumeArgs, run_block_copy,
+    BlockCopy, BlockCopyArgs, Disk, DiskArgs, Effect, Env, ExportSpec, FileEntry, Row, State,
+    StateMark, SubvolumeArgs, Table, run_block_copy,
 };
 use crate::usage::PoolUsage;
 
@@ -48,7 +49,13 @@ pub enum ExportChange {
 /// Saves the state and the export records. One real implementation
 /// ([`crate::storage::StateFiles`]).
 pub trait Persist: Send {
-    fn persist(&mut self, state: &State, exports: &ExportsSave) -> std::io::Result<()>;
+    fn persist(&mut self, state: StateRef<'_>, exports: &ExportsSave) -> std::io::Result<()>;
+
+    /// Whether the next save must carry the whole state (nothing saved yet, a journal grown
+    /// past its snapshot, a save that failed); by default, changes do.
+    fn wants_whole(&self) -> bool {
+        false
+    }
 
     /// Saves `state` whole, in one file (at shutdown); by default, nothing more to do.
     fn checkpoint(&mut self, _state: &State) -> std::io::Result<()> {
@@ -56,11 +63,34 @@ pub trait Persist: Send {
     }
 }
 
+/// The state a save writes: whole, or what changed since the previous save.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateSave {
+    Whole(Box<State>),
+    Changes(Box<Changes>),
+}
+
+/// [`StateSave`] borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum StateRef<'a> {
+    Whole(&'a State),
+    Changes(&'a Changes),
+}
+
+impl StateSave {
+    pub fn as_ref(&self) -> StateRef<'_> {
+        match self {
+            StateSave::Whole(state) => StateRef::Whole(state),
+            StateSave::Changes(changes) => StateRef::Changes(changes),
+        }
+    }
+}
+
 /// What a save needs, taken under the device lock and written outside it.
 #[derive(Debug, Clone)]
 pub struct SaveJob {
     pub generation: u64,
-    pub state: State,
+    pub state: StateSave,
     pub exports: ExportsSave,
 }
 
@@ -76,6 +106,8 @@ pub struct Device {
     export_changes: Vec<ExportChange>,
     /// The next save records every export (a change the effects do not tell, a failed save).
     exports_resync: bool,
+    /// The next save writes the whole state (its changes were lost with a failed save).
+    state_resync: bool,
 }
 
 impl std::fmt::Debug for Device {
@@ -89,7 +121,8 @@ impl std::fmt::Debug for Device {
 
 impl Device {
     /// `env.pool_used` is read off the backing files here.
-    pub fn new(state: State, backend: Box<dyn Backend>, mut env: Env) -> Self {
+    pub fn new(mut state: State, backend: Box<dyn Backend>, mut env: Env) -> Self {
+        state.forget_changes();
         let usage = PoolUsage::look(&state, &*backend);
         env.pool_used = usage.used();
         Self {
@@ -100,6 +133,7 @@ impl Device {
             generation: 0,
             export_changes: Vec::new(),
             exports_resync: true,
+            state_resync: false,
         }
     }
 
@@ -108,9 +142,15 @@ impl Device {
         self.generation
     }
 
-    /// What must be saved now; the export changes it carries are the save's from here on
-    /// (a failed save calls [`Device::resync_exports`]).
-    pub fn save_job(&mut self) -> SaveJob {
+    /// What must be saved now, the whole state when `whole`; the changes it carries are the
+    /// save's from here on (a failed save calls [`Device::resync`]).
+    pub fn save_job(&mut self, whole: bool) -> SaveJob {
+        let state = if whole || std::mem::take(&mut self.state_resync) {
+            self.state.forget_changes();
+            StateSave::Whole(Box::new(self.state.clone()))
+        } else {
+            StateSave::Changes(Box::new(self.state.take_changes()))
+        };
         let exports = if std::mem::take(&mut self.exports_resync) {
             self.export_changes.clear();
             ExportsSave::All(self.exports())
@@ -119,7 +159,7 @@ impl Device {
         };
         SaveJob {
             generation: self.generation,
-            state: self.state.clone(),
+            state,
             exports,
         }
     }
@@ -130,9 +170,10 @@ impl Device {
         self.export_changes.clear();
     }
 
-    /// The next save records every export again.
-    pub fn resync_exports(&mut self) {
+    /// The next save records the whole state and every export again.
+    pub fn resync(&mut self) {
         self.exports_resync = true;
+        self.state_resync = true;
     }
 
     /// The state alone (a checkpoint at shutdown), leaving pending export changes.
@@ -170,43 +211,59 @@ impl Device {
     }
 
     pub fn disk_records(&self) -> Vec<Record> {
-        self.disk_records_in_slot(None)
-    }
-
-    /// The records of the disks in `slot` (all disks for `None`). A print that names the
-    /// slot renders one record instead of every disk's, which keeps a command's work under
-    /// the device lock independent of how many disks exist.
-    pub fn disk_records_in_slot(&self, slot: Option<&str>) -> Vec<Record> {
-        self.state
-            .disks
-            .iter()
-            .filter(|d| slot.is_none_or(|s| d.slot == s))
-            .map(|d| disk_record(&self.state, d, &self.env))
-            .collect()
+        self.disk_records_where(None, |_| true)
     }
 
     pub fn file_records(&self) -> Vec<Record> {
-        self.state.files.iter().map(|f| file_record(f)).collect()
+        let mut records = Vec::new();
+        self.each_file_record(None, |_| true, |record| records.push(record));
+        records
     }
 
-    /// The records of the disks `keep` admits, in id order.
-    pub fn disk_records_where(&self, mut keep: impl FnMut(&Disk) -> bool) -> Vec<Record> {
-        self.state
-            .disks
-            .iter()
-            .filter(|d| keep(d))
-            .map(|d| disk_record(&self.state, d, &self.env))
-            .collect()
+    /// The record of disk `id`.
+    pub fn disk_record(&self, id: u64) -> Option<Record> {
+        let disk = self.state.disk(id)?;
+        Some(disk_record(&self.state, disk, &self.env))
     }
 
-    /// The records of the files `keep` admits, in id order.
-    pub fn file_records_where(&self, mut keep: impl FnMut(&FileEntry) -> bool) -> Vec<Record> {
-        self.state
-            .files
-            .iter()
-            .filter(|f| keep(f))
-            .map(|f| file_record(f))
-            .collect()
+    /// The record of file `id`.
+    pub fn file_record(&self, id: u64) -> Option<Record> {
+        self.state.file(id).map(file_record)
+    }
+
+    /// The records of the disks `keep` admits, in id order; of those only that have one of
+    /// `names` in the index, when given. A look-up that names its item (a slot, an image
+    /// path) renders that one record instead of every disk's, which keeps a command's work
+    /// under the device lock independent of how many disks exist.
+    pub fn disk_records_where(
+        &self,
+        named: Option<(usize, &[String])>,
+        keep: impl FnMut(&Disk) -> bool,
+    ) -> Vec<Record> {
+        let mut records = Vec::new();
+        self.each_disk_record(named, keep, |record| records.push(record));
+        records
+    }
+
+    /// As [`Device::disk_records_where`], each record handed to `each` as it is rendered.
+    pub fn each_disk_record(
+        &self,
+        named: Option<(usize, &[String])>,
+        keep: impl FnMut(&Disk) -> bool,
+        each: impl FnMut(Record),
+    ) {
+        let render = |d: &Disk| disk_record(&self.state, d, &self.env);
+        each_kept(&self.state.disks, named, keep, render, each);
+    }
+
+    /// As [`Device::each_disk_record`], for files.
+    pub fn each_file_record(
+        &self,
+        named: Option<(usize, &[String])>,
+        keep: impl FnMut(&FileEntry) -> bool,
+        each: impl FnMut(Record),
+    ) {
+        each_kept(&self.state.files, named, keep, file_record, each);
     }
 
     pub fn subvolume_records(&self) -> Vec<Record> {
@@ -310,15 +367,17 @@ impl Device {
         &mut self,
         op: impl FnOnce(&mut State, &Env) -> Result<(T, Vec<Effect>), CmdError>,
     ) -> Result<T, CmdError> {
-        let before = self.state.clone();
+        let before = self.state.mark();
         let (value, effects) = match op(&mut self.state, &self.env) {
             Ok(outcome) => outcome,
             Err(e) => {
-                self.state = before;
+                self.state.undo_to(before);
+                self.state.settle();
                 return Err(e);
             }
         };
         let result = self.apply_or_undo(&effects, before);
+        self.state.settle();
         let files = effects.iter().filter_map(|e| match e {
             Effect::CreateFile { path, .. }
             | Effect::ResizeFile { path, .. }
@@ -338,7 +397,7 @@ impl Device {
     }
 
     /// Applies `effects`; if one fails, undoes those done and restores `before`.
-    fn apply_or_undo(&mut self, effects: &[Effect], before: State) -> Result<(), CmdError> {
+    fn apply_or_undo(&mut self, effects: &[Effect], before: StateMark) -> Result<(), CmdError> {
         let mut done: Vec<&Effect> = Vec::with_capacity(effects.len());
         let mut failure = None;
         for effect in effects {
@@ -371,8 +430,28 @@ impl Device {
                 tracing::error!(effect = ?undo, error = %e, "undo failed");
             }
         }
-        self.state = before;
+        self.state.undo_to(before);
         Err(CmdError::failure(error.to_string()))
+    }
+}
+
+/// The items of `table` (those with one of the names, when given) that `keep` admits,
+/// rendered one at a time.
+fn each_kept<T: Row>(
+    table: &Table<T>,
+    named: Option<(usize, &[String])>,
+    mut keep: impl FnMut(&T) -> bool,
+    render: impl Fn(&T) -> Record,
+    mut each: impl FnMut(Record),
+) {
+    let mut visit = |item: &T| {
+        if keep(item) {
+            each(render(item));
+        }
+    };
+    match named {
+        None => table.iter().for_each(&mut visit),
+        Some((index, names)) => table.named_any(index, names).into_iter().for_each(visit),
     }
 }
 
@@ -439,16 +518,23 @@ pub(crate) mod tests {
         device.add_disk(&file_args("pvc-1", GIB)).unwrap();
         assert_eq!(backend.log.lock().unwrap().len(), 2);
         assert_eq!(device.generation(), 1);
-        let job = device.save_job();
+        let job = device.save_job(true);
         let ExportsSave::All(exports) = &job.exports else {
             panic!("the first save records every export")
         };
         assert_eq!((job.generation, exports.len()), (1, 1));
-        assert_eq!(&job.state, device.state());
+        assert_eq!(
+            job.state,
+            StateSave::Whole(Box::new(device.state().clone()))
+        );
         // From then on, the changes: the next export, its removal.
         device.add_disk(&file_args("pvc-2", GIB)).unwrap();
         device.remove_disk(2).unwrap();
-        let job = device.save_job();
+        let job = device.save_job(false);
+        let StateSave::Changes(state_changes) = &job.state else {
+            panic!("a save that need not be whole carries the changes")
+        };
+        assert!(!state_changes.no_items());
         let ExportsSave::Changes(changes) = &job.exports else {
             panic!("later saves record the changes")
         };
@@ -460,9 +546,17 @@ pub(crate) mod tests {
             })
             .collect();
         assert_eq!(kinds, ["put pvc-2", "gone nqn.2000-02.com.mikrotik:pvc-1"]);
-        assert_eq!(device.save_job().exports, ExportsSave::Changes(Vec::new()));
-        device.resync_exports();
-        assert!(matches!(device.save_job().exports, ExportsSave::All(e) if e.len() == 1));
+        let job = device.save_job(false);
+        assert_eq!(job.exports, ExportsSave::Changes(Vec::new()));
+        assert!(matches!(job.state, StateSave::Changes(c) if c.no_items()));
+        // After a failed save, the next one writes everything.
+        device.resync();
+        let job = device.save_job(false);
+        assert!(matches!(job.exports, ExportsSave::All(e) if e.len() == 1));
+        assert_eq!(
+            job.state,
+            StateSave::Whole(Box::new(device.state().clone()))
+        );
     }
 
     #[test]
@@ -495,7 +589,7 @@ pub(crate) mod tests {
         device.add_disk(&file_args("pvc-1", 10 * GIB)).unwrap();
         device.add_disk(&file_args("big", 200 * GIB)).unwrap();
         assert_eq!(free(&device), 100 * GIB - 2 * FILE_METADATA_BYTES);
-        let pool = device.disk_records_in_slot(Some("storage-pool")).remove(0);
+        let pool = device.disk_record(1).unwrap();
         assert_eq!(pool.get("size"), Some(Val::Bytes(100 * GIB)));
         assert_eq!(pool.get("use"), Some(Val::Percent(0)));
 
@@ -510,7 +604,7 @@ pub(crate) mod tests {
         written("pvc-1", 30 * GIB);
         device.refresh_pool_usage();
         assert_eq!(free(&device), 70 * GIB - 2 * FILE_METADATA_BYTES);
-        let pool = device.disk_records_in_slot(Some("storage-pool")).remove(0);
+        let pool = device.disk_record(1).unwrap();
         assert_eq!(pool.get("use"), Some(Val::Percent(30)));
 
         // Full up to less than a metadata block: adds and grows are refused.

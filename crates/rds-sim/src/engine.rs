@@ -99,12 +99,13 @@ impl Engine {
         if saver.saved >= upto {
             return;
         }
-        let job = self.lock().save_job();
-        match saver.persist.persist(&job.state, &job.exports) {
+        let whole = saver.persist.wants_whole();
+        let job = self.lock().save_job(whole);
+        match saver.persist.persist(job.state.as_ref(), &job.exports) {
             Ok(()) => saver.saved = job.generation,
             Err(e) => {
-                // The export changes it carried are lost with it: the next save writes all.
-                self.lock().resync_exports();
+                // The changes it carried are lost with it: the next save writes all.
+                self.lock().resync();
                 tracing::error!(error = %e, "saving the state failed");
             }
         }
@@ -162,7 +163,7 @@ impl Engine {
         let delay = InjectedDelay::begin(faults.latency + faults.slow_add * adds).await;
         let error_status = if faults.exit_status_on_error { 1 } else { 0 };
         let refused = |message: String| ExecReply::Output {
-            stdout: terminal_wrap(&[message], TERMINAL_WIDTH),
+            stdout: terminal_wrap(vec![message], TERMINAL_WIDTH),
             exit_status: error_status,
         };
         // Faults and syntax errors answer without touching the device, after the same delay.
@@ -257,7 +258,7 @@ fn reply(mut lines: Vec<String>, error: Option<CmdError>, error_status: u32) -> 
         lines.push(error.to_string());
     }
     ExecReply::Output {
-        stdout: terminal_wrap(&lines, TERMINAL_WIDTH),
+        stdout: terminal_wrap(lines, TERMINAL_WIDTH),
         exit_status: if failed { error_status } else { 0 },
     }
 }

@@ -1,40 +1,102 @@
 //! The state journal: what changed between two saves, one JSON line per save, appended to
 //! `state.journal` after the snapshot `state.json`.
 //!
-//! A save writes the disks and files that changed (whole records) and the ids of those
-//! removed, with the few scalar fields of the state, as one line: its cost follows the
-//! change, not the state. A line is the unit of atomicity: a save cut short leaves an
-//! unterminated last line, which loading drops (the state is then the one before that
-//! save). Entries hold values, never increments, so replaying entries the snapshot already
-//! contains changes nothing: a crash between writing a new snapshot and emptying the
-//! journal loses nothing and invents nothing.
+//! A save writes the disks and files that changed (whole records, as the state's tables
+//! noted them while commands ran) and the ids of those removed, with the few scalar fields
+//! of the state, as one line: its cost follows the change, not the state. A line is the
+//! unit of atomicity: a save cut short leaves an unterminated last line, which loading
+//! drops (the state is then the one before that save). Entries hold values, never
+//! increments, so replaying entries the snapshot already contains changes nothing: a crash
+//! between writing a new snapshot and emptying the journal loses nothing and invents
+//! nothing.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Disk, FileEntry, PoolSettings, State, Subvolume};
+use crate::state::{Disk, FileEntry, PoolSettings, Row, State, Subvolume, Table};
 
-/// One save's changes, as written.
-#[derive(Debug, Serialize)]
-pub struct EntryRef<'a> {
-    identity: &'a str,
-    pool: &'a PoolSettings,
+/// One save's changes, as written: the changed items as they are after the change (shared
+/// with the state), the ids of those gone, and the scalar fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Changes {
+    identity: String,
+    pool: PoolSettings,
     next_disk_id: u64,
     next_file_id: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    disks: Vec<&'a Disk>,
+    disks: Vec<Arc<Disk>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     removed_disks: Vec<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    files: Vec<&'a FileEntry>,
+    files: Vec<Arc<FileEntry>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     removed_files: Vec<u64>,
     next_subvolume_id: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    subvolumes: Vec<&'a Subvolume>,
+    subvolumes: Vec<Arc<Subvolume>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     removed_subvolumes: Vec<u64>,
+}
+
+impl Changes {
+    /// The changes of the items of these ids, read off `state` as it is now.
+    pub fn new(
+        state: &State,
+        disks: BTreeSet<u64>,
+        files: BTreeSet<u64>,
+        subvolumes: BTreeSet<u64>,
+    ) -> Self {
+        let (disks, removed_disks) = split(&state.disks, disks);
+        let (files, removed_files) = split(&state.files, files);
+        let (subvolumes, removed_subvolumes) = split(&state.subvolumes, subvolumes);
+        Self {
+            identity: state.identity.clone(),
+            pool: state.pool.clone(),
+            next_disk_id: state.next_disk_id,
+            next_file_id: state.next_file_id,
+            disks,
+            removed_disks,
+            files,
+            removed_files,
+            next_subvolume_id: state.next_subvolume_id,
+            subvolumes,
+            removed_subvolumes,
+        }
+    }
+
+    /// Whether no item changed.
+    pub fn no_items(&self) -> bool {
+        self.disks.is_empty()
+            && self.removed_disks.is_empty()
+            && self.files.is_empty()
+            && self.removed_files.is_empty()
+            && self.subvolumes.is_empty()
+            && self.removed_subvolumes.is_empty()
+    }
+
+    /// The scalar fields, to tell whether a change without items changed anything.
+    pub fn scalars(&self) -> (&str, &PoolSettings, [u64; 3]) {
+        (
+            &self.identity,
+            &self.pool,
+            [self.next_disk_id, self.next_file_id, self.next_subvolume_id],
+        )
+    }
+}
+
+/// The items of `ids` still in `table` (shared), and the ids gone from it; both in id order.
+fn split<T: Row>(table: &Table<T>, ids: BTreeSet<u64>) -> (Vec<Arc<T>>, Vec<u64>) {
+    let (mut present, mut gone) = (Vec::new(), Vec::new());
+    let rows = table.shared();
+    for id in ids {
+        match rows.binary_search_by_key(&id, |row| row.id()) {
+            Ok(at) => present.push(Arc::clone(&rows[at])),
+            Err(_) => gone.push(id),
+        }
+    }
+    (present, gone)
 }
 
 /// One save's changes, as read back.
@@ -66,115 +128,33 @@ fn first_id() -> u64 {
     1
 }
 
-impl<'a> EntryRef<'a> {
-    /// What `new` changed since `old`; `None` when nothing did. Items are compared by
-    /// pointer first (an unchanged item is the same `Arc`), so a save looks at every item
-    /// but copies and writes only the changed ones.
-    pub fn diff(old: &State, new: &'a State) -> Option<Self> {
-        let (disks, removed_disks) = diff_items(&old.disks, &new.disks, |d| d.id);
-        let (files, removed_files) = diff_items(&old.files, &new.files, |f| f.id);
-        let (subvolumes, removed_subvolumes) =
-            diff_items(&old.subvolumes, &new.subvolumes, |s| s.id);
-        let unchanged = disks.is_empty()
-            && subvolumes.is_empty()
-            && removed_subvolumes.is_empty()
-            && old.next_subvolume_id == new.next_subvolume_id
-            && removed_disks.is_empty()
-            && files.is_empty()
-            && removed_files.is_empty()
-            && old.identity == new.identity
-            && old.pool == new.pool
-            && old.next_disk_id == new.next_disk_id
-            && old.next_file_id == new.next_file_id;
-        (!unchanged).then(|| EntryRef {
-            identity: &new.identity,
-            pool: &new.pool,
-            next_disk_id: new.next_disk_id,
-            next_file_id: new.next_file_id,
-            disks,
-            removed_disks,
-            files,
-            removed_files,
-            next_subvolume_id: new.next_subvolume_id,
-            subvolumes,
-            removed_subvolumes,
-        })
-    }
-}
-
 impl Entry {
-    /// Lays the entry over `state`.
+    /// Lays the entry over `state`. The state notes the changes as any other: a replay
+    /// ends with [`State::settle`] and a save of the whole state.
     pub fn apply(self, state: &mut State) {
         state.identity = self.identity;
         state.pool = self.pool;
         state.next_disk_id = self.next_disk_id;
         state.next_file_id = self.next_file_id;
-        apply_items(&mut state.disks, self.disks, &self.removed_disks, |d| d.id);
-        apply_items(&mut state.files, self.files, &self.removed_files, |f| f.id);
+        apply_items(&mut state.disks, self.disks, &self.removed_disks);
+        apply_items(&mut state.files, self.files, &self.removed_files);
         state.next_subvolume_id = self.next_subvolume_id;
         apply_items(
             &mut state.subvolumes,
             self.subvolumes,
             &self.removed_subvolumes,
-            |s| s.id,
         );
     }
 }
 
-/// Items of `new` that are not in `old` as they are, and ids of `old` gone from `new`; both
-/// lists are in id order.
-fn diff_items<'a, T: PartialEq>(
-    old: &[Arc<T>],
-    new: &'a [Arc<T>],
-    id: impl Fn(&T) -> u64,
-) -> (Vec<&'a T>, Vec<u64>) {
-    let (mut changed, mut removed) = (Vec::new(), Vec::new());
-    let (mut o, mut n) = (0, 0);
-    while o < old.len() || n < new.len() {
-        match (old.get(o), new.get(n)) {
-            (Some(a), Some(b)) if id(&**a) == id(&**b) => {
-                if !Arc::ptr_eq(a, b) && a != b {
-                    changed.push(b.as_ref());
-                }
-                o += 1;
-                n += 1;
-            }
-            (Some(a), Some(b)) if id(&**a) < id(&**b) => {
-                removed.push(id(&**a));
-                o += 1;
-            }
-            (Some(a), None) => {
-                removed.push(id(&**a));
-                o += 1;
-            }
-            (_, Some(b)) => {
-                changed.push(b.as_ref());
-                n += 1;
-            }
-            (None, None) => unreachable!("the loop runs while one side has items"),
-        }
-    }
-    (changed, removed)
-}
-
 /// Puts `upserts` in their places by id (replacing items of the same id) and takes out
-/// `removed`; `items` stays in id order.
-fn apply_items<T>(
-    items: &mut Vec<Arc<T>>,
-    upserts: Vec<T>,
-    removed: &[u64],
-    id: impl Fn(&T) -> u64,
-) {
+/// `removed`.
+fn apply_items<T: Row>(table: &mut Table<T>, upserts: Vec<T>, removed: &[u64]) {
     for item in upserts {
-        match items.binary_search_by_key(&id(&item), |i| id(&**i)) {
-            Ok(at) => items[at] = Arc::new(item),
-            Err(at) => items.insert(at, Arc::new(item)),
-        }
+        table.put(item);
     }
-    for gone in removed {
-        if let Ok(at) = items.binary_search_by_key(gone, |i| id(&**i)) {
-            items.remove(at);
-        }
+    for &gone in removed {
+        table.remove(gone);
     }
 }
 
@@ -194,6 +174,7 @@ pub fn replay(state: &mut State, text: &[u8]) -> Result<(usize, bool), BadEntry>
     let mut rest = text;
     while !rest.is_empty() {
         let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            state.forget_changes();
             return Ok((applied, true));
         };
         let line = &rest[..end];
@@ -208,6 +189,7 @@ pub fn replay(state: &mut State, text: &[u8]) -> Result<(usize, bool), BadEntry>
         entry.apply(state);
         applied += 1;
     }
+    state.forget_changes();
     Ok((applied, false))
 }
 
@@ -216,8 +198,8 @@ mod tests {
     use super::*;
     use crate::state::tests::{GIB, env, file_args, fresh};
 
-    fn line(old: &State, new: &State) -> Vec<u8> {
-        let mut out = serde_json::to_vec(&EntryRef::diff(old, new).unwrap()).unwrap();
+    fn line(state: &mut State) -> Vec<u8> {
+        let mut out = serde_json::to_vec(&state.take_changes()).unwrap();
         out.push(b'\n');
         out
     }
@@ -228,13 +210,11 @@ mod tests {
         let start = fresh();
         let mut state = start.clone();
         let mut journal = Vec::new();
-        let mut saved = state.clone();
         for n in 0..5 {
             state
                 .add_disk(&file_args(&format!("pvc-{n}"), GIB), &env)
                 .unwrap();
-            journal.extend(line(&saved, &state));
-            saved = state.clone();
+            journal.extend(line(&mut state));
         }
         state.remove_disk(3, &env).unwrap();
         let grow = crate::state::DiskArgs {
@@ -245,8 +225,7 @@ mod tests {
         let id = state.file_by_name("storage-pool/pvc-1.img").unwrap().id;
         state.remove_file(id).unwrap();
         state.set_identity("rds-2").unwrap();
-        journal.extend(line(&saved, &state));
-        saved = state.clone();
+        journal.extend(line(&mut state));
         let subvolume = |name: &str, parent: Option<&str>| crate::state::SubvolumeArgs {
             fs: Some("storage-pool".into()),
             name: Some(name.into()),
@@ -257,14 +236,11 @@ mod tests {
         state
             .add_subvolume(&subvolume("snap", Some("vol")), &env)
             .unwrap();
-        journal.extend(line(&saved, &state));
-        saved = state.clone();
+        journal.extend(line(&mut state));
+        let saved = state.clone();
         state.remove_subvolume(1).unwrap();
-        journal.extend(line(&saved, &state));
-        assert!(
-            EntryRef::diff(&state, &state).is_none(),
-            "no change, no entry"
-        );
+        journal.extend(line(&mut state));
+        assert!(state.take_changes().no_items(), "told once");
 
         let mut replayed = start.clone();
         assert_eq!(replay(&mut replayed, &journal).unwrap(), (8, false));

@@ -232,7 +232,10 @@ impl Simulator {
             .map_err(io_context("restoring backing files and exports"))?;
         let mut state_files = StateFiles::new(&data_dir, config.nvme_listen.ip(), nvmet_enabled);
         state_files
-            .persist(&state, &device::ExportsSave::All(exports.clone()))
+            .persist(
+                device::StateRef::Whole(&state),
+                &device::ExportsSave::All(exports.clone()),
+            )
             .map_err(io_context("saving state"))?;
         let mut device = Device::new(state, Box::new(store), env);
         device.exports_recorded();
@@ -432,13 +435,9 @@ impl SimHandle {
         StateSnapshot {
             pool: state.pool.clone(),
             pool_free: state.pool_free(device.env()),
-            disks: state.disks.iter().map(|d| Disk::clone(d)).collect(),
-            files: state.files.iter().map(|f| FileEntry::clone(f)).collect(),
-            subvolumes: state
-                .subvolumes
-                .iter()
-                .map(|s| Subvolume::clone(s))
-                .collect(),
+            disks: state.disks.iter().cloned().collect(),
+            files: state.files.iter().cloned().collect(),
+            subvolumes: state.subvolumes.iter().cloned().collect(),
         }
     }
 

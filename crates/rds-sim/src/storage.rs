@@ -20,9 +20,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::device::{Backend, ExportChange, ExportsSave, Persist};
+use crate::device::{Backend, ExportChange, ExportsSave, Persist, StateRef};
+use crate::journal::Changes;
 use crate::nvmet::NvmetExporter;
-use crate::state::{BlockCopy, Effect, ExportSpec, FileKind, Id128, STATE_FORMAT, State};
+use crate::state::{
+    BlockCopy, Effect, ExportSpec, FileKind, Id128, PoolSettings, STATE_FORMAT, State,
+};
 
 pub const STATE_FILE: &str = "state.json";
 /// The changes saved since `state.json` was written.
@@ -175,7 +178,7 @@ impl FileStore {
     /// (sparse, warning about each) and re-creates the exports.
     pub fn restore(&mut self, state: &State, exports: &[ExportSpec]) -> io::Result<()> {
         fs::create_dir_all(self.data_dir.join(FILES_DIR))?;
-        for file in &state.files {
+        for file in state.files.iter() {
             let path = self.backing_path(&file.name);
             match file.kind {
                 FileKind::Disk | FileKind::Directory => fs::create_dir_all(&path)?,
@@ -303,10 +306,11 @@ pub struct StateFiles {
 
     /// Serialisation buffer, kept between saves.
     buffer: Vec<u8>,
-    /// The state as saved (snapshot plus journal), which the next save is a change of;
-    /// `None` until the first save, which writes a snapshot.
-    saved: Option<State>,
-    /// `state.journal`, open for appending once a snapshot has been written.
+    /// The scalar fields the journal last wrote: a save without changed items and with
+    /// these writes nothing.
+    last_scalars: Option<(String, PoolSettings, [u64; 3])>,
+    /// `state.journal`, open for appending once a snapshot has been written; until then
+    /// (and after a failed append) a save must be whole.
     journal: Option<fs::File>,
     journal_bytes: u64,
     snapshot_bytes: u64,
@@ -319,7 +323,7 @@ impl StateFiles {
             nvme_address,
             nvmet,
             buffer: Vec::new(),
-            saved: None,
+            last_scalars: None,
             journal: None,
             journal_bytes: 0,
             snapshot_bytes: 0,
@@ -346,16 +350,33 @@ impl StateFiles {
         self.journal = Some(journal);
         self.journal_bytes = 0;
         self.buffer = Vec::new();
+        self.last_scalars = Some((
+            state.identity.clone(),
+            state.pool.clone(),
+            [
+                state.next_disk_id,
+                state.next_file_id,
+                state.next_subvolume_id,
+            ],
+        ));
         Ok(())
     }
 
     /// Appends what changed since the last save as one line.
-    fn append_change(&mut self, old: &State, state: &State) -> io::Result<()> {
-        let Some(entry) = crate::journal::EntryRef::diff(old, state) else {
+    fn append_change(&mut self, changes: &Changes) -> io::Result<()> {
+        let (identity, pool, ids) = changes.scalars();
+        let same_scalars = self
+            .last_scalars
+            .as_ref()
+            .is_some_and(|(i, p, n)| i == identity && p == pool && *n == ids);
+        if changes.no_items() && same_scalars {
             return Ok(());
-        };
+        }
+        if !same_scalars {
+            self.last_scalars = Some((identity.to_string(), pool.clone(), ids));
+        }
         self.buffer.clear();
-        serde_json::to_writer(&mut self.buffer, &entry).map_err(io::Error::other)?;
+        serde_json::to_writer(&mut self.buffer, changes).map_err(io::Error::other)?;
         self.buffer.push(b'\n');
         let journal = self
             .journal
@@ -436,27 +457,33 @@ impl StateFiles {
 }
 
 impl Persist for StateFiles {
-    fn persist(&mut self, state: &State, exports: &ExportsSave) -> io::Result<()> {
-        let compact = self.journal_bytes > self.snapshot_bytes.max(COMPACT_FLOOR_BYTES);
-        match self.saved.take() {
-            Some(old) if !compact && self.journal.is_some() => {
-                if let Err(e) = self.append_change(&old, state) {
+    fn persist(&mut self, state: StateRef<'_>, exports: &ExportsSave) -> io::Result<()> {
+        match state {
+            StateRef::Whole(state) => self.write_snapshot(state)?,
+            StateRef::Changes(_) if self.journal.is_none() => {
+                return Err(io::Error::other(
+                    "no snapshot to append changes to: the next save writes the whole state",
+                ));
+            }
+            StateRef::Changes(changes) => {
+                if let Err(e) = self.append_change(changes) {
                     // Unknown how much of the line made it: the next save writes a snapshot.
                     self.journal = None;
                     return Err(e);
                 }
             }
-            _ => self.write_snapshot(state)?,
         }
-        self.saved = Some(state.clone());
         self.write_export_records(exports)
+    }
+
+    /// Once the journal has grown past the snapshot, the next save folds it into a new one.
+    fn wants_whole(&self) -> bool {
+        self.journal.is_none() || self.journal_bytes > self.snapshot_bytes.max(COMPACT_FLOOR_BYTES)
     }
 
     /// Folds the journal into a new snapshot (at shutdown: one file holds the state).
     fn checkpoint(&mut self, state: &State) -> io::Result<()> {
-        self.write_snapshot(state)?;
-        self.saved = Some(state.clone());
-        Ok(())
+        self.write_snapshot(state)
     }
 }
 

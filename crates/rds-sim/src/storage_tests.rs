@@ -79,8 +79,8 @@ fn state_and_exports_are_saved_and_reload() {
     let mut device = Device::new(fresh(), Box::new(store(dir.path())), env());
     let mut files = StateFiles::new(dir.path(), "127.0.0.1".parse().unwrap(), false);
     device.add_disk(&file_args("pvc-1", GIB)).unwrap();
-    let job = device.save_job();
-    files.persist(&job.state, &job.exports).unwrap();
+    let job = device.save_job(files.wants_whole());
+    files.persist(job.state.as_ref(), &job.exports).unwrap();
 
     let loaded = FileStore::load(dir.path()).unwrap().unwrap();
     assert_eq!(&loaded, device.state());
@@ -110,14 +110,14 @@ fn state_and_exports_are_saved_and_reload() {
     let written = fs::metadata(&path).unwrap().modified().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     device.add_disk(&file_args("pvc-2", GIB)).unwrap();
-    let job = device.save_job();
-    files.persist(&job.state, &job.exports).unwrap();
+    let job = device.save_job(files.wants_whole());
+    files.persist(job.state.as_ref(), &job.exports).unwrap();
     assert_eq!(read_export_records(dir.path()).unwrap().len(), 2);
     assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), written);
 
     device.remove_disk(2).unwrap();
-    let job = device.save_job();
-    files.persist(&job.state, &job.exports).unwrap();
+    let job = device.save_job(files.wants_whole());
+    files.persist(job.state.as_ref(), &job.exports).unwrap();
     let left = read_export_records(dir.path()).unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].nqn, "nqn.2000-02.com.mikrotik:pvc-2");
@@ -127,7 +127,9 @@ fn state_and_exports_are_saved_and_reload() {
     fs::write(dir.path().join("exports/nqn.gone.json"), "{}").unwrap();
     let mut files = StateFiles::new(dir.path(), "127.0.0.1".parse().unwrap(), false);
     let all = crate::device::ExportsSave::All(device.exports());
-    files.persist(&job.state, &all).unwrap();
+    files
+        .persist(crate::device::StateRef::Whole(device.state()), &all)
+        .unwrap();
     assert_eq!(read_export_records(dir.path()).unwrap(), left);
     assert!(!dir.path().join("exports.json").exists());
 }

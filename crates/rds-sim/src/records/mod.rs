@@ -470,14 +470,15 @@ pub fn disk_property_names(version: &RouterOsVersion) -> Vec<&'static str> {
         "x",
         0,
     );
-    let raid = Disk::clone(&state.disks[0]);
+    let raid = Disk::clone(state.disks.iter().next().unwrap());
     let mut file = raid.clone();
+    file.id = raid.id + 1;
     file.kind = DiskKind::File {
         path: "p/f".into(),
         size: 1,
         offset: 0,
     };
-    state.disks.push(std::sync::Arc::new(file.clone()));
+    state.disks.put(file.clone());
     let mut names = vec![".id", "comment"];
     for disk in [&raid, &file] {
         for (name, _) in disk_record(&state, disk, &env).fields() {

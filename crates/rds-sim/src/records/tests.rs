@@ -65,7 +65,7 @@ fn pool_record_reports_space() {
         pool_used: 25 * GIB,
         ..env()
     };
-    let rec = disk_record(&state, &state.disks[0], &env);
+    let rec = disk_record(&state, state.disks.iter().next().unwrap(), &env);
     assert_eq!(rec.get("type"), Some(Val::Bare("raid".into())));
     assert_eq!(
         rec.get("mount-point"),

@@ -23,7 +23,10 @@ pub(super) fn find(device: &Device, menu: Menu, item: &str) -> Option<Record> {
             Menu::File => device.state().file_by_name(item)?.id,
         },
     };
-    records(device, menu).into_iter().find(|r| r.id == Some(id))
+    match menu {
+        Menu::Disk => device.disk_record(id),
+        Menu::File => device.file_record(id),
+    }
 }
 
 /// A record as REST shows it: every value a string.

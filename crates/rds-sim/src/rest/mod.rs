@@ -16,6 +16,7 @@ use crate::error::CmdError;
 use crate::quirks::{Quirk, Quirks};
 use crate::records::{ResourceInfo, clock_record, identity_record, matches_text, resource_record};
 use crate::script::RunContext;
+use crate::state::DISK_SLOT;
 
 pub use http::{RestApp, serve};
 use items::{add_disk, body_pairs, find, records, set_disk, split_list, to_json};
@@ -120,7 +121,8 @@ pub fn handle(device: &mut Device, ctx: &RunContext, req: &RestRequest) -> RestR
             // Only disks in a slot the query names can match it; render just those.
             let slot = req.query.iter().find(|(k, _)| k == "slot").map(|(_, v)| v);
             let records = match (menu, slot) {
-                (Menu::Disk, Some(slot)) => device.disk_records_in_slot(Some(slot)),
+                (Menu::Disk, Some(slot)) => device
+                    .disk_records_where(Some((DISK_SLOT, std::slice::from_ref(slot))), |_| true),
                 _ => records(device, menu),
             };
             let proplist = req

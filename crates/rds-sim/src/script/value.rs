@@ -57,6 +57,14 @@ impl Value {
         }
     }
 
+    /// [`Value::to_text`], without a copy of a string.
+    pub fn into_text(self) -> String {
+        match self {
+            Value::Str(s) => s,
+            other => other.to_text(),
+        }
+    }
+
     /// `:serialize to=json`: one line of JSON. With `float_numbers` numbers
     /// come out as `1073741824.000000`, as some RouterOS builds do.
     pub fn to_json(&self, float_numbers: bool) -> String {
@@ -65,7 +73,7 @@ impl Value {
         out
     }
 
-    fn write_json(&self, out: &mut String, floats: bool) {
+    pub(crate) fn write_json(&self, out: &mut String, floats: bool) {
         match self {
             Value::Nothing => out.push_str("null"),
             Value::Str(s) => write_json_string(out, s),

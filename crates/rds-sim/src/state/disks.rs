@@ -1,10 +1,8 @@
 //! `/disk` operations.
 
-use std::sync::Arc;
-
 use super::{
-    DEFAULT_NVME_PORT, Disk, DiskArgs, DiskKind, Effect, Env, FileKind, NamespaceIds, Outcome,
-    State,
+    BY_NAME, DEFAULT_NVME_PORT, DISK_IMAGE, DISK_SLOT, Disk, DiskArgs, DiskKind, Effect, Env,
+    FileKind, NamespaceIds, Outcome, State,
 };
 use crate::error::CmdError;
 use crate::quirks::Quirk;
@@ -115,7 +113,7 @@ impl State {
             self.push_file(&path, FileKind::File, size, env.now);
         }
         let id = self.take_disk_id();
-        self.disks.push(Arc::new(disk));
+        self.disks.put(disk);
         Ok((id, effects))
     }
 
@@ -125,8 +123,7 @@ impl State {
     }
 
     fn set_disk_settings(&mut self, id: u64, args: &DiskArgs, env: &Env) -> Outcome<()> {
-        let index = self.disk_index(id)?;
-        let old = Arc::clone(&self.disks[index]);
+        let old = self.disk(id).ok_or(CmdError::NoSuchItem)?;
         if old.kind == DiskKind::Raid && !only_comment(args) {
             return Err(CmdError::failure(
                 "only comment can be changed on the pool's raid disk in the simulator",
@@ -139,7 +136,7 @@ impl State {
             self.check_slot_free(slot, Some(id), env)?;
         }
 
-        let mut new = Disk::clone(&old);
+        let mut new = Disk::clone(old);
         apply_settings(&mut new, args);
         let mut effects = Vec::new();
         let mut grown = false;
@@ -162,24 +159,25 @@ impl State {
 
         // Validation is over; from here on the state changes.
         if let (true, DiskKind::File { path, size, .. }) = (grown, &new.kind)
-            && let Some(file) = self.files.iter_mut().find(|f| f.name == *path)
+            && let Some(file) = self.files.ids_named(BY_NAME, path).first().copied()
         {
-            let file = Arc::make_mut(file);
-            file.size = *size;
-            file.modified = env.now;
+            self.files.update(file, |file| {
+                file.size = *size;
+                file.modified = env.now;
+            });
         }
-        self.disks[index] = Arc::new(new);
+        self.disks.put(new);
         Ok(((), effects))
     }
 
     /// `/disk remove` on one item. The backing file stays (as on RouterOS).
     pub fn remove_disk(&mut self, id: u64, env: &Env) -> Outcome<()> {
         self.with_export_changes(id, env, |state| {
-            let index = state.disk_index(id)?;
-            if state.disks[index].kind == DiskKind::Raid {
+            let disk = state.disk(id).ok_or(CmdError::NoSuchItem)?;
+            if disk.kind == DiskKind::Raid {
                 return Err(CmdError::failure("disk is in use"));
             }
-            state.disks.remove(index);
+            state.disks.remove(id);
             Ok(((), Vec::new()))
         })
     }
@@ -188,21 +186,15 @@ impl State {
     fn check_slot_free(&self, slot: &str, id: Option<u64>, env: &Env) -> Result<(), CmdError> {
         let taken = self
             .disks
+            .ids_named(DISK_SLOT, slot)
             .iter()
-            .any(|d| d.slot == slot && Some(d.id) != id);
+            .any(|&other| Some(other) != id);
         if taken && !env.quirks.has(Quirk::DuplicateSlots) {
             return Err(CmdError::failure(format!(
                 "disk with slot {slot} already exists"
             )));
         }
         Ok(())
-    }
-
-    pub(super) fn disk_index(&self, id: u64) -> Result<usize, CmdError> {
-        self.disks
-            .iter()
-            .position(|d| d.id == id)
-            .ok_or(CmdError::NoSuchItem)
     }
 
     /// `copy-from=`: the properties of the item `reference` names (`*ID` or slot) as the
@@ -239,10 +231,7 @@ impl State {
     }
 
     pub(super) fn disk_using_file(&self, path: &str) -> Option<&Disk> {
-        self.disks
-            .iter()
-            .map(Arc::as_ref)
-            .find(|d| matches!(&d.kind, DiskKind::File { path: p, .. } if p == path))
+        self.disks.named(DISK_IMAGE, path).next()
     }
 }
 

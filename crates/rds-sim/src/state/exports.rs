@@ -6,9 +6,11 @@
 //! later one then waits, unserved, until the first stops exporting.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use super::{Disk, DiskKind, Effect, Env, ExportSpec, MAX_NQN_BYTES, NamespaceIds, Outcome, State};
+use super::{
+    DISK_SERVER_NQN, DISK_SLOT, Disk, DiskKind, Effect, Env, ExportSpec, MAX_NQN_BYTES,
+    NamespaceIds, Outcome, State,
+};
 use crate::error::CmdError;
 use crate::quirks::Quirk;
 use crate::version::RouterOsVersion;
@@ -40,21 +42,34 @@ impl State {
             .collect()
     }
 
+    /// The disks exporting `nqn`, in id order: found by slot or by server NQN, the two
+    /// names an NQN can come from.
+    fn exporters_of<'s>(
+        &'s self,
+        nqn: &'s str,
+        version: &'s RouterOsVersion,
+    ) -> impl Iterator<Item = &'s Disk> + 's {
+        let mut ids: Vec<u64> = self.disks.ids_named(DISK_SLOT, nqn).to_vec();
+        ids.extend(self.disks.ids_named(DISK_SERVER_NQN, nqn));
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .filter_map(|id| self.disk(id))
+            .filter(move |d| exported(d) && nqn_of(d, version) == nqn)
+    }
+
     /// Gives the disk serving `nqn` new identifiers; returns its export.
     fn renew_serving_ids(&mut self, nqn: &str, version: &RouterOsVersion) -> Option<ExportSpec> {
-        let disk = self
-            .disks
-            .iter_mut()
-            .find(|d| exported(d) && nqn_of(d, version) == nqn)?;
-        Arc::make_mut(disk).namespace = NamespaceIds::random();
+        let id = self.exporters_of(nqn, version).next()?.id;
+        self.disks
+            .update(id, |disk| disk.namespace = NamespaceIds::random());
         self.serving(nqn, version)
     }
 
     /// The export serving `nqn`, if any.
     fn serving(&self, nqn: &str, version: &RouterOsVersion) -> Option<ExportSpec> {
-        self.disks
-            .iter()
-            .find(|d| exported(d) && nqn_of(d, version) == nqn)
+        self.exporters_of(nqn, version)
+            .next()
             .and_then(|d| self.export_of(d, version))
     }
 
@@ -65,9 +80,8 @@ impl State {
         nqn: &str,
         version: &RouterOsVersion,
     ) -> Option<ExportSpec> {
-        self.disks
-            .iter()
-            .find(|d| d.id != id && exported(d) && nqn_of(d, version) == nqn)
+        self.exporters_of(nqn, version)
+            .find(|d| d.id != id)
             .and_then(|d| self.export_of(d, version))
     }
 
@@ -159,12 +173,9 @@ impl State {
         {
             return Err(CmdError::InvalidValue("nvme-tcp-server-nqn".into()));
         }
-        let taken = self.disks.iter().any(|other| {
-            other.id != disk.id
-                && other.slot != disk.slot
-                && exported(other)
-                && nqn_of(other, &env.version) == spec.nqn
-        });
+        let taken = self
+            .exporters_of(&spec.nqn, &env.version)
+            .any(|other| other.id != disk.id && other.slot != disk.slot);
         if taken {
             return Err(CmdError::failure(format!(
                 "nqn {} is already exported by another disk",

@@ -1,22 +1,13 @@
 //! `/file` operations and file paths.
 
-use super::{Effect, FileKind, Outcome, State};
+use super::{BY_NAME, Effect, FileKind, Outcome, State};
 use crate::error::CmdError;
 
 impl State {
     /// `/file remove` on one item.
     pub fn remove_file(&mut self, id: u64) -> Outcome<()> {
-        let index = self
-            .files
-            .iter()
-            .position(|f| f.id == id)
-            .ok_or(CmdError::NoSuchItem)?;
-        let file = &self.files[index];
-        if self
-            .subvolumes
-            .iter()
-            .any(|s| self.subvolume_path(&s.name) == file.name)
-        {
+        let file = self.file(id).ok_or(CmdError::NoSuchItem)?;
+        if self.subvolume_at(&file.name).is_some() {
             return Err(CmdError::failure(
                 "is a subvolume: remove it with /disk btrfs subvolume remove",
             ));
@@ -25,8 +16,7 @@ impl State {
         let effect = match file.kind {
             FileKind::Disk => return Err(CmdError::failure("can not remove a mounted disk")),
             FileKind::Directory => {
-                let prefix = format!("{}/", file.name);
-                if self.files.iter().any(|f| f.name.starts_with(&prefix)) {
+                if self.files.under(BY_NAME, &file.name).next().is_some() {
                     return Err(CmdError::failure("directory is not empty"));
                 }
                 Effect::RemoveDir {
@@ -45,7 +35,7 @@ impl State {
                 }
             }
         };
-        self.files.remove(index);
+        self.files.remove(id);
         Ok(((), vec![effect]))
     }
 

@@ -16,6 +16,7 @@ mod quirk_tests;
 #[cfg(test)]
 mod subvolume_tests;
 mod subvolumes;
+mod table;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -23,8 +24,7 @@ pub use block_copy::{BlockCopy, BlockCopyArgs, COPY_STEPS, copy_status, run_bloc
 pub use namespace::{BadId128, Id128, NamespaceIds};
 pub use pool::{FILE_METADATA_BYTES, pool_used};
 pub use subvolumes::{SUBVOLUMES_SINCE_MINOR, Subvolume, SubvolumeArgs};
-
-use std::sync::Arc;
+pub use table::{INDEXES, Row, Table};
 
 use serde::{Deserialize, Serialize};
 
@@ -52,18 +52,67 @@ pub struct State {
     pub next_disk_id: u64,
     /// The next `/file` internal id; ids are never reused.
     pub next_file_id: u64,
-    /// `/disk` items in id order; the pool's RAID entry is one of them. Shared so that the
-    /// copies every mutation takes (for rollback and for the save) cost a reference count
-    /// per item, not a deep copy.
-    pub disks: Vec<Arc<Disk>>,
+    /// `/disk` items in id order; the pool's RAID entry is one of them.
+    pub disks: Table<Disk>,
     /// `/file` items in id order.
-    pub files: Vec<Arc<FileEntry>>,
+    pub files: Table<FileEntry>,
     /// The next `/disk btrfs subvolume` internal id; ids are never reused.
     #[serde(default = "first_id")]
     pub next_subvolume_id: u64,
     /// `/disk btrfs subvolume` items of the pool's filesystem, in id order.
     #[serde(default)]
-    pub subvolumes: Vec<Arc<Subvolume>>,
+    pub subvolumes: Table<Subvolume>,
+}
+
+/// Where the state stood, for [`State::undo_to`].
+#[derive(Debug, Clone)]
+pub struct StateMark {
+    identity: String,
+    pool: PoolSettings,
+    next_ids: [u64; 3],
+    tables: [usize; 3],
+}
+
+/// Names a disk is found by: its slot, its image's path, its `nvme-tcp-server-nqn`.
+pub const DISK_SLOT: usize = 0;
+pub const DISK_IMAGE: usize = 1;
+pub const DISK_SERVER_NQN: usize = 2;
+/// The name a file or a subvolume is found by.
+pub const BY_NAME: usize = 0;
+
+impl Row for Disk {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn names(&self) -> [Option<&str>; INDEXES] {
+        let image = match &self.kind {
+            DiskKind::File { path, .. } => Some(path.as_str()),
+            DiskKind::Raid => None,
+        };
+        let nqn = Some(self.nvme_tcp_server_nqn.as_str()).filter(|n| !n.is_empty());
+        [Some(&self.slot), image, nqn]
+    }
+}
+
+impl Row for FileEntry {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn names(&self) -> [Option<&str>; INDEXES] {
+        [Some(&self.name), None, None]
+    }
+}
+
+impl Row for Subvolume {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn names(&self) -> [Option<&str>; INDEXES] {
+        [Some(&self.name), None, None]
+    }
 }
 
 fn first_id() -> u64 {
@@ -285,14 +334,14 @@ impl State {
             identity: identity.to_string(),
             next_disk_id: 1,
             next_file_id: 1,
-            disks: Vec::new(),
-            files: Vec::new(),
+            disks: Table::new(),
+            files: Table::new(),
             pool: pool.clone(),
             next_subvolume_id: 1,
-            subvolumes: Vec::new(),
+            subvolumes: Table::new(),
         };
         let id = state.take_disk_id();
-        state.disks.push(Arc::new(Disk {
+        state.disks.put(Disk {
             id,
             slot: pool.name.clone(),
             comment: String::new(),
@@ -309,9 +358,56 @@ impl State {
             media_sharing: false,
             swap: false,
             namespace: NamespaceIds::random(),
-        }));
+        });
         state.push_file(&pool.name, FileKind::Disk, 0, now);
+        state.forget_changes();
         state
+    }
+
+    /// Where the state stands now, for [`State::undo_to`].
+    pub fn mark(&self) -> StateMark {
+        StateMark {
+            identity: self.identity.clone(),
+            pool: self.pool.clone(),
+            next_ids: [self.next_disk_id, self.next_file_id, self.next_subvolume_id],
+            tables: [self.disks.mark(), self.files.mark(), self.subvolumes.mark()],
+        }
+    }
+
+    /// Back to where `mark` was taken (no [`State::settle`] since).
+    pub fn undo_to(&mut self, mark: StateMark) {
+        let [disks, files, subvolumes] = mark.tables;
+        self.disks.undo_to(disks);
+        self.files.undo_to(files);
+        self.subvolumes.undo_to(subvolumes);
+        [self.next_disk_id, self.next_file_id, self.next_subvolume_id] = mark.next_ids;
+        self.identity = mark.identity;
+        self.pool = mark.pool;
+    }
+
+    /// The changes so far stay: they can no longer be undone.
+    pub fn settle(&mut self) {
+        self.disks.settle();
+        self.files.settle();
+        self.subvolumes.settle();
+    }
+
+    /// Nothing changed so far, as far as undo and the journal are concerned (a state just
+    /// made or read, whose first save writes it whole).
+    pub fn forget_changes(&mut self) {
+        self.settle();
+        self.disks.take_changed();
+        self.files.take_changed();
+        self.subvolumes.take_changed();
+    }
+
+    /// What changed since the last call (or since the state was made or read), for the
+    /// journal: the changed items as they are now and the ids of those gone.
+    pub fn take_changes(&mut self) -> crate::journal::Changes {
+        let disks = self.disks.take_changed();
+        let files = self.files.take_changed();
+        let subvolumes = self.subvolumes.take_changed();
+        crate::journal::Changes::new(self, disks, files, subvolumes)
     }
 
     fn take_disk_id(&mut self) -> u64 {
@@ -323,31 +419,32 @@ impl State {
     fn push_file(&mut self, name: &str, kind: FileKind, size: u64, now: u64) {
         let id = self.next_file_id;
         self.next_file_id += 1;
-        self.files.push(Arc::new(FileEntry {
+        self.files.put(FileEntry {
             id,
             name: name.to_string(),
             kind,
             size,
             modified: now,
-        }));
+        });
     }
 
     pub fn disk(&self, id: u64) -> Option<&Disk> {
-        self.disks.iter().map(Arc::as_ref).find(|d| d.id == id)
+        self.disks.get(id)
     }
 
+    /// The first disk (in id order) in `slot`.
     pub fn disk_by_slot(&self, slot: &str) -> Option<&Disk> {
-        self.disks.iter().map(Arc::as_ref).find(|d| d.slot == slot)
+        self.disks.named(DISK_SLOT, slot).next()
     }
 
     pub fn file(&self, id: u64) -> Option<&FileEntry> {
-        self.files.iter().map(Arc::as_ref).find(|f| f.id == id)
+        self.files.get(id)
     }
 
     /// A `/file` item by name, with or without leading `/`.
     pub fn file_by_name(&self, name: &str) -> Option<&FileEntry> {
         let name = name.strip_prefix('/').unwrap_or(name);
-        self.files.iter().map(Arc::as_ref).find(|f| f.name == name)
+        self.files.named(BY_NAME, name).next()
     }
 
     /// `/system identity set name=`.

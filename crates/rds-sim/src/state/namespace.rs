@@ -7,8 +7,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::State;
@@ -40,8 +38,10 @@ impl State {
     /// Gives every disk new identifiers, as a device that does not keep them does when it
     /// re-creates its exports (the `fresh-namespace-ids` quirk at start).
     pub fn renew_namespace_ids(&mut self) {
-        for disk in &mut self.disks {
-            Arc::make_mut(disk).namespace = NamespaceIds::random();
+        let ids: Vec<u64> = self.disks.iter().map(|d| d.id).collect();
+        for id in ids {
+            self.disks
+                .update(id, |disk| disk.namespace = NamespaceIds::random());
         }
     }
 }

@@ -7,11 +7,9 @@
 //! read-only subvolume's files can be read, copied and snapshotted, never changed,
 //! removed or put under a disk.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use super::{Effect, Env, FileEntry, FileKind, Outcome, State};
+use super::{BY_NAME, DISK_IMAGE, Effect, Env, FileEntry, FileKind, Outcome, State};
 use crate::error::CmdError;
 
 /// `/disk btrfs` exists from RouterOS 7.18.
@@ -46,24 +44,29 @@ impl State {
     }
 
     pub fn subvolume(&self, id: u64) -> Option<&Subvolume> {
-        self.subvolumes.iter().map(Arc::as_ref).find(|s| s.id == id)
+        self.subvolumes.get(id)
     }
 
     pub fn subvolume_by_name(&self, name: &str) -> Option<&Subvolume> {
-        self.subvolumes
-            .iter()
-            .map(Arc::as_ref)
-            .find(|s| s.name == name)
+        self.subvolumes.named(BY_NAME, name).next()
     }
 
-    /// The read-only subvolume `path` lies in (or is), if any.
+    /// The subvolume mounted at `path` (without leading `/`), if any.
+    pub(super) fn subvolume_at(&self, path: &str) -> Option<&Subvolume> {
+        let name = path
+            .strip_prefix(self.pool.name.as_str())?
+            .strip_prefix('/')?;
+        self.subvolume_by_name(name)
+    }
+
+    /// The read-only subvolume `path` lies in (or is), if any. Subvolumes are mounted in
+    /// the pool's root, so that is the one named by the path's first part in the pool.
     pub(super) fn read_only_subvolume_of(&self, path: &str) -> Option<&Subvolume> {
-        self.subvolumes.iter().map(Arc::as_ref).find(|s| {
-            s.read_only && {
-                let root = self.subvolume_path(&s.name);
-                path == root || is_under(path, &root)
-            }
-        })
+        let in_pool = path
+            .strip_prefix(self.pool.name.as_str())?
+            .strip_prefix('/')?;
+        let name = in_pool.split('/').next()?;
+        self.subvolume_by_name(name).filter(|s| s.read_only)
     }
 
     /// Refuses a change to `path` inside a read-only subvolume.
@@ -118,37 +121,36 @@ impl State {
         };
         let id = self.next_subvolume_id;
         self.next_subvolume_id += 1;
-        self.subvolumes.push(Arc::new(Subvolume {
+        self.subvolumes.put(Subvolume {
             id,
             name: name.to_string(),
             parent: parent.unwrap_or_default(),
             read_only: args.read_only.unwrap_or(false),
-        }));
+        });
         Ok((id, vec![effect]))
     }
 
     /// `/disk btrfs subvolume remove`: the subvolume and every file in it. Refused while a
     /// disk uses one of its files.
     pub fn remove_subvolume(&mut self, id: u64) -> Outcome<()> {
-        let index = self
-            .subvolumes
-            .iter()
-            .position(|s| s.id == id)
-            .ok_or(CmdError::NoSuchItem)?;
-        let path = self.subvolume_path(&self.subvolumes[index].name);
-        let in_use = self.disks.iter().find(|d| match &d.kind {
-            super::DiskKind::File { path: file, .. } => is_under(file, &path),
-            super::DiskKind::Raid => false,
-        });
-        if let Some(disk) = in_use {
+        let subvolume = self.subvolume(id).ok_or(CmdError::NoSuchItem)?;
+        let path = self.subvolume_path(&subvolume.name);
+        if let Some(disk) = self.disks.under(DISK_IMAGE, &path).next() {
             return Err(CmdError::failure(format!(
                 "subvolume is in use by disk {}",
                 disk.slot
             )));
         }
-        self.subvolumes.remove(index);
-        self.files
-            .retain(|f| f.name != path && !is_under(&f.name, &path));
+        self.subvolumes.remove(id);
+        let gone: Vec<u64> = self
+            .files
+            .named(BY_NAME, &path)
+            .chain(self.files.under(BY_NAME, &path))
+            .map(|f| f.id)
+            .collect();
+        for id in gone {
+            self.files.remove(id);
+        }
         Ok(((), vec![Effect::RemoveTree { path }]))
     }
 
@@ -180,9 +182,8 @@ impl State {
     fn copy_entries(&mut self, from: &str, to: &str, now: u64) {
         let copies: Vec<(String, FileKind, u64)> = self
             .files
-            .iter()
-            .map(Arc::as_ref)
-            .filter(|f| f.name == from || is_under(&f.name, from))
+            .named(BY_NAME, from)
+            .chain(self.files.under(BY_NAME, from))
             .map(|f: &FileEntry| {
                 let kind = match f.kind {
                     FileKind::Disk => FileKind::Directory,

@@ -41,11 +41,11 @@ pub(crate) fn file_args(slot: &str, size: u64) -> DiskArgs {
 fn a_fresh_device_has_the_pool_disk_and_mount_point() {
     let state = fresh();
     assert_eq!(state.disks.len(), 1);
-    assert_eq!(state.disks[0].id, 1);
-    assert_eq!(state.disks[0].kind, DiskKind::Raid);
-    assert_eq!(state.disks[0].slot, "storage-pool");
-    assert_eq!(state.files[0].name, "storage-pool");
-    assert_eq!(state.files[0].kind, FileKind::Disk);
+    assert_eq!(state.disks.iter().next().unwrap().id, 1);
+    assert_eq!(state.disks.iter().next().unwrap().kind, DiskKind::Raid);
+    assert_eq!(state.disks.iter().next().unwrap().slot, "storage-pool");
+    assert_eq!(state.files.iter().next().unwrap().name, "storage-pool");
+    assert_eq!(state.files.iter().next().unwrap().kind, FileKind::Disk);
     assert_eq!(state.pool_free(&env()), 100 * GIB);
 }
 
@@ -355,7 +355,7 @@ fn the_pool_is_protected() {
         ..DiskArgs::default()
     };
     state.set_disk(1, &comment, &env()).unwrap();
-    assert_eq!(state.disks[0].comment, "main pool");
+    assert_eq!(state.disks.iter().next().unwrap().comment, "main pool");
 }
 
 #[test]

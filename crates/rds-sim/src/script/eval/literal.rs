@@ -40,6 +40,15 @@ impl AnchoredLiteral {
         })
     }
 
+    /// Every text the pattern matches.
+    pub fn subjects(&self) -> Vec<String> {
+        let mut subjects = vec![self.text.clone()];
+        if self.slash_optional {
+            subjects.push(format!("/{}", self.text));
+        }
+        subjects
+    }
+
     pub fn is_match(&self, subject: &str) -> bool {
         subject == self.text
             || (self.slash_optional
@@ -81,6 +90,12 @@ mod tests {
                     literal.is_match(subject),
                     regex.is_match(subject),
                     "{pattern} on {subject:?}"
+                );
+                // The texts it names are exactly those it matches.
+                assert_eq!(
+                    literal.subjects().iter().any(|s| s == subject),
+                    regex.is_match(subject),
+                    "subjects of {pattern} and {subject:?}"
                 );
             }
         }

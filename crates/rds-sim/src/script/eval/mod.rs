@@ -86,12 +86,25 @@ fn table_of(menu: Menu) -> Option<Table> {
 }
 
 impl Interpreter<'_> {
-    fn emit(&mut self, text: &str) {
-        self.lines.extend(text.split('\n').map(str::to_string));
+    fn emit(&mut self, text: String) {
+        if text.contains('\n') {
+            self.lines.extend(text.split('\n').map(str::to_string));
+        } else {
+            self.lines.push(text);
+        }
     }
 
     fn exec(&mut self, command: &Command, nested: bool) -> Result<Value, CmdError> {
         let result = self.exec_command(command, nested);
+        self.with_refusals(command, result)
+    }
+
+    /// A list menu's refusals as the device words them (see the `generic-errors` quirk).
+    fn with_refusals<T>(
+        &self,
+        command: &Command,
+        result: Result<T, CmdError>,
+    ) -> Result<T, CmdError> {
         match command.menu() {
             Some(menu) if menu.is_list() => result.map_err(|e| self.device.env().quirks.refusal(e)),
             _ => result,
@@ -103,7 +116,7 @@ impl Interpreter<'_> {
             Command::Nop => Ok(Value::Nothing),
             Command::Put(expr) => {
                 let value = self.eval(expr)?;
-                self.emit(&value.to_text());
+                self.emit(value.into_text());
                 Ok(Value::Nothing)
             }
             Command::Serialize { value, to } => {
@@ -112,6 +125,16 @@ impl Interpreter<'_> {
                     .ok_or_else(|| CmdError::MissingArguments("to".into()))?;
                 if self.eval(to)?.to_text() != "json" {
                     return Err(CmdError::NoMatchingValue("to".into()));
+                }
+                // A listing goes straight from the items to the text, one at a time: with
+                // thousands of disks the values in between would be the command's peak.
+                if let Expr::Sub(command) = value
+                    && let Command::Print { menu, opts, filter } = &**command
+                    && opts.as_value
+                    && let Some(table) = table_of(*menu)
+                {
+                    let json = self.print_json(*menu, table, opts, filter.as_ref());
+                    return self.with_refusals(command, json).map(Value::Str);
                 }
                 let value = self.eval(value)?;
                 Ok(Value::Str(value.to_json(self.ctx.float_numbers)))
@@ -175,7 +198,7 @@ impl Interpreter<'_> {
                         .block_copy(&args, self.ctx.interrupt_copies, |copied, total| {
                             lines.push(copy_status(copied, total))
                         });
-                for line in &lines {
+                for line in lines {
                     self.emit(line);
                 }
                 if !finished? {

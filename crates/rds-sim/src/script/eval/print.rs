@@ -16,17 +16,7 @@ impl Interpreter<'_> {
         nested: bool,
     ) -> Result<Value, CmdError> {
         let records = self.filtered(menu, filter)?;
-        let proplist: Vec<String> = match &opts.proplist {
-            Some(expr) => self
-                .eval(expr)?
-                .to_text()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-            None => Vec::new(),
-        };
+        let proplist = self.proplist(opts)?;
         let table = table_of(menu);
         if opts.as_value {
             let to_map = |record: &Record| record_map(record, table, &proplist);
@@ -42,7 +32,7 @@ impl Interpreter<'_> {
             if nested {
                 return Ok(count);
             }
-            self.emit(&count.to_text());
+            self.emit(count.to_text());
             return Ok(Value::Nothing);
         }
         let list_opts = ListOptions {
@@ -68,6 +58,43 @@ impl Interpreter<'_> {
                 .collect();
         }
         Ok(Value::Nothing)
+    }
+
+    /// `:serialize to=json [print as-value …]` of a menu of items, written item by item:
+    /// the same text as the array of maps `print` returns, without holding that array.
+    pub(super) fn print_json(
+        &mut self,
+        menu: Menu,
+        table: Table,
+        opts: &PrintOpts,
+        filter: Option<&Cond>,
+    ) -> Result<String, CmdError> {
+        let proplist = self.proplist(opts)?;
+        let floats = self.ctx.float_numbers;
+        let mut out = String::from("[");
+        self.each_filtered(menu, filter, |record| {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            record_map(&record, Some(table), &proplist).write_json(&mut out, floats);
+        })?;
+        out.push(']');
+        Ok(out)
+    }
+
+    /// The properties `proplist=` names; empty for all.
+    fn proplist(&mut self, opts: &PrintOpts) -> Result<Vec<String>, CmdError> {
+        Ok(match &opts.proplist {
+            Some(expr) => self
+                .eval(expr)?
+                .to_text()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => Vec::new(),
+        })
     }
 
     pub(super) fn get(

@@ -7,7 +7,7 @@ use crate::error::CmdError;
 use crate::records::{Record, Val, matches_text, parse_id};
 use crate::script::ast::{CmpOp, Cond, Menu};
 use crate::script::value::{Table, Value};
-use crate::state::{Disk, DiskKind, FileEntry};
+use crate::state::{BY_NAME, DISK_IMAGE, DISK_SLOT, Disk, DiskKind, FileEntry};
 use crate::units::parse_size;
 
 use super::literal::AnchoredLiteral;
@@ -34,42 +34,69 @@ impl Interpreter<'_> {
         menu: Menu,
         filter: Option<&Cond>,
     ) -> Result<Vec<Record>, CmdError> {
-        let Some(cond) = filter else {
-            return Ok(self.records(menu));
+        let mut records = Vec::new();
+        self.each_filtered(menu, filter, |record| records.push(record))?;
+        Ok(records)
+    }
+
+    /// Hands `each` the records of `menu` that meet `filter`, in id order, each rendered only
+    /// when its turn comes: a listing of every disk never holds every record at once.
+    pub(super) fn each_filtered(
+        &mut self,
+        menu: Menu,
+        filter: Option<&Cond>,
+        mut each: impl FnMut(Record),
+    ) -> Result<(), CmdError> {
+        let resolved = filter.map(|cond| self.resolve(cond)).transpose()?;
+        let keep = |record: Record| {
+            if resolved.as_ref().is_none_or(|cond| matches(cond, &record)) {
+                each(record);
+            }
         };
-        let resolved = self.resolve(cond)?;
-        // The condition is still applied below; this only skips rendering the disks it
-        // cannot match.
-        let records = match (menu, required_slot(&resolved)) {
-            (Menu::Disk, Some(slot)) => self.device.disk_records_in_slot(Some(slot)),
-            (Menu::Disk | Menu::File, _) => {
-                // Likewise, items that fail a condition on a property read straight off the
-                // item (slot, type, file path, file name) are not rendered: a look-up by
-                // image path costs a comparison per item, not a record.
-                let mut required = Vec::new();
-                atoms(&resolved, &mut required);
-                if required.is_empty() {
-                    self.records(menu)
-                } else if matches!(menu, Menu::Disk) {
-                    let file_disks = self.device.env().version.has_file_disks();
-                    let mut buffer = String::new();
-                    self.device.disk_records_where(|disk| {
+        let Some(resolved) = resolved.as_ref() else {
+            match menu {
+                Menu::Disk => self.device.each_disk_record(None, |_| true, keep),
+                Menu::File => self.device.each_file_record(None, |_| true, keep),
+                _ => self.records(menu).into_iter().for_each(keep),
+            }
+            return Ok(());
+        };
+        // The condition is still applied below; this only skips rendering the items it
+        // cannot match: those that fail a condition on a property read straight off the
+        // item (slot, type, file path, file name). When such a condition names the item
+        // (`slot=X`, `file-path~"^/?pool/x\.img$"`), only the items of that name are
+        // looked at, through the state's index: a look-up costs the same with any number
+        // of items.
+        let mut required = Vec::new();
+        atoms(resolved, &mut required);
+        match menu {
+            Menu::Disk => {
+                let file_disks = self.device.env().version.has_file_disks();
+                let names = required.iter().find_map(|a| a.disk_names(file_disks));
+                let mut buffer = String::new();
+                self.device.each_disk_record(
+                    names
+                        .as_ref()
+                        .map(|(index, names)| (*index, names.as_slice())),
+                    |disk| {
                         required
                             .iter()
                             .all(|atom| atom.admits_disk(disk, file_disks, &mut buffer))
-                    })
-                } else {
-                    self.device.file_records_where(|file| {
-                        required.iter().all(|atom| atom.admits_file(file))
-                    })
-                }
+                    },
+                    keep,
+                );
             }
-            _ => self.records(menu),
-        };
-        Ok(records
-            .into_iter()
-            .filter(|r| matches(&resolved, r))
-            .collect())
+            Menu::File => {
+                let names = required.iter().find_map(Atom::file_names);
+                self.device.each_file_record(
+                    names.as_deref().map(|names| (BY_NAME, names)),
+                    |file| required.iter().all(|atom| atom.admits_file(file)),
+                    keep,
+                );
+            }
+            _ => self.records(menu).into_iter().for_each(keep),
+        }
+        Ok(())
     }
 
     fn resolve(&mut self, cond: &Cond) -> Result<Resolved, CmdError> {
@@ -162,21 +189,6 @@ impl Interpreter<'_> {
     }
 }
 
-/// The slot a condition requires by equality (`slot=X`, alone or in a conjunction): no
-/// disk in another slot can match it.
-fn required_slot(cond: &Resolved) -> Option<&str> {
-    match cond {
-        Resolved::And(a, b) => required_slot(a).or_else(|| required_slot(b)),
-        Resolved::Cmp {
-            prop,
-            op: CmpOp::Eq,
-            text,
-            ..
-        } if prop == "slot" => Some(text),
-        _ => None,
-    }
-}
-
 /// A comparison every match of a condition meets (an atom of its top-level conjunction) on
 /// a property that can be read off the state's item without rendering its record.
 struct Atom<'c> {
@@ -214,6 +226,45 @@ fn atoms<'c>(cond: &'c Resolved, out: &mut Vec<Atom<'c>>) {
 }
 
 impl Atom<'_> {
+    /// The texts a property must print as to meet the atom, when it names them: an
+    /// equality, or an anchored literal pattern.
+    fn printed_texts(&self) -> Option<Vec<String>> {
+        match (self.op, self.literal) {
+            (CmpOp::Eq, _) => Some(vec![self.text.to_string()]),
+            (CmpOp::Match, Some(literal)) => Some(literal.subjects()),
+            _ => None,
+        }
+    }
+
+    /// The index of disks and the names in it that every disk meeting the atom has.
+    fn disk_names(&self, file_disks: bool) -> Option<(usize, Vec<String>)> {
+        match self.prop {
+            "slot" => Some((DISK_SLOT, self.printed_texts()?)),
+            // Printed with a leading `/`, compared by equality without it.
+            "file-path" if file_disks => {
+                let paths = match self.op {
+                    CmpOp::Eq => vec![self.text.trim_start_matches('/').to_string()],
+                    _ => self
+                        .printed_texts()?
+                        .iter()
+                        .filter_map(|text| text.strip_prefix('/'))
+                        .map(str::to_string)
+                        .collect(),
+                };
+                Some((DISK_IMAGE, paths))
+            }
+            _ => None,
+        }
+    }
+
+    /// The names every file meeting the atom has.
+    fn file_names(&self) -> Option<Vec<String>> {
+        match self.prop {
+            "name" => self.printed_texts(),
+            _ => None,
+        }
+    }
+
     /// Whether a property whose raw text is `raw`, and which equals the condition's text
     /// when `equal` (by the property's type, as [`matches_text`] compares), meets the atom.
     fn admits(&self, raw: &str, equal: bool) -> bool {

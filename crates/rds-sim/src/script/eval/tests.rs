@@ -57,6 +57,35 @@ fn slot_conditions_select_the_same_disks_as_a_full_scan() {
         ["pvc-1", "pvc-3"]
     );
     assert_eq!(slots(&mut device, "slot=\"nope\""), [] as [&str; 0]);
+    // Image paths and file names are looked up through the index too: equality (with or
+    // without the leading `/`) and anchored literal patterns, against the printed text.
+    for (filter, want) in [
+        (r#"file-path="/storage-pool/pvc-2.img""#, &["pvc-2"][..]),
+        (r#"file-path="storage-pool/pvc-2.img""#, &["pvc-2"]),
+        (r#"file-path~"^/?storage-pool/pvc-2\\.img$""#, &["pvc-2"]),
+        (r#"file-path~"^/storage-pool/pvc-3\\.img$""#, &["pvc-3"]),
+        (r#"file-path~"^storage-pool/pvc-3\\.img$""#, &[]),
+        (r#"file-path~"pvc-[23]\\.img$""#, &["pvc-2", "pvc-3"]),
+        (r#"slot~"^pvc-1$" and type=file"#, &["pvc-1"]),
+        (r#"slot~"^/?pvc-1$""#, &["pvc-1"]),
+    ] {
+        assert_eq!(slots(&mut device, filter), want, "{filter}");
+    }
+    let files = |device: &mut Device, filter: &str| -> usize {
+        let src = format!(":put [:len [/file find where {filter}]]");
+        let (lines, error) = run_text(device, &src);
+        assert_eq!(error, None, "{filter}");
+        lines.concat().trim().parse().unwrap()
+    };
+    for (filter, want) in [
+        (r#"name="storage-pool/pvc-2.img""#, 1),
+        (r#"name="/storage-pool/pvc-2.img""#, 0),
+        (r#"name~"^/?storage-pool/pvc-2\\.img$""#, 1),
+        (r#"name~"^storage-pool/pvc-[0-9]\\.img$""#, 3),
+        (r#"name="storage-pool/none.img""#, 0),
+    ] {
+        assert_eq!(files(&mut device, filter), want, "{filter}");
+    }
 }
 
 #[test]
@@ -518,4 +547,45 @@ fn the_delete_path_commands() {
         ":put [:serialize to=json [/disk print detail as-value where slot=\"storage-pool\"]]",
     );
     assert_eq!(pool[0]["type"], "raid");
+}
+
+/// `:serialize` of a listing writes it item by item; the text must be the one of the array
+/// `print as-value` returns, whatever the menu, the filter, the properties and the faults.
+#[test]
+fn a_listing_serialized_item_by_item_reads_as_the_array_print_returns() {
+    let mut device = device_with(MemoryBackend::default());
+    for n in 1..=3 {
+        let add = ADD.replace("pvc-1", &format!("pvc-{n}"));
+        assert_eq!(run_text(&mut device, &add).1, None);
+    }
+    for print in [
+        "/disk print as-value",
+        "/disk print detail as-value where type=file and slot~\"^pvc-[12]\"",
+        "/disk print as-value where slot=\"pvc-2\"",
+        "/disk print as-value where slot=\"none\"",
+        "/disk print as-value proplist=slot,file-size where type=file",
+        "/file print detail as-value",
+        "/file print as-value where name~\"pvc-3\"",
+    ] {
+        for floats in [false, true] {
+            let ctx = RunContext {
+                float_numbers: floats,
+                ..RunContext::default()
+            };
+            let mut output = |src: String| {
+                let script = parse(&src, &device.env().version).unwrap();
+                let out = run(&script, &mut device, &ctx);
+                (out.lines, out.error.map(|e| e.to_string()))
+            };
+            let direct = output(format!(":put [:serialize to=json [{print}]]"));
+            let through_a_value = output(format!(
+                ":local items [{print}]; :put [:serialize to=json $items]"
+            ));
+            assert_eq!(direct, through_a_value, "{print} (floats {floats})");
+            assert!(
+                !direct.0.concat().is_empty() || direct.1.is_some(),
+                "{print}"
+            );
+        }
+    }
 }
