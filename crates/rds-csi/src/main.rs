@@ -4,6 +4,7 @@
 mod connection;
 mod controller;
 mod doctor;
+mod memory;
 
 use std::process::ExitCode;
 
@@ -64,8 +65,16 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+fn main() -> anyhow::Result<ExitCode> {
+    // Before any thread allocates, so that every buffer is served under it.
+    memory::return_large_buffers();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Doctor(_) | Command::Demo(_) => "error",
