@@ -213,12 +213,50 @@ pub fn register_rpc(registry: &mut Registry, prefix: &str) -> bool {
     true
 }
 
-/// The controller's fencing figures, set by its background loop.
-#[derive(Debug, Clone, Default)]
+/// How a live migration ended: its source left (completed) or its target did (rolled back).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum MigrationOutcome {
+    Completed,
+    RolledBack,
+}
+
+impl EncodeLabelValue for MigrationOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Self::Completed => "completed",
+            Self::RolledBack => "rolled_back",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: MigrationOutcome,
+}
+
+/// The controller's fencing figures: the counts set by its background loop, the durations
+/// of migrations observed as they end.
+#[derive(Debug, Clone)]
 pub struct FencingMetrics {
     held_volumes: Gauge,
     migrations: Gauge,
     overdue: Gauge,
+    migration_durations: Family<OutcomeLabels, Histogram>,
+}
+
+impl Default for FencingMetrics {
+    fn default() -> Self {
+        Self {
+            held_volumes: Gauge::default(),
+            migrations: Gauge::default(),
+            overdue: Gauge::default(),
+            // 1 s to about 68 min: a VM's memory copied over a fast link, up to the
+            // longest windows people set.
+            migration_durations: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(1.0, 2.0, 13))
+            }),
+        }
+    }
 }
 
 impl FencingMetrics {
@@ -239,7 +277,20 @@ impl FencingMetrics {
             "Live migrations past their window (new targets refused until one side detaches)",
             metrics.overdue.clone(),
         );
+        registry.register(
+            "rds_csi_controller_migration_duration_seconds",
+            "Live migrations from the target's publish to the unpublish that ended them, by \
+             outcome",
+            metrics.migration_durations.clone(),
+        );
         metrics
+    }
+
+    /// A migration ended `took` after its target was published.
+    pub fn migration_ended(&self, outcome: MigrationOutcome, took: std::time::Duration) {
+        self.migration_durations
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(took.as_secs_f64());
     }
 
     pub fn set(&self, held_volumes: usize, migrations: usize, overdue: usize) {

@@ -300,7 +300,10 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         }
     });
     let health_source = (rds.clone(), config.pool.clone());
-    let mut service = ControllerService::new(rds, config).with_attachments(attachments.state);
+    let fencing = driver::metrics::FencingMetrics::register(&mut registry);
+    let mut service = ControllerService::new(rds, config)
+        .with_attachments(attachments.state)
+        .with_fencing_metrics(fencing.clone());
     if let Some(link) = &attachments.cluster {
         service = service
             .with_events(link.events.clone())
@@ -312,7 +315,6 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     }
     let service = Arc::new(service);
     driver::metrics::register_rpc(&mut registry, "controller");
-    let fencing = driver::metrics::FencingMetrics::register(&mut registry);
     let device_health = (args.device_health_interval_seconds > 0).then(|| {
         let interval = Duration::from_secs(args.device_health_interval_seconds);
         driver::device_health::Poller {

@@ -11,8 +11,8 @@ use csi::v1::identity_client::IdentityClient;
 use csi::v1::volume_capability::access_mode::Mode;
 use csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume};
 use csi::v1::{
-    CapacityRange, CreateVolumeRequest, DeleteVolumeRequest, GetPluginInfoRequest, ProbeRequest,
-    VolumeCapability,
+    CapacityRange, ControllerPublishVolumeRequest, ControllerUnpublishVolumeRequest,
+    CreateVolumeRequest, DeleteVolumeRequest, GetPluginInfoRequest, ProbeRequest, VolumeCapability,
 };
 use driver::server::{self, Endpoint};
 use rds_sim::{SimConfig, Simulator};
@@ -83,6 +83,12 @@ async fn controller_serves_csi_and_stops_on_sigterm() {
     assert_eq!(ready.ready, Some(true));
 
     let mut controller = ControllerClient::new(channel);
+    let capability = VolumeCapability {
+        access_type: Some(AccessType::Block(BlockVolume {})),
+        access_mode: Some(AccessMode {
+            mode: Mode::MultiNodeMultiWriter as i32,
+        }),
+    };
     let volume = controller
         .create_volume(CreateVolumeRequest {
             name: PVC.into(),
@@ -90,12 +96,7 @@ async fn controller_serves_csi_and_stops_on_sigterm() {
                 required_bytes: 1 << 30,
                 limit_bytes: 0,
             }),
-            volume_capabilities: vec![VolumeCapability {
-                access_type: Some(AccessType::Block(BlockVolume {})),
-                access_mode: Some(AccessMode {
-                    mode: Mode::MultiNodeMultiWriter as i32,
-                }),
-            }],
+            volume_capabilities: vec![capability.clone()],
             ..Default::default()
         })
         .await
@@ -106,6 +107,29 @@ async fn controller_serves_csi_and_stops_on_sigterm() {
     assert_eq!(volume.volume_id, PVC);
     assert_eq!(volume.volume_context["nvmeAddress"], "192.0.2.44");
     assert!(sim.snapshot().disk_by_slot(PVC).is_some());
+    // A live migration: published to a second node, then the source lets go.
+    for node in ["node-src", "node-dst"] {
+        controller
+            .controller_publish_volume(ControllerPublishVolumeRequest {
+                volume_id: PVC.into(),
+                node_id: node.into(),
+                volume_capability: Some(capability.clone()),
+                volume_context: volume.volume_context.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    for node in ["node-src", "node-dst"] {
+        controller
+            .controller_unpublish_volume(ControllerUnpublishVolumeRequest {
+                volume_id: PVC.into(),
+                node_id: node.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
     controller
         .delete_volume(DeleteVolumeRequest {
             volume_id: PVC.into(),
@@ -123,6 +147,7 @@ async fn controller_serves_csi_and_stops_on_sigterm() {
         "rds_csi_controller_rpc_total{method=\"DeleteVolume\",code=\"OK\"} 1",
         "rds_csi_controller_rpc_duration_seconds_count{method=\"Probe\"} 1",
         "rds_csi_controller_migrations_overdue 0",
+        "rds_csi_controller_migration_duration_seconds_count{outcome=\"completed\"} 1",
         "rds_csi_controller_routeros_breaker_state 0",
         "rds_csi_controller_routeros_commands_in_flight 0",
     ] {

@@ -46,6 +46,8 @@ pub struct ControllerService {
     nodes: Option<crate::cluster::NodeDirectory>,
     /// Block copies at once: each holds a RouterOS session for as long as it runs.
     pub(super) block_copies: tokio::sync::Semaphore,
+    /// Where migrations' durations are told (with a metrics endpoint).
+    pub(super) fencing_metrics: Option<crate::metrics::FencingMetrics>,
 }
 
 impl ControllerService {
@@ -68,7 +70,14 @@ impl ControllerService {
             vmi_turns: None,
             nodes: None,
             block_copies: tokio::sync::Semaphore::new(super::copying::MAX_BLOCK_COPIES),
+            fencing_metrics: None,
         }
+    }
+
+    /// The same service telling how long migrations took.
+    pub fn with_fencing_metrics(mut self, metrics: crate::metrics::FencingMetrics) -> Self {
+        self.fencing_metrics = Some(metrics);
+        self
     }
 
     /// The same service refusing publishes to nodes the cluster does not have.

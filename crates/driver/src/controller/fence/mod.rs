@@ -133,6 +133,12 @@ impl ControllerService {
         for leaving in decision.leaving() {
             attachments.record_unpublish(id.as_str(), leaving)?;
         }
+        if let (Some(metrics), Some((outcome, took))) = (
+            &self.fencing_metrics,
+            rules::migration_end(&holders, &decision, now),
+        ) {
+            metrics.migration_ended(outcome, took);
+        }
         match &decision {
             UnpublishDecision::NotHeld => tracing::debug!("not published to this node"),
             UnpublishDecision::Detach { node } => tracing::info!(node, "detached"),

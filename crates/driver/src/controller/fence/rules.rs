@@ -202,6 +202,25 @@ pub fn overdue(holders: &Holders, now: SystemTime) -> Option<Overdue> {
     })
 }
 
+/// How the migration `decision` ends, if it ends one, and how long it ran by `now`: from
+/// its target's publish (a clock that went backwards counts zero).
+pub fn migration_end(
+    holders: &Holders,
+    decision: &UnpublishDecision,
+    now: SystemTime,
+) -> Option<(crate::metrics::MigrationOutcome, Duration)> {
+    use crate::metrics::MigrationOutcome;
+    let (outcome, target) = match decision {
+        UnpublishDecision::CompleteMigration { target, .. } => {
+            (MigrationOutcome::Completed, target)
+        }
+        UnpublishDecision::RollBack { target, .. } => (MigrationOutcome::RolledBack, target),
+        _ => return None,
+    };
+    let since = holders.holders.iter().find(|h| &h.node == target)?.since;
+    Some((outcome, now.duration_since(since).unwrap_or_default()))
+}
+
 /// Whether `node` may have the volume with `access`, given its holders at `now`.
 ///
 /// A holder whose access is unknown (the watched state may not know it) is taken to share the

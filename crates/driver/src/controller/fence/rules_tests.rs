@@ -296,3 +296,36 @@ fn phases_follow_the_holders_order() {
     };
     assert_eq!((source.node.as_str(), target.node.as_str()), ("old", "new"));
 }
+
+#[test]
+fn a_migration_runs_from_its_targets_publish_to_the_unpublish_that_ends_it() {
+    use crate::metrics::MigrationOutcome;
+    let holders = Holders {
+        holders: vec![holder("src", 0, None), holder("dst", 10, None)],
+        ..Holders::default()
+    };
+    let end = |node: &str, now: u64| {
+        let decision = decide_unpublish(&holders.holders, Some(node));
+        migration_end(&holders, &decision, at(now))
+    };
+    assert_eq!(
+        end("src", 70),
+        Some((MigrationOutcome::Completed, Duration::from_secs(60)))
+    );
+    assert_eq!(
+        end("dst", 15),
+        Some((MigrationOutcome::RolledBack, Duration::from_secs(5)))
+    );
+    assert_eq!(
+        end("dst", 5),
+        Some((MigrationOutcome::RolledBack, Duration::ZERO)),
+        "a clock that went backwards counts zero"
+    );
+    assert_eq!(end("other", 70), None, "no migration ends");
+    let alone = Holders {
+        holders: vec![holder("src", 0, None)],
+        ..Holders::default()
+    };
+    let detach = decide_unpublish(&alone.holders, Some("src"));
+    assert_eq!(migration_end(&alone, &detach, at(70)), None);
+}
