@@ -252,15 +252,19 @@ impl NodeCore {
         now: &AttachedDevice,
         deadline: Instant,
     ) -> Result<Repointed> {
+        let mut working = record.clone();
         let (done, refused) = match &record.layout {
             StagedLayout::Filesystem { mount_flags, .. } => {
-                self.rebind_published(record, now, mount_flags, deadline)
+                self.rebind_published(&mut working, now, mount_flags, deadline)
                     .await?
             }
-            StagedLayout::Block => self.renumber_device_nodes(record, now, deadline).await?,
+            StagedLayout::Block => {
+                self.renumber_device_nodes(&mut working, now, deadline)
+                    .await?
+            }
         };
         let (paths, stranded): (Vec<PathBuf>, Vec<String>) = refused.into_iter().unzip();
-        let updated = record.clone().repointed(&done, paths);
+        let updated = working.repointed(&done, paths);
         if updated != *record {
             self.records.save(updated.clone(), deadline).await?;
         }
@@ -313,6 +317,23 @@ impl NodeCore {
         Ok(())
     }
 
+    /// Records `path` as re-pointed before it is: from then on the volume's condition tells
+    /// the pod behind it to restart, so that no moment shows the path on the new device as a
+    /// healthy volume while its pod still holds the dead one. An attempt that then fails
+    /// leaves the path on a former device, which the condition reports as stranded.
+    async fn mark_republished(
+        &self,
+        record: &mut StagedVolume,
+        path: &Path,
+        deadline: Instant,
+    ) -> Result<()> {
+        if record.republished.iter().any(|p| p == path) {
+            return Ok(());
+        }
+        record.republished.push(path.to_path_buf());
+        self.records.save(record.clone(), deadline).await
+    }
+
     /// Refuses to move the volume off `device` while it still carries the volume's data path
     /// (a second path to the same disk, not a dead one): two writers must never result. The
     /// old device goes once the kernel has torn it down, so the refusal is UNAVAILABLE (retry
@@ -342,7 +363,7 @@ impl NodeCore {
     /// done. Returns the paths done and the refusals.
     async fn rebind_published(
         &self,
-        record: &StagedVolume,
+        record: &mut StagedVolume,
         now: &AttachedDevice,
         mount_flags: &[String],
         deadline: Instant,
@@ -350,7 +371,7 @@ impl NodeCore {
         let table = read_self_mount_table(deadline).await?;
         let base = MountOptions::parse(mount_flags)?;
         let (mut done, mut refused) = (Vec::new(), Vec::new());
-        for target in &record.published {
+        for target in &record.published.clone() {
             let spelled = table_spelling(target, deadline).await?;
             let Some(entry) = table.top_at(&spelled) else {
                 continue;
@@ -362,6 +383,7 @@ impl NodeCore {
                 refused.push(refusal(target, error));
                 continue;
             }
+            self.mark_republished(record, target, deadline).await?;
             let options = publish_options(&base, entry.is_read_only());
             match bind_mount(&record.staging, target, &options, deadline).await {
                 Ok(()) => {
@@ -384,12 +406,12 @@ impl NodeCore {
     /// Returns the nodes done and the refusals.
     async fn renumber_device_nodes(
         &self,
-        record: &StagedVolume,
+        record: &mut StagedVolume,
         now: &AttachedDevice,
         deadline: Instant,
     ) -> Result<(Vec<PathBuf>, Vec<Refusal>)> {
         let (mut done, mut refused) = (Vec::new(), Vec::new());
-        for node in &record.published {
+        for node in &record.published.clone() {
             let PathKind::BlockNode(old) = path_kind(node, deadline).await? else {
                 continue;
             };
@@ -398,6 +420,7 @@ impl NodeCore {
             }
             let renumbered = async {
                 self.require_gone(record, old, deadline).await?;
+                self.mark_republished(record, node, deadline).await?;
                 replace_block_node(node, old, now.device, deadline).await
             };
             match renumbered.await {
