@@ -9,7 +9,8 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Harness, create_request};
+use common::snapshot_rpcs::{delete_snapshot, snapshot};
+use common::{Harness, Options, create_request};
 use driver::cluster::{AttachmentIndex, VolumeEvents};
 use driver::controller::orphans::{
     EventTarget, OrphanKind, OrphanMetrics, OrphanMode, OrphanPolicy, OrphanReconciler,
@@ -396,5 +397,69 @@ async fn only_the_leader_sweeps_and_a_follower_shows_no_figures() {
     for id in [&named, &unnamed, &other, &half] {
         h.delete(id).await.unwrap();
     }
+    h.finish().await;
+}
+
+/// A snapshot copy cut off half-way whose VolumeSnapshot then went (no retry, no
+/// DeleteSnapshot): its record still says `copying`. It is an orphan of its own kind, removed
+/// in delete mode; a finished snapshot beside it is never a finding.
+#[tokio::test]
+async fn an_unfinished_snapshot_copy_is_an_orphan_and_a_finished_one_never() {
+    const FINISHED: &str = "snapshot-1a2b3c4d-0b7d-4e21-9a55-1d2c3b4a5f60";
+    const CUT: &str = "snapshot-5e6f7a8b-0b7d-4e21-9a55-1d2c3b4a5f60";
+    // Before 7.23 a flat volume's snapshot is a block copy, which the fault cuts off.
+    let h = Harness::with(Options {
+        routeros_version: Some("7.21.5"),
+        ..Options::default()
+    })
+    .await;
+    let volume = h
+        .create(create_request("copied", GIB))
+        .await
+        .unwrap()
+        .volume
+        .unwrap()
+        .volume_id;
+    let finished = snapshot(&h, FINISHED, &volume).await.unwrap();
+    h.sim.faults().update(|f| f.interrupt_copies = true);
+    assert!(snapshot(&h, CUT, &volume).await.is_err());
+    h.sim.faults().update(|f| f.interrupt_copies = false);
+    let cut = CUT.replace("snapshot-", "snap-");
+    let record = h.sim.snapshot().disk_by_slot(&cut).unwrap().comment.clone();
+    assert!(record.ends_with("state=copying"), "{record}");
+
+    let cluster = FakeApiServer::new();
+    cluster.insert(&pv(&volume, DRIVER)).unwrap();
+    let reconciler =
+        Reconciler::new(&h, &cluster, &cluster, OrphanMode::Delete, Duration::ZERO).await;
+    let sweep = reconciler.reconciler.sweep().await.unwrap();
+    let found: Vec<(OrphanKind, &str)> = sweep
+        .findings
+        .iter()
+        .map(|f| (f.kind, f.volume_id.as_str()))
+        .collect();
+    assert_eq!(found, [(OrphanKind::UnfinishedSnapshot, cut.as_str())]);
+    assert_eq!(sweep.removed.len(), 1, "{sweep:?}");
+    assert_eq!(
+        reconciler.figures()["rds_csi_controller_orphans_removed_total{kind=\"unfinished-snapshot\"}"],
+        "1"
+    );
+    assert_eq!(
+        h.leaks(&[volume.as_str(), finished.snapshot_id.as_str()]),
+        Vec::<String>::new(),
+        "the record and its image are gone; the volume and the finished snapshot stay"
+    );
+    assert!(
+        reconciler
+            .reconciler
+            .sweep()
+            .await
+            .unwrap()
+            .findings
+            .is_empty()
+    );
+
+    delete_snapshot(&h, &finished.snapshot_id).await.unwrap();
+    h.delete(&volume).await.unwrap();
     h.finish().await;
 }

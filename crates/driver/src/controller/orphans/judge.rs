@@ -8,16 +8,21 @@ use std::time::Duration;
 
 use routeros::{FileEntry, Inventory};
 
+use super::super::copy_snapshots::copy_snapshot_info;
 use super::super::rules::owned_image;
-use crate::naming::is_managed_volume_id;
+use crate::naming::{is_managed_snapshot_id, is_managed_volume_id};
 
 /// What an orphan is on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OrphanKind {
     /// A file disk (with its image, when it has one).
     Disk,
-    /// An image file no disk uses: what an interrupted delete leaves.
+    /// An image file no disk uses: what an interrupted delete leaves (or an interrupted
+    /// snapshot copy, before its record was made).
     Image,
+    /// A copy snapshot whose copy never finished (its record still says `copying`): the CO
+    /// never got it as a snapshot, and its VolumeSnapshot went before a retry finished it.
+    UnfinishedSnapshot,
 }
 
 impl OrphanKind {
@@ -25,6 +30,7 @@ impl OrphanKind {
         match self {
             OrphanKind::Disk => "disk",
             OrphanKind::Image => "image",
+            OrphanKind::UnfinishedSnapshot => "unfinished-snapshot",
         }
     }
 }
@@ -33,7 +39,7 @@ impl OrphanKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub kind: OrphanKind,
-    /// The volume id (= slot) it would belong to.
+    /// The volume id (= slot) it would belong to; for a snapshot's remains, the snapshot id.
     pub volume_id: String,
     /// Its image file (for a disk without one on the device: the path it names).
     pub image: String,
@@ -55,8 +61,10 @@ impl Finding {
 /// `base_path` is the controller's volume base path; `handles` the volume handles of every
 /// PersistentVolume of this driver. A disk is the driver's only by [`owned_image`] (managed
 /// slot, image `<slot>.img` within the base path); an image only by its name `<id>.img` with
-/// a managed id, within the base path, and no disk backed by a file of that name anywhere
-/// (the same rule as the device-side check that guards its removal).
+/// a managed volume or snapshot id, within the base path, and no disk backed by a file of
+/// that name anywhere (the same rule as the device-side check that guards its removal). A
+/// copy snapshot's record disk is a finding while it says `copying`: a finished one is a
+/// snapshot, whatever the cluster says of it.
 pub fn find(inventory: &Inventory, base_path: &str, handles: &HashSet<String>) -> Vec<Finding> {
     let idle = |file: Option<&FileEntry>| {
         file.and_then(Inventory::modified)
@@ -77,6 +85,16 @@ pub fn find(inventory: &Inventory, base_path: &str, handles: &HashSet<String>) -
             })
         })
         .collect();
+    findings.extend(inventory.disks.iter().filter_map(|disk| {
+        let info = copy_snapshot_info(disk, base_path, None)?;
+        let image = info.image?;
+        (!info.ready).then(|| Finding {
+            kind: OrphanKind::UnfinishedSnapshot,
+            volume_id: info.id,
+            idle: idle(image_named(&image)),
+            image,
+        })
+    }));
     let used_names: HashSet<&str> = inventory
         .image_users
         .iter()
@@ -87,7 +105,7 @@ pub fn find(inventory: &Inventory, base_path: &str, handles: &HashSet<String>) -
         let unused = !used_names.contains(file_name(&file.name));
         // A snapshot holds a copy of its source's image under the source's name: it is the
         // snapshot's, never an orphan of the volume.
-        let ours = is_managed_volume_id(volume_id)
+        let ours = (is_managed_volume_id(volume_id) || is_managed_snapshot_id(volume_id))
             && within(&file.name, base_path)
             && !in_snapshot(&file.name);
         (ours && unused && !handles.contains(volume_id)).then(|| Finding {

@@ -185,3 +185,65 @@ fn a_snapshot_s_copy_of_an_image_is_never_an_orphan() {
         "the image left in a volume's own directory is one; the snapshot's copy is not"
     );
 }
+
+/// A copy snapshot is a disk named as the snapshot, unexported, over `<base>/<id>.img`, whose
+/// comment records it; one still `copying` is an unfinished snapshot once idle, a finished one
+/// never a finding. An image of a snapshot's name with no record is an interrupted copy.
+#[test]
+fn unfinished_copy_snapshots_and_their_leftover_images_are_findings() {
+    use crate::controller::copy_snapshots::CopyRecord;
+    use crate::params::CopyMethod;
+    const COPYING: &str = "snap-3f2a1c9e-0b7d-4e21-9a55-1d2c3b4a5f60";
+    const READY: &str = "snap-4a3b2c1d-0b7d-4e21-9a55-1d2c3b4a5f60";
+    const LEFT: &str = "snap-5b4c3d2e-0b7d-4e21-9a55-1d2c3b4a5f60";
+    let mut inv = inventory(
+        &[
+            (
+                COPYING,
+                &format!("{BASE}/{COPYING}.img"),
+                "2026-12-05 09:00:00",
+            ),
+            (READY, &format!("{BASE}/{READY}.img"), "2026-12-05 09:00:00"),
+        ],
+        &[(&format!("{BASE}/{LEFT}.img"), Some("2026-12-05 10:00:00"))],
+    );
+    for disk in &mut inv.disks {
+        disk.nvme_tcp_export = false;
+        disk.comment = Some(
+            CopyRecord {
+                source: A.into(),
+                method: CopyMethod::DiskCopy,
+                ready: disk.slot == READY,
+            }
+            .render(),
+        );
+    }
+    let found = find(&inv, BASE, &handles(&[A]));
+    assert_eq!(
+        found
+            .iter()
+            .map(|f| (f.kind, f.volume_id.as_str(), f.image.as_str(), f.idle))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                OrphanKind::UnfinishedSnapshot,
+                COPYING,
+                format!("{BASE}/{COPYING}.img").as_str(),
+                Some(3 * HOUR)
+            ),
+            (
+                OrphanKind::Image,
+                LEFT,
+                format!("{BASE}/{LEFT}.img").as_str(),
+                Some(2 * HOUR)
+            ),
+        ]
+    );
+    // Exported, it is not a record of the driver's: nothing of it is judged.
+    inv.disks[0].nvme_tcp_export = true;
+    assert!(
+        find(&inv, BASE, &handles(&[A]))
+            .iter()
+            .all(|f| f.volume_id != COPYING)
+    );
+}

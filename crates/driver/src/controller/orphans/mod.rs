@@ -373,6 +373,20 @@ impl OrphanReconciler {
                     .ok_or_else(|| "not a volume id of the driver".to_owned())?;
                 service.delete_volume(&id).await.map_err(|e| e.to_string())
             }
+            // Removed as DeleteSnapshot removes it, if it still is an unfinished one: a
+            // retry of its CreateSnapshot may have finished it since the sweep looked.
+            OrphanKind::UnfinishedSnapshot => {
+                match service.copy_snapshot(&orphan.volume_id).await {
+                    Ok(Some(info)) if !info.ready => service
+                        .delete_copy_snapshot(&orphan.volume_id)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                    Ok(Some(_)) => Err("its copy finished meanwhile: it is a snapshot".into()),
+                    Ok(None) => Err("no copy snapshot of that id now".into()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
             OrphanKind::Image => {
                 let path = routeros::FilePath::try_from(orphan.image.as_str())
                     .map_err(|e| e.to_string())?;
