@@ -14,6 +14,9 @@ use crate::model::{
 };
 use crate::version::RouterOsVersion;
 
+mod listing;
+pub use listing::ListingReader;
+
 pub type Object = Map<String, Value>;
 
 /// The result of one SSH exec, as received.

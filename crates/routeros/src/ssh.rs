@@ -253,6 +253,21 @@ impl SshTransport {
 
     /// Runs one script in one exec channel.
     pub async fn exec(&self, script: &str) -> Result<ExecOutput> {
+        let mut stdout = Vec::new();
+        let mut output = self
+            .exec_into(script, &mut |data| append(&mut stdout, data))
+            .await?;
+        output.stdout = stdout;
+        Ok(output)
+    }
+
+    /// Runs one script in one exec channel, handing its standard output to `stdout` as it
+    /// arrives (the output returned has none).
+    async fn exec_into(
+        &self,
+        script: &str,
+        stdout: &mut (dyn FnMut(&[u8]) -> Result<()> + Send),
+    ) -> Result<ExecOutput> {
         let mut reconnected = false;
         loop {
             let handle = self.connection().await?;
@@ -261,7 +276,9 @@ impl SshTransport {
             let opened =
                 tokio::time::timeout(self.connect_timeout, handle.channel_open_session()).await;
             let failure = match opened {
-                Ok(Ok(channel)) => return run_channel(channel, script, &self.target()).await,
+                Ok(Ok(channel)) => {
+                    return run_channel(channel, script, &self.target(), stdout).await;
+                }
                 Ok(Err(russh::Error::ChannelOpenFailure(reason))) => {
                     // The connection is alive; the device declined another session.
                     return Err(Error::Unavailable(format!(
@@ -328,6 +345,7 @@ async fn run_channel(
     channel: russh::Channel<Msg>,
     script: &str,
     target: &str,
+    stdout: &mut (dyn FnMut(&[u8]) -> Result<()> + Send),
 ) -> Result<ExecOutput> {
     let (mut read, write) = channel.split();
     let lost = |what: &str| {
@@ -344,7 +362,7 @@ async fn run_channel(
     let mut ended = false;
     while let Some(message) = read.wait().await {
         match message {
-            ChannelMsg::Data { data } => append(&mut output.stdout, &data)?,
+            ChannelMsg::Data { data } => stdout(&data)?,
             ChannelMsg::ExtendedData { data, ext: 1 } => append(&mut output.stderr, &data)?,
             ChannelMsg::ExitStatus { exit_status } => output.exit_status = Some(exit_status),
             ChannelMsg::Eof => ended = true,
@@ -459,8 +477,13 @@ impl Transport for SshTransport {
         reply::items(value)?.iter().map(reply::disk_item).collect()
     }
 
+    /// Read as the listing arrives (see [`reply::ListingReader`]).
     async fn list_disks(&self, prefix: &str) -> Result<Vec<FileDisk>> {
-        reply::file_disks_listing(self.exec(&command::list_disks(prefix)).await?)
+        let mut reader = reply::ListingReader::new(MAX_OUTPUT);
+        let output = self
+            .exec_into(&command::list_disks(prefix), &mut |data| reader.push(data))
+            .await?;
+        reader.finish(output)
     }
 
     async fn create_disk(&self, request: CreateDisk<'_>) -> Result<AddReport> {

@@ -410,6 +410,13 @@ fn a_streamed_listing_reads_like_the_tree() {
     }
     let listed = file_disks_listing(out(&wrap(&list, 80))).unwrap();
     assert_eq!(listed.len(), 2);
+    for case in [wrap(&list, 80), "[] []".to_owned(), "[".to_owned()] {
+        assert_eq!(
+            format!("{:?}", pushed(&out(&case), 5)),
+            format!("{:?}", file_disks_listing(out(&case))),
+            "short reply {case:?}, read as it arrives"
+        );
+    }
     let failed = ExecOutput {
         exit_status: Some(1),
         ..out("[]")
@@ -432,4 +439,71 @@ fn six_decimal_floats_above_2_pow_53_over_a_million_read_exactly() {
     assert_eq!(opt_u64(&obj, "size").unwrap(), Some(621_009_399_427));
     assert_eq!(opt_u64(&obj, "free").unwrap(), Some(3_523_215_360_001));
     assert_eq!(opt_u64(&obj, "s").unwrap(), Some(621_009_399_427));
+}
+
+/// `output` pushed to a [`ListingReader`] in chunks of `chunk` bytes.
+fn pushed(output: &ExecOutput, chunk: usize) -> Result<Vec<FileDisk>, Error> {
+    let mut reader = ListingReader::new(64 << 20);
+    for part in output.stdout.chunks(chunk) {
+        reader.push(part)?;
+    }
+    reader.finish(ExecOutput {
+        stdout: Vec::new(),
+        ..output.clone()
+    })
+}
+
+/// A listing too long to keep whole is read item by item as it arrives, and answers as the
+/// whole text does: the same disks, the same refusals, whatever the chunks.
+#[test]
+fn a_long_listing_read_as_it_arrives_reads_like_the_whole_text() {
+    let disk = |n: usize| {
+        let mut disk = disk_json();
+        disk["slot"] = json!(format!("pvc-{n}"));
+        disk["comment"] = json!(format!("rds-csi \"quoted\" [{n}] {{braces}} \\ é"));
+        disk
+    };
+    let mut items: Vec<Value> = (0..300).map(disk).collect();
+    let mut raid = disk_json();
+    raid["type"] = json!("raid");
+    items.insert(50, raid);
+    let list = json!(items).to_string();
+    assert!(list.len() > 128 << 10, "longer than what is kept whole");
+    let mut with_scalar = items.clone();
+    with_scalar.insert(120, json!(17));
+    let with_scalar = json!(with_scalar).to_string();
+    for (reply, exit_status) in [
+        (wrap(&list, 80), 0),
+        (list.clone(), 0),
+        (format!("{list}\r\nfailure: no such item\r\n"), 0),
+        (format!("{list} []"), 0),
+        (wrap(&list, 80), 1),
+        (with_scalar, 0),
+    ] {
+        let output = ExecOutput {
+            exit_status: Some(exit_status),
+            ..out(&reply)
+        };
+        let whole = format!("{:?}", file_disks_listing(output.clone()));
+        for chunk in [1, 7, 4096, 1 << 20] {
+            assert_eq!(
+                format!("{:?}", pushed(&output, chunk)),
+                whole,
+                "chunks of {chunk}, reply ending {:?}",
+                &reply[reply.len() - 40..]
+            );
+        }
+    }
+    assert_eq!(pushed(&out(&list), 999).unwrap().len(), 300);
+    // Cut short: no listing, whatever was read of it.
+    let cut = &list[..list.len() - 10];
+    assert!(matches!(pushed(&out(cut), 4096), Err(Error::Protocol(_))));
+    let broken = list.replacen("\"slot\"", "slot", 1);
+    assert!(matches!(
+        pushed(&out(&broken), 4096),
+        Err(Error::Protocol(_))
+    ));
+    // Longer than allowed: refused while it arrives.
+    let mut reader = ListingReader::new(1000);
+    assert!(reader.push(list.as_bytes()).is_err());
 }
