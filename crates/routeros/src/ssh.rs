@@ -32,6 +32,13 @@ use crate::validate::{DirPath, FilePath, ItemId, Slot};
 /// Upper bound on one command's output; far above any real reply, it only stops a runaway.
 const MAX_OUTPUT: usize = 64 << 20;
 
+/// Commands one connection carries before the next goes over a new one (those in flight
+/// finish on the old, which ends with them). A server may keep something of every channel
+/// until its connection ends (the simulator's SSH library keeps about 2.5 KB of each
+/// channel it closed), so a connection used for days would grow the server; a new one
+/// every thousand commands costs one handshake and one version read.
+pub const COMMANDS_PER_CONNECTION: u32 = 1000;
+
 /// Credentials ready to use (key files are read once, at construction).
 enum Credentials {
     Password(crate::config::Secret),
@@ -66,6 +73,8 @@ pub struct SshTransport {
 #[derive(Default)]
 struct ConnState {
     handle: Option<Arc<Handle<HostKeyCheck>>>,
+    /// Commands handed the current connection.
+    commands: u32,
     failures: u32,
     next_attempt: Option<Instant>,
     last_error: Option<Error>,
@@ -122,10 +131,15 @@ impl SshTransport {
     async fn connection(&self) -> Result<Arc<Handle<HostKeyCheck>>> {
         let mut state = self.state.lock().await;
         if let Some(handle) = &state.handle {
-            if !handle.is_closed() {
-                return Ok(handle.clone());
+            if handle.is_closed() {
+                tracing::info!(target_addr = %self.target(), "SSH connection closed; reconnecting");
+            } else if state.commands < COMMANDS_PER_CONNECTION {
+                let handle = handle.clone();
+                state.commands += 1;
+                return Ok(handle);
+            } else {
+                tracing::debug!(target_addr = %self.target(), "SSH connection retired after its commands; connecting anew");
             }
-            tracing::info!(target_addr = %self.target(), "SSH connection closed; reconnecting");
             state.handle = None;
         }
         if let Some(at) = state.next_attempt {
@@ -146,6 +160,7 @@ impl SshTransport {
             Ok(Ok(handle)) => {
                 let handle = Arc::new(handle);
                 state.handle = Some(handle.clone());
+                state.commands = 1;
                 state.failures = 0;
                 state.next_attempt = None;
                 state.last_error = None;

@@ -953,3 +953,22 @@ mod server {
         }
     }
 }
+
+/// A connection carries a bounded number of commands; the next goes over a new one, and
+/// nothing fails on the way.
+#[tokio::test]
+async fn a_connection_is_replaced_after_its_commands() {
+    let server = SshServer::start(get_disk_server(Duration::ZERO, 100)).await;
+    let mut cfg = pinned(&server);
+    cfg.max_concurrency = 16;
+    let client = Client::new(cfg).unwrap();
+    let total = routeros::ssh::COMMANDS_PER_CONNECTION as usize + 10;
+    let gets = (0..total).map(|n| {
+        let client = client.clone();
+        async move { client.get_disk(&slot(&format!("pvc-{n}"))).await }
+    });
+    for got in futures::future::join_all(gets).await {
+        assert_eq!(got.unwrap(), None);
+    }
+    assert_eq!(server.stats.connections.load(Ordering::SeqCst), 2);
+}
