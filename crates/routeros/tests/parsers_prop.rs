@@ -77,6 +77,21 @@ fn exec(stdout: Vec<u8>, exit_status: Option<u32>) -> ExecOutput {
     }
 }
 
+/// `output` pushed to a [`reply::ListingReader`] in chunks of `chunk` bytes.
+fn pushed(output: &ExecOutput, chunk: usize) -> Result<Vec<routeros::FileDisk>, Error> {
+    let mut reader = reply::ListingReader::new(64 << 20);
+    for part in output.stdout.chunks(chunk) {
+        reader.push(part)?;
+    }
+    reader.finish(exec(Vec::new(), output.exit_status))
+}
+
+/// The start of a listing longer than what a reader keeps whole.
+fn long_listing_head() -> String {
+    let item = r#"{".id":"*1","type":"file","slot":"pvc-1","file-path":"/p/pvc-1.img","file-size":1073741824,"nvme-tcp-export":true,"nvme-tcp-server-port":4420}"#;
+    format!("[{},", vec![item; 70_000 / item.len() + 1].join(","))
+}
+
 /// Runs parsed values through every reader of replies; none may panic.
 fn read_every_way(values: &[Value]) {
     let _ = reply::add_report(values.to_vec());
@@ -366,6 +381,44 @@ proptest! {
         prop_assert_eq!(read.comment.clone(), disk.comment.clone().filter(|c| !c.is_empty()));
         let nqn = disk.nqn.clone().unwrap_or_else(|| disk.slot.clone());
         prop_assert_eq!(&read.nqn, &nqn);
+    }
+
+    /// A listing pushed in chunks as it arrives never panics, whatever the bytes, and past
+    /// the size it keeps whole (a valid head, then anything) either.
+    #[test]
+    fn listings_read_as_they_arrive_never_panic(
+        tail in proptest::collection::vec(any::<u8>(), 0..512),
+        long in any::<bool>(),
+        chunk in 1usize..97,
+        exit_status in prop::option::of(0u32..2),
+    ) {
+        let mut stdout = Vec::new();
+        if long {
+            stdout.extend_from_slice(long_listing_head().as_bytes());
+        }
+        stdout.extend_from_slice(&tail);
+        let _ = pushed(&exec(stdout, exit_status), chunk);
+    }
+
+    /// A long listing read as it arrives reads as the whole text does, however it is
+    /// wrapped, chunked or followed.
+    #[test]
+    fn long_listings_read_as_they_arrive_like_the_whole_text(
+        (_disk, json) in disk().prop_flat_map(disk_json),
+        breaks in proptest::collection::vec((0usize..3000, 0u8..3), 0..6),
+        chunk in prop_oneof![1usize..8, 500usize..5000],
+        tail in prop_oneof![Just(String::new()), Just(" []".to_owned()), Just("failure: no such item".to_owned())],
+        exit_status in prop::option::of(0u32..2),
+    ) {
+        let copies = 70_000 / json.len() + 1;
+        let list = format!("[{}]", vec![json.as_str(); copies].join(","));
+        let mut stdout = wrap_at(&list, &breaks);
+        stdout.extend_from_slice(tail.as_bytes());
+        let output = exec(stdout, exit_status);
+        prop_assert_eq!(
+            format!("{:?}", pushed(&output, chunk)),
+            format!("{:?}", reply::file_disks_listing(output.clone()))
+        );
     }
 
     /// Floats that are not whole or not exact are refused, never rounded.
