@@ -17,14 +17,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::{Disk, FileEntry, PoolSettings, Row, State, Subvolume, Table};
 
-/// One save's changes, as written: the changed items as they are after the change (shared
-/// with the state), the ids of those gone, and the scalar fields.
+/// The state's fields besides its items, written whole in every entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Changes {
+pub struct Scalars {
     identity: String,
     pool: PoolSettings,
     next_disk_id: u64,
     next_file_id: u64,
+    next_subvolume_id: u64,
+}
+
+impl Scalars {
+    pub fn of(state: &State) -> Self {
+        Self {
+            identity: state.identity.clone(),
+            pool: state.pool.clone(),
+            next_disk_id: state.next_disk_id,
+            next_file_id: state.next_file_id,
+            next_subvolume_id: state.next_subvolume_id,
+        }
+    }
+}
+
+/// One save's changes, as written: the changed items as they are after the change (shared
+/// with the state), the ids of those gone, and the scalar fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Changes {
+    #[serde(flatten)]
+    scalars: Scalars,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     disks: Vec<Arc<Disk>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -33,7 +53,6 @@ pub struct Changes {
     files: Vec<Arc<FileEntry>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     removed_files: Vec<u64>,
-    next_subvolume_id: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     subvolumes: Vec<Arc<Subvolume>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -52,15 +71,11 @@ impl Changes {
         let (files, removed_files) = split(&state.files, files);
         let (subvolumes, removed_subvolumes) = split(&state.subvolumes, subvolumes);
         Self {
-            identity: state.identity.clone(),
-            pool: state.pool.clone(),
-            next_disk_id: state.next_disk_id,
-            next_file_id: state.next_file_id,
+            scalars: Scalars::of(state),
             disks,
             removed_disks,
             files,
             removed_files,
-            next_subvolume_id: state.next_subvolume_id,
             subvolumes,
             removed_subvolumes,
         }
@@ -77,12 +92,8 @@ impl Changes {
     }
 
     /// The scalar fields, to tell whether a change without items changed anything.
-    pub fn scalars(&self) -> (&str, &PoolSettings, [u64; 3]) {
-        (
-            &self.identity,
-            &self.pool,
-            [self.next_disk_id, self.next_file_id, self.next_subvolume_id],
-        )
+    pub fn scalars(&self) -> &Scalars {
+        &self.scalars
     }
 }
 

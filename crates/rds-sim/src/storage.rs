@@ -21,11 +21,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::device::{Backend, ExportChange, ExportsSave, Persist, StateRef};
-use crate::journal::Changes;
+use crate::journal::{Changes, Scalars};
 use crate::nvmet::NvmetExporter;
-use crate::state::{
-    BlockCopy, Effect, ExportSpec, FileKind, Id128, PoolSettings, STATE_FORMAT, State,
-};
+use crate::state::{BlockCopy, Effect, ExportSpec, FileKind, Id128, STATE_FORMAT, State};
 
 pub const STATE_FILE: &str = "state.json";
 /// The changes saved since `state.json` was written.
@@ -308,7 +306,7 @@ pub struct StateFiles {
     buffer: Vec<u8>,
     /// The scalar fields the journal last wrote: a save without changed items and with
     /// these writes nothing.
-    last_scalars: Option<(String, PoolSettings, [u64; 3])>,
+    last_scalars: Option<Scalars>,
     /// `state.journal`, open for appending once a snapshot has been written; until then
     /// (and after a failed append) a save must be whole.
     journal: Option<fs::File>,
@@ -350,30 +348,18 @@ impl StateFiles {
         self.journal = Some(journal);
         self.journal_bytes = 0;
         self.buffer = Vec::new();
-        self.last_scalars = Some((
-            state.identity.clone(),
-            state.pool.clone(),
-            [
-                state.next_disk_id,
-                state.next_file_id,
-                state.next_subvolume_id,
-            ],
-        ));
+        self.last_scalars = Some(Scalars::of(state));
         Ok(())
     }
 
     /// Appends what changed since the last save as one line.
     fn append_change(&mut self, changes: &Changes) -> io::Result<()> {
-        let (identity, pool, ids) = changes.scalars();
-        let same_scalars = self
-            .last_scalars
-            .as_ref()
-            .is_some_and(|(i, p, n)| i == identity && p == pool && *n == ids);
+        let same_scalars = self.last_scalars.as_ref() == Some(changes.scalars());
         if changes.no_items() && same_scalars {
             return Ok(());
         }
         if !same_scalars {
-            self.last_scalars = Some((identity.to_string(), pool.clone(), ids));
+            self.last_scalars = Some(changes.scalars().clone());
         }
         self.buffer.clear();
         serde_json::to_writer(&mut self.buffer, changes).map_err(io::Error::other)?;
